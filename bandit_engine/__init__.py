@@ -1,0 +1,7 @@
+"""bandit-engine: contextual bandits for cross-domain marketing."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

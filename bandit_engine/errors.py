@@ -1,0 +1,86 @@
+"""Exception hierarchy.
+
+Every error the library raises on purpose derives from :class:`BanditError` and carries the
+field and the value that were wrong, so that the CLI (exit codes) and the server (HTTP statuses)
+can each map them in one place without parsing messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BanditError",
+    "ConfigError",
+    "ConflictError",
+    "DataError",
+    "ModelFileError",
+    "NotFoundError",
+    "ValidationError",
+]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class BanditError(Exception):
+    """Base class of all errors raised deliberately by bandit-engine.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation. It already names the field and the value.
+    field
+        Dotted name of the offending field, when there is one.
+    value
+        The offending value, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.value = value
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description (used by the server's error responses)."""
+        out: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        if self.value is not None:
+            out["value"] = _show(self.value)
+        return out
+
+    @classmethod
+    def for_field(cls, field: str, value: Any, requirement: str) -> BanditError:
+        """Build ``"<field> <requirement>, got <value>"``, the house error message shape."""
+        return cls(f"{field} {requirement}, got {_show(value)}", field=field, value=value)
+
+
+class ConfigError(BanditError, ValueError):
+    """A hyperparameter, schema or scenario setting is invalid."""
+
+
+class ValidationError(BanditError, ValueError):
+    """Input data (a profile, an event, a logged row) is invalid."""
+
+
+class DataError(BanditError, ValueError):
+    """A data set as a whole cannot support the requested computation."""
+
+
+class NotFoundError(BanditError, KeyError):
+    """An id (decision, bundle, deal, course, user) is unknown."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.message
+
+
+class ConflictError(BanditError):
+    """The request contradicts stored state (for example a reused decision id)."""
+
+
+class ModelFileError(BanditError):
+    """A saved engine file is corrupted, truncated or of an incompatible format version."""

@@ -1,0 +1,159 @@
+"""Frozen records that flow between the engine, the event log, the simulator and the evaluators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "Choice",
+    "Decision",
+    "Estimate",
+    "EventType",
+    "LearnedReward",
+    "OutcomeEvent",
+    "RewardStatus",
+]
+
+EventType = Literal["click", "order"]
+RewardStatus = Literal["pending", "learned", "default", "late"]
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """What a policy returns for one context: a position in the candidate list.
+
+    Attributes
+    ----------
+    index
+        Position of the chosen arm in the candidate list passed to ``choose``.
+    propensity
+        Probability with which the policy chose this arm, in (0, 1].
+    scores
+        One score per candidate (policy-specific: UCB, sampled value, estimated mean ...).
+    probabilities
+        The policy's full distribution over the candidates when it is known exactly, else ``None``.
+    """
+
+    index: int
+    propensity: float
+    scores: NDArray[np.float64]
+    probabilities: NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """One decision made by an :class:`~bandit_engine.Engine`.
+
+    ``candidates`` and ``scores`` are aligned; ``propensity`` is the probability of ``bundle_id``
+    under the policy at decision time, which offline evaluation needs.
+    """
+
+    decision_id: str
+    bundle_id: str
+    deal_id: str
+    course_id: str
+    propensity: float
+    candidates: tuple[str, ...]
+    scores: tuple[float, ...]
+    policy_version: str
+    timestamp: float
+    probabilities: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "bundle_id": self.bundle_id,
+            "deal_id": self.deal_id,
+            "course_id": self.course_id,
+            "propensity": self.propensity,
+            "candidates": list(self.candidates),
+            "scores": list(self.scores),
+            "policy_version": self.policy_version,
+            "timestamp": self.timestamp,
+            "probabilities": None if self.probabilities is None else list(self.probabilities),
+        }
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    """A click or an order reported for a decision."""
+
+    decision_id: str
+    type: EventType
+    timestamp: float
+    value: float = 0.0
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedReward:
+    """What the engine learned (or decided not to learn) when a decision's window closed."""
+
+    decision_id: str
+    bundle_id: str
+    reward: float
+    status: RewardStatus
+    n_events: int
+    closed_at: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An off-policy estimate with its 95% confidence interval and weight diagnostics.
+
+    Attributes
+    ----------
+    estimator
+        Name of the estimator (``"ips"``, ``"dr"`` ...).
+    value
+        Point estimate of the evaluated policy's mean reward per decision.
+    ci_low, ci_high
+        Bounds of the confidence interval (level ``level``).
+    std_error
+        Standard error used for the normal interval (``nan`` when not defined).
+    n
+        Number of logged rows used.
+    ess
+        Effective sample size of the importance weights, ``(sum w)^2 / sum w^2``.
+    max_weight
+        Largest importance weight.
+    clipped_share
+        Share of rows whose weight was clipped.
+    ci_method
+        ``"normal"`` or ``"bootstrap"``.
+    level
+        Coverage level of the interval.
+    """
+
+    estimator: str
+    value: float
+    ci_low: float
+    ci_high: float
+    std_error: float
+    n: int
+    ess: float = float("nan")
+    max_weight: float = float("nan")
+    clipped_share: float = 0.0
+    ci_method: str = "normal"
+    level: float = 0.95
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimator": self.estimator,
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "std_error": self.std_error,
+            "n": self.n,
+            "ess": self.ess,
+            "max_weight": self.max_weight,
+            "clipped_share": self.clipped_share,
+            "ci_method": self.ci_method,
+            "level": self.level,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
