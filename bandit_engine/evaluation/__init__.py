@@ -1,0 +1,60 @@
+"""Off-policy evaluation: estimate a policy's mean reward from logs of another policy.
+
+Estimators are pure functions of keyword arrays with the Open Bandit Pipeline meanings:
+``reward`` (n,), ``action`` (n,), ``pscore`` (n,), ``action_dist`` (n, K) or (n, K, L) with
+``position``, ``action_prob`` (n,) where only the logged action's probability is needed (IPS,
+SNIPS), and ``estimated_rewards`` (n, K) for DM and the DR family (see
+:func:`cross_fit_rewards`). Each returns a :class:`~bandit_engine.records.Estimate` with a 95%
+interval (normal, or a seeded percentile bootstrap) and weight diagnostics (effective sample size,
+largest weight, share clipped).
+
+Position-based logs: values are averages over logged rows, positions pooled; use
+:func:`per_position` for one value per position. Logs too large for an (n, K) array are evaluated
+chunk by chunk with the accumulators of :mod:`bandit_engine.evaluation.streaming`.
+"""
+
+from __future__ import annotations
+
+from .dm import dm
+from .dr import dr
+from .intervals import bootstrap_interval, normal_interval
+from .ips import ips
+from .positions import per_position
+from .replay import replay
+from .reward_models import RidgeRewardModel, cross_fit_rewards
+from .sndr import sndr
+from .snips import snips
+from .streaming import (
+    DMAccumulator,
+    DRAccumulator,
+    IPSAccumulator,
+    OPEAccumulator,
+    ReplayAccumulator,
+    SNDRAccumulator,
+    SNIPSAccumulator,
+    SwitchDRAccumulator,
+)
+from .switch_dr import switch_dr
+
+__all__ = [
+    "DMAccumulator",
+    "DRAccumulator",
+    "IPSAccumulator",
+    "OPEAccumulator",
+    "ReplayAccumulator",
+    "RidgeRewardModel",
+    "SNDRAccumulator",
+    "SNIPSAccumulator",
+    "SwitchDRAccumulator",
+    "bootstrap_interval",
+    "cross_fit_rewards",
+    "dm",
+    "dr",
+    "ips",
+    "normal_interval",
+    "per_position",
+    "replay",
+    "sndr",
+    "snips",
+    "switch_dr",
+]

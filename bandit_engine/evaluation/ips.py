@@ -1,0 +1,70 @@
+"""Inverse propensity scoring (IPS), optionally with clipped weights."""
+
+from __future__ import annotations
+
+from numpy.typing import ArrayLike
+
+from ..policies.base import SeedLike
+from ..records import Estimate
+from .intervals import check_ci
+from .streaming import IPSAccumulator, run_in_memory
+
+__all__ = ["ips"]
+
+
+def ips(
+    *,
+    reward: ArrayLike,
+    action: ArrayLike,
+    pscore: ArrayLike,
+    action_dist: ArrayLike | None = None,
+    action_prob: ArrayLike | None = None,
+    position: ArrayLike | None = None,
+    clip: float | None = None,
+    level: float = 0.95,
+    ci: str = "normal",
+    n_bootstrap: int = 1000,
+    seed: SeedLike = None,
+) -> Estimate:
+    """Estimate the evaluated policy's mean reward by inverse propensity scoring.
+
+    ``value = mean_i min(w_i, clip) * reward_i`` with ``w_i = pi(action_i | x_i) / pscore_i``.
+    Unbiased without clipping when every action the evaluated policy can take had a positive
+    logging propensity; clipping trades bias for variance (``clipped_share`` reports how often).
+
+    Parameters
+    ----------
+    reward, action, pscore
+        (n,) logged rewards, logged action indices, logging propensities of the logged actions,
+        in (0, 1]. Rows with a missing (NaN) pscore are refused (use :func:`dm`).
+    action_dist
+        (n, K) evaluated policy's probability of every action on each row, or (n, K, L) per
+        position with ``position`` (n,) in [0, L).
+    action_prob
+        (n,) evaluated policy's probability of the logged action only; replaces ``action_dist``
+        (exactly one of the two) so very large logs need no (n, K) matrix.
+    position
+        (n,) 0-based positions. The value is the average over all logged rows, positions pooled
+        (as the Open Bandit Pipeline does); use :func:`per_position` for one value per position.
+    clip
+        Upper bound on the weights (``None``: no clipping).
+    level, ci, n_bootstrap, seed
+        Interval level; ``"normal"`` (``value -/+ z se``) or ``"bootstrap"`` (percentile, seeded).
+
+    Returns
+    -------
+    Estimate
+        With ``ess``, ``max_weight`` and ``clipped_share`` computed on the clipped weights and
+        ``extra["max_raw_weight"]`` the largest weight before clipping.
+    """
+    check_ci(ci, n_bootstrap)
+    acc = IPSAccumulator(clip=clip, level=level)
+    batch = acc.row_terms(
+        reward=reward,
+        action=action,
+        pscore=pscore,
+        action_dist=action_dist,
+        action_prob=action_prob,
+        position=position,
+    )
+    return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
