@@ -1,0 +1,683 @@
+"""Loaders for logged bandit data: the Open Bandit Dataset layout and CSV / Parquet logs.
+
+Both loaders validate what off-policy evaluation relies on (propensities in (0, 1], actions inside
+the candidate set, rewards present) and report every problem at once, each with a count and the
+first few row numbers. Row numbers are 1-based data row numbers: row 1 is the first row after the
+header (the first row of a DataFrame).
+
+The engine's own SQLite event log gets its loader elsewhere (it is not read here).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from .errors import ConfigError, DataError, ValidationError
+from .evaluation._validate import FloatArray, IntArray, preview_rows
+from .rewards import RewardSpec
+
+__all__ = [
+    "OBD_BEHAVIORS",
+    "OBD_CAMPAIGNS",
+    "LoggedData",
+    "ObdData",
+    "load_log",
+    "load_obd",
+]
+
+OBD_BEHAVIORS = ("random", "bts")
+OBD_CAMPAIGNS = ("all", "men", "women")
+_OBD_USER_COLUMNS = tuple(f"user_feature_{i}" for i in range(4))
+_OBD_ITEM_CATEGORIES = tuple(f"item_feature_{i}" for i in range(1, 4))
+_OBD_REQUIRED = ("timestamp", "item_id", "position", "click", "propensity_score")
+
+
+class _Problems:
+    """Collects validation problems so one error reports all of them."""
+
+    def __init__(self, source: str, n_rows: int) -> None:
+        self.source = source
+        self.n_rows = n_rows
+        self.items: list[tuple[str, str, list[int]]] = []
+
+    def add(
+        self, field: str, requirement: str, mask: NDArray[np.bool_], values: Any = None
+    ) -> None:
+        if not mask.any():
+            return
+        rows = np.flatnonzero(mask)
+        shown = None if values is None else np.asarray(values)[rows]
+        text = preview_rows(rows, shown, total=self.n_rows, one_based=True)
+        self.items.append((field, f"{field} {requirement}: {text}", (rows[:5] + 1).tolist()))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        field, _, rows = self.items[0]
+        detail = "; ".join(message for _, message, _ in self.items)
+        raise ValidationError(
+            f"{self.source}: {len(self.items)} problem(s): {detail}", field=field, value=rows
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Open Bandit Dataset
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ObdData:
+    """One file of the Open Bandit Dataset, as arrays for off-policy evaluation.
+
+    Attributes
+    ----------
+    reward
+        (n,) clicks (0.0 / 1.0).
+    action
+        (n,) item ids, which are already indices in [0, n_actions).
+    position
+        (n,) 0-based display position (the files use 1, 2, 3; here 0, 1, 2).
+    pscore
+        (n,) logging policy's propensity of the shown item (``propensity_score``).
+    context
+        (n, d) user context: one-hot encoding of the four hashed ``user_feature_*`` columns
+        (one column per category value present in the loaded rows, sorted, named
+        ``user_feature_j=<value>``), then the ``user-item_affinity_*`` columns as they are.
+    action_context
+        (n_actions, p) item features: ``item_feature_0`` (numeric), then one-hot encodings of the
+        hashed ``item_feature_1..3``.
+    n_actions, n_positions
+        Number of items (rows of ``item_context.csv``) and of positions seen (3 in the data).
+    timestamp
+        (n,) ``datetime64[ns]`` UTC times of the impressions.
+    behavior, campaign
+        Which logging policy (``"random"``, ``"bts"``) and campaign (``"all"``, ``"men"``,
+        ``"women"``) the file holds.
+    context_columns, action_context_columns
+        Column names of ``context`` and ``action_context``.
+    frame
+        The log as read (row index column dropped), for anything not covered above.
+    """
+
+    reward: FloatArray
+    action: IntArray
+    position: IntArray
+    pscore: FloatArray
+    context: FloatArray
+    action_context: FloatArray
+    n_actions: int
+    n_positions: int
+    timestamp: NDArray[np.datetime64]
+    behavior: str
+    campaign: str
+    context_columns: tuple[str, ...]
+    action_context_columns: tuple[str, ...]
+    frame: pd.DataFrame
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.action.shape[0])
+
+    def ope_arrays(self) -> dict[str, NDArray[Any]]:
+        """``reward``, ``action``, ``pscore`` and ``position`` as estimator keyword arguments."""
+        return {
+            "reward": self.reward,
+            "action": self.action,
+            "pscore": self.pscore,
+            "position": self.position,
+        }
+
+
+def _one_hot(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[FloatArray, list[str]]:
+    blocks: list[FloatArray] = []
+    names: list[str] = []
+    for col in columns:
+        values = frame[col].astype(str).to_numpy()
+        cats, codes = np.unique(values, return_inverse=True)
+        blocks.append(np.eye(cats.shape[0])[codes])
+        names.extend(f"{col}={c}" for c in cats)
+    if not blocks:
+        return np.zeros((frame.shape[0], 0)), names
+    return np.hstack(blocks), names
+
+
+def load_obd(
+    folder: str | Path,
+    *,
+    behavior: Literal["random", "bts"] = "random",
+    campaign: Literal["all", "men", "women"] = "all",
+    max_rows: int | None = None,
+) -> ObdData:
+    """Load one Open Bandit Dataset file (Saito et al., NeurIPS 2021 D&B, arXiv 2008.07146).
+
+    Reads ``{folder}/{behavior}/{campaign}/{campaign}.csv`` and the ``item_context.csv`` beside it.
+    Positions in the files are 1-based (1, 2, 3) and are returned 0-based. Each row is one
+    (impression, position); estimators pool the positions (see
+    :func:`~bandit_engine.evaluation.per_position`).
+
+    Parameters
+    ----------
+    folder
+        Directory holding ``random/`` and ``bts/``.
+    behavior, campaign
+        Which logging policy and campaign.
+    max_rows
+        Read only the first ``max_rows`` rows (the one-hot context then covers only the
+        category values present in them).
+
+    Raises
+    ------
+    NotFoundError-like DataError
+        When a file is missing.
+    ValidationError
+        Missing columns, propensities outside (0, 1], item ids outside the item table, clicks
+        other than 0/1, positions below 1, missing values (all reported with row numbers).
+    """
+    if behavior not in OBD_BEHAVIORS:
+        raise ConfigError.for_field("behavior", behavior, f"must be one of {list(OBD_BEHAVIORS)}")
+    if campaign not in OBD_CAMPAIGNS:
+        raise ConfigError.for_field("campaign", campaign, f"must be one of {list(OBD_CAMPAIGNS)}")
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+    ):
+        raise ConfigError.for_field("max_rows", max_rows, "must be an int >= 1 or None")
+    base = Path(folder) / behavior / campaign
+    log_path, item_path = base / f"{campaign}.csv", base / "item_context.csv"
+    for path in (log_path, item_path):
+        if not path.is_file():
+            raise DataError(
+                f"Open Bandit Dataset file not found: {path} (expected the layout "
+                "{folder}/{behavior}/{campaign}/{campaign}.csv with item_context.csv beside it)",
+                field="folder",
+                value=str(folder),
+            )
+    try:
+        frame = pd.read_csv(log_path, index_col=0, nrows=max_rows)
+        items = pd.read_csv(item_path, index_col=0)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"cannot parse {log_path}: {exc}", field="folder", value=str(folder)
+        ) from exc
+    source = str(log_path)
+    affinity = [c for c in frame.columns if str(c).startswith("user-item_affinity_")]
+    missing = [c for c in (*_OBD_REQUIRED, *_OBD_USER_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"{source}: missing columns {missing} (found {list(frame.columns)[:12]} ...)",
+            field=missing[0],
+            value=missing,
+        )
+    missing_items = [
+        c for c in ("item_id", "item_feature_0", *_OBD_ITEM_CATEGORIES) if c not in items.columns
+    ]
+    if missing_items:
+        raise ValidationError(
+            f"{item_path}: missing columns {missing_items}",
+            field=missing_items[0],
+            value=missing_items,
+        )
+    items = items.sort_values("item_id").reset_index(drop=True)
+    n_actions = int(items.shape[0])
+    if not np.array_equal(items["item_id"].to_numpy(), np.arange(n_actions)):
+        raise ValidationError(
+            f"{item_path}: item_id must be 0..{n_actions - 1} (one row per item)",
+            field="item_id",
+            value=items["item_id"].tolist()[:10],
+        )
+
+    n = int(frame.shape[0])
+    problems = _Problems(source, n)
+    for col in (*_OBD_REQUIRED, *_OBD_USER_COLUMNS, *affinity):
+        problems.add(col, "is missing", frame[col].isna().to_numpy())
+    item = pd.to_numeric(frame["item_id"], errors="coerce").to_numpy(dtype=np.float64)
+    problems.add(
+        "item_id",
+        f"must be an item of item_context.csv, in [0, {n_actions})",
+        ~np.isnan(item) & ~((item >= 0) & (item < n_actions) & (item == np.round(item))),
+        item,
+    )
+    pos = pd.to_numeric(frame["position"], errors="coerce").to_numpy(dtype=np.float64)
+    problems.add(
+        "position",
+        "must be a 1-based position (1, 2, 3 ...)",
+        ~np.isnan(pos) & ~((pos >= 1) & (pos == np.round(pos))),
+        pos,
+    )
+    click = pd.to_numeric(frame["click"], errors="coerce").to_numpy(dtype=np.float64)
+    problems.add("click", "must be 0 or 1", ~np.isnan(click) & (click != 0) & (click != 1), click)
+    ps = pd.to_numeric(frame["propensity_score"], errors="coerce").to_numpy(dtype=np.float64)
+    problems.add(
+        "propensity_score", "must be in (0, 1]", ~np.isnan(ps) & ~((ps > 0) & (ps <= 1)), ps
+    )
+    problems.raise_if_any()
+
+    try:
+        timestamp = pd.to_datetime(frame["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"{source}: timestamp is not parseable as dates: {exc}", field="timestamp", value=None
+        ) from exc
+    user_onehot, user_names = _one_hot(frame, _OBD_USER_COLUMNS)
+    aff = frame[affinity].to_numpy(dtype=np.float64)
+    item_onehot, item_names = _one_hot(items, _OBD_ITEM_CATEGORIES)
+    action_context = np.hstack((items[["item_feature_0"]].to_numpy(dtype=np.float64), item_onehot))
+    position = pos.astype(np.int64) - 1
+    return ObdData(
+        reward=click,
+        action=item.astype(np.int64),
+        position=position,
+        pscore=ps,
+        context=np.hstack((user_onehot, aff)),
+        action_context=action_context,
+        n_actions=n_actions,
+        n_positions=int(position.max()) + 1 if n else 0,
+        timestamp=timestamp,
+        behavior=behavior,
+        campaign=campaign,
+        context_columns=(*user_names, *affinity),
+        action_context_columns=("item_feature_0", *item_names),
+        frame=frame,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CSV / Parquet logs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LoggedData:
+    """A validated log of decisions, as arrays for off-policy evaluation.
+
+    Attributes
+    ----------
+    action
+        (n,) indices into ``action_ids``.
+    action_ids
+        Vocabulary: ``action_ids[k]`` is the original id (as text) of action index ``k``. Ids
+        from the action column and the candidate lists, sorted numerically when all are
+        integers, else as text.
+    reward
+        (n,) rewards (the ``reward`` column, or computed from click / order / order_value).
+    pscore
+        (n,) logging propensities, ``NaN`` where a row has none; ``None`` when the log has no
+        ``propensity`` column. Weighting estimators refuse NaN rows (use DM, or drop them).
+    context
+        (n, d) context features, or ``None``.
+    candidates
+        Per row, the candidate action indices (sorted), or ``None`` without a candidates column.
+    timestamp
+        (n,) ``datetime64[ns]`` (text dates) or float (numeric) times, or ``None``.
+    decision_id
+        (n,) decision ids as text, or ``None``.
+    frame
+        The table as read.
+    """
+
+    action: IntArray
+    action_ids: tuple[str, ...]
+    reward: FloatArray
+    pscore: FloatArray | None
+    context: FloatArray | None
+    candidates: tuple[IntArray, ...] | None
+    timestamp: NDArray[Any] | None
+    decision_id: NDArray[Any] | None
+    frame: pd.DataFrame
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.action.shape[0])
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.action_ids)
+
+    @property
+    def has_pscore(self) -> bool:
+        """Every row has a logging propensity."""
+        return self.pscore is not None and not bool(np.isnan(self.pscore).any())
+
+    def require_pscore(self, estimator: str = "ips") -> FloatArray:
+        """The propensities, or a DataError pointing at DM when some (or all) are missing."""
+        if self.pscore is None:
+            raise DataError(
+                f"{estimator} needs the logging propensity of every row, but the log has no "
+                "'propensity' column; use dm(), which needs no propensities",
+                field="propensity",
+                value=None,
+            )
+        missing = np.isnan(self.pscore)
+        if missing.any():
+            rows = np.flatnonzero(missing)
+            raise DataError(
+                f"{estimator} needs the logging propensity of every row, but propensity is "
+                f"missing in {preview_rows(rows, total=self.n_rows, one_based=True)}; use dm(), "
+                "which needs no propensities, or drop those rows",
+                field="propensity",
+                value=(rows[:5] + 1).tolist(),
+            )
+        return self.pscore
+
+    def candidate_counts(self) -> IntArray | None:
+        """(n,) size of each row's candidate set, or ``None``."""
+        if self.candidates is None:
+            return None
+        return np.array([c.shape[0] for c in self.candidates], dtype=np.int64)
+
+
+def _read_table(
+    path_or_frame: str | Path | pd.DataFrame, fmt: str | None
+) -> tuple[pd.DataFrame, str]:
+    if isinstance(path_or_frame, pd.DataFrame):
+        if fmt is not None:
+            raise ConfigError.for_field("format", fmt, "must be None when a DataFrame is given")
+        return path_or_frame.reset_index(drop=True), "DataFrame"
+    path = Path(path_or_frame)
+    if fmt is None:
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".txt"):
+            fmt = "csv"
+        elif suffix in (".parquet", ".pq"):
+            fmt = "parquet"
+        else:
+            raise ConfigError.for_field(
+                "format",
+                None,
+                f"must be given ('csv' or 'parquet'): cannot infer it from {path.name!r}",
+            )
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError.for_field("format", fmt, "must be 'csv', 'parquet' or None")
+    if not path.is_file():
+        raise DataError(f"log file not found: {path}", field="path", value=str(path))
+    try:
+        if fmt == "csv":
+            text_cols = {"action": str, "bundle_id": str, "candidates": str, "decision_id": str}
+            frame = pd.read_csv(path, dtype=text_cols, keep_default_na=True)
+        else:
+            frame = pd.read_parquet(path)
+    except ImportError as exc:
+        raise ConfigError(
+            "reading Parquet needs pyarrow: pip install 'bandit-engine[parquet]'",
+            field="format",
+            value=fmt,
+        ) from exc
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        OSError,
+        ValueError,
+    ) as exc:
+        raise DataError(
+            f"cannot read {path} as {fmt}: {exc}", field="path", value=str(path)
+        ) from exc
+    return frame, str(path)
+
+
+def _id_text(series: pd.Series) -> NDArray[np.object_]:
+    """Ids as text, ``None`` where missing; integral floats (ints upcast by NaN) lose the '.0'."""
+    out = np.empty(series.shape[0], dtype=object)
+    for i, v in enumerate(series.tolist()):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            out[i] = None
+        elif isinstance(v, float) and v.is_integer():
+            out[i] = str(int(v))
+        else:
+            text = str(v).strip()
+            out[i] = text if text else None
+    return out
+
+
+def _parse_candidates(value: Any) -> list[str] | None:
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(v) for v in value]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(parsed, list):
+            return None
+        return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in parsed]
+    return [part.strip() for part in text.split("|") if part.strip()]
+
+
+def _vocabulary(ids: set[str]) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(ids, key=int))
+    except ValueError:
+        return tuple(sorted(ids))
+
+
+def _context(frame: pd.DataFrame, problems: _Problems) -> FloatArray | None:
+    x_cols = [c for c in frame.columns if str(c).startswith("x_") and str(c)[2:].isdigit()]
+    if x_cols:
+        numbers = sorted(int(str(c)[2:]) for c in x_cols)
+        if numbers != list(range(len(numbers))):
+            raise ValidationError(
+                f"context columns must be x_0..x_{len(numbers) - 1} without gaps, got "
+                f"{sorted(map(str, x_cols))}",
+                field="x_",
+                value=sorted(map(str, x_cols)),
+            )
+        ordered = [f"x_{i}" for i in numbers]
+        block: FloatArray = (
+            frame[ordered].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        )
+        bad = ~np.all(np.isfinite(block), axis=1, keepdims=False)
+        problems.add("context", "(x_* columns) must be finite numbers", bad)
+        return block
+    if "context" not in frame.columns:
+        return None
+    parsed: list[list[float] | None] = []
+    for v in frame["context"].tolist():
+        try:
+            vec = json.loads(v) if isinstance(v, str) else list(v)
+            parsed.append([float(t) for t in vec])
+        except (TypeError, ValueError, json.JSONDecodeError):
+            parsed.append(None)
+    lengths = [len(p) for p in parsed if p is not None]
+    d = max(set(lengths), key=lengths.count) if lengths else 0
+    bad_rows = np.array([p is None or len(p) != d or not np.all(np.isfinite(p)) for p in parsed])
+    problems.add("context", f"must be a JSON list of {d} finite numbers", bad_rows)
+    out = np.zeros((len(parsed), d))
+    for i, p in enumerate(parsed):
+        if p is not None and len(p) == d:
+            out[i] = p
+    return out
+
+
+def _reward(frame: pd.DataFrame, spec: RewardSpec | None, problems: _Problems) -> FloatArray:
+    if "reward" in frame.columns:
+        if spec is not None:
+            raise ConfigError(
+                "the log has a 'reward' column, so reward_spec (which combines click, order and "
+                "order_value) does not apply; drop one of them",
+                field="reward_spec",
+                value=spec.to_dict(),
+            )
+        values = pd.to_numeric(frame["reward"], errors="coerce").to_numpy(dtype=np.float64)
+        problems.add("reward", "is missing", frame["reward"].isna().to_numpy())
+        problems.add(
+            "reward",
+            "must be a finite number",
+            frame["reward"].notna().to_numpy() & ~np.isfinite(values),
+            frame["reward"].to_numpy(),
+        )
+        return values
+    rs = spec if spec is not None else RewardSpec()
+    needed = ["click"]
+    if rs.order != 0.0 or rs.value_weight != 0.0:
+        needed.append("order")
+    if rs.value_weight != 0.0:
+        needed.append("order_value")
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise ValidationError(
+            f"rewards are missing: the log needs a 'reward' column or {needed} for reward_spec "
+            f"{rs.to_dict()}; absent: {absent} (columns: {list(frame.columns)})",
+            field=absent[0],
+            value=absent,
+        )
+    cols: dict[str, FloatArray] = {}
+    for c in needed:
+        vals = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
+        problems.add(c, "is missing", frame[c].isna().to_numpy())
+        problems.add(
+            c,
+            "must be a finite number >= 0",
+            frame[c].notna().to_numpy() & ~(np.isfinite(vals) & (vals >= 0)),
+            frame[c].to_numpy(),
+        )
+        cols[c] = vals
+    zeros = np.zeros(frame.shape[0])
+    clicks, orders = cols["click"], cols.get("order", zeros)
+    total = rs.click * clicks + rs.order * orders + rs.value_weight * cols.get("order_value", zeros)
+    if rs.cap is not None:
+        total = np.minimum(total, rs.cap)
+    # A decision without events learns the default reward (as the engine does when a window closes).
+    no_event = (clicks == 0) & (orders == 0)
+    out: FloatArray = np.where(no_event, rs.default_reward, total)
+    return out
+
+
+def load_log(
+    path_or_frame: str | Path | pd.DataFrame,
+    *,
+    format: Literal["csv", "parquet"] | None = None,
+    reward_spec: RewardSpec | None = None,
+) -> LoggedData:
+    """Load and validate a decision log from CSV, Parquet or a DataFrame.
+
+    Columns
+    -------
+    ``action`` (or ``bundle_id``)
+        Required. Id of the logged action (text or integer ids; mapped to indices).
+    ``propensity``
+        Logging probability of the logged action, in (0, 1]. May be absent or empty: such rows
+        load (``pscore`` NaN) but the weighting estimators refuse them and point at DM.
+    ``reward`` or ``click`` [, ``order``, ``order_value``]
+        Required. Either the reward itself, or event counts combined by ``reward_spec``
+        (:class:`~bandit_engine.rewards.RewardSpec`; default: reward = clicks). With a spec, a
+        row with no click and no order gets ``spec.default_reward``; ``spec.cap`` applies.
+    ``candidates``
+        Optional candidate set per row: a JSON list (``["b1", "b2"]``) or ``|``-separated ids
+        (``b1|b2``). The logged action must be one of them.
+    ``timestamp``, ``decision_id``
+        Optional.
+    ``x_0 .. x_{d-1}`` or ``context``
+        Optional context: numeric columns, or one column of JSON lists.
+
+    Parameters
+    ----------
+    path_or_frame
+        A ``.csv`` / ``.parquet`` path, or a DataFrame.
+    format
+        ``"csv"`` or ``"parquet"``; inferred from the suffix when ``None``.
+    reward_spec
+        How click / order / order_value make the reward (only without a ``reward`` column).
+
+    Raises
+    ------
+    ValidationError
+        Listing every problem with its count and first 1-based data row numbers, e.g.
+        ``propensity must be in (0, 1]: 3 of 1000 rows (rows 5, 17, 230; values ...)``.
+    DataError
+        Unreadable or missing file, or an empty log.
+    """
+    frame, source = _read_table(path_or_frame, format)
+    n = int(frame.shape[0])
+    if n == 0:
+        raise DataError(f"{source}: the log has no rows", field="action", value=0)
+    action_col = "action" if "action" in frame.columns else "bundle_id"
+    if action_col not in frame.columns:
+        raise ValidationError(
+            f"{source}: an 'action' (or 'bundle_id') column is required; columns: "
+            f"{list(frame.columns)}",
+            field="action",
+            value=list(frame.columns),
+        )
+    problems = _Problems(source, n)
+    ids = _id_text(frame[action_col])
+    missing_action = np.array([v is None for v in ids])
+    problems.add(action_col, "is missing", missing_action)
+
+    pscore: FloatArray | None = None
+    if "propensity" in frame.columns:
+        raw = frame["propensity"]
+        pscore = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        unparsed = raw.notna().to_numpy() & np.isnan(pscore)
+        problems.add("propensity", "must be a number", unparsed, raw.to_numpy())
+        present = ~np.isnan(pscore)
+        problems.add(
+            "propensity", "must be in (0, 1]", present & ~((pscore > 0) & (pscore <= 1)), pscore
+        )
+
+    reward = _reward(frame, reward_spec, problems)
+
+    cand_lists: list[list[str] | None] | None = None
+    vocab_ids: set[str] = {v for v in ids if v is not None}
+    if "candidates" in frame.columns:
+        cand_lists = [_parse_candidates(v) for v in frame["candidates"].tolist()]
+        problems.add(
+            "candidates",
+            "must be a JSON list or '|'-separated ids",
+            np.array([c is None or len(c) == 0 for c in cand_lists]),
+        )
+        for c in cand_lists:
+            if c:
+                vocab_ids.update(c)
+        outside = np.array(
+            [
+                v is not None and c is not None and len(c) > 0 and v not in c
+                for v, c in zip(ids, cand_lists, strict=True)
+            ]
+        )
+        problems.add(action_col, "must be one of the row's candidates", outside, ids)
+
+    context = _context(frame, problems)
+
+    timestamp: NDArray[Any] | None = None
+    if "timestamp" in frame.columns:
+        ts = frame["timestamp"]
+        if pd.api.types.is_numeric_dtype(ts):
+            timestamp = ts.to_numpy(dtype=np.float64)
+            problems.add("timestamp", "is missing", np.isnan(timestamp))
+        else:
+            parsed = pd.to_datetime(ts, utc=True, errors="coerce", format="mixed")
+            problems.add("timestamp", "is missing or not a date", parsed.isna().to_numpy(), ts)
+            timestamp = parsed.to_numpy(dtype="datetime64[ns]")
+    decision_id = _id_text(frame["decision_id"]) if "decision_id" in frame.columns else None
+
+    problems.raise_if_any()
+
+    vocabulary = _vocabulary(vocab_ids)
+    index = {v: i for i, v in enumerate(vocabulary)}
+    action = np.array([index[v] for v in ids], dtype=np.int64)
+    candidates = None
+    if cand_lists is not None:
+        candidates = tuple(
+            np.array(sorted({index[v] for v in c}), dtype=np.int64) for c in cand_lists if c
+        )
+    return LoggedData(
+        action=action,
+        action_ids=vocabulary,
+        reward=reward,
+        pscore=pscore,
+        context=context,
+        candidates=candidates,
+        timestamp=timestamp,
+        decision_id=decision_id,
+        frame=frame,
+    )
