@@ -51,7 +51,7 @@ def preview_rows(
     one_based: bool = False,
     limit: int = _PREVIEW,
 ) -> str:
-    """Describe offending rows: ``"3 of 1000 rows (indices 5, 17, 230; values 0.0, -1.0, 2.0)"``.
+    """Describe offending rows: ``"3 of 1000 rows (indices 5, 17, 230; values 0, -1, 2)"``.
 
     ``indices`` are 0-based array positions; with ``one_based`` they are shown as 1-based data row
     numbers (``rows 6, 18 ...``) as the file loaders do.
@@ -59,10 +59,12 @@ def preview_rows(
     count = int(indices.shape[0])
     shown = [int(i) + (1 if one_based else 0) for i in indices[:limit]]
     more = ", ..." if count > limit else ""
-    label = "rows" if one_based else "indices"
-    of = f" of {total}" if total is not None else ""
-    noun = "row" if count == 1 else "rows"
-    text = f"{count}{of} {noun} ({label} {', '.join(map(str, shown))}{more}"
+    if one_based:
+        label = "row" if count == 1 else "rows"
+    else:
+        label = "index" if count == 1 else "indices"
+    head = f"{count} of {total} rows" if total is not None else f"{count} row{'s' * (count != 1)}"
+    text = f"{head} ({label} {', '.join(map(str, shown))}{more}"
     if values is not None:
         vals = ", ".join(_fmt(v) for v in values[:limit])
         text += f"; values {vals}{more}"
