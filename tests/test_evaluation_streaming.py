@@ -167,7 +167,7 @@ def test_moments_are_accurate_with_a_large_offset() -> None:
     x = 1e9 + g.normal(size=(10_000, 2))
     mom = Moments(2)
     for lo in range(0, 10_000, 777):
-        mom.add(x[lo : lo + 777])
+        mom.add(x[lo : lo + 777].T)
     assert mom.n == 10_000
     np.testing.assert_allclose(mom.mean, x.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(mom.covariance(), np.cov(x.T), rtol=1e-6)

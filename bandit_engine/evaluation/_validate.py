@@ -31,6 +31,7 @@ __all__ = [
     "check_clip",
     "check_finite_terms",
     "check_level",
+    "pick",
     "preview_rows",
     "validate_rows",
 ]
@@ -59,10 +60,9 @@ def preview_rows(
     count = int(indices.shape[0])
     shown = [int(i) + (1 if one_based else 0) for i in indices[:limit]]
     more = ", ..." if count > limit else ""
-    if one_based:
-        label = "row" if count == 1 else "rows"
-    else:
-        label = "index" if count == 1 else "indices"
+    label = {(True, True): "row", (True, False): "rows", (False, True): "index"}.get(
+        (one_based, count == 1), "indices"
+    )
     head = f"{count} of {total} rows" if total is not None else f"{count} row{'s' * (count != 1)}"
     text = f"{head} ({label} {', '.join(map(str, shown))}{more}"
     if values is not None:
@@ -277,10 +277,21 @@ def _slice_at_position(arr: FloatArray, pos: IntArray | None) -> FloatArray:
     return arr[np.arange(arr.shape[0]), :, pos]
 
 
+def pick(matrix: FloatArray, action: IntArray) -> FloatArray:
+    """``matrix[i, action[i]]`` for every row (flat indexing when contiguous: about 2x faster)."""
+    n, k = matrix.shape
+    if matrix.flags.c_contiguous:
+        out: FloatArray = matrix.reshape(-1)[np.arange(n) * k + action]
+    else:
+        out = matrix[np.arange(n), action]
+    return out
+
+
 def _check_dist(dist: FloatArray, raw_shape: tuple[int, ...]) -> None:
     """``dist`` is (n, K) at each row's position: non-negative, finite, rows summing to 1."""
     n = dist.shape[0]
-    sums = dist.sum(axis=1)
+    # A matrix-vector product is the fastest row sum; NaN and inf propagate into it.
+    sums = dist @ np.ones(dist.shape[1])
     if not np.isfinite(sums).all():
         bad = np.flatnonzero(~np.isfinite(dist).all(axis=1))
         raise ValidationError(
@@ -423,8 +434,7 @@ def validate_rows(
         )
     dist = _slice_at_position(ad, pos)
     _check_dist(dist, ad.shape)
-    rows = np.arange(n)
-    pi = dist[rows, act]
+    pi = pick(dist, act)
     qhat: FloatArray | None = None
     if estimated_rewards is not None:
         er = _as_matrix("estimated_rewards", estimated_rewards)

@@ -76,7 +76,7 @@ def bootstrap_interval(
     Parameters
     ----------
     terms
-        (n, m) per-row terms.
+        (m, n) per-row terms, one row per term.
     statistic
         Maps (B, m) column means to (B,) estimates.
     n_bootstrap, level, seed
@@ -90,13 +90,13 @@ def bootstrap_interval(
     check_ci("bootstrap", n_bootstrap)
     lvl = check_level(level)
     rng = make_rng(seed)
-    n, m = terms.shape
+    m, n = terms.shape
     means = np.empty((n_bootstrap, m))
     per_block = max(1, _BLOCK_ELEMENTS // max(n, 1))
     for start in range(0, n_bootstrap, per_block):
         stop = min(start + per_block, n_bootstrap)
         idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = terms[idx].mean(axis=1)
+        means[start:stop] = terms[:, idx].mean(axis=2).T
     reps = statistic(means)
     alpha = (1.0 - lvl) / 2.0
     low, high = np.quantile(reps, [alpha, 1.0 - alpha])

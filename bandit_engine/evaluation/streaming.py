@@ -40,6 +40,7 @@ from ._validate import (
     check_clip,
     check_finite_terms,
     check_level,
+    pick,
     preview_rows,
     validate_rows,
 )
@@ -73,13 +74,18 @@ class Moments:
         self.comoment = np.zeros((m, m))
 
     def add(self, terms: FloatArray) -> None:
-        """Add a (k, m) block of rows."""
-        k = int(terms.shape[0])
+        """Add a block of rows given term by term, shape (m, k)."""
+        k = int(terms.shape[1])
         if k == 0:
             return
-        mean_b = terms.mean(axis=0)
-        centered = terms - mean_b
-        m_b = centered.T @ centered
+        mean_b = terms.mean(axis=1)
+        centered = terms - mean_b[:, None]
+        m = terms.shape[0]
+        # m <= 3: pairwise dot products of contiguous rows beat a general matrix product.
+        m_b = np.empty((m, m))
+        for i in range(m):
+            for j in range(i, m):
+                m_b[i, j] = m_b[j, i] = float(np.dot(centered[i], centered[j]))
         if self.n == 0:
             self.n, self.mean, self.comoment = k, mean_b, m_b
             return
@@ -104,7 +110,7 @@ class TermBatch:
     Attributes
     ----------
     terms
-        (k, m) per-row terms whose means determine the estimate.
+        (m, k) per-row terms, one row per term (contiguous), whose means determine the estimate.
     weight
         (k,) importance weights the estimator used (after clipping), or ``None`` (DM).
     max_raw_weight
@@ -248,8 +254,7 @@ def _dm_terms(rows: LoggedRows) -> FloatArray:
 
 def _q_logged(rows: LoggedRows) -> FloatArray:
     assert rows.qhat is not None
-    out: FloatArray = rows.qhat[np.arange(rows.n), rows.action]
-    return out
+    return pick(rows.qhat, rows.action)
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +301,7 @@ class IPSAccumulator(OPEAccumulator):
         return TermBatch(self._terms(w, rows.reward), w, max_raw, n_clipped, rows.n)
 
     def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
-        return (w * r)[:, None]
+        return (w * r)[None, :]
 
     def update(
         self,
@@ -328,7 +333,7 @@ class SNIPSAccumulator(IPSAccumulator):
     term_names: ClassVar[tuple[str, ...]] = ("w_r", "w")
 
     def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
-        return np.column_stack((w * r, w))
+        return np.stack((w * r, w))
 
     def value_of(self, means: FloatArray) -> FloatArray:
         out: FloatArray = means[..., 0] / means[..., 1]
@@ -387,7 +392,7 @@ class DMAccumulator(OPEAccumulator):
             need_pscore=False,
             need_qhat=True,
         )
-        return TermBatch(_dm_terms(rows)[:, None], None, float("nan"), 0, rows.n)
+        return TermBatch(_dm_terms(rows)[None, :], None, float("nan"), 0, rows.n)
 
     def update(
         self,
@@ -486,7 +491,7 @@ class DRAccumulator(_DRFamily):
         return _clipped(w, self._clip)
 
     def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.column_stack((dm, w * residual))
+        return np.stack((dm, w * residual))
 
     def value_of(self, means: FloatArray) -> FloatArray:
         out: FloatArray = means[..., 0] + means[..., 1]
@@ -503,7 +508,7 @@ class SNDRAccumulator(DRAccumulator):
     term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual", "w")
 
     def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.column_stack((dm, w * residual, w))
+        return np.stack((dm, w * residual, w))
 
     def value_of(self, means: FloatArray) -> FloatArray:
         out: FloatArray = means[..., 0] + means[..., 1] / means[..., 2]
@@ -536,7 +541,7 @@ class SwitchDRAccumulator(_DRFamily):
         return np.where(keep, w, 0.0), int(w.shape[0] - np.count_nonzero(keep)), max_raw
 
     def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.column_stack((dm, w * residual))
+        return np.stack((dm, w * residual))
 
     def value_of(self, means: FloatArray) -> FloatArray:
         out: FloatArray = means[..., 0] + means[..., 1]
@@ -645,7 +650,7 @@ class ReplayAccumulator(OPEAccumulator):
         if self.check_uniform and rows.pscore is not None:
             self._check_uniform(rows.pscore, n_candidates)
         match = (chosen == rows.action).astype(np.float64)
-        terms = np.column_stack((match * rows.reward, match))
+        terms = np.stack((match * rows.reward, match))
         return TermBatch(terms, match, 1.0 if match.any() else 0.0, 0, rows.n)
 
     def _check_uniform(self, pscore: FloatArray, n_candidates: ArrayLike | None) -> None:
