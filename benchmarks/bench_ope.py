@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1 or args.actions < 1 or args.chunk < 1:
         parser.error("--rows, --actions and --chunk must be >= 1")
 
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(args.seed)
     accumulators: dict[str, Any] = {
         "ips (action_dist)": IPSAccumulator(),
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
-        "single process"
+        f"one process, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+        f"load average before start {load_before:.1f}"
     )
     print(f"data generation (excluded below): {gen_seconds:8.2f} s")
     print(f"{'estimator':40s} {'seconds':>9s} {'rows/s':>14s} {'value':>10s} {'95% CI':>23s}")
