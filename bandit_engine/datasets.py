@@ -175,8 +175,8 @@ def load_obd(
 
     Raises
     ------
-    NotFoundError-like DataError
-        When a file is missing.
+    DataError
+        When a file is missing or cannot be parsed.
     ValidationError
         Missing columns, propensities outside (0, 1], item ids outside the item table, clicks
         other than 0/1, positions below 1, missing values (all reported with row numbers).
@@ -365,6 +365,18 @@ class LoggedData:
                 value=(rows[:5] + 1).tolist(),
             )
         return self.pscore
+
+    def ope_arrays(self, estimator: str = "ips") -> dict[str, NDArray[Any]]:
+        """``reward``, ``action`` and ``pscore`` as estimator keyword arguments.
+
+        Raises the :meth:`require_pscore` DataError (pointing at DM) when propensities are
+        missing; DM needs only ``reward`` and ``action`` (or neither).
+        """
+        return {
+            "reward": self.reward,
+            "action": self.action,
+            "pscore": self.require_pscore(estimator),
+        }
 
     def candidate_counts(self) -> IntArray | None:
         """(n,) size of each row's candidate set, or ``None``."""

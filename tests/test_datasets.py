@@ -178,6 +178,12 @@ def test_load_log_reports_every_problem_with_counts_and_row_numbers(tmp_path: Pa
     assert "reward is missing: 1 of 6 rows (row 5)" in msg
     assert "action must be one of the row's candidates: 1 of 6 rows (row 3; values c)" in msg
     assert info.value.field == "propensity"
+    # The same rows from Parquet give the same report.
+    pytest.importorskip("pyarrow")
+    pd.read_csv(tmp_path / "log.csv", dtype={"action": str}).to_parquet(tmp_path / "log.parquet")
+    with pytest.raises(ValidationError) as again:
+        load_log(tmp_path / "log.parquet")
+    assert str(again.value).split(": ", 1)[1] == msg.split(": ", 1)[1]
 
 
 def test_missing_propensities_load_but_weighting_estimators_point_at_dm(tmp_path: Path) -> None:
@@ -188,6 +194,8 @@ def test_missing_propensities_load_but_weighting_estimators_point_at_dm(tmp_path
         data.require_pscore("ips")
     assert "rows 2, 4" in str(info.value) and "dm()" in str(info.value)
     assert data.pscore is not None
+    with pytest.raises(DataError, match=r"rows 2, 4.*dm\(\)"):
+        data.ope_arrays("ips")
     with pytest.raises(DataError, match=r"indices 1, 3.*dm\(\)"):
         ips(
             reward=data.reward,
