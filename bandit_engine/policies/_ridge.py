@@ -1,0 +1,446 @@
+"""Stacked ridge regressions with rank-one updates and optional forgetting.
+
+One :class:`RidgeRows` object holds many independent ridge regressions of the same dimension
+(one per arm for disjoint LinUCB / Thompson sampling, a single one for shared Thompson sampling)
+as stacked arrays, so that scoring ``k`` arms is one matrix-vector product over a
+``(k*d, d)`` view instead of ``k`` small products.
+
+For each row the model is ``A = s*l2*I + sum_i w_i x_i x_i'``, ``b = sum_i w_i r_i x_i``,
+``theta = A^{-1} b``; ``A^{-1}`` is kept up to date by Sherman–Morrison rank-one updates, never
+by a fresh inverse per observation.
+
+Forgetting (at most one of the two):
+
+* ``window=W``: only the last ``W`` observations of the row count (``w_i = 1``, ``s = 1``). The
+  oldest one is removed by a Sherman–Morrison *downdate*. Downdates lose accuracy faster than
+  updates, so every ``W`` updates of a row (and whenever a downdate looks ill-conditioned) the
+  row is recomputed exactly from the stored window: amortised ``O(d^3 / W)`` per update.
+* ``discount=g``: each update first multiplies ``A`` and ``b`` by ``g`` (``w_i = g^(n-i)``). The
+  prior ``l2*I`` decays with them; its remaining scale ``s`` is tracked and, once ``s < 0.5``,
+  restored exactly (``A += (1 - s)*l2*I``, ``s = 1``) and ``A^{-1}`` recomputed from ``A``, which
+  is kept for that purpose. That happens about every ``log(2)/(1-g)`` updates of the row, so
+  the amortised cost stays ``O(d^2)`` for ``g`` not very close to 0. Forgetting is counted in
+  updates of that row, not in wall-clock time: an arm that is not shown does not forget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import NDArray
+from scipy.linalg import blas
+
+from ..errors import BanditError, ConfigError, ValidationError
+from .base import (
+    ArmTable,
+    BasePolicy,
+    FloatArray,
+    IntArray,
+    SeedLike,
+    aligned_empty,
+    check_in_range,
+    check_int,
+    check_positive,
+    state_array,
+)
+
+__all__ = ["RidgeArmsPolicy", "RidgeRows", "check_forgetting", "rank1_update", "spd_inverse"]
+
+_dger = blas.dger
+_daxpy = blas.daxpy
+
+
+def check_forgetting(discount: float | None, window: int | None) -> tuple[float | None, int | None]:
+    """Validate the forgetting options: ``discount`` in (0, 1), ``window`` >= 1, not both."""
+    if discount is not None and window is not None:
+        raise ConfigError(
+            f"only one of discount and window may be set, got discount={discount!r} "
+            f"and window={window!r}",
+            field="discount",
+            value=discount,
+        )
+    if discount is not None:
+        discount = check_in_range("discount", discount, 0.0, 1.0, low_open=True, high_open=True)
+    if window is not None:
+        window = check_int("window", window, minimum=1)
+    return discount, window
+
+
+def rank1_update(M: FloatArray, alpha: float, u: FloatArray, v: FloatArray) -> None:
+    """``M += alpha * outer(u, v)`` in place for a C-contiguous 2-d ``M`` (BLAS ``dger``).
+
+    ``M.T`` is Fortran-contiguous, so ``dger`` writes into ``M``'s memory without copying; the
+    fallback only runs if that assumption ever fails.
+    """
+    res = _dger(alpha, v, u, a=M.T, overwrite_a=1)
+    if res is not M.T and not np.shares_memory(res, M):  # pragma: no cover - defensive
+        M[...] = res.T
+
+
+def spd_inverse(A: FloatArray) -> FloatArray:
+    """Inverse of a symmetric positive definite matrix via Cholesky, exactly symmetrised.
+
+    Exact symmetry matters: the rank-one updates preserve it bit for bit afterwards.
+    """
+    try:
+        factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
+        inv = cast(FloatArray, scipy.linalg.cho_solve(factor, np.eye(A.shape[0])))
+    except np.linalg.LinAlgError:  # pragma: no cover - A >= l2*I by construction
+        inv = cast(FloatArray, np.linalg.inv(A))
+    return 0.5 * (inv + inv.T)
+
+
+def _bad_x(x: FloatArray) -> BanditError:
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        i = int(bad[0])
+        return ValidationError.for_field(f"x[{i}]", float(x[i]), "must be finite")
+    return ValidationError.for_field(
+        "x", f"norm {float(np.abs(x).max()):.3g}", "is too large (its square overflows)"
+    )
+
+
+class RidgeRows:
+    """Stacked ridge regressions of dimension ``dim`` (see the module docstring).
+
+    Row ``n_rows`` always exists and is never written: it holds the prior and serves arms that
+    are scored before they are created (``probabilities``, ``score_batch``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        l2: float,
+        *,
+        discount: float | None = None,
+        window: int | None = None,
+    ) -> None:
+        if discount is not None and window is not None:  # pragma: no cover - policies check
+            raise ValueError("only one of discount and window")
+        self.dim = dim
+        self.l2 = l2
+        self.discount = discount
+        self.window = window
+        self.n_rows = 0
+        d = dim
+        self._diag = np.diag_indices(d)
+        self._prior_inv = np.eye(d) / l2
+        self._prior = np.eye(d) * l2
+        self.A_inv: FloatArray = aligned_empty((0, d, d))
+        self.b: FloatArray = aligned_empty((0, d))
+        self.theta: FloatArray = aligned_empty((0, d))
+        self.n_obs: NDArray[np.int64] = aligned_empty((0,), np.int64)
+        if discount is not None:
+            self.A: FloatArray = aligned_empty((0, d, d))
+            self.scale: FloatArray = aligned_empty((0,))
+        if window is not None:
+            self.win_x: FloatArray = aligned_empty((0, window, d))
+            self.win_r: FloatArray = aligned_empty((0, window))
+            self.win_len: NDArray[np.int64] = aligned_empty((0,), np.int64)
+            self.win_pos: NDArray[np.int64] = aligned_empty((0,), np.int64)
+        self._resize(8)
+
+    # -- storage ----------------------------------------------------------------------------
+    def _fields(self) -> list[tuple[str, NDArray[Any] | float]]:
+        """Names of the per-row arrays and the value a fresh row holds."""
+        out: list[tuple[str, NDArray[Any] | float]] = [
+            ("A_inv", self._prior_inv),
+            ("b", 0.0),
+            ("theta", 0.0),
+            ("n_obs", 0),
+        ]
+        if self.discount is not None:
+            out += [("A", self._prior), ("scale", 1.0)]
+        if self.window is not None:
+            out += [("win_x", 0.0), ("win_r", 0.0), ("win_len", 0), ("win_pos", 0)]
+        return out
+
+    def _resize(self, cap: int) -> None:
+        for name, fill in self._fields():
+            setattr(self, name, _with_rows(getattr(self, name), cap, fill))
+        d = self.dim
+        # Views and scratch buffers reused by every mean_var call (no per-call allocation).
+        self._A2 = self.A_inv.reshape(cap * d, d)
+        self._ubuf = aligned_empty((cap * d,))
+        self._U = self._ubuf.reshape(cap, d)
+
+    def _grow(self, n_rows: int) -> None:
+        cap = self.A_inv.shape[0]
+        if n_rows > cap:
+            self._resize(max(n_rows, 2 * cap, 8))
+
+    def ensure_rows(self, n_rows: int) -> None:
+        """Make rows ``0..n_rows-1`` exist (new ones hold the prior), plus the spare row."""
+        if n_rows + 1 > self.A_inv.shape[0]:
+            self._grow(n_rows + 1)
+        if n_rows > self.n_rows:
+            self.n_rows = n_rows
+
+    # -- scoring ----------------------------------------------------------------------------
+    def mean_var(
+        self, x: FloatArray, rows: IntArray, contiguous: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
+
+        Contiguous rows ``0..k-1`` are sliced; otherwise, when the rows span at most three
+        times as many rows as requested, all spanned rows are scored and the results gathered
+        (cheaper than copying ``k`` matrices); else the matrices are gathered.
+        """
+        d = self.dim
+        k = rows.shape[0]
+        if contiguous:
+            kd = k * d
+            np.matmul(self._A2[:kd], x, out=self._ubuf[:kd])
+            q = self._U[:k] @ x
+            m = self.theta[:k] @ x
+        else:
+            span = int(rows.max()) + 1
+            if span <= 3 * k:
+                sd = span * d
+                np.matmul(self._A2[:sd], x, out=self._ubuf[:sd])
+                q = (self._U[:span] @ x)[rows]
+                m = (self.theta[:span] @ x)[rows]
+            else:
+                q = (self.A_inv[rows].reshape(k * d, d) @ x).reshape(k, d) @ x
+                m = self.theta[rows] @ x
+        # x' A^{-1} x >= 0 in exact arithmetic; clip rounding noise so sqrt stays real.
+        np.maximum(q, 0.0, out=q)
+        return m, q
+
+    def means(self, X: FloatArray, rows: IntArray) -> FloatArray:
+        """``X @ theta[rows].T``: ``(n, k)`` estimated means."""
+        return X @ self.theta[rows].T
+
+    # -- learning ---------------------------------------------------------------------------
+    def update(self, row: int, x: FloatArray, reward: float) -> None:
+        """Add observation ``(x, reward)`` to ``row`` (raises before any change on bad ``x``)."""
+        Ai = self.A_inv[row]
+        b = self.b[row]
+        if self.discount is not None:
+            self._update_discounted(row, Ai, b, x, reward)
+        elif self.window is not None:
+            self._update_windowed(row, Ai, b, x, reward)
+        else:
+            u = Ai @ x
+            den = 1.0 + float(x @ u)
+            if not math.isfinite(den):
+                raise _bad_x(x)
+            rank1_update(Ai, -1.0 / den, u, u)
+            _daxpy(x, b, a=reward)
+        np.matmul(Ai, b, out=self.theta[row])
+        self.n_obs[row] += 1
+
+    def _update_discounted(
+        self, row: int, Ai: FloatArray, b: FloatArray, x: FloatArray, reward: float
+    ) -> None:
+        g = cast(float, self.discount)
+        if not math.isfinite(float(x @ x)):
+            raise _bad_x(x)
+        Ai *= 1.0 / g  # (g A)^{-1}
+        u = Ai @ x
+        rank1_update(Ai, -1.0 / (1.0 + float(x @ u)), u, u)
+        b *= g
+        _daxpy(x, b, a=reward)
+        A = self.A[row]
+        A *= g
+        rank1_update(A, 1.0, x, x)
+        s = float(self.scale[row]) * g
+        if s < 0.5:
+            A[self._diag] += (1.0 - s) * self.l2
+            s = 1.0
+            Ai[...] = spd_inverse(A)
+        self.scale[row] = s
+
+    def _update_windowed(
+        self, row: int, Ai: FloatArray, b: FloatArray, x: FloatArray, reward: float
+    ) -> None:
+        W = cast(int, self.window)
+        if not math.isfinite(float(x @ x)):
+            raise _bad_x(x)
+        pos = int(self.win_pos[row])
+        refresh = False
+        if self.win_len[row] == W:
+            xo = self.win_x[row, pos]
+            u = Ai @ xo
+            den = 1.0 - float(xo @ u)
+            # den >= l2 / (l2 + |xo|^2) in exact arithmetic; tiny means cancellation.
+            if den > 1e-10:
+                rank1_update(Ai, 1.0 / den, u, u)
+                _daxpy(xo, b, a=-float(self.win_r[row, pos]))
+            else:  # pragma: no cover - needs extreme scaling
+                refresh = True
+        else:
+            self.win_len[row] += 1
+        u = Ai @ x
+        rank1_update(Ai, -1.0 / (1.0 + float(x @ u)), u, u)
+        _daxpy(x, b, a=reward)
+        self.win_x[row, pos] = x
+        self.win_r[row, pos] = reward
+        pos = (pos + 1) % W
+        self.win_pos[row] = pos
+        if pos == 0 or refresh:
+            self._refit_window(row)
+
+    def _refit_window(self, row: int) -> None:
+        n = int(self.win_len[row])
+        X = self.win_x[row, :n]
+        A = X.T @ X
+        A[self._diag] += self.l2
+        self.A_inv[row] = spd_inverse(A)
+        self.b[row] = X.T @ self.win_r[row, :n]
+
+    # -- state ------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Copies of the learned arrays of rows ``0..n_rows-1``."""
+        n = self.n_rows
+        out: dict[str, Any] = {
+            "A_inv": self.A_inv[:n].copy(),
+            "b": self.b[:n].copy(),
+            "theta": self.theta[:n].copy(),
+            "n_obs": self.n_obs[:n].copy(),
+        }
+        if self.discount is not None:
+            out["A"] = self.A[:n].copy()
+            out["prior_scale"] = self.scale[:n].copy()
+        if self.window is not None:
+            out["window_x"] = self.win_x[:n].copy()
+            out["window_r"] = self.win_r[:n].copy()
+            out["window_len"] = self.win_len[:n].copy()
+            out["window_pos"] = self.win_pos[:n].copy()
+        return out
+
+    def set_state(self, state: Any, n_rows: int) -> None:
+        """Restore :meth:`get_state` output for ``n_rows`` rows; validates before changing."""
+        d, n = self.dim, n_rows
+        new: dict[str, NDArray[Any]] = {
+            "A_inv": state_array(state, "A_inv", (n, d, d)),
+            "b": state_array(state, "b", (n, d)),
+            "theta": state_array(state, "theta", (n, d)),
+            "n_obs": state_array(state, "n_obs", (n,), np.int64),
+        }
+        if self.discount is not None:
+            new["A"] = state_array(state, "A", (n, d, d))
+            new["scale"] = state_array(state, "prior_scale", (n,))
+        if self.window is not None:
+            W = self.window
+            new["win_x"] = state_array(state, "window_x", (n, W, d))
+            new["win_r"] = state_array(state, "window_r", (n, W))
+            new["win_len"] = state_array(state, "window_len", (n,), np.int64)
+            new["win_pos"] = state_array(state, "window_pos", (n,), np.int64)
+            bad = (new["win_len"] < 0) | (new["win_len"] > W) | (new["win_pos"] < 0)
+            if np.any(bad | (new["win_pos"] >= W)):
+                raise ValidationError.for_field(
+                    "state.window_len", new["win_len"].tolist(), f"must lie in [0, {W}]"
+                )
+        for key, arr in new.items():
+            setattr(self, key, arr)
+        self.n_rows = n
+        self._resize(n + 1)  # the spare prior row, and fresh views
+
+
+def _with_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> NDArray[Any]:
+    """A fresh aligned array of exactly ``n_rows`` rows: ``arr``'s rows, then ``fill``."""
+    out = aligned_empty((n_rows, *arr.shape[1:]), arr.dtype.type)
+    m = min(arr.shape[0], n_rows)
+    out[:m] = arr[:m]
+    out[m:] = fill
+    return out
+
+
+class RidgeArmsPolicy(BasePolicy):
+    """Base of the policies that keep one :class:`RidgeRows` row per arm on the context ``x``
+    (disjoint LinUCB, disjoint linear Thompson sampling): arm bookkeeping, learning, batch
+    scoring and state. ``arm_features`` are only checked for shape."""
+
+    def __init__(
+        self,
+        *,
+        l2: float,
+        discount: float | None,
+        window: int | None,
+        seed: SeedLike,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.l2 = check_positive("l2", l2)
+        self.discount, self.window = check_forgetting(discount, window)
+        self.arms_ = ArmTable()
+        self.ridge_: RidgeRows | None = None
+
+    def _init_dims(self, d: int, p: int) -> None:
+        self.ridge_ = RidgeRows(d, self.l2, discount=self.discount, window=self.window)
+
+    def _prepare(
+        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> tuple[FloatArray, RidgeRows, IntArray, bool]:
+        """Validate a decision, create unseen arms; returns ``(x, ridge, rows, contiguous)``."""
+        x, _ = self._check_inputs(x, arms, arm_features)
+        rows, contiguous, n_new = self.arms_.rows(arms)
+        ridge = self.ridge_
+        assert ridge is not None
+        if n_new:
+            ridge.ensure_rows(len(self.arms_))
+        return x, ridge, rows, contiguous
+
+    def _lookup(
+        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> tuple[FloatArray, RidgeRows, IntArray, bool]:
+        """Like :meth:`_prepare` but read-only: unseen arms are scored from the prior row."""
+        x, _ = self._check_inputs(x, arms, arm_features)
+        ridge = self.ridge_
+        assert ridge is not None
+        rows = self.arms_.lookup(arms, missing=ridge.n_rows)
+        k = rows.shape[0]
+        contiguous = bool(rows[-1] == k - 1 and np.array_equal(rows, np.arange(k)))
+        return x, ridge, rows, contiguous
+
+    def update(
+        self,
+        x: FloatArray,
+        arm: str,
+        arm_features: FloatArray,
+        reward: float,
+        propensity: float = 1.0,
+    ) -> None:
+        """Add ``(x, reward)`` to ``arm``'s regression. ``propensity`` is validated but unused:
+        the policy learns the reward of what it was shown, which needs no reweighting."""
+        x, _, r = self._check_update(x, arm, arm_features, reward, propensity)
+        ridge = self.ridge_
+        assert ridge is not None
+        row, created = self.arms_.row(arm)
+        if created:
+            ridge.ensure_rows(len(self.arms_))
+        ridge.update(row, x, r)
+        self.n_updates_ += 1
+
+    def score_batch(
+        self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> FloatArray:
+        """Estimated mean rewards ``theta_a . x`` for every row of ``X`` and arm: ``(n, k)``."""
+        X, _ = self._check_batch(X, arms, arm_features)
+        ridge = self.ridge_
+        assert ridge is not None
+        return ridge.means(X, self.arms_.lookup(arms, missing=ridge.n_rows))
+
+    def _learned_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"arms": list(self.arms_.ids)}
+        if self.ridge_ is not None:
+            state.update(self.ridge_.get_state())
+        return state
+
+    def _set_learned_state(self, state: Mapping[str, Any]) -> None:
+        arms = state.get("arms")
+        if not isinstance(arms, list | tuple):
+            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
+        table = ArmTable()
+        table.set_ids(arms)
+        ridge = None
+        if self.n_features_ is not None:
+            ridge = RidgeRows(self.n_features_, self.l2, discount=self.discount, window=self.window)
+            ridge.set_state(state, len(table))
+        elif arms:
+            raise ValidationError.for_field("state.n_features", None, "must be set when arms exist")
+        self.arms_, self.ridge_ = table, ridge
