@@ -6,6 +6,7 @@ by element through the scalar rules of :mod:`._values`, which the serving path u
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -234,6 +235,8 @@ def canonical_frame(
 
 def check_now(now: Any) -> float:
     """A caller's ``now``: finite epoch seconds as float."""
-    if isinstance(now, bool) or not isinstance(now, int | float) or not np.isfinite(now):
+    if type(now) is float and math.isfinite(now):  # the serving fast path
+        return now
+    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
         raise ValidationError.for_field("now", now, "must be finite epoch seconds (float)")
     return float(now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,12 +150,14 @@ def to_category(field: str, value: Any) -> str | None:
     raise invalid(field, value, "must be a str or an integer")
 
 
-def to_tags(field: str, value: Any, sep: str | None) -> tuple[str, ...]:
-    """The tags of one value: ``()`` when missing or empty.
+def to_tags(field: str, value: Any, sep: str | None) -> Sequence[str]:
+    """The tags of one value: empty when missing.
 
     Accepts a list, tuple, set, frozenset or 1-d array of non-empty ``str``; a ``str`` only when
     ``sep`` is set (split on ``sep``, pieces stripped, empty pieces dropped).
     """
+    if type(value) is list and all(type(t) is str and t != "" for t in value):
+        return value  # the common case, returned as is
     if isinstance(value, str):
         if sep is None:
             raise invalid(field, value, "must be a list of str (or declare Tags(..., sep=...))")

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, DataError, ValidationError
 from ._columns import canonical_frame, check_fields, check_now, check_out, check_time
 from ._values import (
+    MAX_EPOCH_SECONDS,
     FloatArray,
     RowLabel,
     invalid,
@@ -192,7 +193,10 @@ class FittedRecency(_Standardized):
         return np.where(e > 0.0, e, 0.0)
 
     def write(self, value: Any, out: FloatArray, pos: int, now: float) -> None:
-        t = to_epoch_seconds(self.label, value)
+        if type(value) is float and -MAX_EPOCH_SECONDS <= value <= MAX_EPOCH_SECONDS:
+            t: float | None = value  # the serving fast path (NaN fails the range test)
+        else:
+            t = to_epoch_seconds(self.label, value)
         if t is None:
             if self.indicator:
                 out[pos + 1] = 1.0
@@ -450,7 +454,7 @@ class FittedBlock:
         self, row: Any, out: FloatArray, offset: int, now: float, ignore_extra: bool
     ) -> None:
         """Encode ``row`` into the zeroed ``out[offset:offset + width]`` (``now`` resolved)."""
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             raise ValidationError.for_field(
                 self.prefix, row, "must be a dict of field values or None"
             )

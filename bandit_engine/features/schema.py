@@ -307,7 +307,7 @@ class FeatureMap:
             check_out(out, self.n_features, exact=True)
             x = out
             x.fill(0.0)
-        if not isinstance(profile, Mapping):
+        if type(profile) is not dict and not isinstance(profile, Mapping):
             raise ValidationError.for_field(
                 "profile", profile, "must be a dict of platform -> fields"
             )
