@@ -86,7 +86,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_state(path: str | os.PathLike[str], state: Mapping[str, Any], *, library_version: str) -> None:
+def write_state(
+    path: str | os.PathLike[str], state: Mapping[str, Any], *, library_version: str
+) -> None:
     """Write ``state`` (JSON data, numpy arrays and bytes) atomically to ``path``."""
     arrays: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
@@ -137,15 +139,21 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ModelFileError(f"model file {where!r} does not exist", field="path", value=where) from None
+        raise ModelFileError(
+            f"model file {where!r} does not exist", field="path", value=where
+        ) from None
     except OSError as exc:
-        raise ModelFileError(f"cannot read model file {where!r}: {exc}", field="path", value=where) from None
+        raise ModelFileError(
+            f"cannot read model file {where!r}: {exc}", field="path", value=where
+        ) from None
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
             names = set(zf.namelist())
             if "manifest.json" not in names:
                 raise ModelFileError(
-                    f"{where!r} is not a bandit-engine model (no manifest.json)", field="path", value=where
+                    f"{where!r} is not a bandit-engine model (no manifest.json)",
+                    field="path",
+                    value=where,
                 )
             manifest = json.loads(zf.read("manifest.json"))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -165,7 +173,9 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
                 )
             expected = manifest.get("members")
             if not isinstance(expected, dict) or "state.json" not in expected:
-                raise ModelFileError(f"{where!r} has a malformed manifest", field="manifest.members")
+                raise ModelFileError(
+                    f"{where!r} has a malformed manifest", field="manifest.members"
+                )
             contents: dict[str, bytes] = {}
             for name, digest in expected.items():
                 if name not in names:
@@ -178,10 +188,20 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
                 contents[name] = data
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
-            KeyError, UnicodeDecodeError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        UnicodeDecodeError,
+    ) as exc:
         raise ModelFileError(
-            f"{where!r} is truncated or corrupted ({type(exc).__name__}: {exc})", field="path", value=where
+            f"{where!r} is truncated or corrupted ({type(exc).__name__}: {exc})",
+            field="path",
+            value=where,
         ) from None
     try:
         tree = json.loads(contents["state.json"])
@@ -191,7 +211,9 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(
             f"{where!r}: cannot decode state ({type(exc).__name__}: {exc})", field="state.json"
         ) from None
-    blobs = {name[len("blobs/") :]: data for name, data in contents.items() if name.startswith("blobs/")}
+    blobs = {
+        name[len("blobs/") :]: data for name, data in contents.items() if name.startswith("blobs/")
+    }
     state = _join(tree, arrays, blobs)
     if not isinstance(state, dict):
         raise ModelFileError(f"{where!r}: state is not an object", field="state.json")

@@ -122,7 +122,9 @@ class RewardSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError.for_field(
-                f"rewards.{unknown[0]}", data[unknown[0]], f"is not a reward setting ({sorted(known)})"
+                f"rewards.{unknown[0]}",
+                data[unknown[0]],
+                f"is not a reward setting ({sorted(known)})",
             )
         return cls(**dict(data))
 
@@ -203,6 +205,12 @@ class Attribution(Generic[P]):
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, decision_id))
 
+    def discard(self, decision_id: str) -> None:
+        """Forget a pending decision without learning from it (used to undo a failed replay)."""
+        self._pending.pop(decision_id, None)
+        self._heap = [entry for entry in self._heap if entry[2] != decision_id]
+        heapq.heapify(self._heap)
+
     def status(self, decision_id: str) -> str:
         """``"pending"``, ``"learned"`` or ``"default"``; NotFoundError for unknown ids."""
         if decision_id in self._pending:
@@ -213,7 +221,11 @@ class Attribution(Generic[P]):
         return closed[0]
 
     def add_event(
-        self, decision_id: str, type: str, timestamp: float, value: float = 0.0,
+        self,
+        decision_id: str,
+        type: str,
+        timestamp: float,
+        value: float = 0.0,
         event_id: str | None = None,
     ) -> EventStatus:
         """Attach an event. Returns ``"accepted"``, ``"duplicate"`` or ``"late"``."""
@@ -276,7 +288,12 @@ class Attribution(Generic[P]):
         if len(self._closed) > self.max_closed:
             self._closed.popitem(last=False)
         return ClosedDecision(
-            decision_id, pending.payload, reward, status, pending.n_events, now  # type: ignore[arg-type]
+            decision_id,
+            pending.payload,
+            reward,
+            status,
+            pending.n_events,
+            now,  # type: ignore[arg-type]
         )
 
     def pending_items(self) -> list[tuple[str, float, P, float, int, list[str]]]:
@@ -295,7 +312,12 @@ class Attribution(Generic[P]):
         ]
 
     def restore_pending(
-        self, decision_id: str, timestamp: float, payload: P, reward_sum: float, n_events: int,
+        self,
+        decision_id: str,
+        timestamp: float,
+        payload: P,
+        reward_sum: float,
+        n_events: int,
         event_ids: Iterable[str],
     ) -> None:
         """Re-insert a pending decision saved by :meth:`pending_items`."""

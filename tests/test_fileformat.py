@@ -44,7 +44,7 @@ def test_truncated_file_fails_clearly(tmp_path: Path) -> None:
     raw = path.read_bytes()
     for cut in (10, len(raw) // 2, len(raw) - 5):
         path.write_bytes(raw[:cut])
-        with pytest.raises(ModelFileError, match="truncated or corrupted|not a bandit-engine"):
+        with pytest.raises(ModelFileError, match=r"truncated or corrupted|not a bandit-engine"):
             read_state(path)
 
 
@@ -67,8 +67,11 @@ def test_flipped_byte_is_detected(tmp_path: Path) -> None:
     assert detected >= 20
 
 
-def _rewrite(path: Path, manifest_edit: dict[str, object] | None = None,
-             member: tuple[str, bytes] | None = None) -> None:
+def _rewrite(
+    path: Path,
+    manifest_edit: dict[str, object] | None = None,
+    member: tuple[str, bytes] | None = None,
+) -> None:
     with zipfile.ZipFile(path) as zf:
         contents = {n: zf.read(n) for n in zf.namelist()}
     manifest = json.loads(contents["manifest.json"])
@@ -107,10 +110,16 @@ def test_pickled_arrays_are_refused(tmp_path: Path) -> None:
     evil = buf.getvalue()
     import hashlib
 
-    _rewrite(path, {"members": {
-        "state.json": hashlib.sha256(b'{"a": {"__array__": "a0"}}').hexdigest(),
-        "arrays.npz": hashlib.sha256(evil).hexdigest(),
-    }}, member=("arrays.npz", evil))
+    _rewrite(
+        path,
+        {
+            "members": {
+                "state.json": hashlib.sha256(b'{"a": {"__array__": "a0"}}').hexdigest(),
+                "arrays.npz": hashlib.sha256(evil).hexdigest(),
+            }
+        },
+        member=("arrays.npz", evil),
+    )
     with zipfile.ZipFile(path) as zf:
         contents = {n: zf.read(n) for n in zf.namelist()}
     contents["state.json"] = b'{"a": {"__array__": "a0"}}'
@@ -131,6 +140,6 @@ def test_not_a_model_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_unsupported_values_are_rejected_on_write(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="state.f"):
+    with pytest.raises(TypeError, match=r"state\.f"):
         write_state(tmp_path / "m", {"f": object()}, library_version="t")
     assert not (tmp_path / "m").exists()

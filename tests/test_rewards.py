@@ -44,7 +44,7 @@ def test_reward_spec_validation_names_field_and_value(
 def test_reward_spec_round_trip_and_unknown_key() -> None:
     spec = RewardSpec(click=2.0, order=3.0, cap=None, window=60.0)
     assert RewardSpec.from_dict(spec.to_dict()) == spec
-    with pytest.raises(ConfigError, match="rewards.clicks"):
+    with pytest.raises(ConfigError, match=r"rewards\.clicks"):
         RewardSpec.from_dict({"clicks": 1.0})
 
 
@@ -70,7 +70,11 @@ def test_window_learns_once_with_total_reward() -> None:
     assert len(closed) == 1
     c = closed[0]
     assert (c.decision_id, c.payload, c.reward, c.status, c.n_events) == (
-        "d1", "payload-1", 5.0, "learned", 2,
+        "d1",
+        "payload-1",
+        5.0,
+        "learned",
+        2,
     )
     assert att.close_due(1e9) == []  # never learned twice
     assert att.status("d1") == "learned"
