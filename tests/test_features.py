@@ -576,6 +576,41 @@ def test_batch_errors() -> None:
         fm.transform({"groupbuy": groupbuy_table().to_dict()})  # type: ignore[dict-item]
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"shop": knowledge_table()}, "shop"),
+        (
+            {"groupbuy": pd.concat([groupbuy_table(), groupbuy_table().iloc[:1]])},
+            "groupbuy.user_id",
+        ),
+        ({"knowledge": knowledge_table().drop(columns="membership")}, "knowledge.membership"),
+        ({"knowledge": knowledge_table().assign(topics="python")}, "knowledge.topics"),
+        (
+            {"groupbuy": groupbuy_table().assign(last_order_at=["soon", None, None])},
+            "groupbuy.last_order_at",
+        ),
+    ],
+)
+def test_fit_errors_name_the_field(data: dict[str, pd.DataFrame], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        make_schema().fit(data)
+    assert info.value.field == field
+
+
+def test_fit_on_empty_tables() -> None:
+    empty = {"knowledge": knowledge_table().iloc[:0], "groupbuy": pd.DataFrame()}
+    fm = make_schema().fit(empty)
+    assert fm.reference_time is None
+    with pytest.raises(ValidationError, match="now"):
+        fm.transform_one({})
+    x = fm.transform_one({"knowledge": {"courses_bought": 2, "age_band": "45+"}}, now=T0)
+    assert x[col(fm, "knowledge.courses_bought")] == 2.0  # no data: mean 0, std 1
+    assert x[col(fm, "knowledge.age_band=<unknown>")] == 1.0
+    with pytest.raises(ValidationError, match="tables"):
+        make_schema().fit([knowledge_table()])  # type: ignore[arg-type]
+
+
 def test_batch_typed_columns_match_one() -> None:
     """Nullable, categorical, str and tz-aware dtypes take vectorized paths; they must agree."""
     df = pd.DataFrame(

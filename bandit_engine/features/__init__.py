@@ -38,9 +38,10 @@ user absent from both       Cold start: intercept 1, everything else 0.
 future timestamp            Elapsed time 0 (then log / standardize as usual).
 wrong type                  :class:`~bandit_engine.errors.ValidationError` naming
                             ``<platform>.<field>`` and the value (and the row, in batch): bool
-                            or str (even ``"12.5"``) or inf for a number; float or bool for a
-                            category; a bare str for tags without ``sep``; unparsable or
-                            out-of-range timestamps; a negative value with ``log=True``.
+                            or str (even ``"12.5"``) or inf for a number; a non-integral
+                            float or a bool for a category; a bare str for tags without
+                            ``sep``; unparsable or out-of-range timestamps; a negative value
+                            with ``log=True``; anything but bool / 0 / 1 for a flag.
 unknown column / key        ``ValidationError`` naming ``<platform>.<column>`` (pass
                             ``ignore_extra=True`` to skip); an unknown platform likewise.
 =========================== ==================================================================
