@@ -1,7 +1,42 @@
-"""Policies: every one implements :class:`~bandit_engine.policies.base.Policy`."""
+"""Policies: every one implements :class:`~bandit_engine.policies.base.Policy`.
+
+Contextual: :class:`LinUCB` (disjoint), :class:`HybridLinUCB` (shared user x bundle part plus a
+per-bundle part), :class:`LinearTS` (linear Thompson sampling, disjoint or shared). Control
+groups: :class:`UniformRandom`, :class:`EpsilonGreedy`, :class:`Popularity`,
+:class:`FixedRule`. Build any of them by name with :func:`make_policy`; the Vowpal Wabbit
+back-end is registered lazily and imported only when asked for.
+"""
 
 from __future__ import annotations
 
 from .base import BasePolicy, Policy
+from .baselines import EpsilonGreedy, FixedRule, Popularity, UniformRandom
+from .hybrid import HybridLinUCB
+from .linucb import LinUCB
+from .registry import (
+    POLICIES,
+    make_policy,
+    policy_from_dict,
+    policy_params,
+    policy_to_dict,
+    register_policy,
+)
+from .thompson import LinearTS
 
-__all__ = ["BasePolicy", "Policy"]
+__all__ = [
+    "POLICIES",
+    "BasePolicy",
+    "EpsilonGreedy",
+    "FixedRule",
+    "HybridLinUCB",
+    "LinUCB",
+    "LinearTS",
+    "Policy",
+    "Popularity",
+    "UniformRandom",
+    "make_policy",
+    "policy_from_dict",
+    "policy_params",
+    "policy_to_dict",
+    "register_policy",
+]
