@@ -280,6 +280,7 @@ class Attribution(Generic[P]):
 
     def _close(self, decision_id: str, now: float) -> ClosedDecision[P]:
         pending = self._pending.pop(decision_id)
+        status: Literal["learned", "default"]
         if pending.n_events:
             reward, status = self.spec.total(pending.reward_sum), "learned"
         else:
@@ -287,14 +288,7 @@ class Attribution(Generic[P]):
         self._closed[decision_id] = (status, pending.event_ids)
         if len(self._closed) > self.max_closed:
             self._closed.popitem(last=False)
-        return ClosedDecision(
-            decision_id,
-            pending.payload,
-            reward,
-            status,
-            pending.n_events,
-            now,  # type: ignore[arg-type]
-        )
+        return ClosedDecision(decision_id, pending.payload, reward, status, pending.n_events, now)
 
     def pending_items(self) -> list[tuple[str, float, P, float, int, list[str]]]:
         """Pending decisions as ``(id, timestamp, payload, reward_sum, n_events, event_ids)`` in

@@ -1,0 +1,105 @@
+"""The ``bandit`` command: a thin typer adapter over the library.
+
+Errors are mapped to exit codes in exactly one place, :func:`exit_code_for`; every command runs its body
+through :func:`run`, which prints a one-line error naming the field and the value instead of a traceback.
+Heavy imports happen inside the commands so that ``bandit --help`` stays fast.
+
+Exit codes
+----------
+0 success; 1 unexpected internal error (a bug: please report it); 2 command-line usage error (typer);
+3 invalid configuration or input (ConfigError, ValidationError, ConflictError); 4 unknown id or missing
+file (NotFoundError, FileNotFoundError); 5 unreadable or incompatible model file (ModelFileError);
+6 data cannot support the request (DataError); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+from ..errors import (
+    BanditError,
+    ConfigError,
+    ConflictError,
+    DataError,
+    ModelFileError,
+    NotFoundError,
+    ValidationError,
+)
+
+__all__ = ["EXIT_CODES", "app", "exit_code_for", "run"]
+
+T = TypeVar("T")
+
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: 3,
+    ValidationError: 3,
+    ConflictError: 3,
+    NotFoundError: 4,
+    FileNotFoundError: 4,
+    ModelFileError: 5,
+    DataError: 6,
+    KeyboardInterrupt: 130,
+}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an exception (the single error -> exit code mapping)."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def run(body: Callable[[], T]) -> T:
+    """Run a command body, turning expected errors into a message on stderr and an exit code."""
+    try:
+        return body()
+    except typer.Exit:
+        raise
+    except (BanditError, FileNotFoundError, KeyboardInterrupt) as exc:
+        message = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(exit_code_for(exc)) from None
+
+
+app = typer.Typer(
+    name="bandit",
+    help="Contextual bandits for cross-domain marketing: simulate, evaluate and serve bundle policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the library version."""
+    from .. import __version__
+
+    typer.echo(__version__)
+
+
+@app.command("inspect")
+def inspect_model(
+    model: str = typer.Argument(..., help="Path of a saved engine file."),
+) -> None:
+    """Summarize a saved engine file: policy, features, catalog, pending decisions."""
+
+    def body() -> None:
+        from ..engine import Engine
+
+        engine = Engine.load(model)
+        catalog = engine.catalog
+        typer.echo(f"model_id:        {engine.model_id}")
+        typer.echo(f"policy:          {engine.policy!r}")
+        typer.echo(f"policy_version:  {engine.policy_version}")
+        typer.echo(f"context features:{engine.features.n_features:>6}")
+        typer.echo(f"bundle features: {catalog.n_arm_features:>6}")
+        bundles = catalog.bundles()
+        typer.echo(f"bundles:         {len(bundles)} ({int(bundles['active'].sum())} active)")
+        typer.echo(f"decisions:       {engine.n_decisions} ({len(engine.attribution)} pending)")
+
+    run(body)

@@ -1,0 +1,505 @@
+"""The :class:`Engine`: profiles -> context -> eligible bundles -> policy -> decision -> rewards -> learning.
+
+The same object is used unchanged by the embedding API, ``bandit simulate``, ``bandit evaluate`` and
+``bandit serve-policy``.
+
+Examples
+--------
+>>> from bandit_engine.demo import demo_engine
+>>> engine = demo_engine(seed=7)
+>>> d = engine.decide("u0001", now=1_700_000_000.0)
+>>> 0.0 < d.propensity <= 1.0
+True
+>>> engine.report(d.decision_id, "click", at=1_700_000_010.0)
+'accepted'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from . import __version__
+from .catalog import Catalog
+from .errors import BanditError, ConflictError, ModelFileError, ValidationError
+from .features import FeatureMap
+from .fileformat import read_state, write_state
+from .policies.base import Policy
+from .policies.registry import policy_from_dict, policy_to_dict
+from .profiles import Profile, ProfileStore, merge_profiles
+from .records import Decision, LearnedReward
+from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
+
+__all__ = ["Engine"]
+
+FloatArray = NDArray[np.float64]
+Clock = Callable[[], float]
+MAX_ID_LENGTH = 128
+_SAVED_CLOSED = 100_000
+
+
+@dataclass(frozen=True, eq=False)
+class _Pending:
+    """What a decision needs to learn later."""
+
+    x: FloatArray
+    bundle_id: str
+    z: FloatArray
+    propensity: float
+
+
+def _check_id(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise ValidationError.for_field(
+            name, value, f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+        )
+    return value
+
+
+def _check_time(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError.for_field(name, value, "must be a finite number of epoch seconds")
+    return float(value)
+
+
+class Engine:
+    """Features + catalog + policy + reward spec, with save/load.
+
+    Parameters
+    ----------
+    features
+        A fitted :class:`~bandit_engine.features.FeatureMap` (turns a profile into ``x``).
+    catalog
+        The :class:`~bandit_engine.catalog.Catalog` of bundles.
+    policy
+        Any :class:`~bandit_engine.policies.Policy`; it carries its own seeded generator.
+    rewards
+        The :class:`~bandit_engine.rewards.RewardSpec` (weights, cap, default reward, window).
+    clock
+        Returns the current time in epoch seconds (injectable for tests and simulations).
+    id_factory
+        Makes decision ids (default: random UUID4 hex). Simulations pass a deterministic one.
+    on_learned
+        Called with every :class:`~bandit_engine.records.LearnedReward` after the policy learned it.
+    auto_advance
+        Close due attribution windows at every ``decide`` / ``report`` call. When ``False`` the caller
+        calls :meth:`advance`.
+
+    Notes
+    -----
+    A decision learns once, when its attribution window closes (see :mod:`bandit_engine.rewards`).
+    The engine is not thread-safe; the HTTP server serializes access to it.
+    """
+
+    def __init__(
+        self,
+        features: FeatureMap,
+        catalog: Catalog,
+        policy: Policy,
+        rewards: RewardSpec | None = None,
+        *,
+        clock: Clock = time.time,
+        id_factory: Callable[[], str] | None = None,
+        on_learned: Callable[[LearnedReward], None] | None = None,
+        auto_advance: bool = True,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise ValidationError.for_field(
+                "policy", type(policy).__name__, "must implement the Policy protocol"
+            )
+        self.features = features
+        self.catalog = catalog
+        self.policy = policy
+        self.rewards = rewards if rewards is not None else RewardSpec()
+        self.clock = clock
+        self.id_factory = id_factory if id_factory is not None else (lambda: uuid.uuid4().hex)
+        self.on_learned = on_learned
+        self.auto_advance = auto_advance
+        self.profiles = ProfileStore()
+        self.attribution: Attribution[_Pending] = Attribution(self.rewards)
+        self.model_id = uuid.uuid4().hex
+        self.n_decisions = 0
+        self.n_learned = 0
+
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        *,
+        schema: Any,
+        profiles: Mapping[str, pd.DataFrame],
+        catalog: Catalog,
+        policy: Policy,
+        rewards: RewardSpec | None = None,
+        **kwargs: Any,
+    ) -> Engine:
+        """Fit ``schema`` (a :class:`~bandit_engine.features.ProfileSchema`) on the platform tables,
+        load those profiles into the engine's profile store and return the engine."""
+        features = schema.fit(profiles)
+        engine = cls(features, catalog, policy, rewards, **kwargs)
+        engine.load_profiles(profiles)
+        return engine
+
+    def load_profiles(self, tables: Mapping[str, pd.DataFrame]) -> int:
+        """Put every user of the platform tables into the profile store; returns how many."""
+        n = 0
+        for user_id, profile in self.features.profiles(tables):
+            self.profiles.put(str(user_id), profile)
+            n += 1
+        return n
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def policy_version(self) -> str:
+        """``"<policy name>:<model id prefix>:<updates learned>"``; changes with every update."""
+        return f"{self.policy.name}:{self.model_id[:8]}:{self.policy.n_updates_}"
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    # -- deciding ---------------------------------------------------------------------------
+    def profile_of(
+        self,
+        user_id: str | None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> Profile:
+        """The stored profile of ``user_id`` merged with ``profile`` (inline wins)."""
+        stored = self.profiles.get(user_id) if user_id is not None else None
+        if profile is not None and not isinstance(profile, Mapping):
+            raise ValidationError.for_field(
+                "profile", profile, "must be a mapping platform -> fields"
+            )
+        return merge_profiles(stored, profile)
+
+    def context(
+        self,
+        user_id: str | None = None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        now: float | None = None,
+    ) -> FloatArray:
+        """The context vector ``x`` the policy would see for this user now."""
+        t = self.now() if now is None else _check_time("now", now)
+        return self.features.transform_one(self.profile_of(user_id, profile), now=t)
+
+    def decide(
+        self,
+        user_id: str | None = None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        candidates: Sequence[str] | None = None,
+        decision_id: str | None = None,
+        now: float | None = None,
+    ) -> Decision:
+        """Choose a bundle for a user.
+
+        Parameters
+        ----------
+        user_id
+            Looks up the stored profile (``None`` or an unknown id: cold start unless ``profile``).
+        profile
+            Inline profile ``{platform: {field: value}}``, merged over the stored one.
+        candidates
+            Optional availability mask: only these bundle ids (if eligible) may be chosen.
+        decision_id
+            Client-chosen id (must be new); default from ``id_factory``.
+        now
+            Decision time in epoch seconds (default: the engine's clock).
+        """
+        t = self.now() if now is None else _check_time("now", now)
+        if decision_id is not None:
+            _check_id("decision_id", decision_id)
+            if decision_id in self.attribution:
+                raise ConflictError.for_field("decision_id", decision_id, "is already in use")
+        if user_id is not None:
+            _check_id("user_id", user_id)
+        if candidates is not None and (
+            isinstance(candidates, str) or not all(isinstance(c, str) for c in candidates)
+        ):
+            raise ValidationError.for_field(
+                "candidates", candidates, "must be a list of bundle ids"
+            )
+        if self.auto_advance:
+            self.advance(t)
+        prof = self.profile_of(user_id, profile)
+        x = self.features.transform_one(prof, now=t)
+        cs = self.catalog.eligible_for(prof, t, candidates)
+        did = decision_id if decision_id is not None else self.id_factory()
+        return self._choose(did, x, cs.ids, cs.features, t)
+
+    def _choose(
+        self, decision_id: str, x: FloatArray, ids: tuple[str, ...], Z: FloatArray, t: float
+    ) -> Decision:
+        choice = self.policy.choose(x, ids, Z)
+        i = choice.index
+        bundle_id = ids[i]
+        self.attribution.add_decision(
+            decision_id, t, _Pending(x, bundle_id, Z[i], choice.propensity)
+        )
+        self.n_decisions += 1
+        deal_id, course_id = self.catalog.parts(bundle_id)
+        probs = choice.probabilities
+        return Decision(
+            decision_id=decision_id,
+            bundle_id=bundle_id,
+            deal_id=deal_id,
+            course_id=course_id,
+            propensity=float(choice.propensity),
+            candidates=ids,
+            scores=tuple(choice.scores.tolist()),
+            policy_version=self.policy_version,
+            timestamp=t,
+            probabilities=None if probs is None else tuple(probs.tolist()),
+        )
+
+    def replay_decision(
+        self,
+        decision_id: str,
+        x: FloatArray,
+        candidates: Sequence[str],
+        *,
+        now: float,
+        expected_bundle: str | None = None,
+    ) -> Decision:
+        """Re-run a logged decision with its logged context and candidate list.
+
+        Used to rebuild state after a restart (checkpoint + journal replay): the policy consumes its
+        random generator exactly as the original call did, so the same bundle comes out. If
+        ``expected_bundle`` is given and differs, :class:`~bandit_engine.errors.ConflictError` is
+        raised (the log and the checkpoint disagree): the decision is not recorded, but the policy's
+        generator has advanced, so the caller must stop and rebuild from an earlier checkpoint.
+        """
+        t = _check_time("now", now)
+        _check_id("decision_id", decision_id)
+        if decision_id in self.attribution:
+            raise ConflictError.for_field("decision_id", decision_id, "is already in use")
+        xv = np.asarray(x, dtype=np.float64)
+        if xv.shape != (self.features.n_features,):
+            raise ValidationError.for_field(
+                "x", xv.shape, f"must have shape ({self.features.n_features},)"
+            )
+        if self.auto_advance:
+            self.advance(t)
+        ids = tuple(str(c) for c in candidates)
+        Z = self.catalog.features(ids)
+        decision = self._choose(decision_id, xv, ids, Z, t)
+        if expected_bundle is not None and decision.bundle_id != expected_bundle:
+            self.attribution.discard(decision_id)
+            self.n_decisions -= 1
+            raise ConflictError.for_field(
+                "bundle_id",
+                decision.bundle_id,
+                f"differs from the logged choice {expected_bundle!r} for {decision_id!r}; the "
+                "checkpoint and the log disagree, so this engine's state is not trustworthy",
+            )
+        return decision
+
+    # -- outcomes and learning --------------------------------------------------------------
+    def report(
+        self,
+        decision_id: str,
+        type: str,
+        *,
+        value: float = 0.0,
+        event_id: str | None = None,
+        at: float | None = None,
+    ) -> EventStatus:
+        """Report a click or an order for a decision.
+
+        Returns ``"accepted"`` (counts toward the decision's reward), ``"duplicate"`` (this
+        ``event_id`` was seen before for this decision) or ``"late"`` (outside the attribution
+        window: kept, not learned). Unknown decision ids raise
+        :class:`~bandit_engine.errors.NotFoundError`.
+        """
+        _check_id("decision_id", decision_id)
+        if type not in ("click", "order"):
+            raise ValidationError.for_field("type", type, "must be 'click' or 'order'")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValidationError.for_field("value", value, "must be a finite number")
+        if value < 0:
+            raise ValidationError.for_field("value", value, "must be >= 0")
+        if event_id is not None:
+            _check_id("event_id", event_id)
+        t = self.now() if at is None else _check_time("at", at)
+        status = self.attribution.add_event(decision_id, type, t, float(value), event_id)
+        if self.auto_advance:
+            self.advance(t)
+        return status
+
+    def advance(self, now: float | None = None) -> list[LearnedReward]:
+        """Close every attribution window that ended before ``now`` and learn from it."""
+        t = self.now() if now is None else now
+        if self.attribution.next_deadline() >= t:
+            return []
+        return self._learn(self.attribution.close_due(t))
+
+    def flush(self, now: float | None = None) -> list[LearnedReward]:
+        """Close every pending decision now and learn from it (end of a run, shutdown)."""
+        t = self.now() if now is None else now
+        return self._learn(self.attribution.close_all(t))
+
+    def _learn(self, closed: Sequence[ClosedDecision[_Pending]]) -> list[LearnedReward]:
+        out = []
+        for c in closed:
+            p = c.payload
+            self.policy.update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
+            self.n_learned += 1
+            rec = LearnedReward(
+                c.decision_id, p.bundle_id, c.reward, c.status, c.n_events, c.closed_at
+            )
+            out.append(rec)
+            if self.on_learned is not None:
+                self.on_learned(rec)
+        return out
+
+    def status(self, decision_id: str) -> str:
+        """``"pending"``, ``"learned"`` or ``"default"``."""
+        return self.attribution.status(decision_id)
+
+    # -- batch scoring ----------------------------------------------------------------------
+    def score(
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        *,
+        now: float | None = None,
+        eligible_only: bool = True,
+    ) -> pd.DataFrame:
+        """Deterministic scores (estimated mean reward) of every user in ``tables`` for every active
+        bundle: a frame indexed by user with one column per bundle. Ineligible (user, bundle) cells
+        are NaN when ``eligible_only``."""
+        t = self.now() if now is None else _check_time("now", now)
+        X = self.features.transform(tables, now=t)
+        everything = self.catalog.candidates(city=None, now=t)
+        scores = self.policy.score_batch(
+            X.to_numpy(dtype=np.float64), everything.ids, everything.features
+        )
+        out = pd.DataFrame(scores, index=X.index, columns=list(everything.ids))
+        if eligible_only and self.catalog.rules.user_city is not None:
+            platform, field = self.catalog.rules.user_city.split(".")
+            table = tables.get(platform)
+            if table is not None and field in table.columns:
+                key = self.features.key
+                cities = table.set_index(key)[field].reindex(out.index)
+                for city in cities.dropna().unique():
+                    allowed = set(self.catalog.candidates(city=str(city), now=t).ids)
+                    cols = [c for c in out.columns if c not in allowed]
+                    if cols:
+                        out.loc[(cities == city).to_numpy(), cols] = np.nan
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The whole engine as plain data (JSON values, numpy arrays, bytes)."""
+        pending = self.attribution.pending_items()
+        d = self.features.n_features
+        p = self.catalog.n_arm_features
+        closed = list(self.attribution._closed.items())[-_SAVED_CLOSED:]
+        return {
+            "library_version": __version__,
+            "engine": {
+                "model_id": self.model_id,
+                "n_decisions": self.n_decisions,
+                "n_learned": self.n_learned,
+                "n_late": self.attribution.n_late,
+                "n_duplicates": self.attribution.n_duplicates,
+            },
+            "features": self.features.to_dict(),
+            "catalog": self.catalog.to_dict(),
+            "policy": policy_to_dict(self.policy),
+            "rewards": self.rewards.to_dict(),
+            "pending": {
+                "meta": [
+                    {
+                        "decision_id": did,
+                        "timestamp": ts,
+                        "bundle_id": payload.bundle_id,
+                        "propensity": payload.propensity,
+                        "reward_sum": rsum,
+                        "n_events": n_ev,
+                        "event_ids": ev_ids,
+                    }
+                    for did, ts, payload, rsum, n_ev, ev_ids in pending
+                ],
+                "x": np.asarray([item[2].x for item in pending], dtype=np.float64).reshape(-1, d),
+                "z": np.asarray([item[2].z for item in pending], dtype=np.float64).reshape(-1, p),
+            },
+            "closed": [[did, status, sorted(ids)] for did, (status, ids) in closed],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole engine to one file (atomic replace). Profiles are not included."""
+        write_state(path, self.to_state(), library_version=__version__)
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        clock: Clock = time.time,
+        id_factory: Callable[[], str] | None = None,
+        on_learned: Callable[[LearnedReward], None] | None = None,
+        auto_advance: bool = True,
+    ) -> Engine:
+        """Rebuild an engine from :meth:`to_state` output (validated)."""
+        try:
+            features = FeatureMap.from_dict(state["features"])
+            catalog = Catalog.from_dict(state["catalog"])
+            policy = policy_from_dict(state["policy"])
+            rewards = RewardSpec.from_dict(state["rewards"])
+            engine = cls(
+                features,
+                catalog,
+                policy,
+                rewards,
+                clock=clock,
+                id_factory=id_factory,
+                on_learned=on_learned,
+                auto_advance=auto_advance,
+            )
+            meta = state["engine"]
+            engine.model_id = str(meta["model_id"])
+            engine.n_decisions = int(meta["n_decisions"])
+            engine.n_learned = int(meta["n_learned"])
+            engine.attribution.n_late = int(meta["n_late"])
+            engine.attribution.n_duplicates = int(meta["n_duplicates"])
+            for did, status, ids in state["closed"]:
+                engine.attribution._closed[str(did)] = (str(status), {str(i) for i in ids})
+            px = np.asarray(state["pending"]["x"], dtype=np.float64)
+            pz = np.asarray(state["pending"]["z"], dtype=np.float64)
+            for i, item in enumerate(state["pending"]["meta"]):
+                payload = _Pending(px[i], str(item["bundle_id"]), pz[i], float(item["propensity"]))
+                engine.attribution.restore_pending(
+                    str(item["decision_id"]),
+                    float(item["timestamp"]),
+                    payload,
+                    float(item["reward_sum"]),
+                    int(item["n_events"]),
+                    item["event_ids"],
+                )
+        except ModelFileError:
+            raise
+        except (BanditError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ModelFileError(
+                f"model state is malformed or incompatible ({type(exc).__name__}: {exc})",
+                field="state",
+            ) from None
+        return engine
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Engine:
+        """Load an engine saved by :meth:`save`. Raises
+        :class:`~bandit_engine.errors.ModelFileError` for corrupted, truncated or incompatible files."""
+        return cls.from_state(read_state(path), **kwargs)
