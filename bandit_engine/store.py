@@ -687,13 +687,14 @@ class EventLog:
     def log_learned(self, learned: LearnedReward) -> bool:
         """Record that a decision's window closed and what it learned.
 
-        Returns ``False`` (and stores nothing) when the decision is not in the log, for example
-        because its user was forgotten while it was pending.
+        Returns ``False`` (and stores nothing) when the decision is not pending in the log: it was
+        already closed (a replay after a restart learns it again; the first record stands) or it is
+        gone (its user was forgotten while it was pending).
         """
         with self.transaction():
             cur = self._conn.execute(
                 "UPDATE decisions SET status = ?, reward = ?, closed_at = ?, n_events = ? "
-                "WHERE decision_id = ?",
+                "WHERE decision_id = ? AND status = 'pending'",
                 (
                     learned.status,
                     float(learned.reward),

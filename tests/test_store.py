@@ -178,6 +178,8 @@ def test_events_counters_learning_and_late_status(log: EventLog) -> None:
     assert log.log_learned(LearnedReward("dec2", "d1+c1", 0.0, "default", 0, 5000.0))
     assert log.log_event("dec2", "click", 0.0, 9000.0, "late1", "late")
     assert not log.log_learned(LearnedReward("ghost", "d1+c1", 0.0, "default", 0, 5000.0))
+    # learning the same decision again (a replay) keeps the first record
+    assert not log.log_learned(LearnedReward("dec1", "d1+c1", 9.0, "learned", 3, 7000.0))
     d1, d2 = log.decision("dec1"), log.decision("dec2")
     assert (d1["status"], d1["reward_status"], d1["reward"], d1["n_events"]) == (
         "learned",

@@ -1,0 +1,490 @@
+"""The FastAPI application: a thin HTTP adapter over the engine and the event log.
+
+Endpoints (JSON; all but ``/healthz`` need ``Authorization: Bearer <token>``):
+
+* ``POST /v1/decisions`` -> the chosen bundle, its propensity and the policy version;
+* ``POST /v1/events`` -> 202 with the event's status (accepted / duplicate / late);
+* ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status;
+* ``GET /healthz``; ``GET /metrics`` (Prometheus text format);
+* ``POST /v1/admin/{deals,courses,bundles}`` and ``.../retire``: catalog changes (journaled);
+* ``POST /v1/admin/profiles`` (upsert) and ``POST /v1/admin/users/forget``.
+
+User ids travel in request bodies only, never in paths, so access logs cannot carry them. Every write is
+committed to the event log before the response is sent (see :mod:`bandit_engine.server.worker`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from .. import __version__
+from ..engine import Engine
+from ..errors import ConflictError, NotFoundError
+from ..profiles import merge_profiles
+from ..store import EventLog
+from .auth import Secret, bearer_ok
+from .checkpoint import Checkpointer, apply_admin, restore_engine
+from .errors import BodyTooLarge, error_body, install_error_handlers
+from .metrics import Metrics
+from .models import (
+    AdminResult,
+    BundlesAdd,
+    CoursesAdd,
+    DealsAdd,
+    DecisionRecord,
+    DecisionRequest,
+    DecisionResponse,
+    EventRequest,
+    EventResponse,
+    ForgetRequest,
+    ForgetResponse,
+    Health,
+    ProfileUpsert,
+    Retire,
+    jsonable,
+)
+from .settings import ServerSettings
+from .worker import EngineWorker
+
+__all__ = ["GuardMiddleware", "base_engine_factory", "create_app", "open_server"]
+
+logger = logging.getLogger("bandit_engine.server")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/healthz"})
+_JSON = "application/json"
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    body = json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Response(body.encode("utf-8"), status_code=status, media_type=_JSON)
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware: bearer auth, body size limit (413) and latency metrics.
+
+    Written as raw ASGI (not a FastAPI dependency) because it runs on every request and this is the
+    cheapest place to refuse one before any parsing happens.
+    """
+
+    def __init__(self, app: ASGIApp, *, token: Secret, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.token = token
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def _refuse(self, send: Send, status: int, kind: str, message: str, field: str) -> None:
+        body = error_body(kind, message, field)
+        headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            auth = None
+            length = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    auth = value
+                elif name == b"content-length":
+                    length = value
+            if scope["path"] not in OPEN_PATHS and not bearer_ok(auth, self.token):
+                await self._refuse(
+                    send_wrapper,
+                    401,
+                    "Unauthorized",
+                    "missing or invalid bearer token",
+                    "Authorization",
+                )
+                return
+            if length is not None:
+                try:
+                    n = int(length)
+                except ValueError:
+                    n = -1
+                if n < 0:
+                    await self._refuse(
+                        send_wrapper,
+                        400,
+                        "BadRequest",
+                        "Content-Length must be a number >= 0",
+                        "Content-Length",
+                    )
+                    return
+                if n > self.max_body:
+                    await self._refuse(
+                        send_wrapper,
+                        413,
+                        "PayloadTooLarge",
+                        f"request body must be at most {self.max_body} bytes, got {n}",
+                        "body",
+                    )
+                    return
+                await self.app(scope, receive, send_wrapper)
+                return
+            seen = 0
+
+            async def counting_receive() -> Message:
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > self.max_body:
+                        raise BodyTooLarge(self.max_body)
+                return message
+
+            await self.app(scope, counting_receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(label, status[0], time.perf_counter() - start)
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"}
+        }
+        for path, ops in schema.get("paths", {}).items():
+            if path in OPEN_PATHS:
+                continue
+            for op in ops.values():
+                op["security"] = [{"bearerAuth": []}]
+                op.setdefault("responses", {}).setdefault(
+                    "401", {"description": "Missing or invalid bearer token"}
+                )
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
+    """Builds the base engine of ``settings``: the ``--model`` file or the demo engine."""
+
+    def build() -> Engine:
+        if settings.model is not None:
+            return Engine.load(settings.model)
+        from .. import demo  # type: ignore[attr-defined,unused-ignore]
+
+        engine: Engine = demo.demo_engine(seed=settings.demo_seed)
+        # a restart must recognise the same demo lineage: the id depends on the seed only
+        engine.model_id = f"demo{settings.demo_seed:028d}"
+        return engine
+
+    return build
+
+
+def open_server(
+    settings: ServerSettings,
+    *,
+    hmac_key: bytes,
+    clock: Callable[[], float] | None = None,
+    base: Callable[[], Engine] | None = None,
+) -> tuple[FastAPI, EventLog]:
+    """Open the event log, restore the engine (checkpoint + journal replay) and build the app.
+
+    ``clock`` overrides the engine clock (tests, simulations); ``base`` overrides how the base engine
+    is built (default: :func:`base_engine_factory`).
+    """
+    log = EventLog(
+        settings.db,
+        hmac_key=hmac_key,
+        synchronous=settings.synchronous,
+        busy_timeout=settings.busy_timeout,
+    )
+    try:
+        build = base if base is not None else base_engine_factory(settings)
+        kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
+        checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
+        engine, report = restore_engine(build, log, checkpointer, engine_kwargs=kwargs)
+        logger.info(
+            "engine %s restored: checkpoint=%s seq=%d replayed %d decisions, %d events, %d admin ops",
+            engine.model_id,
+            report.checkpoint,
+            report.checkpoint_seq,
+            report.replayed_decisions,
+            report.replayed_events,
+            report.replayed_admin,
+        )
+        app = create_app(engine, log, settings, base=build)
+    except BaseException:
+        log.close()
+        raise
+    return app, log
+
+
+def create_app(
+    engine: Engine,
+    log: EventLog,
+    settings: ServerSettings,
+    *,
+    base: Callable[[], Engine] | None = None,
+) -> FastAPI:
+    """The HTTP application over a ready ``engine`` and its event ``log``.
+
+    ``base`` builds the base engine when the worker must rebuild after a failure (default:
+    :func:`base_engine_factory`). The worker thread starts with the app's lifespan and stops (after a
+    final checkpoint) when the app shuts down.
+    """
+    metrics = Metrics()
+    checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
+    build = base if base is not None else base_engine_factory(settings)
+    clock = engine.clock
+
+    def rebuild() -> Engine:
+        return restore_engine(build, log, checkpointer, engine_kwargs={"clock": clock})[0]
+
+    worker = EngineWorker(
+        engine,
+        log,
+        rebuild=rebuild,
+        checkpointer=checkpointer,
+        metrics=metrics,
+        max_batch=settings.max_batch,
+        advance_interval=settings.advance_interval,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
+    metrics.gauge(
+        "bandit_pending_decisions",
+        "Decisions waiting for their attribution window to close.",
+        lambda: float(len(worker.engine.attribution)),
+    )
+    metrics.gauge(
+        "bandit_policy_updates",
+        "Updates the policy has learned.",
+        lambda: float(worker.engine.n_learned),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop(checkpoint=True)
+
+    app = FastAPI(
+        title="bandit-engine policy server",
+        version=__version__,
+        description=(
+            "Contextual-bandit decisions over bundles (deal, course) with a durable event log. "
+            "Every endpoint except /healthz needs `Authorization: Bearer <token>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.worker = worker
+    app.state.metrics = metrics
+    app.state.log = log
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(
+        GuardMiddleware, token=settings.api_token, max_body=settings.max_body_bytes, metrics=metrics
+    )
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+
+    errors_4xx: dict[int | str, dict[str, Any]] = {
+        400: {"description": "Malformed JSON"},
+        413: {"description": "Body over the size limit"},
+        422: {"description": "Invalid field (the body names it)"},
+    }
+
+    # -- jobs (run on the worker thread, inside the batch transaction) -----------------------
+    def decide_job(body: DecisionRequest, engine: Engine, log: EventLog) -> dict[str, Any]:
+        if body.decision_id is not None and log.has_decision(body.decision_id):
+            raise ConflictError.for_field("decision_id", body.decision_id, "is already in use")
+        stored = log.get_profile(body.user_id)
+        profile = merge_profiles(stored, body.profile) if stored or body.profile else None
+        t = engine.now()
+        d = engine.decide(
+            body.user_id, profile, candidates=body.candidates, decision_id=body.decision_id, now=t
+        )
+        x, z = _decision_vectors(engine, d.decision_id, d.bundle_id, body.user_id, profile, t)
+        log.log_decision(d, user_id=body.user_id, x=x, z=z, model_id=engine.model_id)
+        worker.note_decisions()
+        metrics.inc("bandit_decisions_total")
+        return {
+            "decision_id": d.decision_id,
+            "bundle_id": d.bundle_id,
+            "deal_id": d.deal_id,
+            "course_id": d.course_id,
+            "propensity": d.propensity,
+            "policy_version": d.policy_version,
+            "timestamp": d.timestamp,
+        }
+
+    def event_job(body: EventRequest, engine: Engine, log: EventLog) -> dict[str, Any]:
+        if not log.has_decision(body.decision_id):
+            raise NotFoundError.for_field(
+                "decision_id", body.decision_id, "is not a known decision"
+            )
+        t = engine.now()
+        status = engine.report(
+            body.decision_id, body.type, value=body.value, event_id=body.event_id, at=t
+        )
+        log.log_event(body.decision_id, body.type, body.value, t, body.event_id, status)
+        metrics.inc("bandit_events_total", status=status)
+        if status == "late":
+            metrics.inc("bandit_late_events_total")
+        return {"decision_id": body.decision_id, "event_id": body.event_id, "status": status}
+
+    def admin_job(op: str, payload: dict[str, Any], engine: Engine, log: EventLog) -> Any:
+        added = apply_admin(engine, op, payload)
+        seq = log.log_admin(op, payload, ts=engine.now())
+        return {"op": op, "seq": seq, "added_bundles": added}
+
+    # -- routes ------------------------------------------------------------------------------
+    @app.post(
+        "/v1/decisions",
+        response_model=DecisionResponse,
+        responses={**errors_4xx, 409: {}},
+        tags=["decisions"],
+    )
+    async def post_decision(body: DecisionRequest) -> Response:
+        """Choose a bundle for a user; the decision is logged before the answer."""
+        return _json(await worker.run(partial(decide_job, body)))
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=EventResponse,
+        responses={**errors_4xx, 404: {"description": "Unknown decision id"}},
+        tags=["decisions"],
+    )
+    async def post_event(body: EventRequest) -> Response:
+        """Report a click or an order; logged before the answer (202)."""
+        return _json(await worker.run(partial(event_job, body)), status=202)
+
+    @app.get(
+        "/v1/decisions/{decision_id}",
+        response_model=DecisionRecord,
+        responses={404: {"description": "Unknown decision id"}},
+        tags=["decisions"],
+    )
+    async def get_decision(decision_id: str) -> Response:
+        """A logged decision, its events and its reward status."""
+        record = await worker.run(lambda engine, log: log.decision(decision_id))
+        return _json(jsonable(record))
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    async def healthz() -> Response:
+        """Liveness without authentication: 200 while the engine worker serves."""
+        if worker.healthy and worker._thread is not None:
+            return _json({"status": "ok"})
+        return _json({"status": "unavailable"}, status=503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def get_metrics() -> Response:
+        """Counters and latency histograms in the Prometheus text format."""
+        return Response(
+            metrics.render().encode("utf-8"), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    def admin_route(path: str, op: str, model: type[Any], summary: str) -> None:
+        async def endpoint(body: Any) -> Response:
+            payload = body.model_dump(mode="json", exclude_none=op == "add_bundles")
+            return _json(await worker.run(partial(admin_job, op, payload)))
+
+        endpoint.__annotations__["body"] = model
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=AdminResult,
+            summary=summary,
+            responses={**errors_4xx, 404: {"description": "Unknown id"}},
+            tags=["admin"],
+            name=op,
+        )
+
+    admin_route("/v1/admin/deals", "add_deals", DealsAdd, "Add (or update) deals")
+    admin_route("/v1/admin/deals/retire", "retire_deals", Retire, "Retire deals")
+    admin_route("/v1/admin/courses", "add_courses", CoursesAdd, "Add (or update) courses")
+    admin_route("/v1/admin/courses/retire", "retire_courses", Retire, "Retire courses")
+    admin_route("/v1/admin/bundles", "add_bundles", BundlesAdd, "Add bundles")
+    admin_route("/v1/admin/bundles/retire", "retire_bundles", Retire, "Retire bundles")
+
+    @app.post(
+        "/v1/admin/profiles",
+        responses=errors_4xx,
+        tags=["admin"],
+    )
+    async def upsert_profile(body: ProfileUpsert) -> Response:
+        """Store or update a user's profile (kept under the user's pseudonym)."""
+
+        def job(engine: Engine, log: EventLog) -> dict[str, Any]:
+            out = {}
+            for platform, fields in body.profile.items():
+                out[platform] = log.upsert_profile(
+                    body.user_id, platform, fields, replace=body.replace
+                )
+            return {"profile": out}
+
+        return _json(await worker.run(job))
+
+    @app.post(
+        "/v1/admin/users/forget",
+        response_model=ForgetResponse,
+        responses=errors_4xx,
+        tags=["admin"],
+    )
+    async def forget_user(body: ForgetRequest) -> Response:
+        """Delete the user's profile and every logged row under their pseudonym."""
+        deleted = await worker.run(lambda engine, log: log.forget_user(body.user_id))
+        return _json({"deleted": deleted})
+
+    return app
+
+
+def _decision_vectors(
+    engine: Engine,
+    decision_id: str,
+    bundle_id: str,
+    user_id: str,
+    profile: Any,
+    t: float,
+) -> tuple[Any, Any]:
+    """``(x, z)`` of a decision just made, for the log."""
+    getter = getattr(engine, "decision_vectors", None)
+    if getter is not None:
+        x, z = getter(decision_id)
+        return x, z
+    # recomputing gives the same x: the transform is deterministic in (profile, t)
+    return engine.context(user_id, profile, now=t), engine.catalog.features([bundle_id])[0]

@@ -1,0 +1,105 @@
+"""Settings of the policy server (one frozen object, validated on construction)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..store import Synchronous
+from .auth import Secret
+
+__all__ = ["ServerSettings"]
+
+
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError.for_field(name, value, f"must be {kind}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError.for_field(name, value, "must be >= 0" if allow_zero else "must be > 0")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server runs.
+
+    Parameters
+    ----------
+    db
+        Path of the SQLite event log.
+    api_token
+        The bearer token every endpoint but ``/healthz`` requires.
+    model
+        Saved engine file, or ``None`` for the embedded demo engine (``demo_seed``).
+    demo_seed
+        Seed of the demo engine.
+    host, port
+        Where uvicorn listens (loopback by default).
+    synchronous
+        SQLite durability level (see :mod:`bandit_engine.store`).
+    checkpoint_dir
+        Folder of model checkpoints (default ``<db>.checkpoints``).
+    checkpoint_every, checkpoint_seconds
+        Write a checkpoint after this many decisions or this many seconds, whichever comes first
+        (only when something changed).
+    checkpoint_keep
+        How many checkpoints to keep (older ones are deleted; a corrupt latest one falls back to the
+        previous).
+    max_body_bytes
+        Larger request bodies are refused with 413.
+    max_batch
+        Most requests committed in one transaction (group commit).
+    advance_interval
+        Seconds between timer-driven closings of due attribution windows.
+    busy_timeout
+        Seconds a write waits for another process's lock before failing.
+    """
+
+    db: str
+    api_token: Secret = field(repr=False)
+    model: str | None = None
+    demo_seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8080
+    synchronous: Synchronous = "NORMAL"
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 10_000
+    checkpoint_seconds: float = 300.0
+    checkpoint_keep: int = 3
+    max_body_bytes: int = 65_536
+    max_batch: int = 256
+    advance_interval: float = 1.0
+    busy_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_token, Secret):
+            raise ConfigError.for_field(
+                "api_token", type(self.api_token).__name__, "must be a Secret (see load_api_token)"
+            )
+        if self.synchronous not in ("OFF", "NORMAL", "FULL"):
+            raise ConfigError.for_field(
+                "synchronous", self.synchronous, "must be 'OFF', 'NORMAL' or 'FULL'"
+            )
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 0 <= self.port < 65536
+        ):
+            raise ConfigError.for_field("port", self.port, "must be an integer in [0, 65535]")
+        _positive("demo_seed", self.demo_seed, integer=True, allow_zero=True)
+        _positive("checkpoint_every", self.checkpoint_every, integer=True)
+        _positive("checkpoint_seconds", self.checkpoint_seconds)
+        _positive("checkpoint_keep", self.checkpoint_keep, integer=True)
+        _positive("max_body_bytes", self.max_body_bytes, integer=True)
+        _positive("max_batch", self.max_batch, integer=True)
+        _positive("advance_interval", self.advance_interval)
+        _positive("busy_timeout", self.busy_timeout)
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoint folder."""
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(f"{self.db}.checkpoints")
