@@ -7,10 +7,10 @@ Examples
 --------
 >>> from bandit_engine.demo import demo_engine
 >>> engine = demo_engine(seed=7)
->>> d = engine.decide("u0001", now=1_700_000_000.0)
+>>> d = engine.decide("U000001", now=1_704_067_200.0)
 >>> 0.0 < d.propensity <= 1.0
 True
->>> engine.report(d.decision_id, "click", at=1_700_000_010.0)
+>>> engine.report(d.decision_id, "click", at=1_704_067_210.0)
 'accepted'
 """
 
