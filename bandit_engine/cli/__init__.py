@@ -103,3 +103,9 @@ def inspect_model(
         typer.echo(f"decisions:       {engine.n_decisions} ({len(engine.attribution)} pending)")
 
     run(body)
+
+
+# server commands (serve-policy, purge, forget-user) live in their own module
+from .serve import register as _register_serve  # noqa: E402
+
+_register_serve(app)

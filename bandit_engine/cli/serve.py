@@ -1,0 +1,213 @@
+"""``bandit serve-policy``, ``bandit purge`` and ``bandit forget-user``.
+
+Only typer is imported at module level; the server stack (FastAPI, uvicorn, numpy, pandas) is imported
+inside the command bodies so that ``bandit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_policy(
+    model: str | None = typer.Option(
+        None, "--model", help="Saved engine file; without it the embedded demo engine is served."
+    ),
+    db: str | None = typer.Option(
+        None, "--db", help="SQLite event log (created if missing). Default: events.sqlite."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (loopback by default)."
+    ),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    synchronous: str = typer.Option(
+        "NORMAL", "--synchronous", help="SQLite durability: OFF, NORMAL or FULL (see docs)."
+    ),
+    checkpoint_dir: str | None = typer.Option(
+        None, "--checkpoint-dir", help="Checkpoint folder (default <db>.checkpoints)."
+    ),
+    checkpoint_every: int = typer.Option(
+        10_000, "--checkpoint-every", help="Checkpoint after this many decisions."
+    ),
+    checkpoint_seconds: float = typer.Option(
+        300.0, "--checkpoint-seconds", help="...or after this many seconds with changes."
+    ),
+    max_body_bytes: int = typer.Option(65_536, "--max-body-bytes", help="Larger bodies get 413."),
+    max_batch: int = typer.Option(256, "--max-batch", help="Most requests per commit."),
+    token_file: str | None = typer.Option(
+        None, "--token-file", help="File holding the API token (else $BANDIT_API_TOKEN)."
+    ),
+    hmac_key_file: str | None = typer.Option(
+        None, "--hmac-key-file", help="File holding the user-id HMAC key (else $BANDIT_HMAC_KEY)."
+    ),
+    demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine."),
+    dev: bool = typer.Option(
+        False,
+        "--dev",
+        help="Throw-away setup for trying things: ephemeral HMAC key, random API token written to "
+        "<db>.token (mode 0600), and a temporary database unless --db is given.",
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log each request."
+    ),
+) -> None:
+    """Serve decisions over HTTP with a durable SQLite event log and online learning."""
+    from . import run
+
+    def body() -> None:
+        import logging
+        import tempfile
+
+        import uvicorn
+
+        from ..errors import ConfigError
+        from ..server import ServerSettings, load_api_token, open_server
+        from ..server.auth import generate_token_file
+        from ..store import load_hmac_key
+
+        sync = synchronous.upper()
+        if sync not in ("OFF", "NORMAL", "FULL"):
+            raise ConfigError.for_field("synchronous", synchronous, "must be OFF, NORMAL or FULL")
+        path = (
+            db
+            if db is not None
+            else (
+                str(Path(tempfile.mkdtemp(prefix="bandit-dev-")) / "events.sqlite")
+                if dev
+                else "events.sqlite"
+            )
+        )
+        if dev and token_file is None:
+            token_path = Path(f"{path}.token")
+            token = generate_token_file(token_path)
+            typer.echo(f"dev mode: API token written to {token_path} (mode 0600)", err=True)
+        else:
+            token = load_api_token(file=token_file)
+        key = load_hmac_key(file=hmac_key_file, ephemeral=dev)
+        if not _is_loopback(host):
+            typer.secho(
+                f"warning: binding {host}, which is not a loopback address: the API is reachable "
+                "from other machines (it still requires the token; put TLS in front of it)",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
+        settings = ServerSettings(
+            db=path,
+            api_token=token,
+            model=model,
+            demo_seed=demo_seed,
+            host=host,
+            port=port,
+            synchronous=sync,  # type: ignore[arg-type]
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            checkpoint_seconds=checkpoint_seconds,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+        )
+        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        app, log = open_server(settings, hmac_key=key)
+        engine = app.state.worker.engine
+        typer.echo(
+            f"serving model {engine.model_id} ({engine.policy.name}) on http://{host}:{port} "
+            f"(db {path}, synchronous={sync}, docs at /docs)",
+            err=True,
+        )
+        loop = "uvloop" if _has("uvloop") else "asyncio"
+        http = "httptools" if _has("httptools") else "h11"
+        try:
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                loop=loop,
+                http=http,
+                log_level=log_level.lower(),
+                access_log=access_log,
+                timeout_graceful_shutdown=30,
+                lifespan="on",
+            )
+        finally:
+            log.close()
+
+    run(body)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def purge(
+    db: str = typer.Option(..., "--db", help="SQLite event log."),
+    older_than: float = typer.Option(
+        ..., "--older-than", help="Delete decisions and events older than this many days."
+    ),
+) -> None:
+    """Delete logged rows older than a number of days (rows a checkpoint still needs are kept)."""
+    from . import run
+
+    def body() -> None:
+        from ..errors import ValidationError
+        from ..store import EventLog
+
+        if not older_than > 0:
+            raise ValidationError.for_field("older_than", older_than, "must be > 0 days")
+        with EventLog(db, hmac_key=None) as log:
+            counts = log.purge(older_than * 86400.0)
+        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+    run(body)
+
+
+def forget_user(
+    user_id: str = typer.Argument(
+        ..., help="The user id to forget, or '-' to read ids from stdin (one per line)."
+    ),
+    db: str = typer.Option(..., "--db", help="SQLite event log."),
+    hmac_key_file: str | None = typer.Option(
+        None, "--hmac-key-file", help="File holding the HMAC key (else $BANDIT_HMAC_KEY)."
+    ),
+) -> None:
+    """Delete a user's profile and every logged row under their pseudonym."""
+    from . import run
+
+    def body() -> None:
+        from ..store import EventLog, load_hmac_key
+
+        ids = [u.strip() for u in sys.stdin] if user_id == "-" else [user_id]
+        key = load_hmac_key(file=hmac_key_file)
+        total: dict[str, int] = {}
+        with EventLog(db, hmac_key=key) as log:
+            for uid in (u for u in ids if u):
+                for k, v in log.forget_user(uid).items():
+                    total[k] = total.get(k, 0) + v
+        typer.echo(" ".join(f"{k}={v}" for k, v in sorted(total.items())) or "nothing to forget")
+
+    run(body)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server commands to the ``bandit`` app."""
+    app.command("serve-policy")(serve_policy)
+    app.command("purge")(purge)
+    app.command("forget-user")(forget_user)
