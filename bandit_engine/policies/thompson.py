@@ -105,7 +105,9 @@ class LinearTS(RidgeArmsPolicy):
         posteriors. ``"shared"``: one regression for all arms on
         ``phi(x, z) = vec(outer(x, z))`` (dimension ``d * p``; ``A^{-1}`` is ``(d p)^2`` floats,
         an update costs ``O((d p)^2)``), so bundles share what they teach through their
-        features and a new bundle is scored from its features alone.
+        features and a new bundle is scored from its features alone. There is no per-bundle
+        term: when the linear model in ``phi`` is misspecified, a bundle it under-rates is
+        corrected only slowly by its own rewards (``HybridLinUCB`` has a per-bundle part).
     propensity_samples
         Shared mode only: number ``M`` of posterior draws per decision (``>= 1``).
     discount, window
