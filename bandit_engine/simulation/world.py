@@ -416,10 +416,18 @@ class World:
     Attributes
     ----------
     config, seed
-        What it was generated from.
+        What it was generated from (``seed`` is ``None`` when a Generator was passed).
     knowledge, groupbuy, deals, courses, bundles
-        The observable tables (see the project brief for their columns). ``bundles`` rows are the
-        bundle indices used by :meth:`true_rates` and :meth:`eligible`.
+        The observable tables. Row ``i`` of ``bundles`` is bundle index ``i`` of
+        :meth:`true_rates` and :meth:`eligible`; user index ``u`` has id ``f"U{u:06d}"``.
+    click_intercept, order_intercept
+        The calibrated ``b0`` and ``c0`` of the response model (before any drift).
+
+    Notes
+    -----
+    Cost per call with the defaults (5000 users, 800 bundles, 2 cores): ``true_rates`` for 100
+    bundles about 10 us (a few more inside a gradual drift's window), ``eligible`` 3-5 us,
+    ``profile`` about 2 us; ``generate`` about 0.3-0.5 s.
     """
 
     def __init__(
@@ -478,9 +486,10 @@ class World:
         # changes what users like, not how much they click overall.
         self._drift_intercepts = calibrate(W1) if W1 is not None else (b0, c0)
         self._W0 = self._add_intercepts(W0, (b0, c0))
-        self._dW = (
-            None if W1 is None else self._add_intercepts(W1, self._drift_intercepts) - self._W0
-        )
+        self._W1 = None if W1 is None else self._add_intercepts(W1, self._drift_intercepts)
+        drift = config.drift
+        self._drift_from = config.start_time + drift.at_days * _DAY
+        self._drift_span = drift.duration_days * _DAY if drift.kind == "gradual" else 0.0
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -536,7 +545,7 @@ class World:
         hidden /= math.sqrt(config.noise_rank)
         return cls(
             config,
-            seed if isinstance(seed, int) else None,
+            int(seed) if isinstance(seed, int | np.integer) else None,
             users=users,
             deals=deals,
             courses=courses,
@@ -702,20 +711,24 @@ class World:
     # -- responses ---------------------------------------------------------------------------------
     def drift_weight(self, t: float) -> float:
         """How far tastes have moved at time ``t``: 0 before the drift, 1 after it."""
-        d = self.config.drift
-        if d.kind == "none":
+        if self._W1 is None or t < self._drift_from:
             return 0.0
-        t0 = self.config.start_time + d.at_days * _DAY
-        if d.kind == "abrupt":
-            return 1.0 if t >= t0 else 0.0
-        return min(1.0, max(0.0, (t - t0) / (d.duration_days * _DAY)))
+        if t >= self._drift_from + self._drift_span:  # an abrupt drift has span 0
+            return 1.0
+        return (t - self._drift_from) / self._drift_span
 
     def _user_matrix(self, u: int, t: float) -> FloatArray:
-        w = self.drift_weight(t) if self._dW is not None else 0.0
-        if w == 0.0 or self._dW is None:
+        """``W_u`` at ``t``: no arithmetic except inside a gradual drift's window."""
+        W1 = self._W1
+        if W1 is None or t < self._drift_from:
             out: FloatArray = self._W0[u]
             return out
-        moved: FloatArray = self._W0[u] + w * self._dW[u]
+        if t >= self._drift_from + self._drift_span:
+            after: FloatArray = W1[u]
+            return after
+        w = (t - self._drift_from) / self._drift_span
+        W0u = self._W0[u]
+        moved: FloatArray = W0u + w * (W1[u] - W0u)
         return moved
 
     def true_rates(
@@ -738,16 +751,17 @@ class World:
         """
         u = self._check_user(user_index)
         try:
-            z = self._phi[bundle_index] @ self._user_matrix(u, t)
-            value = self._value[bundle_index] * self._users.basket[u]
-        except IndexError:
+            # (2, m) @ (m, k): each output row is contiguous. take() gathers faster than [].
+            z = self._user_matrix(u, t).T @ self._phi.take(bundle_index, axis=0).T
+            value = self._value.take(bundle_index) * self._users.basket[u]
+        except (IndexError, TypeError):
             raise ValidationError.for_field(
                 "bundle_index",
                 bundle_index,
                 f"must be an integer array of bundle rows in [0, {self.n_bundles - 1}]",
             ) from None
         p = _sigmoid_inplace(z)
-        return p[:, 0], p[:, 1], value
+        return p[0], p[1], value
 
     def expected_reward(
         self,
@@ -861,9 +875,9 @@ class World:
         first = self.n_users
         self._users = self._users.concat(new)
         self._W0 = np.concatenate([self._W0, W0])
-        if self._dW is not None and W1 is not None:
-            dW = self._add_intercepts(W1, self._drift_intercepts) - W0
-            self._dW = np.concatenate([self._dW, dW])
+        if self._W1 is not None and W1 is not None:
+            W1 = self._add_intercepts(W1, self._drift_intercepts)
+            self._W1 = np.concatenate([self._W1, W1])
         return np.arange(first, first + n, dtype=np.intp)
 
     def add_deals(
@@ -980,8 +994,8 @@ class World:
         keep = mask.any(axis=1)
         users, mask = users[keep], mask[keep]
         W = self._W0[users]
-        if self._dW is not None:
-            W = W + self.drift_weight(t) * self._dW[users]
+        if self._W1 is not None:
+            W = W + self.drift_weight(t) * (self._W1[users] - W)
         # (users, 2, m) @ (m, bundles): click and order logits of every pair in one product.
         p = _sigmoid_inplace(np.matmul(W.transpose(0, 2, 1), self._phi.T))
         pc, po = p[:, 0, :], p[:, 1, :]
