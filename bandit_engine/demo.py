@@ -7,8 +7,12 @@ start from here, so a newcomer can try everything without data of their own. The
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+
+import pandas as pd
 
 from .catalog import DEFAULT_COURSE_FEATURES, DEFAULT_DEAL_FEATURES, Catalog, EligibilityRules
 from .engine import Engine
@@ -25,6 +29,8 @@ __all__ = [
     "build_engine",
     "demo_engine",
     "demo_schema",
+    "demo_tables",
+    "demo_world",
 ]
 
 
@@ -91,23 +97,49 @@ def build_engine(
     return engine
 
 
+def _midnight_utc() -> float:
+    now = time.time()
+    return float(now - now % 86_400)
+
+
+def demo_world(seed: int = 0, *, start_time: float | None = None) -> World:
+    """The demo world (:data:`DEMO_WORLD`) starting at ``start_time`` (default: today, 00:00 UTC, so
+    that its deals are valid on the wall clock; pass a fixed time for reproducible runs)."""
+    start = _midnight_utc() if start_time is None else float(start_time)
+    return World.generate(replace(DEMO_WORLD, start_time=start), seed=seed)
+
+
+def demo_tables(seed: int = 0, *, start_time: float | None = None) -> dict[str, pd.DataFrame]:
+    """The demo data as plain tables: ``knowledge`` and ``groupbuy`` (user profiles), ``deals``,
+    ``courses`` and ``bundles``: stand-ins for your own tables."""
+    world = demo_world(seed, start_time=start_time)
+    return {
+        "knowledge": world.knowledge.copy(),
+        "groupbuy": world.groupbuy.copy(),
+        "deals": world.deals.copy(),
+        "courses": world.courses.copy(),
+        "bundles": world.bundles[["deal_id", "course_id", "bundle_id"]].copy(),
+    }
+
+
 def demo_engine(
     seed: int = 0,
     *,
     policy: str = "linucb",
+    start_time: float | None = None,
     clock: Callable[[], float] | None = None,
     **policy_params: Any,
 ) -> Engine:
-    """The demo engine: a seeded synthetic world (:data:`DEMO_WORLD`) and a fresh policy.
+    """The demo engine: the seeded demo world and a fresh policy (by registry name).
 
     Examples
     --------
     >>> engine = demo_engine(seed=3)
-    >>> decision = engine.decide("U000001", now=DEMO_WORLD.start_time)
+    >>> decision = engine.decide("U000001")
     >>> decision.bundle_id in decision.candidates
     True
     """
-    world = World.generate(DEMO_WORLD, seed=seed)
+    world = demo_world(seed, start_time=start_time)
     kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
     params = {"seed": seed, **policy_params}
     return build_engine(world, make_policy(policy, **params), **kwargs)

@@ -7,10 +7,10 @@ Examples
 --------
 >>> from bandit_engine.demo import demo_engine
 >>> engine = demo_engine(seed=7)
->>> d = engine.decide("U000001", now=1_704_067_200.0)
+>>> d = engine.decide("U000001")
 >>> 0.0 < d.propensity <= 1.0
 True
->>> engine.report(d.decision_id, "click", at=1_704_067_210.0)
+>>> engine.report(d.decision_id, "click")
 'accepted'
 """
 
@@ -140,19 +140,24 @@ class Engine:
         catalog: Catalog,
         policy: Policy,
         rewards: RewardSpec | None = None,
+        ignore_extra: bool = True,
         **kwargs: Any,
     ) -> Engine:
         """Fit ``schema`` (a :class:`~bandit_engine.features.ProfileSchema`) on the platform tables,
-        load those profiles into the engine's profile store and return the engine."""
-        features = schema.fit(profiles)
+        load those profiles into the engine's profile store and return the engine.
+
+        Table columns the schema does not declare are ignored unless ``ignore_extra=False``
+        (real tables are wide; the schema says what the model uses)."""
+        features = schema.fit(profiles, ignore_extra=ignore_extra)
         engine = cls(features, catalog, policy, rewards, **kwargs)
-        engine.load_profiles(profiles)
+        engine.load_profiles(profiles, ignore_extra=ignore_extra)
         return engine
 
-    def load_profiles(self, tables: Mapping[str, pd.DataFrame]) -> int:
-        """Put every user of the platform tables into the profile store; returns how many."""
+    def load_profiles(self, tables: Mapping[str, pd.DataFrame], *, ignore_extra: bool = True) -> int:
+        """Put every user of the platform tables into the profile store (only the columns the schema
+        declares, unless ``ignore_extra=False`` makes other columns an error); returns how many."""
         n = 0
-        for user_id, profile in self.features.profiles(tables):
+        for user_id, profile in self.features.profiles(tables, ignore_extra=ignore_extra):
             self.profiles.put(str(user_id), profile)
             n += 1
         return n
