@@ -216,7 +216,7 @@ def user_weights(
     o[:, layout.const] = (
         0.25 * users.engagement + np.array([0.0, 0.05, 0.15])[memb] - cs * go * t**2
     )
-    o[:, layout.cuisine] = cs * (0.1 * users.cuisine_taste + 0.2 * users.seen_cuisines)
+    o[:, layout.cuisine] = cs * (0.1 * cuisine + 0.2 * users.seen_cuisines)
     o[:, layout.lp] = -0.2 + cs * 2 * go * t
     o[:, layout.lp2] = -cs * go
     o[:, layout.discount] = 0.5 + cs * 2.0 * ps
