@@ -56,6 +56,7 @@ _BIT_GENERATORS: dict[str, type[np.random.BitGenerator]] = {
     "MT19937": np.random.MT19937,
 }
 FloatArray = NDArray[np.float64]
+_F64 = np.dtype(np.float64)
 IntArray = NDArray[np.intp]
 
 #: Relative tolerance under which two scores count as tied (see :func:`argmax_distribution`).
@@ -271,25 +272,34 @@ class ArmTable:
     def rows(self, arms: Sequence[str]) -> tuple[IntArray, bool, int]:
         """Row numbers of ``arms`` (new arms appended). Returns ``(rows, contiguous, n_new)``;
         ``contiguous`` means ``rows == arange(len(arms))`` so callers may slice instead of
-        gather. The returned array may be shared with the cache: do not modify it."""
+        gather. The returned array may be shared with the cache: do not modify it.
+
+        The last candidate list is remembered: the same tuple object costs nothing, an equal
+        list or tuple one comparison (rows of existing ids never change).
+        """
         if arms is self._last_key:
             return self._last_rows, self._last_contiguous, 0
-        n_before = len(self.ids)
-        index = self.index
-        out = np.empty(len(arms), dtype=np.intp)
         try:
-            self._check_unique(arms)
-            for i, arm in enumerate(arms):
-                row = index.get(arm)
-                out[i] = self._new(arm) if row is None else row
+            key = arms if type(arms) is tuple else tuple(arms)
+            if key == self._last_key:
+                self._last_key = key
+                return self._last_rows, self._last_contiguous, 0
+            self._check_unique(key)
+            get = self.index.get
+            found = [get(arm) for arm in key]
         except TypeError:  # unhashable id
             raise ValidationError.for_field("arms", list(arms), "must be string ids") from None
+        n_before = len(self.ids)
+        if n_before == 0 or None in found:
+            found = [
+                self._new(arm) if row is None else row for arm, row in zip(key, found, strict=True)
+            ]
+        out = np.array(found, dtype=np.intp)
         k = out.shape[0]
-        contiguous = bool(k > 0 and out[0] == 0 and out[-1] == k - 1)
+        contiguous = bool(k > 0 and found[0] == 0 and found[-1] == k - 1)
         if contiguous:
             contiguous = bool(np.array_equal(out, np.arange(k)))
-        if isinstance(arms, tuple):
-            self._last_key, self._last_rows, self._last_contiguous = arms, out, contiguous
+        self._last_key, self._last_rows, self._last_contiguous = key, out, contiguous
         return out, contiguous, len(self.ids) - n_before
 
     def lookup(self, arms: Sequence[str], missing: int) -> IntArray:
@@ -422,7 +432,7 @@ class BasePolicy:
     # -- input checks -----------------------------------------------------------------------
     @staticmethod
     def _as_float_array(value: Any, field: str) -> FloatArray:
-        if type(value) is np.ndarray and value.dtype == np.float64:
+        if type(value) is np.ndarray and value.dtype is _F64:
             return value
         try:
             return np.asarray(value, dtype=np.float64)
