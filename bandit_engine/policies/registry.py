@@ -33,6 +33,7 @@ _BUILTIN: dict[str, str] = {
     "epsilon_greedy": "bandit_engine.policies.baselines:EpsilonGreedy",
     "popularity": "bandit_engine.policies.baselines:Popularity",
     "fixed_rule": "bandit_engine.policies.baselines:FixedRule",
+    "vw": "bandit_engine.policies.vw:VWPolicy",
 }
 
 
