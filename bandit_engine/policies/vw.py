@@ -24,7 +24,8 @@ its own numpy generator (``rng_``, one ``random()`` per choice), so choices foll
 seed; the propensity is the PMF entry of the chosen candidate (the PMF is renormalised in float64
 because VW's float32 entries do not sum to 1 exactly). Predicting does not change VW's learning
 state for any exploration type (tested), so :meth:`VWPolicy.probabilities` is exact and free of side
-effects. ``bag`` and ``regcb`` can give candidates probability 0; such a candidate is never chosen.
+effects. ``regcb`` (and ``bag`` with ``epsilon=0``) can give candidates probability 0; such a
+candidate is never chosen.
 
 Scores
 ------
