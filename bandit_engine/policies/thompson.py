@@ -34,9 +34,12 @@ __all__ = ["PROPENSITY_FLOOR", "LinearTS", "prob_max_normal"]
 #: a positive number, and a weight above 1e12 would dominate any estimate anyway.
 PROPENSITY_FLOOR = 1e-12
 
-# Composite Gauss–Legendre rule for prob_max_normal: breakpoints at these multiples of each
-# relevant arm's standard deviation around its mean, 6 Legendre nodes per interval.
-_GRID = np.array([-8.5, -6.5, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.5, 8.5])
+# Composite Gauss–Legendre rule for prob_max_normal: breakpoints at multiples of the chosen
+# arm's standard deviation (_GRID_SELF) and, for competitors much narrower than it, of theirs
+# (_GRID_NARROW); 6 Legendre nodes per interval.
+_GRID_SELF = np.array([-8.5, -6.5, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6.5, 8.5], dtype=float)
+_GRID_NARROW = np.array([-8.5, -6, -4, -2, 0, 2, 4, 6, 8.5], dtype=float)
+_NARROW = 0.5  # competitors with sd below this fraction of the chosen arm's get breakpoints
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
 _TAIL = 8.5  # Phi(-8.5) ~ 1e-17: beyond this many sds a normal is negligible in double precision
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -46,19 +49,24 @@ def prob_max_normal(mu: FloatArray, sd: FloatArray, a: int) -> float:
     """``P(S_a > S_b for all b != a)`` for independent ``S_b ~ N(mu_b, sd_b^2)`` (``sd > 0``).
 
     Computes ``integral phi_a(t) * prod_{b != a} Phi_b(t) dt`` by composite Gauss–Legendre
-    quadrature on ``[max(mu_a - 8.5 sd_a, max_b(mu_b - 8.5 sd_b)), mu_a + 8.5 sd_a]`` (outside
-    it the integrand is below 1e-17), with breakpoints at ``mu_c + sd_c * g`` for ``g`` in a
-    fixed grid of ``-8.5 .. 8.5`` for arm ``a`` and for every competitor narrower than ``a``.
-    Each interval is then at most about one standard deviation of the narrowest normal acting
-    there, where 6-node Gauss–Legendre is accurate to about 1e-7 relative (tested against
-    adaptive quadrature and against the two-arm closed form).
+    quadrature (6 nodes per interval) on ``[max(mu_a - 8.5 sd_a, max_b(mu_b - 8.5 sd_b)),
+    mu_a + 8.5 sd_a]``, outside which the integrand is below 1e-17. Competitors whose
+    ``Phi_b`` is 1 on that range are dropped. Breakpoints: ``mu_a + sd_a * g`` for a grid ``g``
+    of spacing 1 around 0, plus ``mu_c + sd_c * g'`` (spacing 2) for every competitor narrower
+    than half of ``sd_a``, so that no interval is wide compared with a normal acting in it.
+
+    Accuracy, measured against adaptive quadrature (QUADPACK) and the two-arm closed form:
+    two arms 1e-8 absolute for every width ratio; states of a trained 50-arm policy about
+    5e-7 relative; worst seen 2e-4 relative, for probabilities near 1e-4 when dozens of
+    competitors of about half the chosen arm's width sit at the same place (their joint
+    maximum is sharper than each of them).
 
     Plain Gauss–Hermite on arm ``a``'s normal was rejected: when competitors are much narrower
     than ``a`` (a new bundle against well-trained ones, the usual cold-start situation),
     ``prod Phi_b`` is nearly a step between Hermite nodes and 48 nodes err by up to 0.06
-    absolute (``sd_b / sd_a = 0.02``); agreement between 32 and 48 nodes does not detect it.
-    Cost: ``O(n_nodes * n_relevant)`` normal CDFs, with ``n_nodes`` = 84 plus 84 per narrower
-    competitor whose range overlaps.
+    absolute (``sd_b / sd_a = 0.02``), while 32 and 48 nodes agree with each other.
+    Cost: ``(number of nodes) x (relevant competitors)`` normal CDFs, the nodes being 84 plus
+    about 48 per narrow competitor in range: typically 50-500 microseconds for 50 arms.
     """
     k = mu.shape[0]
     if k == 1:
@@ -72,10 +80,10 @@ def prob_max_normal(mu: FloatArray, sd: FloatArray, a: int) -> float:
         return 0.0
     relevant = mo + _TAIL * so > lo  # the others have Phi_b = 1 on [lo, hi]
     mo, so = mo[relevant], so[relevant]
-    narrow = so < sa
-    parts: list[FloatArray] = [ma + sa * _GRID, np.array([lo, hi])]
+    narrow = so < _NARROW * sa
+    parts: list[FloatArray] = [ma + sa * _GRID_SELF, np.array([lo, hi])]
     if np.any(narrow):
-        parts.append((mo[narrow, None] + so[narrow, None] * _GRID).ravel())
+        parts.append((mo[narrow, None] + so[narrow, None] * _GRID_NARROW).ravel())
     bp: FloatArray = np.concatenate(parts)
     bp = np.unique(bp[(bp >= lo) & (bp <= hi)])
     half = 0.5 * np.diff(bp)
