@@ -264,6 +264,9 @@ class EventLog:
         self._seq: int | None = None
         self._seq0 = 0
         self._closed = False
+        # candidate tuple -> candidate_sets.id; most decisions reuse a handful of sets
+        self._sets: dict[tuple[str, ...], int] = {}
+        self._set_ids: dict[int, tuple[str, ...]] = {}
         memory = self.path == ":memory:"
         if read_only:
             if memory or not Path(self.path).is_file():
@@ -338,9 +341,9 @@ class EventLog:
                 "deal_id": str,
                 "course_id": str,
                 "propensity": float,
-                "candidates": str,
-                "probabilities": str,
-                "scores": str,
+                "candidate_set": int,
+                "probabilities": bytes,
+                "scores": bytes,
                 "policy_version": str,
                 "model_id": str,
                 "x": bytes,
@@ -361,7 +364,7 @@ class EventLog:
                 "deal_id",
                 "course_id",
                 "propensity",
-                "candidates",
+                "candidate_set",
                 "scores",
                 "policy_version",
                 "model_id",
@@ -409,6 +412,12 @@ class EventLog:
             not_null=["ts", "op", "payload"],
             if_not_exists=True,
         )
+        db.table("candidate_sets").create(
+            {"id": int, "digest": str, "ids": str},
+            pk="id",
+            not_null=["digest", "ids"],
+            if_not_exists=True,
+        )
         db.table("profiles").create(
             {"user": str, "platform": str, "fields": str, "updated_at": float},
             pk=("user", "platform"),
@@ -419,6 +428,7 @@ class EventLog:
             ("decisions", ["seq"], True),
             ("decisions", ["ts"], False),
             ("decisions", ["user"], False),
+            ("candidate_sets", ["digest"], True),
             ("events", ["decision_id", "event_id"], True),
             ("events", ["seq"], True),
             ("events", ["ts"], False),
@@ -542,6 +552,7 @@ class EventLog:
             except BaseException:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
+                self._sets.clear()  # may name sets the rollback removed
                 raise
             finally:
                 self._depth = 0
@@ -599,7 +610,7 @@ class EventLog:
         za = _vector("z", z)
         user = self.pseudonym(user_id) if user_id is not None else None
         probs = decision.probabilities
-        params = [
+        params: list[Any] = [
             0,
             decision.decision_id,
             float(decision.timestamp),
@@ -608,9 +619,9 @@ class EventLog:
             decision.deal_id,
             decision.course_id,
             float(decision.propensity),
-            json.dumps(list(decision.candidates), separators=(",", ":")),
-            None if probs is None else json.dumps(list(probs), separators=(",", ":")),
-            json.dumps(list(decision.scores), separators=(",", ":")),
+            0,
+            None if probs is None else _blob(np.asarray(probs, dtype=np.float64)),
+            _blob(np.asarray(decision.scores, dtype=np.float64)),
             decision.policy_version,
             model_id,
             _blob(xa),
@@ -619,12 +630,13 @@ class EventLog:
             int(za.shape[0]),
         ]
         with self.transaction():
+            params[8] = self._candidate_set(tuple(decision.candidates))
             seq = self._next_seq()
             params[0] = seq
             try:
                 self._conn.execute(
                     "INSERT INTO decisions (seq, decision_id, ts, user, bundle_id, deal_id,"
-                    " course_id, propensity, candidates, probabilities, scores, policy_version,"
+                    " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
                     " model_id, x, x_dim, z, z_dim) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     params,
                 )
@@ -634,6 +646,46 @@ class EventLog:
                     "decision_id", decision.decision_id, "is already in the event log"
                 ) from None
         return seq
+
+    def _candidate_set(self, ids: tuple[str, ...]) -> int:
+        """Id of a candidate list in ``candidate_sets`` (inside a transaction).
+
+        Sets are never deleted (they hold no user data), so an id, once committed, names the same
+        list for every process and every cache.
+        """
+        cached = self._sets.get(ids)
+        if cached is not None:
+            return cached
+        text = json.dumps(list(ids), separators=(",", ":"))
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        c = self._conn
+        c.execute(
+            "INSERT INTO candidate_sets (digest, ids) VALUES (?, ?) ON CONFLICT(digest) DO NOTHING",
+            (digest, text),
+        )
+        set_id = int(
+            c.execute("SELECT id FROM candidate_sets WHERE digest = ?", (digest,)).fetchone()[0]
+        )
+        if len(self._sets) >= 4096:
+            self._sets.clear()
+        self._sets[ids] = set_id
+        return set_id
+
+    def _candidates(self, set_id: int) -> tuple[str, ...]:
+        """The candidate list of a ``candidate_sets`` id (cached; sets never change)."""
+        ids = self._set_ids.get(set_id)
+        if ids is None:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT ids FROM candidate_sets WHERE id = ?", (set_id,)
+                ).fetchone()
+            if row is None:
+                raise DataError.for_field("candidate_set", set_id, "is missing from the log")
+            ids = tuple(json.loads(row[0]))
+            if len(self._set_ids) >= 4096:
+                self._set_ids.clear()
+            self._set_ids[set_id] = ids
+        return ids
 
     def log_event(
         self,
@@ -865,7 +917,7 @@ class EventLog:
         """
         with self._lock:
             row = self._conn.execute(
-                "SELECT decision_id, ts, bundle_id, deal_id, course_id, propensity, candidates,"
+                "SELECT decision_id, ts, bundle_id, deal_id, course_id, propensity, candidate_set,"
                 " probabilities, scores, policy_version, model_id, status, reward, closed_at,"
                 " n_events, n_late FROM decisions WHERE decision_id = ?",
                 (decision_id,),
@@ -877,6 +929,7 @@ class EventLog:
                 "ORDER BY seq",
                 (decision_id,),
             ).fetchall()
+            candidates = self._candidates(int(row[6]))
         status = str(row[11])
         n_late = int(row[15])
         return {
@@ -886,9 +939,9 @@ class EventLog:
             "deal_id": row[3],
             "course_id": row[4],
             "propensity": row[5],
-            "candidates": json.loads(row[6]),
-            "probabilities": None if row[7] is None else json.loads(row[7]),
-            "scores": json.loads(row[8]),
+            "candidates": list(candidates),
+            "probabilities": None if row[7] is None else _unblob(row[7], None).tolist(),
+            "scores": _unblob(row[8], None).tolist(),
             "policy_version": row[9],
             "model_id": row[10],
             "status": status,
@@ -930,8 +983,9 @@ class EventLog:
         """One row per logged decision (in journal order), for offline evaluation.
 
         Columns: ``decision_id``, ``timestamp`` (epoch seconds), ``bundle_id`` (the action),
-        ``deal_id``, ``course_id``, ``candidates`` (list of bundle ids), ``propensity``,
-        ``probabilities`` (list aligned with ``candidates``, or ``None`` when the policy does not
+        ``deal_id``, ``course_id``, ``candidates`` (tuple of bundle ids, shared between rows with
+        the same list), ``propensity``,
+        ``probabilities`` (float64 array aligned with ``candidates``, or ``None`` when the policy does not
         know its full distribution), ``reward`` (NaN while pending), ``status``, ``click``,
         ``order`` (counts of in-window events), ``order_value`` (sum of in-window order values),
         ``n_late``, ``policy_version``, ``model_id``, then the context ``x_0 .. x_{d-1}`` and the
@@ -954,7 +1008,7 @@ class EventLog:
             where.append("d.model_id = ?")
             params.append(model_id)
         sql = (
-            "SELECT d.decision_id, d.ts, d.bundle_id, d.deal_id, d.course_id, d.candidates,"
+            "SELECT d.decision_id, d.ts, d.bundle_id, d.deal_id, d.course_id, d.candidate_set,"
             " d.propensity, d.probabilities, d.reward, d.status,"
             " coalesce(e.click, 0), coalesce(e.n_order, 0), coalesce(e.order_value, 0.0),"
             " d.n_late, d.policy_version, d.model_id, d.x, d.x_dim, d.z, d.z_dim"
@@ -969,6 +1023,10 @@ class EventLog:
         sql += " ORDER BY d.seq"
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
+            sets = {
+                int(i): tuple(json.loads(t))
+                for i, t in self._conn.execute("SELECT id, ids FROM candidate_sets")
+            }
         names = [
             "decision_id",
             "timestamp",
@@ -1006,9 +1064,9 @@ class EventLog:
             for j, name in enumerate(names):
                 v = r[j]
                 if name == "candidates":
-                    v = json.loads(v)
+                    v = sets[v]
                 elif name == "probabilities":
-                    v = None if v is None else json.loads(v)
+                    v = None if v is None else _unblob(v, None)
                 cols[name].append(v)
         frame = pd.DataFrame(
             {
@@ -1034,7 +1092,7 @@ class EventLog:
         with self._lock:
             c = self._conn
             decisions = c.execute(
-                "SELECT seq, decision_id, ts, user, bundle_id, candidates, propensity,"
+                "SELECT seq, decision_id, ts, user, bundle_id, candidate_set, propensity,"
                 " policy_version, model_id, x, x_dim FROM decisions WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
@@ -1061,7 +1119,7 @@ class EventLog:
                     "timestamp": r[2],
                     "user": r[3],
                     "bundle_id": r[4],
-                    "candidates": json.loads(r[5]),
+                    "candidates": list(self._candidates(int(r[5]))),
                     "propensity": r[6],
                     "policy_version": r[7],
                     "model_id": r[8],

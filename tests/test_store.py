@@ -264,7 +264,10 @@ def test_decisions_frame_columns_sums_and_context(log: EventLog) -> None:
     assert (row["click"], row["order"], row["order_value"], row["n_late"]) == (1, 2, 42.5, 1)
     assert row["reward"] == 3.0 and row["status"] == "learned"
     assert np.isnan(frame["reward"].iloc[1]) and frame["status"].iloc[1] == "pending"
-    assert frame["candidates"].iloc[0] == ["d1+c1", "d2+c1"]
+    assert frame["candidates"].iloc[0] == ("d1+c1", "d2+c1")
+    np.testing.assert_array_equal(frame["probabilities"].iloc[0], [0.5, 0.5])
+    # one stored candidate list serves every decision that had it
+    assert log._conn.execute("SELECT count(*) FROM candidate_sets").fetchone()[0] == 1
     X = context_matrix(frame)
     assert X.shape == (4, 3)
     np.testing.assert_array_equal(X[:, 1], [0.0, 1.0, 2.0, 3.0])
@@ -359,3 +362,24 @@ def test_purge_respects_age_and_checkpoint(log: EventLog) -> None:
     assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 1}
     assert list(log.decisions_frame()["decision_id"]) == ["dec2", "dec3"]
     assert log.integrity_check() == "ok"
+
+
+def test_candidate_set_cache_survives_a_rollback(log: EventLog) -> None:
+    odd = Decision(
+        decision_id="odd",
+        bundle_id="d9+c9",
+        deal_id="d9",
+        course_id="c9",
+        propensity=1.0,
+        candidates=("d9+c9",),
+        scores=(0.0,),
+        policy_version="p",
+        timestamp=1.0,
+    )
+    x, z = np.ones(3), np.ones(4)
+    with pytest.raises(RuntimeError), log.transaction():
+        log.log_decision(odd, user_id=None, x=x, z=z, model_id="m")
+        raise RuntimeError("rolled back: the new candidate set is gone too")
+    log.log_decision(odd, user_id=None, x=x, z=z, model_id="m")
+    assert log.decision("odd")["candidates"] == ["d9+c9"]
+    assert log.decision("odd")["probabilities"] is None
