@@ -153,7 +153,9 @@ class Engine:
         engine.load_profiles(profiles, ignore_extra=ignore_extra)
         return engine
 
-    def load_profiles(self, tables: Mapping[str, pd.DataFrame], *, ignore_extra: bool = True) -> int:
+    def load_profiles(
+        self, tables: Mapping[str, pd.DataFrame], *, ignore_extra: bool = True
+    ) -> int:
         """Put every user of the platform tables into the profile store (only the columns the schema
         declares, unless ``ignore_extra=False`` makes other columns an error); returns how many."""
         n = 0
