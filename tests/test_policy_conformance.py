@@ -234,14 +234,16 @@ def test_same_seed_same_decisions(case: Case) -> None:
 
 
 @cases
-def test_state_round_trip_gives_identical_decisions(case: Case) -> None:
+@pytest.mark.parametrize("trained", [0, 200], ids=["fresh", "trained"])
+def test_state_round_trip_gives_identical_decisions(case: Case, trained: int) -> None:
     world = World(seed=2)
     original = case.factory(9)
-    run(original, world, 200)
+    if trained:
+        run(original, world, trained)
     restored = via_file_format(original)
     assert type(restored) is type(original)
     assert restored.get_params() == original.get_params()
-    assert restored.n_updates_ == original.n_updates_ == 200
+    assert restored.n_updates_ == original.n_updates_ == trained
     state = world.rng.bit_generator.state
     w1 = World(seed=2)
     w1.rng.bit_generator.state = state

@@ -325,17 +325,21 @@ class RidgeRows:
         if self.discount is not None:
             new["A"] = state_array(state, "A", (n, d, d))
             new["scale"] = state_array(state, "prior_scale", (n,))
+            if np.any((new["scale"] < 0.5) | (new["scale"] > 1.0)):
+                raise ValidationError.for_field(
+                    "state.prior_scale", new["scale"].tolist(), "must lie in [0.5, 1]"
+                )
         if self.window is not None:
             W = self.window
             new["win_x"] = state_array(state, "window_x", (n, W, d))
             new["win_r"] = state_array(state, "window_r", (n, W))
             new["win_len"] = state_array(state, "window_len", (n,), np.int64)
             new["win_pos"] = state_array(state, "window_pos", (n,), np.int64)
-            bad = (new["win_len"] < 0) | (new["win_len"] > W) | (new["win_pos"] < 0)
-            if np.any(bad | (new["win_pos"] >= W)):
-                raise ValidationError.for_field(
-                    "state.window_len", new["win_len"].tolist(), f"must lie in [0, {W}]"
-                )
+            for key, name, top in (("win_len", "window_len", W), ("win_pos", "window_pos", W - 1)):
+                if np.any((new[key] < 0) | (new[key] > top)):
+                    raise ValidationError.for_field(
+                        f"state.{name}", new[key].tolist(), f"must lie in [0, {top}]"
+                    )
         for key, arr in new.items():
             setattr(self, key, arr)
         self.n_rows = n
