@@ -39,9 +39,7 @@ class LinUCB(RidgeArmsPolicy):
     epsilon
         Probability of choosing uniformly at random instead of the UCB argmax, in ``[0, 1]``.
     discount, window
-        Optional forgetting for drifting preferences (at most one): exponential discount
-        ``g`` in (0, 1) per update of the arm, or a sliding window of the arm's last ``window``
-        updates. See :mod:`bandit_engine.policies._ridge` for exactly how each is maintained.
+        Optional forgetting for drifting preferences (at most one, see Notes).
     seed
         Seed or ``numpy.random.Generator`` for tie-breaking and epsilon exploration.
 
@@ -54,6 +52,16 @@ class LinUCB(RidgeArmsPolicy):
     clear winner is 1 and every other arm has probability 0, so logs of this policy can only
     evaluate target policies that agree with it; use ``epsilon > 0`` when logs are meant for
     off-policy evaluation. :meth:`probabilities` returns ``pi`` without consuming randomness.
+
+    Forgetting counts each arm's own updates, not wall-clock time. ``window=W``: an arm's
+    model uses only its last ``W`` updates, exactly: the oldest observation is removed by a
+    Sherman–Morrison downdate and, to stop rounding drift, the arm's inverse is recomputed from
+    its stored window every ``W`` updates (amortised ``O(d^3 / W)``); the window rows are part
+    of the state. ``discount=g``: each update first multiplies the arm's ``A`` and ``b`` by
+    ``g``. The prior ``l2*I`` decays with them, so its remaining scale ``s`` is tracked and,
+    once ``s < 0.5``, restored exactly (``A += (1 - s)*l2*I``) with one fresh inverse of the
+    stored ``A``, about every ``log(2)/(1-g)`` updates of that arm; between restores the prior
+    is weaker than ``l2`` by up to a factor 2.
 
     ``arm_features`` are only checked for shape: disjoint LinUCB learns each bundle separately
     from ``x``. A bundle never seen before starts from the prior (score
