@@ -534,6 +534,14 @@ class BasePolicy:
 
     @staticmethod
     def _check_reward(reward: float, propensity: float) -> float:
+        # Fast path for the common plain floats (isinstance against numpy's ABCs is slow).
+        if (
+            type(reward) is float
+            and type(propensity) is float
+            and math.isfinite(reward)
+            and 0.0 < propensity <= 1.0
+        ):
+            return reward
         if not _is_real(reward) or not math.isfinite(reward):
             raise ValidationError.for_field("reward", reward, "must be a finite number")
         if not _is_real(propensity) or not (0.0 < propensity <= 1.0):
