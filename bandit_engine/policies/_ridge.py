@@ -76,8 +76,9 @@ def rank1_update(M: FloatArray, alpha: float, u: FloatArray, v: FloatArray) -> N
     ``M.T`` is Fortran-contiguous, so ``dger`` writes into ``M``'s memory without copying; the
     fallback only runs if that assumption ever fails.
     """
-    res = _dger(alpha, v, u, a=M.T, overwrite_a=1)
-    if res is not M.T and not np.shares_memory(res, M):  # pragma: no cover - defensive
+    Mt = M.T
+    res = _dger(alpha, v, u, a=Mt, overwrite_a=1)
+    if res is not Mt:  # pragma: no cover - defensive
         M[...] = res.T
 
 
