@@ -109,3 +109,8 @@ def inspect_model(
 from .serve import register as _register_serve  # noqa: E402
 
 _register_serve(app)
+
+# offline evaluation (evaluate) lives in its own module
+from .evaluate import register as _register_evaluate  # noqa: E402
+
+_register_evaluate(app)

@@ -983,9 +983,10 @@ def _warnings(
     out: list[str] = []
     if n_nonzero < MIN_NONZERO_REWARDS:
         out.append(
-            f"only {n_nonzero} of {n_rows} rows have a non-zero reward (clicks): every interval "
-            "is wide and the normal approximation behind it is rough; treat the estimates as "
-            "indicative only"
+            f"only {n_nonzero} of {n_rows} rows have a non-zero reward (clicks): the estimates "
+            "rest on very few events, so they are imprecise and their normal intervals "
+            "unreliable (too narrow with so few events, a single point with none); treat them "
+            "as indicative only"
         )
     for name, est in estimates.items():
         if name in ("replay", "online_replay"):
