@@ -554,3 +554,65 @@ def test_obd_adapter_gives_policies_items_as_arms() -> None:
     # 0 clicks among these rows: every estimate is 0, and the report says the data is too thin.
     assert all(e.value == 0.0 for e in ev.estimates.values())
     assert any("only 0 of 150 rows have a non-zero reward" in w for w in ev.warnings)
+
+
+# -- examples/obd_protocol.py on the committed excerpt -----------------------------------------
+
+
+def _obd_example() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "obd_protocol.py"
+    spec = importlib.util.spec_from_file_location("obd_protocol", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_obd_protocol_example_on_the_excerpt(capsys: pytest.CaptureFixture[str]) -> None:
+    ex = _obd_example()
+    bts = load_obd(EXCERPT, behavior="bts")
+    table, sums = ex.bts_action_table(bts)
+    assert table.shape == (80, 3)
+    assert np.all(table >= 0) and np.allclose(table.sum(axis=0), 1.0)
+    # One (item, position) by hand: count / sum(1 / pscore), then the position's normalisation.
+    a, pos = int(bts.action[0]), int(bts.position[0])
+    rows = (bts.action == a) & (bts.position == pos)
+    by_hand = rows.sum() / (1.0 / bts.pscore[rows]).sum()
+    assert table[a, pos] == pytest.approx(by_hand / sums[pos])
+    unseen = np.setdiff1d(np.arange(80), bts.action[bts.position == pos])
+    assert np.all(table[unseen, pos] == 0.0)
+
+    result = ex.run_protocol(EXCERPT, seed=0)
+    assert (result["n_random"], result["n_bts"]) == (300, 320)
+    assert (result["clicks_random"], result["clicks_bts"]) == (0, 1)  # as the excerpt README says
+    assert result["bts_on_policy"]["value"] == pytest.approx(1 / 320)
+    ope = result["bts_ope"]
+    assert list(ope.estimates) == ["ips", "snips", "dm", "dr", "sndr", "switch_dr"]
+    for name, c in result["comparison"].items():
+        assert c["difference"] == pytest.approx(c["estimate"] - 1 / 320)
+        assert c["difference_ci_low"] <= c["difference"] <= c["difference_ci_high"]
+        assert isinstance(c["consistent"], bool)
+        # No click in the random excerpt: every estimate is 0, so the relative error is 1.
+        assert c["estimate"] == 0.0 and c["relative_error"] == pytest.approx(1.0), name
+    assert any("only 0 of 300 rows" in w for w in ope.warnings)
+    engine = result["engine"]
+    assert set(engine) == {"uniform", "epsilon_greedy", "linucb"}
+    uni = engine["uniform"]["frozen"]
+    # The uniform policy is the logging policy: IPS gives the logged mean with ESS = n.
+    assert uni.estimates["ips"].value == uni.logged.value
+    assert uni.estimates["ips"].ess == pytest.approx(uni.n_rows)
+    for evs in engine.values():
+        assert evs["frozen"].n_rows == 150 and evs["frozen"].method == "exact"
+        online = evs["online"]
+        assert "online_replay" in online.estimates or "online_replay" in online.skipped
+    text = ex.format_outcome(result)
+    for part in ("1. Ground truth", "2. Off-policy estimates", "3. Uplift", "4. Engine policies"):
+        assert part in text
+    assert "Outcome: about 40 clicks per 10,000 rows" in text
+
+    assert ex.main([str(EXCERPT), "--no-engine"]) == 0
+    assert "BTS rows (1 click)" in capsys.readouterr().out
+    assert ex.main([str(EXCERPT / "absent")]) == 4
+    assert "not an Open Bandit Dataset folder" in capsys.readouterr().err
