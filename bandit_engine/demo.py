@@ -103,10 +103,18 @@ def _midnight_utc() -> float:
 
 
 def demo_world(seed: int = 0, *, start_time: float | None = None) -> World:
-    """The demo world (:data:`DEMO_WORLD`) starting at ``start_time`` (default: today, 00:00 UTC, so
-    that its deals are valid on the wall clock; pass a fixed time for reproducible runs)."""
-    start = _midnight_utc() if start_time is None else float(start_time)
-    return World.generate(replace(DEMO_WORLD, start_time=start), seed=seed)
+    """The demo world (:data:`DEMO_WORLD`) starting at ``start_time``.
+
+    The default is today, 00:00 UTC, with deals valid for one to two years, so that a demo server or
+    notebook on the wall clock always has eligible bundles in every city; pass a fixed time for
+    reproducible runs (deals then last :data:`DEMO_WORLD`'s 30 to 90 days)."""
+    if start_time is None:
+        config = replace(
+            DEMO_WORLD, start_time=_midnight_utc(), deal_min_days=365.0, deal_max_days=730.0
+        )
+    else:
+        config = replace(DEMO_WORLD, start_time=float(start_time))
+    return World.generate(config, seed=seed)
 
 
 def demo_tables(seed: int = 0, *, start_time: float | None = None) -> dict[str, pd.DataFrame]:
@@ -142,4 +150,7 @@ def demo_engine(
     world = demo_world(seed, start_time=start_time)
     kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
     params = {"seed": seed, **policy_params}
-    return build_engine(world, make_policy(policy, **params), **kwargs)
+    engine = build_engine(world, make_policy(policy, **params), **kwargs)
+    # a stable identity per seed, so a restarted demo server recognizes its own checkpoints
+    engine.model_id = f"demo{seed:028d}"
+    return engine

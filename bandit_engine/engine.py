@@ -372,6 +372,12 @@ class Engine:
                 self.on_learned(rec)
         return out
 
+    def decision_vectors(self, decision_id: str) -> tuple[FloatArray, FloatArray]:
+        """``(x, z)`` of a pending decision: its context vector and its bundle's feature vector (what
+        the policy will learn from; the event log stores both)."""
+        pending = self.attribution.pending_payload(decision_id)
+        return pending.x, pending.z
+
     def status(self, decision_id: str) -> str:
         """``"pending"``, ``"learned"`` or ``"default"``."""
         return self.attribution.status(decision_id)

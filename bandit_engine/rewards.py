@@ -205,6 +205,13 @@ class Attribution(Generic[P]):
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, decision_id))
 
+    def pending_payload(self, decision_id: str) -> P:
+        """The payload of a pending decision (NotFoundError if it is not pending)."""
+        pending = self._pending.get(decision_id)
+        if pending is None:
+            raise NotFoundError.for_field("decision_id", decision_id, "is not a pending decision")
+        return pending.payload
+
     def discard(self, decision_id: str) -> None:
         """Forget a pending decision without learning from it (used to undo a failed replay)."""
         self._pending.pop(decision_id, None)

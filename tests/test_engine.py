@@ -240,7 +240,7 @@ def test_replay_decision_reproduces_choice(
     b = make_engine(schema, tables, catalog, policy=UniformRandom(seed=4))
     for i in range(10):
         d = a.decide("u2", now=T0 + i, decision_id=f"r{i}")
-        x = a.attribution._pending[d.decision_id].payload.x
+        x, _ = a.decision_vectors(d.decision_id)
         again = b.replay_decision(
             d.decision_id, x, d.candidates, now=T0 + i, expected_bundle=d.bundle_id
         )
@@ -249,7 +249,7 @@ def test_replay_decision_reproduces_choice(
     with pytest.raises(ConflictError, match="disagree"):
         for i in range(10):  # a different generator must diverge within ten uniform draws
             d = a.decide("u2", now=T0 + 20 + i, decision_id=f"s{i}")
-            x = a.attribution._pending[d.decision_id].payload.x
+            x, _ = a.decision_vectors(d.decision_id)
             c.replay_decision(
                 d.decision_id, x, d.candidates, now=T0 + 20 + i, expected_bundle=d.bundle_id
             )
