@@ -504,6 +504,23 @@ def test_load_engine_log_errors(tmp_path: Path) -> None:
         load_engine_log(bad)
 
 
+def test_load_engine_log_validates_like_the_file_loaders(tmp_path: Path) -> None:
+    from bandit_engine.records import Decision, LearnedReward
+
+    path = tmp_path / "events.sqlite"
+    with EventLog(path, hmac_key=KEY) as log:
+        for i, (bundle, p) in enumerate([("b1", 0.5), ("b2", 0.0), ("b9", 0.5), ("b1", 1.5)]):
+            d = Decision(f"d{i}", bundle, "x", "y", p, ("b1", "b2"), (0.0, 0.0), "v", T0 + i)
+            log.log_decision(d, user_id=None, x=np.ones(2), z=np.ones(3), model_id="m")
+            log.log_learned(LearnedReward(f"d{i}", bundle, 1.0, "learned", 1, T0 + 10))
+    with pytest.raises(ValidationError) as info:
+        load_engine_log(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: 2 problem(s)")
+    assert "propensity must be in (0, 1]: 2 of 4 rows (rows 2, 4; values 0, 1.5)" in msg
+    assert "bundle_id must be one of the row's candidates: 1 of 4 rows (row 3; values b9)" in msg
+
+
 def test_evaluating_a_saved_engine_on_its_log_leaves_it_unchanged(
     tmp_path: Path, schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
 ) -> None:
