@@ -11,6 +11,10 @@ largest weight, share clipped).
 Position-based logs: values are averages over logged rows, positions pooled; use
 :func:`per_position` for one value per position. Logs too large for an (n, K) array are evaluated
 chunk by chunk with the accumulators of :mod:`bandit_engine.evaluation.streaming`.
+
+Evaluating an engine or a policy on a log (its action distribution on every logged context, the
+estimators, and the uplift over the logging policy with a confidence interval), and the online replay
+of learning policies on uniform-random logs: :mod:`bandit_engine.evaluation.policy_eval`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from .dm import dm
 from .dr import dr
 from .intervals import bootstrap_interval, normal_interval
 from .ips import ips
+from .policy_eval import (
+    PolicyEvaluation,
+    PolicyLog,
+    Uplift,
+    action_distribution,
+    evaluate_action_dist,
+    evaluate_policy,
+    online_replay,
+)
 from .positions import per_position
 from .replay import replay
 from .reward_models import RidgeRewardModel, cross_fit_rewards
@@ -41,17 +54,24 @@ __all__ = [
     "DRAccumulator",
     "IPSAccumulator",
     "OPEAccumulator",
+    "PolicyEvaluation",
+    "PolicyLog",
     "ReplayAccumulator",
     "RidgeRewardModel",
     "SNDRAccumulator",
     "SNIPSAccumulator",
     "SwitchDRAccumulator",
+    "Uplift",
+    "action_distribution",
     "bootstrap_interval",
     "cross_fit_rewards",
     "dm",
     "dr",
+    "evaluate_action_dist",
+    "evaluate_policy",
     "ips",
     "normal_interval",
+    "online_replay",
     "per_position",
     "replay",
     "sndr",
