@@ -114,3 +114,8 @@ _register_serve(app)
 from .evaluate import register as _register_evaluate  # noqa: E402
 
 _register_evaluate(app)
+
+# simulation (simulate) lives in its own module
+from .simulate import register as _register_simulate  # noqa: E402
+
+_register_simulate(app)

@@ -1,0 +1,155 @@
+"""``bandit simulate``: run policies against control groups in a synthetic two-platform world.
+
+Only typer is imported at module level; the simulator (numpy, pandas, the engine) is imported
+inside the command so that ``bandit --help`` stays fast. Errors go through the central
+:func:`bandit_engine.cli.run` (one error -> exit code mapping).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["register", "simulate"]
+
+_POLICY_HELP = (
+    "Policy under test, NAME[:key=value,...], repeatable; replaces the scenario's policies. "
+    "E.g. linucb:alpha=0.1  lin_ts:v=0.2  linucb:alpha=0.1,discount=0.999,label=LinUCB-forget  "
+    "vw:exploration=bag,bag=5,interactions=[UA,UU]. Names: linucb, hybrid_linucb, lin_ts, vw, "
+    "epsilon_greedy, popularity, fixed_rule, uniform."
+)
+_CONTROL_HELP = (
+    "Control group, same syntax, repeatable; replaces the scenario's controls. E.g. uniform, "
+    "popularity:epsilon=0.05, fixed_rule:column=deal.discount."
+)
+
+
+def simulate(
+    scenario: str | None = typer.Argument(
+        None,
+        help="Scenario file (TOML), e.g. simulations/new_users.toml. Default: the embedded "
+        "baseline (same as simulations/baseline.toml).",
+    ),
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help=_POLICY_HELP)] = None,
+    control: Annotated[
+        list[str] | None, typer.Option("--control", "-c", help=_CONTROL_HELP)
+    ] = None,
+    no_controls: bool = typer.Option(
+        False, "--no-controls", help="Run without control groups (no uplift)."
+    ),
+    rounds: int | None = typer.Option(None, "--rounds", help="Decisions per seed."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Number of seeds (independent worlds); >= 2 for t-intervals."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="First seed (seeds are S, S+1, ...)."),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        help="Write summary.json, curves.csv, timings.json and PNG plots into this directory "
+        "(created, or replaced if it holds a previous report).",
+    ),
+    log: str | None = typer.Option(
+        None,
+        "--log",
+        help="Write every decision, event and learned reward to this new SQLite event log "
+        "(the engine's log format; read it with `bandit evaluate`).",
+    ),
+    no_progress: bool = typer.Option(
+        False, "--no-progress", help="No progress bar (it is also off when stderr is not a TTY)."
+    ),
+) -> None:
+    """Simulate policies against control groups and report uplift, regret and cold start.
+
+    Every policy drives a real engine (decide, report clicks and orders, attribution windows,
+    learning) in a synthetic world whose truth is known; controls see the same users and the same
+    random outcomes. With no arguments: the baseline scenario on embedded defaults.
+    """
+
+    def body() -> None:
+        from ..simulation.scenario import default_scenario, load_scenario, parse_policy_spec
+
+        sc = load_scenario(scenario) if scenario is not None else default_scenario()
+        pols = [parse_policy_spec(p, option="--policy") for p in policy] if policy else None
+        ctrls: list[Any] | None = None
+        if no_controls:
+            if control:
+                from ..errors import ConfigError
+
+                raise ConfigError.for_field(
+                    "--no-controls", True, "cannot be combined with --control"
+                )
+            ctrls = []
+        elif control:
+            ctrls = [parse_policy_spec(c, option="--control") for c in control]
+        sc = _overrides(sc, rounds=rounds, seeds=seeds, seed=seed, policies=pols, controls=ctrls)
+        _execute(sc, out=out, log=log, progress=not no_progress and sys.stderr.isatty())
+
+    from . import run
+
+    run(body)
+
+
+def _overrides(sc: Any, **kwargs: Any) -> Any:
+    from ..errors import ConfigError
+
+    try:
+        out = sc.with_overrides(**kwargs)
+        out.check_policies()
+    except ConfigError as exc:
+        where = f"{sc.source}: " if sc.source and "--" not in exc.message else ""
+        raise ConfigError(f"{where}{exc.message}", field=exc.field, value=exc.value) from None
+    return out
+
+
+def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> None:
+    import contextlib
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..simulation.report import (
+        atomic_dir,
+        atomic_log,
+        check_output_paths,
+        render,
+        summarize,
+        timings,
+        write_outputs,
+    )
+    from ..simulation.runner import simulate as run_simulation
+    from ..simulation.runner import total_steps
+
+    check_output_paths(out, log)
+    console = Console()
+    err = Console(stderr=True)
+    with contextlib.ExitStack() as stack:
+        event_log = stack.enter_context(atomic_log(log)) if log is not None else None
+        bar = Progress(
+            TextColumn("[bold]simulating[/bold] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} rounds"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not progress,
+            transient=True,
+        )
+        with bar:
+            task = bar.add_task(sc.name, total=total_steps(sc))
+            result = run_simulation(sc, log=event_log, progress=lambda k: bar.advance(task, k))
+        summary = summarize(result)
+        timing = timings(result)
+        if out is not None:
+            with atomic_dir(out) as tmp:
+                write_outputs(result, summary, tmp)
+    render(summary, console, timing)
+    if out is not None:
+        console.print(f"[dim]Report written to {out}/ (summary.json, curves.csv, plots).[/dim]")
+    if log is not None:
+        console.print(f"[dim]Event log written to {log}.[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bandit simulate`` to the root app."""
+    app.command("simulate")(simulate)

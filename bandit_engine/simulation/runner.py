@@ -1,0 +1,761 @@
+"""The simulation runner: real engines against a synthetic world, with common random numbers.
+
+There is no simulation-only code path. Each policy and each control group gets its own
+:class:`~bandit_engine.Engine`, built by :func:`bandit_engine.demo.build_engine` exactly as a user
+would build one (the demo profile schema fitted on the world's platform tables, a catalog of the
+world's deals, courses and bundles with city and validity eligibility, the policy from
+:func:`~bandit_engine.policies.make_policy`, the scenario's :class:`~bandit_engine.rewards.RewardSpec`).
+Every round the runner calls ``engine.decide(user_id, now=t)``; reports the click at ``t`` and the
+order at ``t`` or after a drawn delay with ``engine.report(..., at=...)``; the engine closes
+attribution windows and updates its policy by itself. Time is simulated: every call passes
+``now`` / ``at``, and decision ids come from a deterministic ``id_factory``.
+
+Common random numbers (CRN)
+---------------------------
+For each seed the runner draws once: the world, the arrival stream (times and users), and per
+round a click uniform, an order uniform, a value-noise normal and a delay. Every engine sees the
+same user at the same time and the same draws: bundle ``b`` is clicked iff ``U_click < p_click(b)``
+and ordered iff also ``U_order < p_order(b)``. Two policies choosing the same bundle therefore get
+identical outcomes, and two that differ are compared on the same luck, so uplift is measured
+paired (its variance is that of the difference, not of each arm). Policies also share one
+seed per run seed (unless a spec sets ``seed``): two identical policies behave identically.
+
+Oracle and regret
+-----------------
+Each round the oracle's value is the best *expected* reward among the candidates the engine
+offered (all engines offer the same candidates; the runner checks it), with the expected reward
+``p_click * (click + p_order * (order + value_weight * value))`` from the world's true rates. The
+regret of a round is that minus the expected reward of the chosen bundle, so it is >= 0 by
+construction. Expected rather than realized rewards are used because the realized difference
+adds the click/order coin flips, whose variance dwarfs the regret signal over a few thousand
+rounds. A reward cap in the :class:`RewardSpec` is ignored by this expectation (documented
+limitation; the shipped scenarios have no cap).
+
+Realized metrics (CTR, orders, revenue, mean reward) count every event of a decision, including
+orders that arrived after its attribution window: the business gets that revenue even though the
+policy never learns from it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..demo import build_engine
+from ..engine import Engine
+from ..errors import ConfigError
+from ..policies.base import Policy
+from ..policies.registry import make_policy
+from ..records import LearnedReward
+from ..rewards import RewardSpec
+from ..store import EventLog
+from .scenario import OrderSettings, PolicySpec, Scenario
+from .world import World
+
+__all__ = [
+    "SIMULATION_HMAC_KEY",
+    "ArmSpec",
+    "ArmTrace",
+    "Draws",
+    "SeedTrace",
+    "SimulationResult",
+    "Stream",
+    "arm_specs",
+    "build_arm_engine",
+    "catalog_feature_names",
+    "draw_outcomes",
+    "learned_logger",
+    "make_arm_policy",
+    "run_seed",
+    "run_stream",
+    "seed_streams",
+    "simulate",
+    "simulation_hmac_key",
+    "total_steps",
+]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
+Progress = Callable[[int], None]
+
+#: Pseudonym key of the synthetic users in simulated event logs. The users are generated, so the
+#: key protects nothing; a fixed key keeps simulated logs reproducible and lets them be reopened.
+SIMULATION_HMAC_KEY = b"bandit-engine synthetic users (not a secret)"
+
+_HOUR = 3600.0
+_PROGRESS_EVERY = 250
+_LOG_BATCH = 2000
+# Order-value noise is log-normal with mean 1: exp(sigma z - sigma^2 / 2).
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One engine in a run: a report ``label``, its ``role`` and its policy spec."""
+
+    label: str
+    role: str  # "policy" or "control"
+    spec: PolicySpec
+
+
+def arm_specs(policies: Sequence[PolicySpec], controls: Sequence[PolicySpec]) -> list[ArmSpec]:
+    """Label every policy and control uniquely: its ``label``, else its name, else its name with
+    hyperparameters, else that with ``#2``, ``#3``..."""
+    specs = [("policy", p) for p in policies] + [("control", c) for c in controls]
+    names = [p.name for _, p in specs]
+    out: list[ArmSpec] = []
+    used: set[str] = set()
+    for (role, spec), name in zip(specs, names, strict=True):
+        if spec.label is not None:
+            label = spec.label
+        elif names.count(name) == 1:
+            label = name
+        else:
+            label = spec.describe()
+        base, n = label, 2
+        while label in used:
+            label = f"{base} #{n}"
+            n += 1
+        used.add(label)
+        out.append(ArmSpec(label, role, spec))
+    return out
+
+
+# -- per-seed randomness ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeedStreams:
+    """Independent generators of one run seed (``numpy.random.SeedSequence(seed).spawn``)."""
+
+    world_seed: int
+    stream: np.random.Generator
+    outcomes: np.random.Generator
+    policy_seed: int
+    events: np.random.Generator
+    replay: np.random.Generator
+
+
+def seed_streams(seed: int, world_seed: int | None = None) -> SeedStreams:
+    """The generators of run seed ``seed``: world, arrivals, outcomes, policies, cold-start
+    events, replay. Spawned children are independent, so adding a cold-start part does not change
+    the arrival stream or the outcome draws of the same seed. ``world_seed`` overrides the world's
+    seed (one world for every run seed)."""
+    ss = np.random.SeedSequence(seed)
+    world, stream, outcomes, policy, events, replay = ss.spawn(6)
+    return SeedStreams(
+        world_seed=int(world.generate_state(1)[0]) if world_seed is None else world_seed,
+        stream=np.random.default_rng(stream),
+        outcomes=np.random.default_rng(outcomes),
+        policy_seed=int(policy.generate_state(1)[0]),
+        events=np.random.default_rng(events),
+        replay=np.random.default_rng(replay),
+    )
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Arrivals: ``times`` (sorted epoch seconds) and ``users`` (world user indices)."""
+
+    times: FloatArray
+    users: IntArray
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+    def subset(self, keep: BoolArray | IntArray) -> Stream:
+        return Stream(self.times[keep], self.users[keep])
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The common random numbers of a stream, one entry per round, shared by every engine."""
+
+    click: FloatArray  # uniform: clicked iff click < p_click
+    order: FloatArray  # uniform: ordered (after a click) iff order < p_order
+    value: FloatArray  # log-normal mean-one factor on the order value
+    delay: FloatArray  # order delay in seconds (0 without delays)
+
+    def subset(self, keep: BoolArray | IntArray) -> Draws:
+        return Draws(self.click[keep], self.order[keep], self.value[keep], self.delay[keep])
+
+
+def draw_outcomes(n: int, rng: np.random.Generator, orders: OrderSettings) -> Draws:
+    """Draw the per-round uniforms, value noise and order delays for ``n`` rounds."""
+    u = rng.random((2, n))
+    sigma = orders.value_noise
+    value = np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma * sigma)
+    if orders.delay == "exponential":
+        delay = rng.exponential(orders.mean_delay_hours * _HOUR, size=n)
+    else:
+        delay = np.zeros(n)
+    return Draws(u[0].copy(), u[1].copy(), value, delay)
+
+
+# -- traces ----------------------------------------------------------------------------------
+@dataclass
+class ArmTrace:
+    """What one engine did in one seed, one entry per round."""
+
+    expected: FloatArray  # expected reward of the chosen bundle
+    reward: FloatArray  # realized reward (all events, the RewardSpec's weights and cap)
+    click: BoolArray
+    order: BoolArray
+    value: FloatArray  # order value (0 without an order)
+    chose_new: BoolArray  # chose a bundle added mid-run
+    n_late: int = 0  # events the engine counted as late (outside the window)
+    n_learned: int = 0  # decisions whose window closed with events
+    seconds: float = 0.0  # time spent inside this engine's decide/report calls
+
+    @classmethod
+    def empty(cls, n: int) -> ArmTrace:
+        return cls(
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            np.zeros(n),
+            np.zeros(n, dtype=bool),
+        )
+
+
+@dataclass
+class SeedTrace:
+    """One seed of a run: the stream, the oracle and every engine's trace."""
+
+    seed: int
+    times: FloatArray
+    users: IntArray
+    oracle: FloatArray  # best expected reward among the offered candidates
+    best_old: FloatArray  # best among bundles present at the start (-inf if none offered)
+    best_new: FloatArray  # best among bundles added mid-run (-inf if none offered)
+    n_candidates: IntArray
+    wave_rank: IntArray  # j-th decision (0-based) of a new-user wave member, -1 otherwise
+    arms: dict[str, ArmTrace]
+    added_at: int | None = None  # round at which bundles were added
+    drift_at: int | None = None  # first round at or after the drift start
+    world_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    new_bundles: tuple[str, ...] = ()
+
+
+@dataclass
+class SimulationResult:
+    """A whole run: the scenario, the engines compared, one :class:`SeedTrace` per seed and the
+    optional replay part."""
+
+    scenario: Scenario
+    arms: list[ArmSpec]
+    seeds: list[SeedTrace]
+    replay: Any = None  # bandit_engine.simulation.replay.ReplayResult
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- building engines ------------------------------------------------------------------------
+def _resolve_column(spec_kwargs: dict[str, Any], names: Sequence[str], where: str) -> None:
+    col = spec_kwargs.get("column")
+    if isinstance(col, str):
+        if col not in names:
+            raise ConfigError.for_field(
+                f"{where}.column", col, f"is not a bundle feature; known: {list(names)}"
+            )
+        spec_kwargs["column"] = list(names).index(col)
+
+
+def make_arm_policy(
+    spec: PolicySpec, *, seed: int, feature_names: Sequence[str], where: str = "policy"
+) -> Policy:
+    """The policy of a spec, seeded with ``seed`` unless the spec sets its own."""
+    kwargs = spec.kwargs
+    kwargs.setdefault("seed", seed)
+    _resolve_column(kwargs, feature_names, where)
+    return make_policy(spec.name, **kwargs)
+
+
+def build_arm_engine(
+    world: World,
+    spec: PolicySpec,
+    *,
+    rewards: RewardSpec,
+    policy_seed: int,
+    model_id: str,
+    id_prefix: str,
+    feature_names: Sequence[str],
+    on_learned: Callable[[LearnedReward], None] | None = None,
+) -> Engine:
+    """A real engine for ``world`` (:func:`bandit_engine.demo.build_engine`) with a deterministic
+    model id and decision ids ``<id_prefix>-0000001``, ...; ``now`` is always passed explicitly."""
+    policy = make_arm_policy(spec, seed=policy_seed, feature_names=feature_names, where=spec.name)
+    counter = itertools.count(1)
+
+    def next_id() -> str:
+        return f"{id_prefix}-{next(counter):07d}"
+
+    engine = build_engine(
+        world,
+        policy,
+        rewards=rewards,
+        id_factory=next_id,
+        on_learned=on_learned,
+        clock=_no_clock,
+    )
+    # uuid4 by default: a fixed id keeps logs and policy versions reproducible.
+    engine.model_id = model_id
+    return engine
+
+
+def simulation_hmac_key() -> bytes:
+    """The HMAC key for event logs of simulated users (:data:`SIMULATION_HMAC_KEY`)."""
+    return SIMULATION_HMAC_KEY
+
+
+def _no_clock() -> float:
+    raise RuntimeError("the simulator passes every timestamp explicitly")
+
+
+def catalog_feature_names(world: World) -> list[str]:
+    """Bundle feature names of an engine built on ``world`` (to resolve ``fixed_rule`` columns)."""
+    probe = build_engine(world, make_policy("uniform", seed=0), load_profiles=False)
+    return list(probe.catalog.feature_names)
+
+
+def total_steps(scenario: Scenario) -> int:
+    """Rounds the progress bar counts for ``scenario`` (runs + replay parts)."""
+    n = scenario.run.rounds * scenario.run.seeds
+    if scenario.replay is not None:
+        rounds = scenario.replay.rounds or scenario.run.rounds
+        n += rounds * scenario.run.seeds
+    return n
+
+
+# -- the core loop ---------------------------------------------------------------------------
+@dataclass
+class _Candidates:
+    """What the runner needs about one candidate tuple (cached by object identity)."""
+
+    ids: tuple[str, ...]
+    world_idx: IntArray
+    pos: dict[str, int]
+    new: BoolArray
+    any_new: bool
+
+
+class _CandidateCache:
+    def __init__(self, world: World, new_bundles: set[str]) -> None:
+        self.world = world
+        self.new_bundles = new_bundles
+        self._by_id: dict[int, _Candidates] = {}
+
+    def get(self, ids: tuple[str, ...]) -> _Candidates:
+        hit = self._by_id.get(id(ids))
+        if hit is not None and hit.ids is ids:
+            return hit
+        if len(self._by_id) > 4096:
+            self._by_id.clear()
+        new = np.fromiter((b in self.new_bundles for b in ids), dtype=bool, count=len(ids))
+        entry = _Candidates(
+            ids,
+            self.world.bundle_indices(ids),
+            {b: i for i, b in enumerate(ids)},
+            new,
+            bool(new.any()),
+        )
+        self._by_id[id(ids)] = entry  # the entry keeps ``ids`` alive, so its id is not reused
+        return entry
+
+
+def run_stream(
+    world: World,
+    stream: Stream,
+    draws: Draws,
+    engines: Sequence[Engine],
+    *,
+    rewards: RewardSpec,
+    log: EventLog | None = None,
+    user_ids: Sequence[str] | None = None,
+    wave_rank: IntArray | None = None,
+    at_round: dict[int, Callable[[float], set[str]]] | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+    labels: Sequence[str] | None = None,
+) -> SeedTrace:
+    """Drive ``engines`` through ``stream`` in lockstep and record what each did.
+
+    Parameters
+    ----------
+    world
+        The world (true rates, oracle).
+    stream, draws
+        Arrivals and their common random numbers (same length).
+    engines
+        One engine per arm; all must offer the same candidates (same catalog content).
+    rewards
+        The reward spec (for realized and expected rewards; normally every engine's spec).
+    log
+        Optional event log receiving every decision, event and learned reward.
+    user_ids
+        Id of every world user (default ``world.user_id``).
+    wave_rank
+        Per round, the 0-based decision count of a new-user wave member (-1 otherwise).
+    at_round
+        ``{round: action(t)}``: catalog changes to run before that round's decisions; an action
+        returns the ids of the bundles it added.
+    progress
+        Called with the number of rounds done since its last call.
+    """
+    n = len(stream)
+    labels = list(labels) if labels is not None else [str(i) for i in range(len(engines))]
+    ids = user_ids if user_ids is not None else [world.user_id(u) for u in range(world.n_users)]
+    traces = [ArmTrace.empty(n) for _ in engines]
+    oracle = np.zeros(n)
+    best_old = np.full(n, -np.inf)
+    best_new = np.full(n, -np.inf)
+    n_cand = np.zeros(n, dtype=np.intp)
+    new_bundles: set[str] = set()
+    cache = _CandidateCache(world, new_bundles)
+    w_click, w_order, w_value = rewards.click, rewards.order, rewards.value_weight
+    cap = rewards.cap
+    pending: list[tuple[float, int, int, str, float]] = []  # delayed orders
+    seq = itertools.count()
+    times = stream.times.tolist()
+    users = stream.users.tolist()
+    uc, uo, vf, dl = (a.tolist() for a in (draws.click, draws.order, draws.value, draws.delay))
+    actions = at_round or {}
+    added_at: int | None = None
+    seconds = [0.0] * len(engines)
+    world_seconds = 0.0
+    perf = time.perf_counter
+    wall0 = perf()
+    logging = log is not None
+
+    last_event = [times[-1] if times else 0.0]
+
+    def deliver(until: float) -> None:
+        while pending and pending[0][0] <= until:
+            te, _, a, did, value = heapq.heappop(pending)
+            last_event[0] = max(last_event[0], te)
+            t0 = perf()
+            status = engines[a].report(did, "order", value=value, at=te)
+            seconds[a] += perf() - t0
+            if log is not None:
+                log.log_event(did, "order", value, te, None, status)
+
+    def log_decision(engine: Engine, decision: Any, uid: str, t: float) -> None:
+        assert log is not None
+        getter = getattr(engine, "decision_vectors", None)
+        if getter is not None:
+            x, z = getter(decision.decision_id)
+        else:  # the transform is deterministic in (profile, t): recomputing gives the same x
+            x = engine.context(uid, now=t)
+            z = engine.catalog.features([decision.bundle_id])[0]
+        log.log_decision(decision, user_id=uid, x=x, z=z, model_id=engine.model_id)
+
+    def step(i: int) -> None:
+        nonlocal added_at, world_seconds
+        t = times[i]
+        action = actions.get(i)
+        if action is not None:
+            new_bundles.update(action(t))
+            added_at = i
+        if pending:
+            deliver(t)
+        u = users[i]
+        uid = ids[u]
+        info: _Candidates | None = None
+        pc: list[float] = []
+        po: list[float] = []
+        v: list[float] = []
+        ex: list[float] = []
+        for a, engine in enumerate(engines):
+            t0 = perf()
+            d = engine.decide(uid, now=t)
+            seconds[a] += perf() - t0
+            if logging:
+                log_decision(engine, d, uid, t)
+            cands = d.candidates
+            if info is None:
+                info = cache.get(cands)
+                w0 = perf()
+                pc_a, po_a, v_a = world.true_rates(u, info.world_idx, t)
+                ex_a = pc_a * (w_click + po_a * (w_order + w_value * v_a))
+                world_seconds += perf() - w0
+                pc, po, v, ex = pc_a.tolist(), po_a.tolist(), v_a.tolist(), ex_a.tolist()
+                best = float(ex_a.max())
+                oracle[i] = best
+                n_cand[i] = len(cands)
+                if info.any_new:
+                    best_new[i] = float(ex_a[info.new].max())
+                    if not info.new.all():
+                        best_old[i] = float(ex_a[~info.new].max())
+                else:
+                    best_old[i] = best
+            elif cands is not info.ids and cands != info.ids:
+                raise RuntimeError(
+                    f"engine {labels[a]!r} offered different candidates than {labels[0]!r} at "
+                    f"round {i}: the engines' catalogs diverged"
+                )
+            j = info.pos[d.bundle_id]
+            tr = traces[a]
+            tr.expected[i] = ex[j]
+            if info.any_new and info.new[j]:
+                tr.chose_new[i] = True
+            if uc[i] >= pc[j]:
+                continue
+            tr.click[i] = True
+            t0 = perf()
+            status = engine.report(d.decision_id, "click", at=t)
+            seconds[a] += perf() - t0
+            if log is not None:
+                log.log_event(d.decision_id, "click", 0.0, t, None, status)
+            r = w_click
+            if uo[i] < po[j]:
+                value = v[j] * vf[i]
+                tr.order[i] = True
+                tr.value[i] = value
+                r += w_order + w_value * value
+                delay = dl[i]
+                if delay > 0.0:
+                    heapq.heappush(pending, (t + delay, next(seq), a, d.decision_id, value))
+                else:
+                    t0 = perf()
+                    status = engine.report(d.decision_id, "order", value=value, at=t)
+                    seconds[a] += perf() - t0
+                    if log is not None:
+                        log.log_event(d.decision_id, "order", value, t, None, status)
+            tr.reward[i] = r if cap is None else min(r, cap)
+
+    def batch() -> AbstractContextManager[Any]:
+        return log.transaction() if log is not None else nullcontext()
+
+    # Log writes are grouped into one transaction per block of rounds (one commit each).
+    block = _LOG_BATCH if logging else max(n, 1)
+    for start in range(0, n, block):
+        with batch():
+            for i in range(start, min(n, start + block)):
+                step(i)
+                if progress is not None and (i + 1) % _PROGRESS_EVERY == 0:
+                    progress(_PROGRESS_EVERY)
+    if progress is not None and n % _PROGRESS_EVERY:
+        progress(n % _PROGRESS_EVERY)
+    # The run is over: deliver the remaining delayed orders and let the last windows close, as
+    # they would in production (learning after the end does not change any metric).
+    with batch():
+        if pending:
+            deliver(math.inf)
+        end = last_event[0] + rewards.window + 1.0
+        for a, engine in enumerate(engines):
+            t0 = perf()
+            engine.flush(now=end)
+            seconds[a] += perf() - t0
+    for a, engine in enumerate(engines):
+        traces[a].n_late = int(engine.attribution.n_late)
+        traces[a].n_learned = int(engine.n_learned)
+        traces[a].seconds = seconds[a]
+    return SeedTrace(
+        seed=seed,
+        times=stream.times,
+        users=stream.users,
+        oracle=oracle,
+        best_old=best_old,
+        best_new=best_new,
+        n_candidates=n_cand,
+        wave_rank=wave_rank if wave_rank is not None else np.full(n, -1, dtype=np.intp),
+        arms=dict(zip(labels, traces, strict=True)),
+        added_at=added_at,
+        world_seconds=world_seconds,
+        wall_seconds=perf() - wall0,
+        new_bundles=tuple(sorted(new_bundles)),
+    )
+
+
+# -- one seed of a scenario ------------------------------------------------------------------
+def _wave(
+    world: World, stream: Stream, scenario: Scenario, rng: np.random.Generator
+) -> tuple[Stream, IntArray]:
+    """Put the new-user wave into the stream; return it and each round's wave rank."""
+    n = len(stream)
+    rank = np.full(n, -1, dtype=np.intp)
+    wave = scenario.new_users
+    if wave is None:
+        return stream, rank
+    members = world.add_new_users(wave.users, rng, city=wave.city)
+    start = int(wave.at * n)
+    mask = (np.arange(n) >= start) & (rng.random(n) < wave.share)
+    m = int(mask.sum())
+    users = stream.users.copy()
+    if m:
+        _, picks = world.arrivals(m, rng, users=members)
+        users[mask] = picks
+        seen: dict[int, int] = {}
+        for i in np.flatnonzero(mask).tolist():
+            u = int(users[i])
+            rank[i] = seen.get(u, 0)
+            seen[u] = rank[i] + 1
+    return Stream(stream.times, users), rank
+
+
+def _catalog_action(
+    world: World,
+    engines: Sequence[Engine],
+    scenario: Scenario,
+    rng: np.random.Generator,
+    log: EventLog | None,
+) -> Callable[[float], set[str]]:
+    """The mid-run catalog change of ``[new_bundles]``: the world grows and every engine's catalog
+    gets the same deals, courses and bundles through the catalog's public API."""
+    spec = scenario.new_bundles
+    assert spec is not None
+
+    def apply(t: float) -> set[str]:
+        additions = []
+        if spec.deals:
+            additions.append(world.add_deals(spec.deals, rng, t=t))
+        if spec.courses:
+            additions.append(world.add_courses(spec.courses, rng))
+        added: set[str] = set()
+        for add in additions:
+            bundles = add.bundles[["deal_id", "course_id", "bundle_id"]]
+            for engine in engines:
+                if len(add.deals):
+                    engine.catalog.add_deals(add.deals)
+                if len(add.courses):
+                    engine.catalog.add_courses(add.courses)
+                engine.catalog.add_bundles(bundles)
+            if log is not None:
+                if len(add.deals):
+                    log.log_admin("add_deals", {"deals": _records(add.deals)}, ts=t)
+                if len(add.courses):
+                    log.log_admin("add_courses", {"courses": _records(add.courses)}, ts=t)
+                log.log_admin("add_bundles", {"bundles": _records(bundles)}, ts=t)
+            added.update(str(b) for b in bundles["bundle_id"])
+        return added
+
+    return apply
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    out = []
+    for row in frame.to_dict(orient="records"):
+        rec = {}
+        for k, val in row.items():
+            if isinstance(val, np.generic):
+                val = val.item()
+            rec[str(k)] = val
+        out.append(rec)
+    return out
+
+
+def run_seed(
+    scenario: Scenario,
+    seed: int,
+    *,
+    arms: Sequence[ArmSpec] | None = None,
+    log: EventLog | None = None,
+    progress: Progress | None = None,
+) -> SeedTrace:
+    """Run every policy and control of ``scenario`` for one seed (one world, one stream)."""
+    arms = list(arms) if arms is not None else arm_specs(scenario.policies, scenario.controls)
+    rs = seed_streams(seed, scenario.run.world_seed)
+    world = World.generate(scenario.world, seed=rs.world_seed)
+    n = scenario.run.rounds
+    times, users = world.arrivals(n, rs.stream)
+    stream = Stream(times, users)
+    draws = draw_outcomes(n, rs.outcomes, scenario.orders)
+    event_rng, catalog_rng = rs.events.spawn(2)
+    stream, rank = _wave(world, stream, scenario, event_rng)
+    names = catalog_feature_names(world)
+    engines = []
+    for a, arm in enumerate(arms):
+        on_learned = None if log is None else learned_logger(log)
+        engines.append(
+            build_arm_engine(
+                world,
+                arm.spec,
+                rewards=scenario.rewards,
+                policy_seed=rs.policy_seed,
+                model_id=f"sim-{scenario.name}-s{seed}-{a}",
+                id_prefix=f"s{seed}a{a}",
+                feature_names=names,
+                on_learned=on_learned,
+            )
+        )
+    actions: dict[int, Callable[[float], set[str]]] = {}
+    if scenario.new_bundles is not None:
+        actions[int(scenario.new_bundles.at * n)] = _catalog_action(
+            world, engines, scenario, catalog_rng, log
+        )
+    user_ids = [world.user_id(u) for u in range(world.n_users)]
+    try:
+        trace = run_stream(
+            world,
+            stream,
+            draws,
+            engines,
+            rewards=scenario.rewards,
+            log=log,
+            user_ids=user_ids,
+            wave_rank=rank,
+            at_round=actions,
+            progress=progress,
+            seed=seed,
+            labels=[a.label for a in arms],
+        )
+    finally:
+        for engine in engines:
+            close = getattr(engine.policy, "close", None)
+            if callable(close):
+                close()
+    drift = scenario.world.drift
+    if drift.kind != "none":
+        t_drift = scenario.world.start_time + drift.at_days * 86400.0
+        k = int(np.searchsorted(trace.times, t_drift))
+        trace.drift_at = k if k < n else None
+    return trace
+
+
+def learned_logger(log: EventLog) -> Callable[[LearnedReward], None]:
+    """An ``on_learned`` hook that records every learned reward in ``log``."""
+
+    def on_learned(rec: LearnedReward) -> None:
+        log.log_learned(rec)
+
+    return on_learned
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    log: EventLog | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    """Run ``scenario``: every seed, then the replay part if the scenario has one.
+
+    Parameters
+    ----------
+    scenario
+        What to run (:func:`~bandit_engine.simulation.scenario.load_scenario`).
+    log
+        Optional :class:`~bandit_engine.store.EventLog` receiving every decision, event, learned
+        reward and catalog change of every engine (model ids ``sim-<scenario>-s<seed>-<arm>``).
+    progress
+        Called with the number of rounds completed since the last call (see :func:`total_steps`).
+    """
+    arms = arm_specs(scenario.policies, scenario.controls)
+    run = scenario.run
+    seeds = [
+        run_seed(scenario, run.seed + k, arms=arms, log=log, progress=progress)
+        for k in range(run.seeds)
+    ]
+    result = SimulationResult(scenario, arms, seeds)
+    if scenario.replay is not None:
+        from .replay import run_replay
+
+        result.replay = run_replay(scenario, log=log, progress=progress)
+    return result
