@@ -558,6 +558,57 @@ class EventLog:
                 self._depth = 0
                 self._seq = None
 
+    def begin(self) -> None:
+        """Open a transaction explicitly (``BEGIN IMMEDIATE``); writes join it until :meth:`commit`.
+
+        For a caller that groups writes across calls it cannot wrap in one ``with`` block (the
+        server's group commit). Unlike :meth:`transaction` it does not hold the instance lock in
+        between, so :meth:`commit` may run on another thread; the caller must not use the log from
+        two threads at once while it is open.
+        """
+        with self._lock:
+            if self._depth:
+                raise ConfigError("a transaction is already open on this event log", field="begin")
+            self._writable()
+            c = self._conn
+            self._retry(lambda: c.execute("BEGIN IMMEDIATE"))
+            try:
+                self._seq = self._seq0 = int(
+                    c.execute("SELECT seq FROM journal_seq WHERE id = 0").fetchone()[0]
+                )
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            self._depth = 1
+
+    def commit(self) -> None:
+        """Commit the transaction opened by :meth:`begin` (on failure it is rolled back)."""
+        with self._lock:
+            if not self._depth:
+                raise ConfigError("no transaction is open on this event log", field="commit")
+            c = self._conn
+            try:
+                if self._seq != self._seq0:
+                    c.execute("UPDATE journal_seq SET seq = ? WHERE id = 0", (self._seq,))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                self._sets.clear()
+                raise
+            finally:
+                self._depth = 0
+                self._seq = None
+
+    def rollback(self) -> None:
+        """Roll back the transaction opened by :meth:`begin` (no-op when none is open)."""
+        with self._lock:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._sets.clear()
+            self._depth = 0
+            self._seq = None
+
     def _next_seq(self) -> int:
         assert self._seq is not None  # only called inside transaction()
         self._seq += 1

@@ -150,7 +150,7 @@ def crash_and_restart(
             run(c, clock, ops[lo:hi])
             state = comparable(app.state.worker.engine)
             if hi != len(ops):
-                app.state.worker.stop(checkpoint=False)  # kill: whatever is not in the log is lost
+                c.portal.call(app.state.worker.kill)  # whatever is not in the log is lost
         reports.append(log.get_meta("checkpoint_seq"))
         log.close()
     return state, reports
@@ -182,7 +182,7 @@ def test_corrupt_latest_checkpoint_falls_back(
     app, log = open_server(s, hmac_key=KEY, clock=clock)
     with TestClient(app) as c:
         run(c, clock, ops[:120])
-        app.state.worker.stop(checkpoint=False)
+        c.portal.call(app.state.worker.kill)
     log.close()
     cps = Checkpointer(s.checkpoints).list()
     assert len(cps) >= 2
@@ -217,7 +217,7 @@ def test_replay_detects_a_log_that_disagrees(model: Path, tmp_path: Path) -> Non
     app, log = open_server(s, hmac_key=KEY, clock=clock)
     with TestClient(app) as c:
         run(c, clock, script()[:20])
-        app.state.worker.stop(checkpoint=False)
+        c.portal.call(app.state.worker.kill)
     log.close()
     with EventLog(s.db, hmac_key=KEY) as lg:  # tamper: claim another bundle was chosen
         lg._conn.execute("UPDATE decisions SET bundle_id = 'd2+c3' WHERE decision_id = 'dec3'")

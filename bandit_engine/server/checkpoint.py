@@ -133,17 +133,25 @@ class Checkpointer:
                 out.append((int(m.group(1)), p))
         return sorted(out, reverse=True)
 
+    def path_for(self, seq: int) -> Path:
+        """The file name of the checkpoint covering the journal up to ``seq``."""
+        return self.directory / f"checkpoint-{seq:012d}.bandit"
+
     def save(self, engine: Engine, log: EventLog, seq: int) -> Path:
         """Save ``engine`` (which includes every journal entry up to ``seq``), then record ``seq`` in
         the log's meta and delete old checkpoints."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"checkpoint-{seq:012d}.bandit"
+        path = self.path_for(seq)
         engine.save(path)
+        self.saved(log, seq)
+        return path
+
+    def saved(self, log: EventLog, seq: int) -> None:
+        """After a checkpoint file for ``seq`` is on disk: record it and delete old ones."""
         log.set_meta("checkpoint_seq", str(seq))
         for _, old in self.list()[self.keep :]:
             with contextlib.suppress(OSError):  # another process may have removed it
                 old.unlink()
-        return path
 
 
 def replay_journal(engine: Engine, log: EventLog, since: int) -> tuple[int, int, int, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,9 +45,12 @@ __all__ = [
     "BodyTooLarge",
     "ServiceUnavailableError",
     "error_body",
+    "error_headers",
     "error_response",
+    "exception_payload",
     "install_error_handlers",
     "status_for",
+    "validation_payload",
 ]
 
 logger = logging.getLogger("bandit_engine.server")
@@ -98,15 +102,21 @@ def error_response(
     status: int, kind: str, message: str, field: str | None = None, **extra: Any
 ) -> Response:
     """A JSON error response."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 503:
-        headers = {"Retry-After": "1"}
     return Response(
         error_body(kind, message, field, **extra),
         status_code=status,
         media_type="application/json",
-        headers=headers,
+        headers=dict(error_headers(status)) or None,
     )
+
+
+def error_headers(status: int) -> list[tuple[str, str]]:
+    """Extra headers of an error response."""
+    if status == 401:
+        return [("WWW-Authenticate", "Bearer")]
+    if status == 503:
+        return [("Retry-After", "1")]
+    return []
 
 
 def _loc_name(loc: Any) -> str:
@@ -121,14 +131,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-async def _on_validation(request: Request, exc: RequestValidationError) -> Response:
-    errors = exc.errors()
+def validation_payload(errors: Sequence[Any]) -> tuple[int, bytes]:
+    """Status and body for request-schema errors (pydantic error dicts, ``loc`` from the body)."""
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": ""}
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
-        return error_response(400, "InvalidJSON", "request body is not valid JSON", "body")
+        return 400, error_body("InvalidJSON", "request body is not valid JSON", "body")
     field = _loc_name(first.get("loc", ("body",)))
     msg = str(first.get("msg", "is invalid"))
+    if field == "body" and kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic words this differently depending on how it was called: say it one way
+        message = "body must be a JSON object sent as Content-Type application/json"
+        details = [{"field": "body", "message": message}]
+        return 422, error_body("ValidationError", message, "body", details=details)
     if kind == "extra_forbidden":
         message = f"{field} is not a known field"
     elif kind == "missing":
@@ -139,58 +154,64 @@ async def _on_validation(request: Request, exc: RequestValidationError) -> Respo
         message = f"{field}: {msg}, got {_short(first['input'])}"
     else:
         message = f"{field}: {msg}"
-    return error_response(
-        422,
-        "ValidationError",
-        message,
-        field,
-        details=[
-            {"field": _loc_name(e.get("loc", ())), "message": str(e.get("msg", ""))}
-            for e in errors[:10]
-        ],
-    )
+    details = [
+        {"field": _loc_name(e.get("loc", ())), "message": str(e.get("msg", ""))}
+        for e in errors[:10]
+    ]
+    return 422, error_body("ValidationError", message, field, details=details)
 
 
-async def _on_http(request: Request, exc: StarletteHTTPException) -> Response:
-    names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 400: "BadRequest"}
-    kind = names.get(exc.status_code, "HTTPError")
-    field = "body" if exc.status_code in (400, 413) else None
-    message = f"no endpoint {request.url.path!r}" if exc.status_code == 404 else str(exc.detail)
-    return error_response(exc.status_code, kind, message, field)
-
-
-async def _on_bandit(request: Request, exc: BanditError) -> Response:
-    body = exc.to_dict()
-    status = status_for(exc)
-    if status >= 500:
-        logger.error("%s on %s: %s", type(exc).__name__, request.url.path, exc.message)
-    return error_response(
-        status,
-        body["error"],
-        body["message"],
-        body.get("field"),
-        **({"value": body["value"]} if "value" in body else {}),
-    )
-
-
-async def _on_unavailable(request: Request, exc: ServiceUnavailableError) -> Response:
-    return error_response(503, "ServiceUnavailableError", str(exc) or "retry later")
-
-
-async def _on_other(request: Request, exc: Exception) -> Response:
-    status = status_for(exc)
-    if status == 503:
-        logger.warning("storage busy on %s: %s", request.url.path, type(exc).__name__)
-        return error_response(503, "ServiceUnavailableError", "storage is busy, retry later")
+def exception_payload(exc: BaseException, path: str) -> tuple[int, bytes]:
+    """Status and body for any exception raised while serving ``path`` (logs 5xx causes)."""
+    if isinstance(exc, RequestValidationError):
+        return validation_payload(exc.errors())
+    if isinstance(exc, StarletteHTTPException):
+        names = {
+            404: "NotFound",
+            405: "MethodNotAllowed",
+            413: "PayloadTooLarge",
+            400: "BadRequest",
+        }
+        kind = names.get(exc.status_code, "HTTPError")
+        field = "body" if exc.status_code in (400, 413) else None
+        message = f"no endpoint {path!r}" if exc.status_code == 404 else str(exc.detail)
+        return exc.status_code, error_body(kind, message, field)
+    if isinstance(exc, BanditError):
+        body = exc.to_dict()
+        status = status_for(exc)
+        if status >= 500:
+            logger.error("%s on %s: %s", type(exc).__name__, path, exc.message)
+        extra = {"value": body["value"]} if "value" in body else {}
+        return status, error_body(body["error"], body["message"], body.get("field"), **extra)
+    if isinstance(exc, ServiceUnavailableError):
+        return 503, error_body("ServiceUnavailable", str(exc) or "retry later")
+    if isinstance(exc, sqlite3.OperationalError):
+        # another process held the write lock past busy_timeout, or the disk failed: retryable
+        logger.warning("storage unavailable on %s: %s", path, type(exc).__name__)
+        return 503, error_body("ServiceUnavailable", "storage is busy, retry later")
     # a bug: log the type and place, answer without internals
-    logger.error("internal error on %s: %s", request.url.path, type(exc).__name__, exc_info=exc)
-    return error_response(500, "InternalError", "internal server error")
+    logger.error("internal error on %s: %s", path, type(exc).__name__, exc_info=exc)
+    return 500, error_body("InternalError", "internal server error")
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    status, body = exception_payload(exc, request.url.path)
+    return Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers=dict(error_headers(status)) or None,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that apply :func:`status_for` to every error."""
-    app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
-    app.add_exception_handler(BanditError, _on_bandit)  # type: ignore[arg-type]
-    app.add_exception_handler(ServiceUnavailableError, _on_unavailable)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _on_other)
+    """Register :func:`exception_payload` as the handler of every error."""
+    for cls in (
+        RequestValidationError,
+        StarletteHTTPException,
+        BanditError,
+        ServiceUnavailableError,
+        sqlite3.OperationalError,
+    ):
+        app.add_exception_handler(cls, _handle)
+    app.add_exception_handler(Exception, _handle)

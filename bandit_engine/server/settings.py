@@ -53,10 +53,15 @@ class ServerSettings:
         Larger request bodies are refused with 413.
     max_batch
         Most requests committed in one transaction (group commit).
+    commit_delay
+        Longest a request waits for more requests to join its transaction (seconds).
     advance_interval
         Seconds between timer-driven closings of due attribution windows.
     busy_timeout
         Seconds a write waits for another process's lock before failing.
+    fast_path
+        Serve ``POST /v1/decisions`` and ``POST /v1/events`` from the raw ASGI layer (same models,
+        handlers and errors as the FastAPI routes, less per-request overhead).
     """
 
     db: str
@@ -72,8 +77,10 @@ class ServerSettings:
     checkpoint_keep: int = 3
     max_body_bytes: int = 65_536
     max_batch: int = 256
+    commit_delay: float = 0.002
     advance_interval: float = 1.0
     busy_timeout: float = 30.0
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):
@@ -96,6 +103,7 @@ class ServerSettings:
         _positive("checkpoint_keep", self.checkpoint_keep, integer=True)
         _positive("max_body_bytes", self.max_body_bytes, integer=True)
         _positive("max_batch", self.max_batch, integer=True)
+        _positive("commit_delay", self.commit_delay, allow_zero=True)
         _positive("advance_interval", self.advance_interval)
         _positive("busy_timeout", self.busy_timeout)
 

@@ -1,32 +1,41 @@
-"""The engine worker: one thread owns the engine and the event log's writes (group commit).
+"""Engine access and group commit on the event loop.
 
-The engine is not thread-safe and SQLite allows one writer at a time, so every request that touches
-either becomes a *job* run by a single worker thread; the asyncio event loop only parses, awaits and
-answers. The worker takes every job waiting in its queue (up to ``max_batch``), runs them inside one
-SQLite transaction, commits, and only then hands each result back to its request: a response is never
-sent before the commit that holds its writes returned. Under ``synchronous=FULL`` one commit (one
-fsync) thus serves a whole batch; batches grow by themselves when commits are slow.
+The engine is not thread-safe and SQLite allows one writer at a time. Every request that touches
+either becomes a *job* ``job(engine, log)`` run on the event loop thread itself, one at a time (the
+loop is single-threaded, so no lock is needed and no thread hand-off is paid per request; a job is
+pure CPU work of well under a millisecond plus SQLite statements that do not wait on the disk).
 
-Between batches the worker closes due attribution windows (``Engine.advance``) every
-``advance_interval`` seconds and writes checkpoints. If a commit fails, or a job fails with an error
-that is not a :class:`~bandit_engine.errors.BanditError` (a bug), the engine may hold changes the log
-does not: the worker answers 503 to the batch and rebuilds the engine from the latest checkpoint and
-the journal before serving again.
+Jobs write inside an open SQLite transaction; the transaction is committed once no new job joined it
+during a loop iteration, or after ``max_delay`` seconds, or ``max_batch`` jobs, whichever comes first.
+Each request is answered only after the commit holding its writes returned (**group commit**): under
+``synchronous=FULL`` one fsync serves a whole batch. That commit runs in a helper thread under
+``FULL`` (SQLite releases the GIL while it syncs), so the loop keeps reading and parsing requests
+during the fsync; jobs that arrive meanwhile wait for it and form the next batch. Under ``NORMAL`` /
+``OFF`` a commit does not sync and runs inline.
+
+Every ``advance_interval`` seconds a timer closes due attribution windows (``Engine.advance``), so
+decisions learn even when no request comes. Checkpoints are taken between batches: the engine state is
+copied on the loop (a few milliseconds) and written to disk by a helper thread.
+
+If a commit fails, or a job fails with an error that is not a
+:class:`~bandit_engine.errors.BanditError` (a bug), the engine may hold changes the log does not: the
+batch is rolled back, its requests get 503, and the engine is rebuilt from the latest checkpoint and
+the journal before the next job runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import copy
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+from .. import __version__
 from ..engine import Engine
 from ..errors import BanditError
+from ..fileformat import write_state
 from ..records import LearnedReward
 from ..store import EventLog
 from .checkpoint import Checkpointer
@@ -35,24 +44,12 @@ from .metrics import Metrics
 
 __all__ = ["EngineWorker", "Job"]
 
-T = TypeVar("T")
 Job = Callable[[Engine, EventLog], Any]
 logger = logging.getLogger("bandit_engine.server")
-_STOP = object()
-
-
-def _deliver(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in items:
-        if fut.done():  # the client went away; its writes are committed all the same
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
 
 
 class EngineWorker:
-    """Runs jobs against the engine and the log on one thread, committing them in groups.
+    """Runs jobs against the engine and the log, committing them in groups.
 
     Parameters
     ----------
@@ -64,7 +61,9 @@ class EngineWorker:
         Where checkpoints go.
     metrics
         Counters to update.
-    max_batch, advance_interval, checkpoint_every, checkpoint_seconds
+    max_batch, max_delay
+        Commit after this many jobs or this many seconds at the latest.
+    advance_interval, checkpoint_every, checkpoint_seconds
         See :class:`~bandit_engine.server.settings.ServerSettings`.
     """
 
@@ -77,6 +76,7 @@ class EngineWorker:
         checkpointer: Checkpointer,
         metrics: Metrics,
         max_batch: int = 256,
+        max_delay: float = 0.002,
         advance_interval: float = 1.0,
         checkpoint_every: int = 10_000,
         checkpoint_seconds: float = 300.0,
@@ -86,159 +86,254 @@ class EngineWorker:
         self.rebuild = rebuild
         self.checkpointer = checkpointer
         self.max_batch = max_batch
+        self.max_delay = max_delay
         self.advance_interval = advance_interval
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.sync_in_thread = log.synchronous == "FULL"
+        self.engine = engine
+        engine.on_learned = self._on_learned
         self._healthy = True
+        self._started = False
+        self._open = False  # a batch transaction is open
+        self._batch_fut: asyncio.Future[None] | None = None
+        self._batch_jobs = 0
+        self._batch_start = 0.0
+        self._seen_jobs = -1
+        self._commit_scheduled = False
+        self._committing: asyncio.Future[None] | None = None
         self._since_checkpoint = 0
         self._dirty = False
         self._last_checkpoint = time.monotonic()
-        self._last_advance = time.monotonic()
-        self.engine = engine
-        self._attach(engine)
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._advancing: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
 
     # -- engine hooks ------------------------------------------------------------------------
-    def _attach(self, engine: Engine) -> None:
-        engine.on_learned = self._on_learned
-        self.engine = engine
-
     def _on_learned(self, rec: LearnedReward) -> None:
-        # runs on the worker thread, inside the current batch's transaction
+        # runs inside a job or the timer, within the open transaction
         if self.log.log_learned(rec):
             self.metrics.inc("bandit_rewards_learned_total", status=rec.status)
 
     @property
     def healthy(self) -> bool:
-        """False while the engine is being rebuilt after a failure."""
+        """False while the engine is being rebuilt after a failure or after :meth:`stop`."""
         return self._healthy
+
+    @property
+    def running(self) -> bool:
+        return self._started
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="bandit-engine", daemon=True)
-            self._thread.start()
-
-    def stop(self, *, checkpoint: bool = True, timeout: float = 60.0) -> None:
-        """Finish every queued job, write a final checkpoint and stop the thread."""
-        if self._thread is None:
+        """Start the advance timer on the running loop (idempotent; jobs work without it)."""
+        if self._started:
             return
-        self._queue.put((_STOP, checkpoint))
-        self._thread.join(timeout)
-        self._thread = None
-
-    async def run(self, job: Job) -> Any:
-        """Run ``job(engine, log)`` on the worker; returns its result once it is committed."""
-        if self._thread is None:
-            raise ServiceUnavailableError("the engine worker is not running")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((job, fut, loop))
-        return await fut
-
-    # -- the loop ----------------------------------------------------------------------------
-    def _run(self) -> None:
-        stop: tuple[Any, bool] | None = None
-        while stop is None:
-            try:
-                item = self._queue.get(timeout=self._wait())
-            except queue.Empty:
-                item = None
-            batch: list[tuple[Job, asyncio.Future[Any], asyncio.AbstractEventLoop]] = []
-            while item is not None:
-                if item[0] is _STOP:
-                    stop = item
-                    break
-                batch.append(item)
-                if len(batch) >= self.max_batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    item = None
-            if batch:
-                self._process(batch)
-            try:
-                self._periodic(final=stop is not None and bool(stop[1]))
-            except Exception:  # keep serving; the next period retries
-                logger.exception("periodic engine maintenance failed")
-        # drain whatever raced with the stop request
-        rest = []
-        while True:
-            try:
-                rest.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if rest:
-            self._process([r for r in rest if r[0] is not _STOP])
-
-    def _wait(self) -> float:
-        return max(0.001, self.advance_interval - (time.monotonic() - self._last_advance))
-
-    def _process(
-        self, batch: list[tuple[Job, asyncio.Future[Any], asyncio.AbstractEventLoop]]
-    ) -> None:
-        results: list[tuple[bool, Any]] = []
-        broken = False
+        self._started = True
         try:
-            with self.log.transaction():
-                for job, _, _ in batch:
-                    try:
-                        results.append((True, job(self.engine, self.log)))
-                    except BanditError as exc:
-                        results.append((False, exc))
-                    except Exception as exc:  # a bug: the engine may now disagree with the log
-                        logger.error("job failed: %s", type(exc).__name__, exc_info=exc)
-                        results.append((False, exc))
-                        broken = True
-            self.metrics.inc("bandit_commits_total")
-            self._dirty = True
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: requests still advance the engine themselves
+            return
+        self._timer = loop.call_later(self.advance_interval, self._tick)
+
+    async def stop(self, *, checkpoint: bool = True) -> None:
+        """Commit what is open, wait for a checkpoint in progress, write a final checkpoint."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._committing is not None:
+            await asyncio.shield(self._committing)
+        if self._open:
+            await self._commit()
+        if self._checkpoint_task is not None:
+            await self._checkpoint_task
+        if checkpoint and self._dirty and self._healthy:
+            self.checkpoint()
+        self._started = False
+
+    def kill(self) -> None:
+        """Stop without committing or checkpointing (tests: what a crash leaves behind)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._open:
+            self.log.rollback()
+            self._open = False
+        self._healthy = False
+        self._started = False
+
+    # -- running jobs ------------------------------------------------------------------------
+    async def run(self, job: Job) -> Any:
+        """Run ``job(engine, log)``; return its result once its writes are committed."""
+        while self._committing is not None:  # the connection is busy syncing the last batch
+            await asyncio.shield(self._committing)
+        if not self._healthy:
+            raise ServiceUnavailableError("the engine is not serving; retry")
+        fut = self._join()
+        try:
+            result = job(self.engine, self.log)
+        except BanditError:
+            self._after_job()
+            raise  # a client error: nothing half-done (writes it made, if any, are complete)
+        except Exception:
+            logger.exception("job failed; rolling back the batch and rebuilding the engine")
+            self._fail_batch(ServiceUnavailableError("internal error; the batch was rolled back"))
+            raise
+        self._after_job()
+        await asyncio.shield(fut)
+        return result
+
+    def _join(self) -> asyncio.Future[None]:
+        if not self._open:
+            self.log.begin()  # BEGIN IMMEDIATE (waits up to busy_timeout for another process)
+            self._open = True
+            self._batch_fut = asyncio.get_running_loop().create_future()
+            self._batch_jobs = 0
+            self._batch_start = time.monotonic()
+        assert self._batch_fut is not None
+        return self._batch_fut
+
+    def _after_job(self) -> None:
+        self._batch_jobs += 1
+        if self._batch_jobs >= self.max_batch:
+            self._commit_soon(now=True)
+        else:
+            self._commit_soon()
+
+    def _commit_soon(self, *, now: bool = False) -> None:
+        if self._commit_scheduled:
+            return
+        self._commit_scheduled = True
+        self._seen_jobs = -1 if now else self._batch_jobs
+        asyncio.get_running_loop().call_soon(self._maybe_commit)
+
+    def _maybe_commit(self) -> None:
+        self._commit_scheduled = False
+        if not self._open:
+            return
+        young = time.monotonic() - self._batch_start < self.max_delay
+        if young and self._seen_jobs != -1 and self._batch_jobs != self._seen_jobs:
+            # jobs joined during the last loop iteration: more are probably on the way
+            self._commit_scheduled = True
+            self._seen_jobs = self._batch_jobs
+            asyncio.get_running_loop().call_soon(self._maybe_commit)
+            return
+        self._commit_task = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        fut = self._batch_fut
+        if not self._open or fut is None:
+            return
+        self._open = False
+        self._batch_fut = None
+        jobs = self._batch_jobs
+        loop = asyncio.get_running_loop()
+        self._committing = loop.create_future()
+        try:
+            if self.sync_in_thread:
+                await asyncio.to_thread(self.log.commit)
+            else:
+                self.log.commit()
         except Exception as exc:
             logger.error("commit failed (%s); rebuilding the engine", type(exc).__name__)
-            err = ServiceUnavailableError("the event log could not commit; retry")
-            results = [(False, err)] * len(batch)
-            broken = True
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_, fut, loop), (ok, value) in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((fut, ok, value))
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
-                loop.call_soon_threadsafe(_deliver, items)
-        if broken:
+            self._resolve(fut, ServiceUnavailableError("the event log could not commit; retry"))
             self._recover()
+            return
+        finally:
+            done, self._committing = self._committing, None
+            done.set_result(None)
+        self.metrics.inc("bandit_commits_total")
+        self._dirty = True
+        self._resolve(fut, None)
+        if jobs:
+            self._maybe_checkpoint()
+
+    @staticmethod
+    def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+            fut.exception()  # mark retrieved: a batch whose requests all failed early
+
+    def _fail_batch(self, error: BaseException) -> None:
+        fut = self._batch_fut
+        self._batch_fut = None
+        if self._open:
+            self._open = False
+            self.log.rollback()
+        if fut is not None:
+            self._resolve(fut, error)
+        self._recover()
 
     def _recover(self) -> None:
         self._healthy = False
-        while True:
-            try:
-                self._attach(self.rebuild())
-                self._healthy = True
-                logger.warning("engine rebuilt from checkpoint and journal")
-                return
-            except Exception as exc:
-                logger.error("engine rebuild failed (%s); retrying in 1 s", type(exc).__name__)
-                time.sleep(1.0)
+        try:
+            engine = self.rebuild()
+        except Exception:
+            logger.exception("engine rebuild failed; the server stays unavailable")
+            return
+        engine.on_learned = self._on_learned
+        self.engine = engine
+        self._healthy = True
+        logger.warning("engine rebuilt from checkpoint and journal")
 
     def note_decisions(self, n: int = 1) -> None:
         """Count decisions toward the next checkpoint (called by decision jobs)."""
         self._since_checkpoint += n
 
-    def _periodic(self, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last_advance >= self.advance_interval:
-            self._last_advance = now
-            with self.log.transaction():
-                self.engine.advance()
+    # -- timer and checkpoints ---------------------------------------------------------------
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.advance_interval, self._tick)
+        if self._healthy and self.engine.attribution.next_deadline() < self.engine.now():
+            self._advancing = loop.create_task(self._advance())
+        elif self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+            self._maybe_checkpoint()
+
+    async def _advance(self) -> None:
+        try:
+            await self.run(lambda engine, log: engine.advance())
+        except Exception:  # keep the timer alive; the next tick retries
+            logger.exception("timer advance failed")
+
+    def _maybe_checkpoint(self) -> None:
         due = self._since_checkpoint >= self.checkpoint_every or (
-            self._dirty and now - self._last_checkpoint >= self.checkpoint_seconds
+            self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         )
-        if due or (final and self._dirty):
-            self.checkpoint()
+        if not due or self._checkpoint_task is not None or not self._healthy:
+            return
+        seq, path, state = self._snapshot()
+        self._checkpoint_task = asyncio.get_running_loop().create_task(
+            self._write(seq, path, state)
+        )
+
+    def _snapshot(self) -> tuple[int, Any, dict[str, Any]]:
+        # between batches: the engine holds exactly the journal up to last_seq
+        seq = self.log.last_seq()
+        state = copy.deepcopy(self.engine.to_state())
+        self._since_checkpoint = 0
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        return seq, self.checkpointer.path_for(seq), state
+
+    async def _write(self, seq: int, path: Any, state: dict[str, Any]) -> None:
+        try:
+            self.checkpointer.directory.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(write_state, path, state, library_version=__version__)
+            self.checkpointer.saved(self.log, seq)
+            self.metrics.inc("bandit_checkpoints_total")
+        except Exception:
+            logger.exception("checkpoint at seq %d failed; the next one retries", seq)
+            self._dirty = True
+        finally:
+            self._checkpoint_task = None
 
     def checkpoint(self) -> None:
-        """Write a checkpoint now (worker thread only, between batches)."""
+        """Write a checkpoint now, synchronously (between batches: shutdown, tests)."""
         seq = self.log.last_seq()
         self.checkpointer.save(self.engine, self.log, seq)
         self._since_checkpoint = 0
