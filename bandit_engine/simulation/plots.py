@@ -84,7 +84,10 @@ def _reward_regret(
 
 def _uplift(summary: dict[str, Any], path: Path) -> bool:
     rows = []
-    for p in summary["policies"]:
+    pols = [p for p in summary["policies"] if p["role"] == "policy"]
+    if not pols:  # controls only: compare them with the first control
+        pols = summary["policies"][1:]
+    for p in pols:
         for c, u in p["uplift"].items():
             if u["uplift"] is None:
                 continue

@@ -72,6 +72,7 @@ __all__ = [
     "arm_specs",
     "build_arm_engine",
     "catalog_feature_names",
+    "check_columns",
     "draw_outcomes",
     "learned_logger",
     "make_arm_policy",
@@ -263,10 +264,36 @@ def _resolve_column(spec_kwargs: dict[str, Any], names: Sequence[str], where: st
     col = spec_kwargs.get("column")
     if isinstance(col, str):
         if col not in names:
+            plain = [n for n in names if "=" not in n]
             raise ConfigError.for_field(
-                f"{where}.column", col, f"is not a bundle feature; known: {list(names)}"
+                f"{where}.column",
+                col,
+                f"is not a bundle feature (numeric ones: {plain}; one-hot ones look like "
+                "'deal.cuisine=hotpot')",
             )
         spec_kwargs["column"] = list(names).index(col)
+
+
+def check_columns(scenario: Scenario) -> None:
+    """Resolve every ``fixed_rule`` column given by name against the catalog of the first seed's
+    world, so a misspelt name fails before the run (naming the entry and the file)."""
+    groups = [("policies", scenario.policies), ("controls", scenario.controls)]
+    named = [
+        (f"{key}[{i}]", spec)
+        for key, specs in groups
+        for i, spec in enumerate(specs)
+        if isinstance(spec.kwargs.get("column"), str)
+    ]
+    if not named:
+        return
+    rs = seed_streams(scenario.run.seed, scenario.run.world_seed)
+    names = catalog_feature_names(World.generate(scenario.world, seed=rs.world_seed))
+    for where, spec in named:
+        try:
+            _resolve_column(spec.kwargs, names, where)
+        except ConfigError as exc:
+            prefix = f"{scenario.source}: " if scenario.source else ""
+            raise ConfigError(prefix + exc.message, field=exc.field, value=exc.value) from None
 
 
 def make_arm_policy(
@@ -747,6 +774,7 @@ def simulate(
     progress
         Called with the number of rounds completed since the last call (see :func:`total_steps`).
     """
+    check_columns(scenario)
     arms = arm_specs(scenario.policies, scenario.controls)
     run = scenario.run
     seeds = [
