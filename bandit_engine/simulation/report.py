@@ -194,6 +194,10 @@ def _seed_metrics(trace: SeedTrace, label: str) -> dict[str, float]:
         "regret": float(regret.sum()),
         "regret_per_decision": float(regret.mean()),
         "late_events": float(tr.n_late),
+        # only orders can be late (clicks are reported with the decision)
+        "late_order_share": float(tr.n_late / n_orders)
+        if (n_orders := int(tr.order.sum()))
+        else 0.0,
     }
 
 
@@ -770,6 +774,13 @@ def render(summary: dict[str, Any], console: Console, timing: dict[str, Any] | N
         f"and order probabilities ({summary['oracle_reward']:.4f} per decision). Every policy saw "
         "the same users and the same random outcomes (paired comparison).[/dim]"
     )
+    late = [p for p in summary["policies"] if p["late_events"] > 0]
+    if late:
+        shares = ", ".join(f"{p['policy']} {p['late_order_share'] * 100:.0f}%" for p in late)
+        console.print(
+            f"Orders that arrived after the attribution window (late: counted as revenue, never "
+            f"learned): {shares}."
+        )
     _render_cold_start(summary, console)
     _render_drift(summary, console)
     _render_replay(summary, console)

@@ -112,14 +112,15 @@ def arm_specs(policies: Sequence[PolicySpec], controls: Sequence[PolicySpec]) ->
     """Label every policy and control uniquely: its ``label``, else its name, else its name with
     hyperparameters, else that with ``#2``, ``#3``..."""
     specs = [("policy", p) for p in policies] + [("control", c) for c in controls]
-    names = [p.name for _, p in specs]
+    # a name is ambiguous only among the specs that have no label of their own
+    names = [p.name if p.label is None else None for _, p in specs]
     out: list[ArmSpec] = []
     used: set[str] = set()
     for (role, spec), name in zip(specs, names, strict=True):
         if spec.label is not None:
             label = spec.label
         elif names.count(name) == 1:
-            label = name
+            label = spec.name
         else:
             label = spec.describe()
         base, n = label, 2
