@@ -187,9 +187,11 @@ class RidgeRows:
     ) -> tuple[FloatArray, FloatArray]:
         """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
 
-        Contiguous rows ``0..k-1`` are sliced; otherwise, when the rows span at most three
-        times as many rows as requested, all spanned rows are scored and the results gathered
-        (cheaper than copying ``k`` matrices); else the matrices are gathered.
+        Contiguous rows ``0..k-1`` are sliced; otherwise, when the rows lie in a window
+        ``lo..hi-1`` at most three times as long as ``k``, all rows of the window are scored
+        and the results gathered (cheaper than copying ``k`` matrices: an engine's candidate
+        sets per city are such windows, since arms are created in the order first offered);
+        else the matrices are gathered.
         """
         d = self.dim
         k = rows.shape[0]
@@ -199,12 +201,13 @@ class RidgeRows:
             q = self._U[:k] @ x
             m = self.theta[:k] @ x
         else:
-            span = int(rows.max()) + 1
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            span = hi - lo
             if span <= 3 * k:
-                sd = span * d
-                np.matmul(self._A2[:sd], x, out=self._ubuf[:sd])
-                q = (self._U[:span] @ x)[rows]
-                m = (self.theta[:span] @ x)[rows]
+                np.matmul(self._A2[lo * d : hi * d], x, out=self._ubuf[: span * d])
+                local = rows - lo
+                q = (self._U[:span] @ x)[local]
+                m = (self.theta[lo:hi] @ x)[local]
             else:
                 q = (self.A_inv[rows].reshape(k * d, d) @ x).reshape(k, d) @ x
                 m = self.theta[rows] @ x
