@@ -354,11 +354,10 @@ class EventLog:
                 "reward": float,
                 "closed_at": float,
                 "n_events": int,
-                "n_late": int,
             },
-            pk="decision_id",
+            pk="seq",  # the rowid: journal order for free, no extra index
             not_null=[
-                "seq",
+                "decision_id",
                 "ts",
                 "bundle_id",
                 "deal_id",
@@ -372,14 +371,12 @@ class EventLog:
                 "x_dim",
                 "status",
                 "n_events",
-                "n_late",
             ],
-            defaults={"status": "pending", "n_events": 0, "n_late": 0},
+            defaults={"status": "pending", "n_events": 0},
             if_not_exists=True,
         )
         db.table("events").create(
             {
-                "id": int,
                 "seq": int,
                 "decision_id": str,
                 "event_id": str,
@@ -388,8 +385,8 @@ class EventLog:
                 "ts": float,
                 "status": str,
             },
-            pk="id",
-            not_null=["seq", "decision_id", "type", "value", "ts", "status"],
+            pk="seq",
+            not_null=["decision_id", "type", "value", "ts", "status"],
             if_not_exists=True,
         )
         db.table("learned").create(
@@ -402,8 +399,8 @@ class EventLog:
                 "n_events": int,
                 "closed_at": float,
             },
-            pk="decision_id",
-            not_null=["seq", "bundle_id", "reward", "status", "n_events", "closed_at"],
+            pk="seq",
+            not_null=["decision_id", "bundle_id", "reward", "status", "n_events", "closed_at"],
             if_not_exists=True,
         )
         db.table("admin").create(
@@ -424,15 +421,13 @@ class EventLog:
             not_null=["fields", "updated_at"],
             if_not_exists=True,
         )
+        # few indexes on purpose: each one is another B-tree written by every insert
         for table, cols, unique in (
-            ("decisions", ["seq"], True),
-            ("decisions", ["ts"], False),
-            ("decisions", ["user"], False),
+            ("decisions", ["decision_id"], True),
+            ("decisions", ["user"], False),  # forget_user
             ("candidate_sets", ["digest"], True),
             ("events", ["decision_id", "event_id"], True),
-            ("events", ["seq"], True),
-            ("events", ["ts"], False),
-            ("learned", ["seq"], True),
+            ("learned", ["decision_id"], True),
         ):
             db.table(table).create_index(cols, unique=unique, if_not_exists=True)
         self._conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
@@ -776,15 +771,6 @@ class EventLog:
             if cur.rowcount != 1:
                 self._seq = seq - 1
                 return False
-            if status == "accepted":
-                self._conn.execute(
-                    "UPDATE decisions SET n_events = n_events + 1 WHERE decision_id = ?",
-                    (decision_id,),
-                )
-            elif status == "late":
-                self._conn.execute(
-                    "UPDATE decisions SET n_late = n_late + 1 WHERE decision_id = ?", (decision_id,)
-                )
         return True
 
     def log_learned(self, learned: LearnedReward) -> bool:
@@ -970,7 +956,7 @@ class EventLog:
             row = self._conn.execute(
                 "SELECT decision_id, ts, bundle_id, deal_id, course_id, propensity, candidate_set,"
                 " probabilities, scores, policy_version, model_id, status, reward, closed_at,"
-                " n_events, n_late FROM decisions WHERE decision_id = ?",
+                " n_events FROM decisions WHERE decision_id = ?",
                 (decision_id,),
             ).fetchone()
             if row is None:
@@ -982,7 +968,9 @@ class EventLog:
             ).fetchall()
             candidates = self._candidates(int(row[6]))
         status = str(row[11])
-        n_late = int(row[15])
+        # counters are derived from the events (no per-event UPDATE on the hot path)
+        n_late = sum(1 for e in events if e[4] == "late")
+        n_events = sum(1 for e in events if e[4] == "accepted") if status == "pending" else row[14]
         return {
             "decision_id": row[0],
             "timestamp": row[1],
@@ -999,7 +987,7 @@ class EventLog:
             "reward_status": "late" if status == "default" and n_late > 0 else status,
             "reward": row[12],
             "closed_at": row[13],
-            "n_events": int(row[14]),
+            "n_events": int(n_events),
             "n_late": n_late,
             "events": [
                 {"event_id": e[0], "type": e[1], "value": e[2], "timestamp": e[3], "status": e[4]}
@@ -1062,11 +1050,15 @@ class EventLog:
             "SELECT d.decision_id, d.ts, d.bundle_id, d.deal_id, d.course_id, d.candidate_set,"
             " d.propensity, d.probabilities, d.reward, d.status,"
             " coalesce(e.click, 0), coalesce(e.n_order, 0), coalesce(e.order_value, 0.0),"
-            " d.n_late, d.policy_version, d.model_id, d.x, d.x_dim, d.z, d.z_dim"
+            " coalesce(e.n_late, 0), d.policy_version, d.model_id, d.x, d.x_dim, d.z, d.z_dim"
             " FROM decisions d LEFT JOIN ("
-            "  SELECT decision_id, sum(type = 'click') AS click, sum(type = 'order') AS n_order,"
-            "   sum(CASE WHEN type = 'order' THEN value ELSE 0.0 END) AS order_value"
-            "  FROM events WHERE status = 'accepted' GROUP BY decision_id"
+            "  SELECT decision_id,"
+            "   sum(status = 'accepted' AND type = 'click') AS click,"
+            "   sum(status = 'accepted' AND type = 'order') AS n_order,"
+            "   sum(CASE WHEN status = 'accepted' AND type = 'order' THEN value ELSE 0.0 END)"
+            "    AS order_value,"
+            "   sum(status = 'late') AS n_late"
+            "  FROM events GROUP BY decision_id"
             " ) e ON e.decision_id = d.decision_id"
         )
         if where:

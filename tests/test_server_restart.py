@@ -156,10 +156,13 @@ def crash_and_restart(
     return state, reports
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "thread"])
 def test_restart_with_checkpoints_equals_never_stopped(
-    model: Path, reference: dict[str, Any], tmp_path: Path
+    model: Path, reference: dict[str, Any], tmp_path: Path, fork: bool
 ) -> None:
-    state, seqs = crash_and_restart(tmp_path, model, [70, 140], checkpoint_every=9)
+    state, seqs = crash_and_restart(
+        tmp_path, model, [70, 140], checkpoint_every=9, fork_checkpoints=fork
+    )
     assert_same(reference, state)
     cps = Checkpointer(tmp_path / "b.sqlite.checkpoints").list()
     assert cps and len(cps) <= 3  # keeps the newest three

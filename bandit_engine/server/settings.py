@@ -62,6 +62,9 @@ class ServerSettings:
     fast_path
         Serve ``POST /v1/decisions`` and ``POST /v1/events`` from the raw ASGI layer (same models,
         handlers and errors as the FastAPI routes, less per-request overhead).
+    fork_checkpoints
+        Write periodic checkpoints from a forked child (POSIX; see
+        :class:`~bandit_engine.server.worker.EngineWorker`).
     """
 
     db: str
@@ -81,6 +84,7 @@ class ServerSettings:
     advance_interval: float = 1.0
     busy_timeout: float = 30.0
     fast_path: bool = True
+    fork_checkpoints: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):

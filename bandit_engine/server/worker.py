@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +46,33 @@ from .metrics import Metrics
 
 __all__ = ["EngineWorker", "Job"]
 
+
+def _fork_save(engine: Engine, path: Any) -> int:
+    """Fork a child that saves ``engine`` to ``path`` and exits; returns its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: touch nothing the parent owns (sockets, the SQLite connection, the loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        os.closerange(3, 65536)  # the listening socket and client connections stay the parent's
+        engine.save(path)
+        code = 0
+    except BaseException:  # reported through the exit code
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _copy_state(engine: Engine) -> dict[str, Any]:
+    """A state dict that no later engine change can alter (for a writer thread)."""
+    return copy.deepcopy(engine.to_state())
+
+
 Job = Callable[[Engine, EventLog], Any]
 logger = logging.getLogger("bandit_engine.server")
+_CHILD_TIMEOUT = 600.0
 
 
 class EngineWorker:
@@ -63,6 +90,11 @@ class EngineWorker:
         Counters to update.
     max_batch, max_delay
         Commit after this many jobs or this many seconds at the latest.
+    fork_checkpoints
+        Write periodic checkpoints from a forked child (POSIX): the child holds a copy-on-write
+        snapshot of the engine, so serving pauses only for the ``fork`` itself. Otherwise (or where
+        ``fork`` does not exist) the state is copied on the loop and written from a thread, which
+        holds the GIL while it serializes (hundreds of milliseconds for 10k pending decisions).
     advance_interval, checkpoint_every, checkpoint_seconds
         See :class:`~bandit_engine.server.settings.ServerSettings`.
     """
@@ -80,6 +112,7 @@ class EngineWorker:
         advance_interval: float = 1.0,
         checkpoint_every: int = 10_000,
         checkpoint_seconds: float = 300.0,
+        fork_checkpoints: bool = True,
     ) -> None:
         self.log = log
         self.metrics = metrics
@@ -91,6 +124,7 @@ class EngineWorker:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.sync_in_thread = log.synchronous == "FULL"
+        self.fork_checkpoints = fork_checkpoints
         self.engine = engine
         engine.on_learned = self._on_learned
         self._healthy = True
@@ -304,25 +338,48 @@ class EngineWorker:
         due = self._since_checkpoint >= self.checkpoint_every or (
             self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         )
-        if not due or self._checkpoint_task is not None or not self._healthy:
+        if not due or self._checkpoint_task is not None or not self._healthy or self._open:
             return
-        seq, path, state = self._snapshot()
-        self._checkpoint_task = asyncio.get_running_loop().create_task(
-            self._write(seq, path, state)
-        )
-
-    def _snapshot(self) -> tuple[int, Any, dict[str, Any]]:
         # between batches: the engine holds exactly the journal up to last_seq
         seq = self.log.last_seq()
-        state = copy.deepcopy(self.engine.to_state())
+        path = self.checkpointer.path_for(seq)
+        self.checkpointer.directory.mkdir(parents=True, exist_ok=True)
         self._since_checkpoint = 0
         self._dirty = False
         self._last_checkpoint = time.monotonic()
-        return seq, self.checkpointer.path_for(seq), state
+        loop = asyncio.get_running_loop()
+        if self.fork_checkpoints and hasattr(os, "fork"):
+            pid = _fork_save(self.engine, path)
+            self._checkpoint_task = loop.create_task(self._reap(pid, seq))
+        else:
+            state = _copy_state(self.engine)
+            self._checkpoint_task = loop.create_task(self._write(seq, path, state))
+
+    async def _reap(self, pid: int, seq: int) -> None:
+        try:
+            deadline = time.monotonic() + _CHILD_TIMEOUT
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:  # stuck (a lock inherited across fork?)
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise RuntimeError(f"checkpoint process {pid} timed out")
+                await asyncio.sleep(0.05)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                raise RuntimeError(f"checkpoint process exited with {code}")
+            self.checkpointer.saved(self.log, seq)
+            self.metrics.inc("bandit_checkpoints_total")
+        except Exception:
+            logger.exception("checkpoint at seq %d failed; the next one retries", seq)
+            self._dirty = True
+        finally:
+            self._checkpoint_task = None
 
     async def _write(self, seq: int, path: Any, state: dict[str, Any]) -> None:
         try:
-            self.checkpointer.directory.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_state, path, state, library_version=__version__)
             self.checkpointer.saved(self.log, seq)
             self.metrics.inc("bandit_checkpoints_total")

@@ -1,0 +1,404 @@
+"""Load benchmark of ``bandit serve-policy`` on loopback: decisions + events at a fixed rate.
+
+Starts the real server (a subprocess, the same command a user runs) on a free loopback port, once per
+``synchronous`` setting, and drives it from this process with a small asyncio HTTP/1.1 keep-alive
+client (uvloop when installed). Load is *open-loop*: a decision is scheduled every ``1/rate`` seconds
+and its latency is measured from its scheduled time, so a stalled server cannot hide its backlog
+(no coordinated omission). Each decision is followed, on the same connection, by one click event for
+it. In the same server a trivial endpoint (``GET /healthz``, same ASGI stack, no engine, no SQLite) is
+driven at the same request rate first, to show what the HTTP stack alone costs on this machine.
+
+Pass criteria (issue 5): decisions/s >= 1000 with one event each, p99 <= 50 ms, 0 errors. The load
+generator shares the machine's two cores with the server, as the issue asks.
+
+Usage::
+
+    python benchmarks/bench_server.py                   # 60 s per setting, OFF / NORMAL / FULL
+    python benchmarks/bench_server.py --seconds 10 --sync FULL
+    python benchmarks/bench_server.py --model my.bandit --rate 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Phase", "main", "run_phase"]
+
+TOKEN = "bench-token-0123456789abcdefgh"
+HMAC_KEY = "bench-hmac-key-0123456789abcdef"
+_LAUNCH = "import sys; from bandit_engine.cli import app; sys.argv[0] = 'bandit'; app()"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection (requests are sent one at a time)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        i = head.lower().find(b"content-length:")
+        n = int(head[i + 15 : head.find(b"\r\n", i)]) if i >= 0 else 0
+        body = await self.reader.readexactly(n) if n else b""
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@dataclass
+class Phase:
+    """Latencies (seconds) and errors of one phase."""
+
+    name: str
+    seconds: float
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    sample_errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    completed: int = 0
+    server_cpu: float = 0.0  # CPU seconds the server process used during the phase
+    server_p99: dict[str, float] = field(default_factory=dict)  # ms, from the server's histogram
+
+    def record(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+    def error(self, kind: str, text: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if len(self.sample_errors) < 5:
+            self.sample_errors.append(f"{kind}: {text[:200]}")
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for kind, lat in self.latencies.items():
+            a = np.asarray(lat) * 1e3
+            out[kind] = {
+                "n": float(a.size),
+                "per_s": a.size / self.elapsed if self.elapsed else 0.0,
+                "p50_ms": float(np.percentile(a, 50)),
+                "p99_ms": float(np.percentile(a, 99)),
+                "max_ms": float(a.max()),
+                "errors": float(self.errors.get(kind, 0)),
+            }
+        return out
+
+
+async def run_phase(
+    port: int,
+    *,
+    pid: int,
+    name: str,
+    rate: float,
+    seconds: float,
+    connections: int,
+    users: list[str],
+    trivial: bool,
+) -> Phase:
+    """Open-loop load: ``rate`` sessions/s for ``seconds`` (a session = decision + event, or two
+    ``/healthz`` requests when ``trivial``)."""
+    phase = Phase(name, seconds)
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await Conn.open(port))
+    tasks: set[asyncio.Task[None]] = set()
+    decision_bodies = [_post("/v1/decisions", json.dumps({"user_id": u}).encode()) for u in users]
+
+    async def session(i: int, scheduled: float) -> None:
+        conn = await pool.get()
+        try:
+            if trivial:
+                for _ in range(2):
+                    status, body = await conn.request(_HEALTHZ)
+                    if status != 200:
+                        phase.error("healthz", f"{status} {body!r}")
+                    else:
+                        phase.record("healthz", time.perf_counter() - scheduled)
+                    scheduled = time.perf_counter()
+                return
+            status, body = await conn.request(decision_bodies[i % len(decision_bodies)])
+            if status != 200:
+                phase.error("decision", f"{status} {body!r}")
+                return
+            phase.record("decision", time.perf_counter() - scheduled)
+            did = json.loads(body)["decision_id"]
+            sent = time.perf_counter()
+            status, body = await conn.request(
+                _post("/v1/events", b'{"decision_id":"%s","type":"click"}' % did.encode())
+            )
+            if status != 202:
+                phase.error("event", f"{status} {body!r}")
+            else:
+                phase.record("event", time.perf_counter() - sent)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            phase.error("decision" if not trivial else "healthz", repr(exc))
+            conn.close()
+            conn = await Conn.open(port)
+        finally:
+            pool.put_nowait(conn)
+            phase.completed += 1
+
+    cpu0 = _cpu_seconds(pid)
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = asyncio.create_task(session(i, scheduled))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+    await asyncio.gather(*list(tasks))
+    phase.elapsed = time.perf_counter() - start
+    phase.server_cpu = _cpu_seconds(pid) - cpu0
+    while not pool.empty():
+        pool.get_nowait().close()
+    return phase
+
+
+async def _server_p99(port: int) -> dict[str, float]:
+    """Server-side p99 per route from its own latency histogram (an upper bucket bound, ms)."""
+    conn = await Conn.open(port)
+    try:
+        _, body = await conn.request(
+            f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+    finally:
+        conn.close()
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("bandit_request_duration_seconds_bucket{"):
+            labels, value = line[len("bandit_request_duration_seconds_bucket{") :].split("} ")
+            parts = dict(p.split("=", 1) for p in labels.split(","))
+            le = parts["le"].strip('"')
+            route = parts["route"].strip('"')
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets.setdefault(route, []).append((bound, float(value)))
+    out = {}
+    for route, pts in buckets.items():
+        pts.sort()
+        total = pts[-1][1]
+        if total:
+            out[route] = next(b for b, c in pts if c >= 0.99 * total) * 1e3
+    return out
+
+
+def _start_server(
+    args: argparse.Namespace, sync: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    env = dict(os.environ)
+    env.update({"BANDIT_API_TOKEN": TOKEN, "BANDIT_HMAC_KEY": HMAC_KEY})
+    cmd = [
+        sys.executable,
+        "-c",
+        _LAUNCH,
+        "serve-policy",
+        "--db",
+        str(workdir / f"bench-{sync}.sqlite"),
+        "--port",
+        str(port),
+        "--synchronous",
+        sync,
+        "--log-level",
+        "warning",
+    ]
+    if args.model:
+        cmd += ["--model", args.model]
+    log = open(workdir / f"server-{sync}.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {(workdir / f'server-{sync}.log').read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(_HEALTHZ)
+                if b" 200 " in s.recv(1024):
+                    return proc, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+async def _eligible_users(port: int, candidates: list[str], want: int) -> list[str]:
+    """Users that get a decision now (the demo world has cities with no valid deal at times)."""
+    conn = await Conn.open(port)
+    ok = []
+    try:
+        for u in candidates:
+            status, _ = await conn.request(
+                _post("/v1/decisions", json.dumps({"user_id": u}).encode())
+            )
+            if status == 200:
+                ok.append(u)
+            if len(ok) >= want:
+                break
+    finally:
+        conn.close()
+    return ok
+
+
+def _print(sync: str, phases: list[Phase], rate: float) -> bool:
+    ok = True
+    for ph in phases:
+        for kind, s in ph.summary().items():
+            print(
+                f"{sync:>6}  {ph.name:<9} {kind:<8} {s['per_s']:8.0f}/s  p50 {s['p50_ms']:6.2f} ms  "
+                f"p99 {s['p99_ms']:6.2f} ms  max {s['max_ms']:7.1f} ms  errors {int(s['errors'])}"
+            )
+        n_req = sum(len(v) for v in ph.latencies.values())
+        if n_req:
+            print(
+                f"{sync:>6}  {ph.name:<9} server CPU {ph.server_cpu / n_req * 1e6:6.0f} us/request "
+                f"({ph.server_cpu / ph.elapsed:.2f} cores)"
+            )
+        for route, p99 in sorted(ph.server_p99.items()):
+            if route.startswith("/v1/"):
+                print(f"{sync:>6}  {ph.name:<9} server-side p99 {route} <= {p99:g} ms (cumulative)")
+        for e in ph.sample_errors:
+            print(f"        error sample: {e}")
+        if ph.name == "engine":
+            summ = ph.summary()
+            dec = summ.get("decision", {})
+            ev = summ.get("event", {})
+            errors = sum(ph.errors.values())
+            passed = (
+                dec.get("per_s", 0) >= 0.98 * rate
+                and ev.get("per_s", 0) >= 0.98 * rate
+                and max(dec.get("p99_ms", 1e9), ev.get("p99_ms", 1e9)) <= 50.0
+                and errors == 0
+            )
+            ok &= passed
+            print(
+                f"{sync:>6}  target {rate:.0f} decisions/s + events, p99 <= 50 ms, 0 errors: "
+                f"{'PASS' if passed else 'FAIL'}"
+            )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=60.0, help="engine phase duration per setting")
+    p.add_argument("--trivial-seconds", type=float, default=10.0, help="/healthz phase duration")
+    p.add_argument("--rate", type=float, default=1000.0, help="decisions per second (target)")
+    p.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    p.add_argument("--sync", choices=["OFF", "NORMAL", "FULL", "all"], default="all")
+    p.add_argument("--model", default=None, help="engine file (default: the demo engine)")
+    args = p.parse_args(argv)
+    if not (0 < args.seconds <= 600 and 0 < args.trivial_seconds <= 600):
+        p.error("durations must be in (0, 600] seconds")
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    settings = ["OFF", "NORMAL", "FULL"] if args.sync == "all" else [args.sync]
+    print(
+        f"cores: {os.cpu_count()}  load average before: {os.getloadavg()[0]:.2f}  "
+        f"client loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}"
+    )
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        work = Path(tmp)
+        for sync in settings:
+            proc, port = _start_server(args, sync, work)
+            try:
+
+                async def go(port: int, pid: int) -> list[Phase]:
+                    users = await _eligible_users(
+                        port,
+                        [f"U{i:06d}" for i in range(1, 2001)]
+                        if not args.model
+                        else [f"user{i}" for i in range(500)],
+                        500,
+                    )
+                    if not users:
+                        raise SystemExit("no user gets a decision from this engine now")
+                    trivial = await run_phase(
+                        port,
+                        pid=pid,
+                        name="healthz",
+                        rate=args.rate,
+                        seconds=args.trivial_seconds,
+                        connections=args.connections,
+                        users=users,
+                        trivial=True,
+                    )
+                    engine = await run_phase(
+                        port,
+                        pid=pid,
+                        name="engine",
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        users=users,
+                        trivial=False,
+                    )
+                    server_side = await _server_p99(port)
+                    engine.server_p99 = server_side
+                    return [trivial, engine]
+
+                phases = runner(go(port, proc.pid))
+                ok &= _print(sync, phases, args.rate)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
