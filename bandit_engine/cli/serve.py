@@ -64,6 +64,12 @@ def serve_policy(
         help="Throw-away setup for trying things: ephemeral HMAC key, random API token written to "
         "<db>.token (mode 0600), and a temporary database unless --db is given.",
     ),
+    blas_threads: int = typer.Option(
+        1,
+        "--blas-threads",
+        help="BLAS threads for the policy's linear algebra. One request at a time is served, and "
+        "multi-threaded BLAS on small matrices mostly contends (measured 5x slower decisions).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log each request."
@@ -83,6 +89,11 @@ def serve_policy(
         from ..server.auth import generate_token_file
         from ..store import load_hmac_key
 
+        if blas_threads < 1:
+            raise ConfigError.for_field("blas_threads", blas_threads, "must be >= 1")
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        threadpool_limits(limits=blas_threads, user_api="blas")
         sync = synchronous.upper()
         if sync not in ("OFF", "NORMAL", "FULL"):
             raise ConfigError.for_field("synchronous", synchronous, "must be OFF, NORMAL or FULL")
