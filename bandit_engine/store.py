@@ -267,6 +267,7 @@ class EventLog:
         # candidate tuple -> candidate_sets.id; most decisions reuse a handful of sets
         self._sets: dict[tuple[str, ...], int] = {}
         self._set_ids: dict[int, tuple[str, ...]] = {}
+        self._pseudonyms: dict[str, str] = {}
         memory = self.path == ":memory:"
         if read_only:
             if memory or not Path(self.path).is_file():
@@ -508,7 +509,14 @@ class EventLog:
             )
         if not isinstance(user_id, str) or not user_id:
             raise ValidationError.for_field("user_id", user_id, "must be a non-empty string")
-        return hmac.new(self._key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        cached = self._pseudonyms.get(user_id)
+        if cached is not None:
+            return cached
+        value = hmac.new(self._key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        if len(self._pseudonyms) >= 65_536:  # memory only; a decision hashes its user twice
+            self._pseudonyms.clear()
+        self._pseudonyms[user_id] = value
+        return value
 
     def _writable(self) -> None:
         if self.read_only:
