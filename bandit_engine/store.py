@@ -903,6 +903,7 @@ class EventLog:
             n_le = c.execute(f"DELETE FROM learned WHERE decision_id IN ({ids})", (user,)).rowcount
             n_de = c.execute("DELETE FROM decisions WHERE user = ?", (user,)).rowcount
             n_pr = c.execute("DELETE FROM profiles WHERE user = ?", (user,)).rowcount
+        self._pseudonyms.pop(user_id, None)  # not even the in-memory cache keeps the raw id
         return {"profiles": n_pr, "decisions": n_de, "events": n_ev, "learned": n_le}
 
     def purge(self, older_than_seconds: float, now: float | None = None) -> dict[str, int]:
