@@ -3,13 +3,15 @@
 ``tests/test_policies_thompson.py`` checks its accuracy on hand-picked states; these tests check
 the pieces that make it fast: the log-concave tail bound, the widening of a range guessed too
 small, the dropping of competitors that cannot matter, and the two quadrature paths (fixed grid,
-and refined breakpoints around narrow competitors).
+and refined breakpoints around narrow competitors), in the numpy implementation and in the one
+``prob_max_normal`` dispatches to.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,7 +19,13 @@ from scipy import integrate
 from scipy.special import ndtr
 
 from bandit_engine.policies import thompson
-from bandit_engine.policies.thompson import prob_max_normal
+from bandit_engine.policies.thompson import prob_max_normal, prob_max_normal_numpy
+
+# The numpy implementation, and prob_max_normal as shipped (the compiled kernel when numba is
+# installed, else numpy again). Tests that spy on internals use the numpy one.
+IMPLEMENTATIONS = pytest.mark.parametrize(
+    "impl", [prob_max_normal_numpy, prob_max_normal], ids=["numpy", "default"]
+)
 
 
 def _reference(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
@@ -88,11 +96,12 @@ def test_long_shot_widens_the_range_upwards(monkeypatch: pytest.MonkeyPatch) -> 
     mu = np.array([0.0, 6.0, 6.5, 5.5, 7.0])
     sd = np.array([1.0, 0.8, 1.0, 0.9, 1.1])
     calls = _count_passes(monkeypatch)
-    got = prob_max_normal(mu, sd, 0)
+    got = prob_max_normal_numpy(mu, sd, 0)
     ref = _reference(mu, sd, 0)
     assert len(calls) >= 2 and calls[-1][1] > calls[0][1]
     assert 0 < ref < 1e-6  # really a long shot
     assert abs(got - ref) <= 1e-6 * ref
+    assert abs(prob_max_normal(mu, sd, 0) - ref) <= 1e-6 * ref
 
 
 def test_mass_below_the_guess_widens_the_range_downwards(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,13 +111,15 @@ def test_mass_below_the_guess_widens_the_range_downwards(monkeypatch: pytest.Mon
     mu = np.array([0.0, 10.0, -20.0])
     sd = np.array([1.0, 2.0, 1.0])
     calls = _count_passes(monkeypatch)
-    got = prob_max_normal(mu, sd, 0)
+    got = prob_max_normal_numpy(mu, sd, 0)
     ref = _reference(mu, sd, 0)
     assert len(calls) >= 2 and calls[-1][0] < calls[0][0]
     assert abs(got - ref) <= 1e-6 * ref
+    assert abs(prob_max_normal(mu, sd, 0) - ref) <= 1e-6 * ref
 
 
-def test_random_states_match_reference_on_both_paths() -> None:
+@IMPLEMENTATIONS
+def test_random_states_match_reference_on_both_paths(impl: Callable[..., float]) -> None:
     # Random 12-arm states: means within a few sds, widths over a decade (so both the fixed
     # grid and the narrow-competitor path run). 1e-6 relative + 1e-13 absolute: the measured
     # worst case of the rule on trained 50-arm states is ~3e-7 relative, and dropping a
@@ -125,7 +136,7 @@ def test_random_states_match_reference_on_both_paths() -> None:
                 narrow_seen += 1
             else:
                 wide_seen += 1
-            got = prob_max_normal(mu, sd, int(a))
+            got = impl(mu, sd, int(a))
             ref = _reference(mu, sd, int(a))
             assert abs(got - ref) <= 1e-6 * ref + 1e-13, (mu, sd, a)
     assert narrow_seen and wide_seen
@@ -145,20 +156,21 @@ def test_far_competitors_are_dropped_within_their_bound(monkeypatch: pytest.Monk
     monkeypatch.setattr(thompson, "ndtr", spy)
     mu = np.r_[0.0, 0.3, np.full(40, -4.0 - 4.0 - 7.0)]
     sd = np.r_[1.0, 1.0, np.full(40, 1.0)]
-    got = prob_max_normal(mu, sd, 0)
+    got = prob_max_normal_numpy(mu, sd, 0)
     ref = _reference(mu, sd, 0)
     assert rows and max(rows) == 1  # only the one close competitor was evaluated
     assert abs(got - ref) <= 40 * 4.1e-11 * ref + 1e-10 * ref
 
 
-def test_probabilities_of_all_arms_sum_to_one_for_fifty_arms() -> None:
+@IMPLEMENTATIONS
+def test_probabilities_of_all_arms_sum_to_one_for_fifty_arms(impl: Callable[..., float]) -> None:
     # Every arm's probability is computed independently (its own range, pruning and path), so
     # the sum is an end-to-end check: 50 x ~3e-7 relative worst case stays below 1e-6 in total.
     rng = np.random.default_rng(4)
     for _ in range(3):
         mu = rng.normal(0.0, 0.5, 50)
         sd = np.exp(rng.normal(-1.0, 0.5, 50))
-        total = sum(prob_max_normal(mu, sd, a) for a in range(50))
+        total = sum(impl(mu, sd, a) for a in range(50))
         assert total == pytest.approx(1.0, abs=1e-6)
 
 
@@ -177,5 +189,5 @@ def test_competitor_reaching_into_the_range_is_kept(monkeypatch: pytest.MonkeyPa
     z_lo = float(thompson._EDGES[int((0.3 - 4.0 + 9.0) // 2.0)])
     mu = np.array([0.0, 0.3, z_lo + 0.5 - 6.5])
     sd = np.ones(3)
-    prob_max_normal(mu, sd, 0)
+    prob_max_normal_numpy(mu, sd, 0)
     assert rows and min(rows) == 2
