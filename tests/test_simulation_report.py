@@ -150,11 +150,18 @@ def test_headline_for_each_outcome() -> None:
         }
 
     won = headline(summary(0.25, 0.1, 0.4))
-    assert won[0].startswith("lin won: +25.0% over u (95% CI +10.0%..+40.0%)")
+    assert won[0] == (
+        "lin won. Uplift in expected reward per decision: +25.0% over u (95% CI +10.0%..+40.0%)."
+    )
     assert "50% of the oracle" in won[1] and "best control: 40%" in won[1]
     assert "t-interval over 3 seeds" in won[-1]
-    assert headline(summary(0.05, -0.1, 0.2))[0].startswith("lin did not beat any control")
-    assert headline(summary(-0.2, -0.3, -0.1))[0].startswith("lin lost to u")
+    tie = headline(summary(0.05, -0.1, 0.2))[0]
+    assert tie.startswith("lin showed no significant difference from u.")
+    assert headline(summary(-0.2, -0.3, -0.1))[0].startswith("lin lost to u. Uplift")
+    mixed = summary(0.25, 0.1, 0.4)
+    tie_u = {"uplift": 0.01, "ci_low": -0.1, "ci_high": 0.1, "difference": 0.01}
+    mixed["policies"][0]["uplift"]["p"] = {**tie_u, "significant": False}
+    assert headline(mixed)[0].startswith("lin beat u; no significant difference from p.")
 
 
 def test_render_prints_tables_a_newcomer_can_read(result: Any) -> None:

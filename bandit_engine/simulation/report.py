@@ -166,7 +166,10 @@ def paired_uplift(a: Sequence[FloatArray], c: Sequence[FloatArray]) -> dict[str,
         else:
             rel = rlo = rhi = math.nan
         method = "paired per-round normal interval (1 seed; ignores autocorrelation)"
-    significant = bool(math.isfinite(dlo) and math.isfinite(dhi) and (dlo > 0 or dhi < 0))
+    # The verdict follows the interval the reader sees (the relative one), falling back to the
+    # absolute one when the relative one is undefined (a control with zero reward).
+    lo, hi = (rlo, rhi) if math.isfinite(rlo) and math.isfinite(rhi) else (dlo, dhi)
+    significant = bool(math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0))
     return {
         "uplift": rel,
         "ci_low": rlo,
@@ -656,6 +659,17 @@ def _pct(x: float | None) -> str:
     return f"{x * 100:+.1f}%"
 
 
+def _sign(u: dict[str, Any]) -> float:
+    """Direction of an uplift: the relative one when defined, else the absolute difference."""
+    rel = u.get("uplift")
+    return float(rel) if rel is not None and math.isfinite(rel) else float(u["difference"])
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _interval(rec: dict[str, Any]) -> str:
     return f"95% CI {_pct(rec['ci_low'])}..{_pct(rec['ci_high'])}"
 
@@ -670,23 +684,25 @@ def headline(summary: dict[str, Any]) -> list[str]:
     controls = [p for p in pols if p["role"] == "control"]
     if not rec["uplift"]:
         return [f"{winner}: {rec['mean_reward']:.4f} reward per decision (no control to compare)."]
-    wins = [c for c, u in rec["uplift"].items() if u["significant"] and u["difference"] > 0]
-    losses = [c for c, u in rec["uplift"].items() if u["significant"] and u["difference"] < 0]
-    parts = []
-    for c, u in rec["uplift"].items():
-        verdict = ""
-        if not u["significant"]:
-            verdict = ", not significant"
-        parts.append(f"{_pct(u['uplift'])} over {c} ({_interval(u)}{verdict})")
-    if losses:
-        lead = f"{winner} lost to {', '.join(losses)}"
-    elif len(wins) == len(rec["uplift"]):
+    ups = rec["uplift"]
+    wins = [c for c, u in ups.items() if u["significant"] and _sign(u) > 0]
+    losses = [c for c, u in ups.items() if u["significant"] and _sign(u) < 0]
+    ties = [c for c in ups if c not in wins and c not in losses]
+    if len(wins) == len(ups):
         lead = f"{winner} won"
-    elif wins:
-        lead = f"{winner} beat {', '.join(wins)}"
     else:
-        lead = f"{winner} did not beat any control significantly"
-    lines = [f"{lead}: " + "; ".join(parts) + " in expected reward per decision."]
+        clauses = []
+        if wins:
+            clauses.append(f"{winner} beat {_join(wins)}")
+        if losses:
+            clauses.append(f"{winner if not wins else 'it'} lost to {_join(losses)}")
+        if ties:
+            who = winner if not clauses else "no"
+            tie = f"significant difference from {_join(ties)}"
+            clauses.append(f"{who} {tie}" if who == "no" else f"{who} showed no {tie}")
+        lead = "; ".join(clauses)
+    parts = [f"{_pct(u['uplift'])} over {c} ({_interval(u)})" for c, u in ups.items()]
+    lines = [f"{lead}. Uplift in expected reward per decision: " + ", ".join(parts) + "."]
     best_control = max(controls, key=lambda p: p["expected_reward"]) if controls else None
     if best_control is not None and rec["role"] == "policy":
         lines.append(
@@ -754,7 +770,7 @@ def render(summary: dict[str, Any], console: Console, timing: dict[str, Any] | N
             if not u["significant"]:
                 verdict = "not significant"
             else:
-                verdict = "[green]better[/green]" if u["difference"] > 0 else "[red]worse[/red]"
+                verdict = "[green]better[/green]" if _sign(u) > 0 else "[red]worse[/red]"
             up.add_row(
                 p["policy"],
                 c,

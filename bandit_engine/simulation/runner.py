@@ -94,6 +94,7 @@ Progress = Callable[[int], None]
 SIMULATION_HMAC_KEY = b"bandit-engine synthetic users (not a secret)"
 
 _HOUR = 3600.0
+_EMPTY: FloatArray = np.empty(0)
 _PROGRESS_EVERY = 250
 _LOG_BATCH = 2000
 # Order-value noise is log-normal with mean 1: exp(sigma z - sigma^2 / 2).
@@ -497,10 +498,8 @@ def run_stream(
         u = users[i]
         uid = ids[u]
         info: _Candidates | None = None
-        pc: list[float] = []
-        po: list[float] = []
-        v: list[float] = []
-        ex: list[float] = []
+        # p_click, p_order, value and expected reward of each candidate
+        pc_a = po_a = v_a = ex_a = _EMPTY
         for a, engine in enumerate(engines):
             t0 = perf()
             d = engine.decide(uid, now=t)
@@ -514,7 +513,6 @@ def run_stream(
                 pc_a, po_a, v_a = world.true_rates(u, info.world_idx, t)
                 ex_a = pc_a * (w_click + po_a * (w_order + w_value * v_a))
                 world_seconds += perf() - w0
-                pc, po, v, ex = pc_a.tolist(), po_a.tolist(), v_a.tolist(), ex_a.tolist()
                 best = float(ex_a.max())
                 oracle[i] = best
                 n_cand[i] = len(cands)
@@ -530,11 +528,13 @@ def run_stream(
                     f"round {i}: the engines' catalogs diverged"
                 )
             j = info.pos[d.bundle_id]
+            # .item() per chosen bundle: cheaper than converting every candidate's rates
+            pcj, poj, vj, exj = pc_a.item(j), po_a.item(j), v_a.item(j), ex_a.item(j)
             tr = traces[a]
-            tr.expected[i] = ex[j]
+            tr.expected[i] = exj
             if info.any_new and info.new[j]:
                 tr.chose_new[i] = True
-            if uc[i] >= pc[j]:
+            if uc[i] >= pcj:
                 continue
             tr.click[i] = True
             t0 = perf()
@@ -543,8 +543,8 @@ def run_stream(
             if log is not None:
                 log.log_event(d.decision_id, "click", 0.0, t, None, status)
             r = w_click
-            if uo[i] < po[j]:
-                value = v[j] * vf[i]
+            if uo[i] < poj:
+                value = vj * vf[i]
                 tr.order[i] = True
                 tr.value[i] = value
                 r += w_order + w_value * value
