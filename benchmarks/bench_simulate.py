@@ -44,8 +44,8 @@ from bandit_engine.policies.registry import make_policy  # noqa: E402
 from bandit_engine.rewards import RewardSpec  # noqa: E402
 from bandit_engine.simulation.report import timings  # noqa: E402
 from bandit_engine.simulation.runner import (  # noqa: E402
-    Stream,
     SimulationResult,
+    Stream,
     arm_specs,
     draw_outcomes,
     run_seed,
