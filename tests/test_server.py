@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -432,4 +433,18 @@ def test_storage_busy_is_503_not_500(tmp_path: Path, clock: Clock) -> None:
             blocker.rollback()
             blocker.close()
         assert decide(c)["decision_id"]  # rebuilt and serving again
+    log.close()
+
+
+def test_checkpoint_after_seconds_without_more_traffic(tmp_path: Path, clock: Clock) -> None:
+    s = settings_for(tmp_path, checkpoint_seconds=0.2, advance_interval=0.05)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    with TestClient(app) as c:
+        decide(c)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and log.get_meta("checkpoint_seq") is None:
+            time.sleep(0.05)  # the timer, not a request, triggers it
+        files = list(s.checkpoints.glob("checkpoint-*.bandit"))
+        assert log.get_meta("checkpoint_seq") == "1"
+        assert [f.name for f in files] == ["checkpoint-000000000001.bandit"]
     log.close()

@@ -162,6 +162,14 @@ def serve_policy(
     run(body)
 
 
+def _existing(db: str) -> None:
+    """Maintenance commands never create an event log by accident."""
+    from ..errors import NotFoundError
+
+    if not Path(db).is_file():
+        raise NotFoundError.for_field("db", db, "is not an existing event log")
+
+
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -183,6 +191,7 @@ def purge(
 
         if not older_than > 0:
             raise ValidationError.for_field("older_than", older_than, "must be > 0 days")
+        _existing(db)
         with EventLog(db, hmac_key=None) as log:
             counts = log.purge(older_than * 86400.0)
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -205,6 +214,7 @@ def forget_user(
     def body() -> None:
         from ..store import EventLog, load_hmac_key
 
+        _existing(db)
         ids = [u.strip() for u in sys.stdin] if user_id == "-" else [user_id]
         key = load_hmac_key(file=hmac_key_file)
         total: dict[str, int] = {}
