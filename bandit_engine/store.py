@@ -24,6 +24,14 @@ database**: two server processes writing to one file are safe for SQLite (each t
 atomic, ``busy_timeout`` makes writers wait instead of failing) but their interleaved journal cannot
 be replayed into one engine.
 
+Schema (version in ``meta``)
+----------------------------
+``decisions`` (rowid = seq; context ``x`` and chosen-bundle features ``z`` as float64 blobs; scores and
+probabilities as float64 blobs; the candidate list by reference to ``candidate_sets``, which stores each
+distinct list once), ``events`` (rowid = seq; ``UNIQUE(decision_id, event_id)``), ``learned`` (rowid =
+seq), ``admin`` (catalog changes, JSON), ``profiles`` (pseudonym, platform, JSON fields), ``meta`` and
+``journal_seq``. Indexes are few on purpose: every index is one more B-tree each insert writes.
+
 Durability (SQLite in WAL mode)
 -------------------------------
 The log always runs in WAL mode. What survives depends on ``synchronous``
