@@ -175,7 +175,7 @@ def _drift(summary: dict[str, Any], path: Path) -> bool:
         ax.plot(xs, share, label=label, **style[label])
         ax.axhline(r["pre_drift_share_of_oracle"] * 100, color=style[label]["color"], alpha=0.3)
     ax.set_title(
-        f"Recovery after a {dr['kind']} preference drift (thin lines: level before the drift)"
+        f"Recovery after the {dr['kind']} preference drift (thin lines: level before the drift)"
     )
     ax.set_xlabel("decisions since the drift started")
     ax.set_ylabel("% of the oracle's expected reward")
