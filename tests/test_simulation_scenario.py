@@ -71,6 +71,7 @@ name = "linucb"
         ("[rewards]\nbonus = 1.0\n" + BASE, "rewards.bonus", "1.0"),
         ("[orders]\ndelay = 'weekly'\n" + BASE, "orders.delay", "'weekly'"),
         ("[new_users]\nshare = 1.5\n" + BASE, "new_users.share", "1.5"),
+        ("[new_users]\ncity = 'paris'\n" + BASE, "new_users.city", "'paris'"),
         ("[new_bundles]\ndeals = 0\ncourses = 0\n" + BASE, "new_bundles.deals", "0"),
         ("[report]\nblock = 1\n" + BASE, "report.block", "1"),
         ("colour = 'blue'\n" + BASE, "colour", "'blue'"),

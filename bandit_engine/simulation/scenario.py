@@ -79,6 +79,7 @@ from typing import Any, Literal, TypeVar
 from ..errors import BanditError, ConfigError, NotFoundError
 from ..policies.registry import POLICIES, make_policy, policy_params
 from ..rewards import RewardSpec
+from .population import CITIES
 from .world import WorldConfig
 
 __all__ = [
@@ -499,6 +500,12 @@ class Scenario:
     def __post_init__(self) -> None:
         if not self.policies and not self.controls:
             raise ConfigError.for_field("policies", [], "must name at least one policy")
+        if self.new_users is not None and self.new_users.city is not None:
+            cities = list(CITIES[: self.world.n_cities])
+            if self.new_users.city not in cities:
+                raise ConfigError.for_field(
+                    "new_users.city", self.new_users.city, f"must be one of the world's {cities}"
+                )
         if self.replay is not None and self.replay.policy is None and not self.policies:
             raise ConfigError.for_field(
                 "replay.policy", None, "is required when the scenario has no [[policies]]"
