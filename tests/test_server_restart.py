@@ -227,3 +227,23 @@ def test_replay_detects_a_log_that_disagrees(model: Path, tmp_path: Path) -> Non
         lg._conn.execute("UPDATE decisions SET bundle_id = 'd3+c3' WHERE decision_id = 'dec4'")
     with pytest.raises(ConflictError, match="replaying the event log"):
         open_server(s, hmac_key=KEY, clock=clock)
+
+
+def test_demo_engine_restart_resumes_its_lineage(tmp_path: Path) -> None:
+    s = ServerSettings(db=str(tmp_path / "demo.sqlite"), api_token=Secret(TOKEN.encode()))
+    app, log = open_server(s, hmac_key=KEY)  # no model file: the embedded demo engine
+    with TestClient(app) as c:
+        ok = 0
+        for i in range(1, 11):
+            r = c.post("/v1/decisions", json={"user_id": f"U{i:06d}"}, headers=AUTH)
+            ok += r.status_code == 200
+        model_id = app.state.worker.engine.model_id
+        c.portal.call(app.state.worker.kill)
+    log.close()
+    assert ok > 0
+    app, log = open_server(s, hmac_key=KEY)
+    with TestClient(app):
+        engine = app.state.worker.engine
+        assert engine.model_id == model_id  # same seed, same lineage: the journal was replayed
+        assert engine.n_decisions == ok
+    log.close()

@@ -316,12 +316,9 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
     def build() -> Engine:
         if settings.model is not None:
             return Engine.load(settings.model)
-        from .. import demo  # type: ignore[attr-defined,unused-ignore]
+        from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
 
-        engine: Engine = demo.demo_engine(seed=settings.demo_seed)
-        # a restart must recognise the same demo lineage: the id depends on the seed only
-        engine.model_id = f"demo{settings.demo_seed:028d}"
-        return engine
+        return demo_engine(seed=settings.demo_seed)
 
     return build
 
@@ -465,7 +462,7 @@ def create_app(
             body.user_id, profile, candidates=body.candidates, decision_id=body.decision_id, now=t
         )
         try:
-            x, z = _decision_vectors(engine, d.decision_id, d.bundle_id, body.user_id, profile, t)
+            x, z = _decision_vectors(engine, d.decision_id)
             log.log_decision(d, user_id=body.user_id, x=x, z=z, model_id=engine.model_id)
         except BanditError as exc:  # the engine decided but the log refused: they now disagree
             raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
@@ -623,18 +620,6 @@ def create_app(
     return app
 
 
-def _decision_vectors(
-    engine: Engine,
-    decision_id: str,
-    bundle_id: str,
-    user_id: str,
-    profile: Any,
-    t: float,
-) -> tuple[Any, Any]:
+def _decision_vectors(engine: Engine, decision_id: str) -> tuple[Any, Any]:
     """``(x, z)`` of a decision just made, for the log."""
-    getter = getattr(engine, "decision_vectors", None)
-    if getter is not None:
-        x, z = getter(decision_id)
-        return x, z
-    # recomputing gives the same x: the transform is deterministic in (profile, t)
-    return engine.context(user_id, profile, now=t), engine.catalog.features([bundle_id])[0]
+    return engine.decision_vectors(decision_id)
