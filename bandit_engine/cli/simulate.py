@@ -41,7 +41,7 @@ def simulate(
     ),
     rounds: int | None = typer.Option(None, "--rounds", help="Decisions per seed."),
     seeds: int | None = typer.Option(
-        None, "--seeds", help="Number of seeds (independent worlds); >= 2 for t-intervals."
+        None, "--seeds", help="Number of seeds (independent runs); >= 2 for t-intervals."
     ),
     seed: int | None = typer.Option(None, "--seed", help="First seed (seeds are S, S+1, ...)."),
     out: str | None = typer.Option(
@@ -62,9 +62,7 @@ def simulate(
 ) -> None:
     """Simulate policies against control groups and report uplift, regret and cold start.
 
-    Every policy drives a real engine (decide, report clicks and orders, attribution windows,
-    learning) in a synthetic world whose truth is known; controls see the same users and the same
-    random outcomes. With no arguments: the baseline scenario on embedded defaults.
+    Every policy drives a real engine (decide, report clicks and orders, attribution windows, learning) in a synthetic world whose truth is known; controls see the same users and the same random outcomes. With no arguments: the baseline scenario on embedded defaults.
     """
 
     def body() -> None:
