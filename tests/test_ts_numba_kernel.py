@@ -15,7 +15,7 @@ kernel_mod = pytest.importorskip("bandit_engine.policies._ts_numba")
 def _kernel(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
     loaded = thompson._load_kernel()
     assert loaded, "numba is installed, so the kernel must load"
-    fn, args = loaded
+    fn, args, _ = loaded
     return float(fn(mu, sd, a, *args))
 
 
@@ -81,3 +81,23 @@ def test_policy_propensities_match_between_implementations(
         runs.append(out)
     assert [i for i, _ in runs[0]] == [i for i, _ in runs[1]]
     np.testing.assert_allclose([p for _, p in runs[0]], [p for _, p in runs[1]], rtol=1e-8)
+
+
+def test_sample_scores_matches_numpy_arithmetic() -> None:
+    # Bit for bit: sd = max(v sqrt(q), 1e-12 max(1, max|m|)), scores = z sd + m, first argmax;
+    # a zero context (q = 0) exercises the floor, a NaN the "argmax lands on NaN" rule.
+    rng = np.random.default_rng(9)
+    for q_scale in (1.0, 0.0):
+        m = rng.normal(size=40) * 3
+        q = rng.random(40) * q_scale
+        z = rng.standard_normal(40)
+        sd = np.sqrt(q) * 0.7
+        np.maximum(sd, 1e-12 * max(1.0, float(np.abs(m).max())), out=sd)
+        want = z * sd + m
+        q2, z2 = q.copy(), z.copy()
+        index = kernel_mod.sample_scores(m, q2, z2, 0.7)
+        np.testing.assert_array_equal(q2, sd)
+        np.testing.assert_array_equal(z2, want)
+        assert index == int(want.argmax())
+    m = np.array([0.0, np.nan, 5.0, np.nan])
+    assert kernel_mod.sample_scores(m, np.ones(4), np.zeros(4), 1.0) == 1

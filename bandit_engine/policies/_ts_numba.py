@@ -28,7 +28,7 @@ from scipy.special import ndtr
 
 from .base import FloatArray
 
-__all__ = ["PHI_TABLE", "phi_cdf", "prob_max_normal_kernel"]
+__all__ = ["PHI_TABLE", "phi_cdf", "prob_max_normal_kernel", "sample_scores"]
 
 _X_MIN, _X_MAX, _STEPS = -40.0, 8.5, 32.0
 _TAYLOR = 7  # Phi and its first 6 derivatives
@@ -238,3 +238,31 @@ def prob_max_normal_kernel(
             p0 = max(0, p0 - _widen(tail_lo, rate_lo, budget, panel))
         if widen_hi:
             p1 = min(n_panels, p1 + _widen(tail_hi, rate_hi, budget, panel))
+
+
+@njit(cache=True)
+def sample_scores(m: FloatArray, q: FloatArray, z: FloatArray, v: float) -> int:
+    """Disjoint Thompson sampling's draw, in place and in the order numpy does it: ``q`` becomes
+    ``sd = max(v sqrt(q), 1e-12 max(1, max |m|))``, ``z`` (standard normals) becomes the scores
+    ``z sd + m``; returns their argmax (the first one; the first NaN if any, as ``argmax``)."""
+    k = m.shape[0]
+    top = 1.0
+    for i in range(k):
+        a = abs(m[i])
+        if a > top:
+            top = a
+    floor = 1e-12 * top
+    best = 0
+    best_val = -math.inf
+    for i in range(k):
+        s = math.sqrt(q[i]) * v
+        if s < floor:  # NaN stays NaN, as with np.maximum
+            s = floor
+        q[i] = s
+        val = z[i] * s + m[i]
+        z[i] = val
+        if val != val:
+            return i
+        if val > best_val or i == 0:
+            best, best_val = i, val
+    return best

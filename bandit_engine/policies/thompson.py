@@ -182,7 +182,7 @@ def prob_max_normal(mu: FloatArray, sd: FloatArray, a: int) -> float:
         return 0.5 * math.erfc(-gap / math.sqrt(2.0))
     kernel = _KERNEL if _KERNEL is not None else _load_kernel()
     if kernel:
-        fn, args = kernel
+        fn, args, _ = kernel
         return float(
             fn(
                 np.ascontiguousarray(mu, dtype=np.float64),
@@ -194,7 +194,8 @@ def prob_max_normal(mu: FloatArray, sd: FloatArray, a: int) -> float:
     return prob_max_normal_numpy(mu, sd, a)
 
 
-# The compiled kernel: None until first needed, then (function, constant arguments) or False.
+# The compiled kernels: None until first needed, then (propensity function, its constant
+# arguments, sampling function) or False.
 _KERNEL: Any = None
 
 
@@ -222,7 +223,7 @@ def _load_kernel() -> Any:
         dtype=np.float64,
     )
     args = (params, _EDGES, _T, _WQ, _WPHI, _GRID_NARROW, _GL_X, _GL_W, _ts_numba.PHI_TABLE)
-    _KERNEL = (_ts_numba.prob_max_normal_kernel, args)
+    _KERNEL = (_ts_numba.prob_max_normal_kernel, args, _ts_numba.sample_scores)
     return _KERNEL
 
 
@@ -354,12 +355,18 @@ class LinearTS(RidgeArmsPolicy):
             return self._choose_shared(x, arms, arm_features)
         x, ridge, rows, contiguous = self._prepare(x, arms, arm_features)
         m, q = ridge.mean_var(x, rows, contiguous)
-        sd = self._mean_sd(m, q)
         k = m.shape[0]
         scores = cast(FloatArray, self.rng_.standard_normal(k))
-        scores *= sd
-        scores += m
-        index = int(scores.argmax())
+        kernel = _KERNEL if _KERNEL is not None else _load_kernel()
+        if kernel:
+            # The same arithmetic in one compiled call (saves ~5 numpy calls per decision).
+            index = int(kernel[2](m, q, scores, self.v))
+            sd = q
+        else:
+            sd = self._mean_sd(m, q)
+            scores *= sd
+            scores += m
+            index = int(scores.argmax())
         if not math.isfinite(float(scores[index])):  # argmax lands on any NaN
             self._raise_nonfinite(x)
             raise ValidationError.for_field("scores", "non-finite", "must be finite")
