@@ -476,14 +476,9 @@ def run_stream(
             if log is not None:
                 log.log_event(did, "order", value, te, None, status)
 
-    def log_decision(engine: Engine, decision: Any, uid: str, t: float) -> None:
+    def log_decision(engine: Engine, decision: Any, uid: str) -> None:
         assert log is not None
-        getter = getattr(engine, "decision_vectors", None)
-        if getter is not None:
-            x, z = getter(decision.decision_id)
-        else:  # the transform is deterministic in (profile, t): recomputing gives the same x
-            x = engine.context(uid, now=t)
-            z = engine.catalog.features([decision.bundle_id])[0]
+        x, z = engine.decision_vectors(decision.decision_id)  # still pending: just decided
         log.log_decision(decision, user_id=uid, x=x, z=z, model_id=engine.model_id)
 
     def step(i: int) -> None:
@@ -505,7 +500,7 @@ def run_stream(
             d = engine.decide(uid, now=t)
             seconds[a] += perf() - t0
             if logging:
-                log_decision(engine, d, uid, t)
+                log_decision(engine, d, uid)
             cands = d.candidates
             if info is None:
                 info = cache.get(cands)
