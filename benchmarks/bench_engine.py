@@ -297,7 +297,10 @@ def _engine_world(
     ids = [f"U{i:06d}" for i in range(n_users)]
 
     def tags(vocab: list[str]) -> list[list[str]]:
-        return [list(rng.choice(vocab, size=rng.integers(0, 3), replace=False)) for _ in ids]
+        # Plain str, as profiles decoded from JSON carry (not numpy's str_).
+        return [
+            [str(t) for t in rng.choice(vocab, size=rng.integers(0, 3), replace=False)] for _ in ids
+        ]
 
     knowledge = pd.DataFrame(
         {
