@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from bandit_engine import Catalog, ProfileSchema
 from bandit_engine.cli import app
-from bandit_engine.cli.evaluate import parse_policy_spec
 from bandit_engine.policies import LinUCB, UniformRandom
 
 EXCERPT = Path(__file__).parent / "data" / "obd_excerpt"
@@ -229,9 +228,10 @@ def test_file_and_data_errors(tmp_path: Path, csv_log: Path) -> None:
     assert "ips skipped: ips needs the logging propensity" in out
 
 
-def test_parse_policy_spec() -> None:
-    assert parse_policy_spec("lin_ts:v=0.5,mode=shared,epsilon=0,window=none,x=true") == (
-        "lin_ts",
-        {"v": 0.5, "mode": "shared", "epsilon": 0, "window": None, "x": True},
-    )
-    assert parse_policy_spec("uniform") == ("uniform", {})
+def test_policy_spec_errors_name_the_parameter(csv_log: Path) -> None:
+    """The --policy syntax is the simulator's (one parser); its errors reach the user as exit 3."""
+    code, _, err = invoke(str(csv_log), "--policy", "linucb:alpah=0.3")
+    assert code == 3
+    assert "linucb.alpah" in err and "0.3" in err
+    code, _, err = invoke(str(csv_log), "--policy", "linucb:alpha")
+    assert code == 3 and "key=value" in err

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["infer_format", "parse_policy_spec", "register"]
+__all__ = ["infer_format", "register"]
 
 _FORMATS = ("sqlite", "csv", "parquet", "obd")
 _SUFFIXES = {
@@ -45,44 +45,6 @@ def infer_format(path: Path, fmt: str | None) -> str:
             f"must be given (one of {list(_FORMATS)}): cannot infer it from {path.name!r}",
         )
     return found
-
-
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_policy_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"linucb:alpha=0.5,epsilon=0.1"`` -> ``("linucb", {"alpha": 0.5, "epsilon": 0.1})``.
-
-    Values become ints, floats, booleans (``true``/``false``), ``None`` (``none``) or strings.
-    """
-    from ..errors import ConfigError
-
-    name, _, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise ConfigError.for_field("policy", spec, "must look like NAME[:key=value,...]")
-    params: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError.for_field(
-                "policy", spec, f"must look like NAME[:key=value,...] ({part!r} has no '=')"
-            )
-        if key.strip() in params:
-            raise ConfigError.for_field("policy", spec, f"sets {key.strip()!r} twice")
-        params[key.strip()] = _parse_value(value.strip())
-    return name, params
 
 
 def evaluate(
@@ -223,9 +185,12 @@ def _evaluate(
         policy_info = {"source": "model", "model": model}
     else:
         assert policy is not None
-        name, params = parse_policy_spec(policy)
+        from ..simulation.scenario import parse_policy_spec
+
+        spec = parse_policy_spec(policy)
+        params = spec.kwargs
         params.setdefault("seed", seed)
-        evaluated = make_policy(name, **params)
+        evaluated = make_policy(spec.name, **params)
         policy_info = {"source": "policy", "spec": policy}
 
     log_info: dict[str, Any] = {"path": str(path), "format": kind}
