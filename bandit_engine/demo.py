@@ -150,7 +150,5 @@ def demo_engine(
     world = demo_world(seed, start_time=start_time)
     kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
     params = {"seed": seed, **policy_params}
-    engine = build_engine(world, make_policy(policy, **params), **kwargs)
     # a stable identity per seed, so a restarted demo server recognizes its own checkpoints
-    engine.model_id = f"demo{seed:028d}"
-    return engine
+    return build_engine(world, make_policy(policy, **params), model_id=f"demo{seed:028d}", **kwargs)

@@ -93,6 +93,9 @@ class Engine:
     auto_advance
         Close due attribution windows at every ``decide`` / ``report`` call. When ``False`` the caller
         calls :meth:`advance`.
+    model_id
+        Identity of this model lineage, part of every ``policy_version`` (default: a random UUID;
+        kept through save/load). Pass a fixed one for reproducible logs.
 
     Notes
     -----
@@ -111,6 +114,7 @@ class Engine:
         id_factory: Callable[[], str] | None = None,
         on_learned: Callable[[LearnedReward], None] | None = None,
         auto_advance: bool = True,
+        model_id: str | None = None,
     ) -> None:
         if not isinstance(policy, Policy):
             raise ValidationError.for_field(
@@ -126,7 +130,7 @@ class Engine:
         self.auto_advance = auto_advance
         self.profiles = ProfileStore()
         self.attribution: Attribution[_Pending] = Attribution(self.rewards)
-        self.model_id = uuid.uuid4().hex
+        self.model_id = uuid.uuid4().hex if model_id is None else _check_id("model_id", model_id)
         self.n_decisions = 0
         self.n_learned = 0
 
@@ -419,7 +423,6 @@ class Engine:
         pending = self.attribution.pending_items()
         d = self.features.n_features
         p = self.catalog.n_arm_features
-        closed = list(self.attribution._closed.items())[-_SAVED_CLOSED:]
         return {
             "library_version": __version__,
             "engine": {
@@ -449,7 +452,7 @@ class Engine:
                 "x": np.asarray([item[2].x for item in pending], dtype=np.float64).reshape(-1, d),
                 "z": np.asarray([item[2].z for item in pending], dtype=np.float64).reshape(-1, p),
             },
-            "closed": [[did, status, sorted(ids)] for did, (status, ids) in closed],
+            "closed": [list(item) for item in self.attribution.closed_items(last=_SAVED_CLOSED)],
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -489,7 +492,7 @@ class Engine:
             engine.attribution.n_late = int(meta["n_late"])
             engine.attribution.n_duplicates = int(meta["n_duplicates"])
             for did, status, ids in state["closed"]:
-                engine.attribution._closed[str(did)] = (str(status), {str(i) for i in ids})
+                engine.attribution.restore_closed(str(did), str(status), [str(i) for i in ids])
             px = np.asarray(state["pending"]["x"], dtype=np.float64)
             pz = np.asarray(state["pending"]["z"], dtype=np.float64)
             for i, item in enumerate(state["pending"]["meta"]):

@@ -19,7 +19,7 @@ import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
@@ -151,7 +151,7 @@ class _Pending(Generic[P]):
     deadline: float
     reward_sum: float = 0.0
     n_events: int = 0
-    event_ids: set[str] = field(default_factory=set)
+    event_ids: set[str] | None = None  # allocated with the first event id (most have none)
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,10 @@ class Attribution(Generic[P]):
         self._pending: dict[str, _Pending[P]] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
-        # decision id -> (status, event ids seen), bounded, oldest first
-        self._closed: OrderedDict[str, tuple[str, set[str]]] = OrderedDict()
+        # decision id -> status, bounded, oldest first; event ids seen only for decisions that
+        # had some (a set per closed decision would dominate memory on long runs)
+        self._closed: OrderedDict[str, str] = OrderedDict()
+        self._closed_events: dict[str, set[str]] = {}
         self.n_late = 0
         self.n_duplicates = 0
 
@@ -225,7 +227,7 @@ class Attribution(Generic[P]):
         closed = self._closed.get(decision_id)
         if closed is None:
             raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
-        return closed[0]
+        return closed
 
     def add_event(
         self,
@@ -239,14 +241,13 @@ class Attribution(Generic[P]):
         contribution = self.spec.event_reward(type, value)  # validates the type first
         pending = self._pending.get(decision_id)
         if pending is None:
-            closed = self._closed.get(decision_id)
-            if closed is None:
+            if decision_id not in self._closed:
                 raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
-            seen = closed[1]
-            if event_id is not None and event_id in seen:
-                self.n_duplicates += 1
-                return "duplicate"
             if event_id is not None:
+                seen = self._closed_events.setdefault(decision_id, set())
+                if event_id in seen:
+                    self.n_duplicates += 1
+                    return "duplicate"
                 seen.add(event_id)
             self.n_late += 1
             return "late"
@@ -255,7 +256,9 @@ class Attribution(Generic[P]):
                 "timestamp", timestamp, f"must not be before its decision ({pending.timestamp})"
             )
         if event_id is not None:
-            if event_id in pending.event_ids:
+            if pending.event_ids is None:
+                pending.event_ids = set()
+            elif event_id in pending.event_ids:
                 self.n_duplicates += 1
                 return "duplicate"
             pending.event_ids.add(event_id)
@@ -292,10 +295,29 @@ class Attribution(Generic[P]):
             reward, status = self.spec.total(pending.reward_sum), "learned"
         else:
             reward, status = self.spec.default_reward, "default"
-        self._closed[decision_id] = (status, pending.event_ids)
-        if len(self._closed) > self.max_closed:
-            self._closed.popitem(last=False)
+        self._remember_closed(decision_id, status, pending.event_ids)
         return ClosedDecision(decision_id, pending.payload, reward, status, pending.n_events, now)
+
+    def _remember_closed(self, decision_id: str, status: str, event_ids: set[str] | None) -> None:
+        self._closed[decision_id] = status
+        if event_ids:
+            self._closed_events[decision_id] = event_ids
+        if len(self._closed) > self.max_closed:
+            oldest, _ = self._closed.popitem(last=False)
+            self._closed_events.pop(oldest, None)
+
+    def closed_items(self, last: int | None = None) -> list[tuple[str, str, list[str]]]:
+        """Closed decisions still remembered, oldest first: ``(id, status, event ids)``."""
+        items = list(self._closed.items())
+        if last is not None:
+            items = items[-last:] if last > 0 else []
+        return [(d, st, sorted(self._closed_events.get(d, ()))) for d, st in items]
+
+    def restore_closed(self, decision_id: str, status: str, event_ids: Iterable[str]) -> None:
+        """Re-insert a closed decision saved by :meth:`closed_items`."""
+        if status not in ("learned", "default"):
+            raise ValidationError.for_field("status", status, "must be 'learned' or 'default'")
+        self._remember_closed(decision_id, status, set(event_ids) or None)
 
     def pending_items(self) -> list[tuple[str, float, P, float, int, list[str]]]:
         """Pending decisions as ``(id, timestamp, payload, reward_sum, n_events, event_ids)`` in
@@ -307,7 +329,7 @@ class Attribution(Generic[P]):
                 self._pending[d].payload,
                 self._pending[d].reward_sum,
                 self._pending[d].n_events,
-                sorted(self._pending[d].event_ids),
+                sorted(self._pending[d].event_ids or ()),
             )
             for _, _, d in sorted(self._heap)
         ]
@@ -326,4 +348,4 @@ class Attribution(Generic[P]):
         pending = self._pending[decision_id]
         pending.reward_sum = float(reward_sum)
         pending.n_events = int(n_events)
-        pending.event_ids = set(event_ids)
+        pending.event_ids = set(event_ids) or None

@@ -327,17 +327,15 @@ def build_arm_engine(
     def next_id() -> str:
         return f"{id_prefix}-{next(counter):07d}"
 
-    engine = build_engine(
+    return build_engine(
         world,
         policy,
         rewards=rewards,
         id_factory=next_id,
         on_learned=on_learned,
         clock=_no_clock,
+        model_id=model_id,  # uuid4 by default: a fixed id keeps logs and versions reproducible
     )
-    # uuid4 by default: a fixed id keeps logs and policy versions reproducible.
-    engine.model_id = model_id
-    return engine
 
 
 def simulation_hmac_key() -> bytes:
