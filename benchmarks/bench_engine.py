@@ -618,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             vw_refs["raw-text"] = rate
             res = repeated(
                 "vw",
-                "raw VW careful (cached lines, _parse, *_multi)",
+                "raw VW careful (cached, _parse, *_multi)",
                 n_vw,
                 lambda: run_vw_raw_fast(wl, n_vw, vw_args, args.seed),
             )
