@@ -15,7 +15,7 @@ kernel_mod = pytest.importorskip("bandit_engine.policies._ts_numba")
 def _kernel(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
     loaded = thompson._load_kernel()
     assert loaded, "numba is installed, so the kernel must load"
-    fn, args, _ = loaded
+    fn, args, _, _ = loaded
     return float(fn(mu, sd, a, *args))
 
 
@@ -58,11 +58,12 @@ def test_environment_variable_selects_numpy(monkeypatch: pytest.MonkeyPatch) -> 
     assert thompson._KERNEL is False
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.2])
 def test_policy_propensities_match_between_implementations(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, epsilon: float
 ) -> None:
     # Same seed, same decisions (the choice never depends on the propensity), propensities equal
-    # to the kernel's tolerance.
+    # to the kernel's tolerance; epsilon = 0 takes the fused sampling + propensity call.
     rng = np.random.default_rng(0)
     arms = [f"a{i}" for i in range(12)]
     Z = np.zeros((12, 1))
@@ -72,7 +73,7 @@ def test_policy_propensities_match_between_implementations(
         monkeypatch.setattr(thompson, "_KERNEL", None)
         if flag:
             monkeypatch.setenv("BANDIT_ENGINE_NO_NUMBA", flag)
-        pol = LinearTS(v=0.3, seed=1)
+        pol = LinearTS(v=0.3, epsilon=epsilon, seed=1)
         out = []
         for t, x in enumerate(X):
             c = pol.choose(x, arms, Z)

@@ -28,7 +28,13 @@ from scipy.special import ndtr
 
 from .base import FloatArray
 
-__all__ = ["PHI_TABLE", "phi_cdf", "prob_max_normal_kernel", "sample_scores"]
+__all__ = [
+    "PHI_TABLE",
+    "choose_disjoint",
+    "phi_cdf",
+    "prob_max_normal_kernel",
+    "sample_scores",
+]
 
 _X_MIN, _X_MAX, _STEPS = -40.0, 8.5, 32.0
 _TAYLOR = 7  # Phi and its first 6 derivatives
@@ -266,3 +272,37 @@ def sample_scores(m: FloatArray, q: FloatArray, z: FloatArray, v: float) -> int:
         if val > best_val or i == 0:
             best, best_val = i, val
     return best
+
+
+@njit(cache=True)
+def choose_disjoint(
+    m: FloatArray,
+    q: FloatArray,
+    z: FloatArray,
+    v: float,
+    prm: FloatArray,
+    edges: FloatArray,
+    nodes: FloatArray,
+    wq_grid: FloatArray,
+    wphi_grid: FloatArray,
+    grid_narrow: FloatArray,
+    gl_x: FloatArray,
+    gl_w: FloatArray,
+    table: FloatArray,
+) -> tuple[int, float]:
+    """A whole epsilon-free disjoint TS decision in one call: :func:`sample_scores`, then the
+    probability that the argmax wins (``prob_max_normal``; NaN when its score is not finite)."""
+    index = sample_scores(m, q, z, v)
+    if not math.isfinite(z[index]):
+        return index, math.nan
+    k = m.shape[0]
+    if k == 1:
+        return index, 1.0
+    if k == 2:
+        b = 1 - index
+        gap = (m[index] - m[b]) / math.hypot(q[index], q[b])
+        return index, 0.5 * math.erfc(-gap / math.sqrt(2.0))
+    p = prob_max_normal_kernel(
+        m, q, index, prm, edges, nodes, wq_grid, wphi_grid, grid_narrow, gl_x, gl_w, table
+    )
+    return index, p
