@@ -12,6 +12,13 @@ from bandit_engine.policies.thompson import LinearTS, prob_max_normal_numpy
 kernel_mod = pytest.importorskip("bandit_engine.policies._ts_numba")
 
 
+@pytest.fixture(autouse=True)
+def _kernel_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the kernel: load it even if the caller set the opt-out variable."""
+    monkeypatch.delenv("BANDIT_ENGINE_NO_NUMBA", raising=False)
+    monkeypatch.setattr(thompson, "_KERNEL", None)
+
+
 def _kernel(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
     loaded = thompson._load_kernel()
     assert loaded, "numba is installed, so the kernel must load"
