@@ -7,6 +7,7 @@ can each map them in one place without parsing messages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -17,7 +18,19 @@ __all__ = [
     "ModelFileError",
     "NotFoundError",
     "ValidationError",
+    "lookup_by_type",
 ]
+
+
+def lookup_by_type(
+    exc: BaseException, table: Mapping[type[BaseException], int], default: int
+) -> int:
+    """The value ``table`` gives the most specific class of ``exc`` (walking its MRO), else
+    ``default``. The CLI (exit codes) and the server (HTTP statuses) each keep one such table."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
 
 
 def _show(value: Any) -> str:

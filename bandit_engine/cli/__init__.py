@@ -27,6 +27,7 @@ from ..errors import (
     ModelFileError,
     NotFoundError,
     ValidationError,
+    lookup_by_type,
 )
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "run"]
@@ -47,10 +48,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code of an exception (the single error -> exit code mapping)."""
-    for cls in type(exc).__mro__:
-        if cls in EXIT_CODES:
-            return EXIT_CODES[cls]
-    return 1
+    return lookup_by_type(exc, EXIT_CODES, 1)
 
 
 def run(body: Callable[[], T]) -> T:

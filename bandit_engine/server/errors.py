@@ -38,6 +38,7 @@ from ..errors import (
     ModelFileError,
     NotFoundError,
     ValidationError,
+    lookup_by_type,
 )
 
 __all__ = [
@@ -81,12 +82,9 @@ HTTP_STATUS: dict[type[BaseException], int] = {
 
 def status_for(exc: BaseException) -> int:
     """The HTTP status of an exception (the single error -> status mapping)."""
-    for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
     if isinstance(exc, sqlite3.OperationalError):
         return 503  # storage busy or failing: retryable, never reported as a client error
-    return 500
+    return lookup_by_type(exc, HTTP_STATUS, 500)
 
 
 def error_body(kind: str, message: str, field: str | None = None, **extra: Any) -> bytes:
