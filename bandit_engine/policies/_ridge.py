@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.linalg
@@ -168,6 +168,20 @@ class RidgeRows:
         self._A2 = self.A_inv.reshape(cap * d, d)
         self._ubuf = aligned_empty((cap * d,))
         self._U = self._ubuf.reshape(cap, d)
+
+    # -- copying ----------------------------------------------------------------------------
+    # ``_A2`` and ``_U`` are views of ``A_inv`` and ``_ubuf``. ``copy.deepcopy`` and pickle copy
+    # each array separately, so a copy's views would point at private snapshots and the copy
+    # would score with stale numbers. Copies therefore carry only the authoritative arrays and
+    # rebuild every derived view and buffer (aligned again, which deepcopy does not preserve).
+    _DERIVED: ClassVar[tuple[str, ...]] = ("_A2", "_ubuf", "_U")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._resize(self.A_inv.shape[0])  # fresh aligned arrays (same rows) and views
 
     def _grow(self, n_rows: int) -> None:
         cap = self.A_inv.shape[0]
