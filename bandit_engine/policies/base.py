@@ -235,19 +235,28 @@ def argmax_choice(
 
 
 # -- arm bookkeeping ---------------------------------------------------------------------------
+_NO_ROWS: IntArray = np.empty(0, dtype=np.intp)
+_NO_ROWS.setflags(write=False)
+
+
 class ArmTable:
     """Maps arm ids to rows of a policy's stacked per-arm arrays.
 
-    The last candidate list is cached by identity when it is a tuple (immutable), so an engine
-    that passes the same tuple of bundle ids each round pays no dictionary look-ups.
+    Recent candidate tuples are cached by identity (tuples are immutable), so an engine that
+    passes the same tuple of bundle ids for each city pays no dictionary look-ups: up to
+    :attr:`RECENT` tuples, the oldest dropped first. The last candidate list is also compared
+    by value, so an equal list passed again costs one comparison.
     """
+
+    #: How many candidate tuples :meth:`rows` remembers.
+    RECENT = 64
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
-        self._last_key: Sequence[str] | None = None
-        self._last_rows: IntArray = np.empty(0, dtype=np.intp)
-        self._last_contiguous = False
+        # id(tuple) -> (the tuple itself, keeping its id from being reused; rows; contiguous)
+        self._recent: dict[int, tuple[tuple[str, ...], IntArray, bool]] = {}
+        self._last: tuple[tuple[str, ...], IntArray, bool] = ((), _NO_ROWS, False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -272,18 +281,20 @@ class ArmTable:
     def rows(self, arms: Sequence[str]) -> tuple[IntArray, bool, int]:
         """Row numbers of ``arms`` (new arms appended). Returns ``(rows, contiguous, n_new)``;
         ``contiguous`` means ``rows == arange(len(arms))`` so callers may slice instead of
-        gather. The returned array may be shared with the cache: do not modify it.
+        gather. The returned array is read-only and may be shared with the cache.
 
-        The last candidate list is remembered: the same tuple object costs nothing, an equal
-        list or tuple one comparison (rows of existing ids never change).
+        Recent tuples are remembered by identity: the same tuple object costs one dictionary
+        look-up (rows of existing ids never change); a list or tuple equal to the last one, one
+        comparison; anything else is looked up arm by arm.
         """
-        if arms is self._last_key:
-            return self._last_rows, self._last_contiguous, 0
+        hit = self._recent.get(id(arms))
+        if hit is not None and hit[0] is arms:
+            return hit[1], hit[2], 0
         try:
             key = arms if type(arms) is tuple else tuple(arms)
-            if key == self._last_key:
-                self._last_key = key
-                return self._last_rows, self._last_contiguous, 0
+            last = self._last
+            if key == last[0]:  # an equal list or tuple: one comparison
+                return last[1], last[2], 0
             self._check_unique(key)
             get = self.index.get
             found = [get(arm) for arm in key]
@@ -295,11 +306,17 @@ class ArmTable:
                 self._new(arm) if row is None else row for arm, row in zip(key, found, strict=True)
             ]
         out = np.array(found, dtype=np.intp)
+        out.setflags(write=False)
         k = out.shape[0]
         contiguous = bool(k > 0 and found[0] == 0 and found[-1] == k - 1)
         if contiguous:
             contiguous = bool(np.array_equal(out, np.arange(k)))
-        self._last_key, self._last_rows, self._last_contiguous = key, out, contiguous
+        self._last = (key, out, contiguous)
+        if key is arms:  # only the caller's own tuple can recur by identity
+            recent = self._recent
+            if len(recent) >= self.RECENT:
+                del recent[next(iter(recent))]  # the oldest entry goes first
+            recent[id(key)] = self._last
         return out, contiguous, len(self.ids) - n_before
 
     def lookup(self, arms: Sequence[str], missing: int) -> IntArray:
@@ -323,7 +340,8 @@ class ArmTable:
         return self._new(arm), True
 
     def clear_cache(self) -> None:
-        self._last_key = None
+        self._recent.clear()
+        self._last = ((), _NO_ROWS, False)
 
     def set_ids(self, ids: Sequence[str]) -> None:
         """Replace the table (used by ``set_state``)."""
