@@ -26,6 +26,8 @@ Forgetting (at most one of the two):
 from __future__ import annotations
 
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -36,19 +38,31 @@ from scipy.linalg import blas
 
 from ..errors import BanditError, ConfigError, ValidationError
 from .base import (
+    TIE_RTOL,
     ArmTable,
     BasePolicy,
     FloatArray,
     IntArray,
     SeedLike,
     aligned_empty,
+    check_choice,
     check_in_range,
     check_int,
     check_positive,
     state_array,
 )
 
-__all__ = ["RidgeArmsPolicy", "RidgeRows", "check_forgetting", "rank1_update", "spd_inverse"]
+__all__ = [
+    "PRECISIONS",
+    "RidgeArmsPolicy",
+    "RidgeRows",
+    "check_forgetting",
+    "rank1_update",
+    "spd_inverse",
+]
+
+#: Scoring precisions of :class:`RidgeRows` (the learned state is float64 in both).
+PRECISIONS = ("float64", "float32")
 
 _dger = blas.dger
 _daxpy = blas.daxpy
@@ -119,13 +133,17 @@ class RidgeRows:
         *,
         discount: float | None = None,
         window: int | None = None,
+        precision: str = "float64",
     ) -> None:
         if discount is not None and window is not None:  # pragma: no cover - policies check
             raise ValueError("only one of discount and window")
+        if precision not in PRECISIONS:  # pragma: no cover - policies check
+            raise ValueError(f"precision must be one of {PRECISIONS}")
         self.dim = dim
         self.l2 = l2
         self.discount = discount
         self.window = window
+        self.precision = precision
         self.n_rows = 0
         d = dim
         self._diag = np.diag_indices(d)
@@ -144,6 +162,7 @@ class RidgeRows:
             self.win_len: NDArray[np.int64] = aligned_empty((0,), np.int64)
             self.win_pos: NDArray[np.int64] = aligned_empty((0,), np.int64)
         self._resize(8)
+        self._init_scoring()
 
     # -- storage ----------------------------------------------------------------------------
     def _fields(self) -> list[tuple[str, NDArray[Any] | float]]:
@@ -163,25 +182,58 @@ class RidgeRows:
     def _resize(self, cap: int) -> None:
         for name, fill in self._fields():
             setattr(self, name, _with_rows(getattr(self, name), cap, fill))
+
+    def _init_scoring(self) -> None:
+        """The derived scoring structures (see :meth:`mean_var`): none of it is state."""
         d = self.dim
-        # Views and scratch buffers reused by every mean_var call (no per-call allocation).
-        self._A2 = self.A_inv.reshape(cap * d, d)
-        self._ubuf = aligned_empty((cap * d,))
-        self._U = self._ubuf.reshape(cap, d)
+        iu, ju = np.triu_indices(d)
+        self._tri: IntArray = (iu * d + ju).astype(np.intp)  # packed entry -> A_inv[row].flat
+        self._tri_i: IntArray = iu.astype(np.intp)
+        self._tri_j: IntArray = ju.astype(np.intp)
+        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j.
+        self._tri_c: FloatArray = np.where(iu == ju, 1.0, 2.0)
+        self._diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
+        self._dtype: type = np.float32 if self.precision == "float32" else np.float64
+        n = self._tri.shape[0]
+        # float32 error bound (see mean_var_bounded): any summation order of the n products,
+        # with the rounding of S and w to float32, errs by at most gamma_{n+4} * sum |S_t w_t|
+        # (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for margin; plus underflow.
+        u32 = math.ldexp(1.0, -24)
+        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
+        self._err_rel = 2.0 * gamma
+        self._err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
+        self._blocks: OrderedDict[bytes, _ScoreBlock] = OrderedDict()
+        self._block_rows = 0
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._last: tuple[IntArray, _ScoreBlock] | None = None
+        self._scratch = self._empty_block(0)
+        self._one: IntArray = np.zeros(1, dtype=np.intp)  # the row _refresh packs
+        self._w32: NDArray[np.float32] = aligned_empty((n,), np.float32)  # products, float32
+
+    def _empty_block(self, k: int) -> _ScoreBlock:
+        # Aligned like every block, so a scratch block computes bit for bit like a cached one.
+        d = self.dim
+        tri = aligned_empty((k, self._tri.shape[0]), self._dtype)
+        sdiag = aligned_empty((k, d)) if self.precision == "float32" else None
+        return _ScoreBlock(tri, aligned_empty((k, d)), sdiag)
 
     # -- copying ----------------------------------------------------------------------------
-    # ``_A2`` and ``_U`` are views of ``A_inv`` and ``_ubuf``. ``copy.deepcopy`` and pickle copy
-    # each array separately, so a copy's views would point at private snapshots and the copy
-    # would score with stale numbers. Copies therefore carry only the authoritative arrays and
-    # rebuild every derived view and buffer (aligned again, which deepcopy does not preserve).
-    _DERIVED: ClassVar[tuple[str, ...]] = ("_A2", "_ubuf", "_U")
+    # Copies (``copy.copy``, ``copy.deepcopy``, pickle) carry only the authoritative arrays and
+    # rebuild the derived scoring blocks, so no copy can score with a snapshot of another's
+    # numbers (the blocks are refreshed by ``update``, which only knows its own). The arrays are
+    # copied afresh, 64-byte aligned (deepcopy does not preserve alignment).
+    _DERIVED: ClassVar[frozenset[str]] = frozenset(
+        {"_tri", "_tri_i", "_tri_j", "_tri_c", "_diag_flat", "_dtype", "_err_rel", "_err_abs"}
+        | {"_blocks", "_block_rows", "_seen", "_last", "_scratch", "_one", "_w32"}
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._resize(self.A_inv.shape[0])  # fresh aligned arrays (same rows) and views
+        self._resize(self.A_inv.shape[0])
+        self._init_scoring()
 
     def _grow(self, n_rows: int) -> None:
         cap = self.A_inv.shape[0]
@@ -197,37 +249,237 @@ class RidgeRows:
 
     # -- scoring ----------------------------------------------------------------------------
     def mean_var(
-        self, x: FloatArray, rows: IntArray, contiguous: bool
+        self, x: FloatArray, rows: IntArray, contiguous: bool = False
     ) -> tuple[FloatArray, FloatArray]:
         """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
 
-        Contiguous rows ``0..k-1`` are sliced; otherwise, when the rows lie in a window
-        ``lo..hi-1`` at most three times as long as ``k``, all rows of the window are scored
-        and the results gathered (cheaper than copying ``k`` matrices: an engine's candidate
-        sets per city are such windows, since arms are created in the order first offered);
-        else the matrices are gathered.
+        ``A_r^{-1}`` is symmetric (exactly: the updates keep it so bit for bit), so only its
+        upper triangle is read: the rows of a candidate list are scored from a *block*, their
+        packed upper triangles ``d (d + 1) / 2`` wide in candidate order, as one matrix-vector
+        product ``q = P w`` with ``w_ij = c_ij x_i x_j`` (``c = 1`` on the diagonal, 2 off it),
+        plus ``m = Theta x``. That reads half the bytes of the full matrices and needs no
+        gather: with 100 arms of 64 features the packed block (1.7 MB) can stay in a 2 MB L2
+        cache where the full matrices (3.3 MB) stream from L3 every decision (measured about
+        2x faster in a simulation, 3x in isolation). With ``precision="float64"`` the
+        arithmetic is float64 throughout; sums run in another order than ``A @ x`` would, so
+        results agree with the direct formula to rounding (~1e-16 relative). With
+        ``"float32"`` the block holds float32 copies (half the bytes again) and ``q`` carries
+        float32 rounding; :meth:`mean_var_bounded` bounds it. ``m`` is always float64.
+
+        Blocks are derived data, not state: a candidate list seen a second time gets a cached
+        block (least recently used first out, at most :data:`_MAX_BLOCKS` blocks and about
+        twice as many rows as the model has); ``update`` refreshes the cached rows it changes.
+        A list seen once is packed into a scratch block of the same layout, so the numbers do
+        not depend on whether a block was cached (a restored model scores bit for bit like
+        the original). ``contiguous`` is accepted for compatibility and not needed.
         """
-        d = self.dim
+        blk, w, m = self._prep(x, rows)
         k = rows.shape[0]
-        if contiguous:
-            kd = k * d
-            np.matmul(self._A2[:kd], x, out=self._ubuf[:kd])
-            q = self._U[:k] @ x
-            m = self.theta[:k] @ x
+        if blk.sdiag is None:
+            q = blk.tri[:k] @ w
         else:
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-            span = hi - lo
-            if span <= 3 * k:
-                np.matmul(self._A2[lo * d : hi * d], x, out=self._ubuf[: span * d])
-                local = rows - lo
-                q = (self._U[:span] @ x)[local]
-                m = (self.theta[lo:hi] @ x)[local]
-            else:
-                q = (self.A_inv[rows].reshape(k * d, d) @ x).reshape(k, d) @ x
-                m = self.theta[rows] @ x
+            q = (blk.tri[:k] @ w.astype(np.float32)).astype(np.float64)
         # x' A^{-1} x >= 0 in exact arithmetic; clip rounding noise so sqrt stays real.
         np.maximum(q, 0.0, out=q)
         return m, q
+
+    def _prep(self, x: FloatArray, rows: IntArray) -> tuple[_ScoreBlock, FloatArray, FloatArray]:
+        """The block of ``rows``, the packed products ``w`` of ``x`` and the means ``m``."""
+        blk = self._block(rows)
+        return blk, self._products(x), blk.theta[: rows.shape[0]] @ x
+
+    def _products(self, x: FloatArray, out: NDArray[Any] | None = None) -> NDArray[Any]:
+        """``w_ij = c_ij x_i x_j`` over the packed upper triangle (into ``out`` if given)."""
+        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
+        if kernels:
+            w = np.empty(self._tri.shape[0]) if out is None else out
+            kernels.tri_products(x, w)
+            return w
+        w = x.take(self._tri_i)
+        w *= x.take(self._tri_j)
+        w *= self._tri_c
+        if out is None:
+            return w
+        out[...] = w  # rounds like astype when out is float32
+        return out
+
+    def _err_abs_term(self, x: FloatArray) -> float:
+        # |S_ij| <= max diag S <= 2 / l2 (the prior's scale never drops below 1/2); |w| <= 2 x^2
+        big = float(np.abs(x).max())
+        return float(self._err_abs * (2.0 / self.l2 + 2.0 * big * big + 1.0))
+
+    def mean_var_bounded(
+        self, x: FloatArray, rows: IntArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`mean_var` plus ``err`` with ``|q - x' A^{-1} x| <= err`` for every row (zeros
+        in float64 mode, where ``q`` is exact to float64 rounding).
+
+        float32: ``sum_ij |S_ij w_ij| <= (sum_i sqrt(S_ii) |x_i|)^2`` for a positive
+        semi-definite ``S`` (``|S_ij| <= sqrt(S_ii S_jj)``), so the rounding of the float32
+        product is at most ``2 gamma_{n+4} (sqrt(diag S) . |x|)^2`` with ``n = d (d + 1) / 2``,
+        ``gamma_m = m 2^-24 / (1 - m 2^-24)`` (any summation order; twice the textbook bound
+        for margin), plus a term for float32 underflow far below any useful ``q``.
+        """
+        m, q = self.mean_var(x, rows)
+        k = rows.shape[0]
+        blk = self._block(rows)
+        if blk.sdiag is None:
+            return m, q, np.zeros(k)
+        err = blk.sdiag[:k] @ np.abs(x)
+        err *= err
+        err *= self._err_rel
+        err += self._err_abs_term(x)
+        return m, q, err
+
+    def ucb_float32(self, x: FloatArray, rows: IntArray, alpha: float) -> FloatArray:
+        """LinUCB scores ``theta . x + alpha sqrt(x' A^{-1} x)`` in float32 mode: the widths
+        from the float32 block, then every arm whose exact score could reach the tie set of the
+        best one (:data:`~bandit_engine.policies.base.TIE_RTOL`) rescored in float64
+        (:meth:`exact_var`). The argmax and its ties are therefore those of the float64 scores.
+
+        A width ``q`` within ``e`` of the exact one (:meth:`mean_var_bounded`) puts the score
+        within ``h = alpha min(e / sqrt(q), sqrt(e))`` of its exact value (``sqrt`` is concave);
+        the exact best is at least ``max(score - h)``, so the arms with
+        ``score + h >= max(score - h) - TIE_RTOL max(1, |.|)`` are all that can tie with it.
+        """
+        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
+        blk = self._block(rows)
+        sdiag = blk.sdiag
+        assert sdiag is not None
+        k = rows.shape[0]
+        if kernels:
+            w32 = self._w32
+            kernels.tri_products(x, w32)
+            scores = np.empty(k)
+            kernels.ucb_float32(
+                blk.theta[:k],
+                blk.tri[:k] @ w32,
+                sdiag[:k],
+                x,
+                alpha,
+                self._err_rel,
+                self._err_abs,
+                1.0 / self.l2,
+                TIE_RTOL,
+                self.A_inv,
+                rows,
+                self.n_obs,
+                float(self._prior_inv[0, 0]),
+                scores,
+            )
+            return scores
+        err_abs = self._err_abs_term(x)
+        w = self._products(x)
+        m = blk.theta[:k] @ x
+        q = (blk.tri[:k] @ w.astype(np.float32)).astype(np.float64)
+        np.maximum(q, 0.0, out=q)
+        e = sdiag[:k] @ np.abs(x)
+        e *= e
+        e *= self._err_rel
+        e += err_abs
+        sq = np.sqrt(q)
+        scores = sq * alpha
+        scores += m
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.minimum(e / sq, np.sqrt(e))
+        h *= alpha
+        top = float((scores - h).max())
+        if not math.isfinite(top):  # a non-finite score: the caller's argmax reports it
+            return scores
+        near = np.flatnonzero(scores + h >= top - TIE_RTOL * max(1.0, abs(top)))
+        exact = self.exact_var(x, rows[near])
+        np.sqrt(exact, out=exact)
+        exact *= alpha
+        exact += m[near]
+        scores[near] = exact
+        return scores
+
+    def exact_var(self, x: FloatArray, rows: IntArray) -> FloatArray:
+        """``x' A_r^{-1} x`` in float64 from the full matrices, for a few rows (the arms a
+        float32 score cannot rule out). Rows never updated hold the prior ``I / l2``."""
+        out = np.empty(rows.shape[0])
+        n_obs, A_inv = self.n_obs, self.A_inv
+        prior = -1.0
+        for i, r in enumerate(rows.tolist()):
+            if n_obs[r] == 0:
+                if prior < 0.0:
+                    prior = float(x @ x) * float(self._prior_inv[0, 0])
+                out[i] = prior
+            else:
+                out[i] = max(float((A_inv[r] @ x) @ x), 0.0)
+        return out
+
+    def _block(self, rows: IntArray) -> _ScoreBlock:
+        """The scoring block of ``rows`` (cached, or the scratch block filled now)."""
+        last = self._last
+        # Identity is enough for the read-only row arrays ArmTable hands out for a recurring
+        # candidate tuple; a writeable array could have changed since, so it is looked up.
+        if last is not None and last[0] is rows and not rows.flags.writeable:
+            return last[1]
+        key = rows.tobytes()
+        blk = self._blocks.get(key)
+        if blk is not None:
+            self._blocks.move_to_end(key)
+        elif key in self._seen:
+            del self._seen[key]
+            blk = self._empty_block(rows.shape[0])
+            for i, r in enumerate(rows.tolist()):
+                blk.where.setdefault(r, []).append(i)
+            self._fill(blk, rows)
+            self._admit(key, blk)
+        else:
+            self._seen[key] = None
+            if len(self._seen) > _MAX_SEEN:
+                self._seen.popitem(last=False)
+            k = rows.shape[0]
+            if self._scratch.tri.shape[0] < k:
+                self._scratch = self._empty_block(max(k, 2 * self._scratch.tri.shape[0]))
+            self._fill(self._scratch, rows)
+            return self._scratch
+        self._last = (rows, blk)
+        return blk
+
+    def _fill(self, blk: _ScoreBlock, rows: IntArray, start: int = 0) -> None:
+        """Pack ``A_inv[rows]`` and ``theta[rows]`` into block rows ``start ..``."""
+        flat = self.A_inv.reshape(self.A_inv.shape[0], -1)
+        stop = start + rows.shape[0]
+        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
+        if kernels:
+            sdiag = blk.sdiag if blk.sdiag is not None else _NO_ROWS_2D
+            kernels.pack_rows(
+                flat, self.theta, rows, self._tri, self._diag_flat, blk.tri, blk.theta, sdiag, start
+            )
+            return
+        tri, dst = self._tri, blk.tri
+        for i, r in enumerate(rows.tolist(), start):
+            dst[i] = flat[r][tri]
+        if blk.sdiag is not None:
+            sd = blk.sdiag[start:stop]
+            sd[...] = flat[rows[:, None], self._diag_flat]
+            np.sqrt(np.maximum(sd, 0.0, out=sd), out=sd)
+        np.take(self.theta, rows, axis=0, out=blk.theta[start:stop])
+
+    def _admit(self, key: bytes, blk: _ScoreBlock) -> None:
+        self._blocks[key] = blk
+        self._block_rows += blk.tri.shape[0]
+        limit = 2 * self.n_rows + _SPARE_BLOCK_ROWS
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > _MAX_BLOCKS or self._block_rows > limit
+        ):
+            _, old = self._blocks.popitem(last=False)
+            self._block_rows -= old.tri.shape[0]
+            if self._last is not None and self._last[1] is old:
+                self._last = None
+
+    def _refresh(self, row: int) -> None:
+        """Copy ``row``'s new numbers into every cached block that holds it."""
+        one = self._one
+        one[0] = row
+        for blk in self._blocks.values():
+            pos = blk.where.get(row)
+            if pos is not None:
+                for i in pos:
+                    self._fill(blk, one, i)
 
     def means(self, X: FloatArray, rows: IntArray) -> FloatArray:
         """``X @ theta[rows].T``: ``(n, k)`` estimated means."""
@@ -243,6 +495,15 @@ class RidgeRows:
         elif self.window is not None:
             self._update_windowed(row, Ai, b, x, reward)
         else:
+            kernels = _KERNELS if _KERNELS is not None else _load_kernels()
+            if kernels:
+                # compiled: the same update in one pass with fewer calls (rounding aside)
+                if not kernels.rank1_learn(Ai, b, self.theta[row], x, reward):
+                    raise _bad_x(x)
+                self.n_obs[row] += 1
+                if self._blocks:
+                    self._refresh(row)
+                return
             u = Ai @ x
             den = 1.0 + float(x @ u)
             if not math.isfinite(den):
@@ -251,6 +512,8 @@ class RidgeRows:
             _daxpy(x, b, a=reward)
         np.matmul(Ai, b, out=self.theta[row])
         self.n_obs[row] += 1
+        if self._blocks:
+            self._refresh(row)
 
     def _update_discounted(
         self, row: int, Ai: FloatArray, b: FloatArray, x: FloatArray, reward: float
@@ -361,7 +624,50 @@ class RidgeRows:
         for key, arr in new.items():
             setattr(self, key, arr)
         self.n_rows = n
-        self._resize(n + 1)  # the spare prior row, and fresh views
+        self._resize(n + 1)  # the spare prior row
+        self._init_scoring()  # no block may outlive the numbers it copied
+
+
+_NO_ROWS_2D: FloatArray = np.empty((0, 0))
+
+# The compiled helpers (:mod:`._ridge_numba`): None until first needed, then the module or False.
+_KERNELS: Any = None
+
+
+def _load_kernels() -> Any:
+    global _KERNELS
+    if os.environ.get("BANDIT_ENGINE_NO_NUMBA"):
+        _KERNELS = False
+        return _KERNELS
+    try:
+        from . import _ridge_numba
+    except ImportError:  # numba not installed: the numpy code runs
+        _KERNELS = False
+    else:
+        _KERNELS = _ridge_numba
+    return _KERNELS
+
+
+#: Cached scoring blocks per RidgeRows, and candidate lists remembered as seen once.
+_MAX_BLOCKS = 32
+_MAX_SEEN = 256
+#: Cached blocks may hold ``2 * n_rows + _SPARE_BLOCK_ROWS`` rows in all.
+_SPARE_BLOCK_ROWS = 256
+
+
+class _ScoreBlock:
+    """Packed upper triangles (``tri``, float64 or float32) and estimates (``theta``) of some
+    rows of a :class:`RidgeRows`, in the order of one candidate list; in float32 mode also
+    ``sdiag = sqrt(diag A^{-1})`` for the error bound. ``where`` maps a row to its positions
+    (several only for the shared prior row)."""
+
+    __slots__ = ("sdiag", "theta", "tri", "where")
+
+    def __init__(self, tri: NDArray[Any], theta: FloatArray, sdiag: FloatArray | None) -> None:
+        self.tri = tri
+        self.theta = theta
+        self.sdiag = sdiag
+        self.where: dict[int, list[int]] = {}
 
 
 def _with_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> NDArray[Any]:
@@ -385,15 +691,22 @@ class RidgeArmsPolicy(BasePolicy):
         discount: float | None,
         window: int | None,
         seed: SeedLike,
+        precision: str = "float64",
     ) -> None:
         super().__init__(seed=seed)
         self.l2 = check_positive("l2", l2)
         self.discount, self.window = check_forgetting(discount, window)
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.arms_ = ArmTable()
         self.ridge_: RidgeRows | None = None
 
+    def _new_ridge(self, d: int) -> RidgeRows:
+        return RidgeRows(
+            d, self.l2, discount=self.discount, window=self.window, precision=self.precision
+        )
+
     def _init_dims(self, d: int, p: int) -> None:
-        self.ridge_ = RidgeRows(d, self.l2, discount=self.discount, window=self.window)
+        self.ridge_ = self._new_ridge(d)
 
     def _prepare(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
@@ -461,7 +774,7 @@ class RidgeArmsPolicy(BasePolicy):
         table.set_ids(arms)
         ridge = None
         if self.n_features_ is not None:
-            ridge = RidgeRows(self.n_features_, self.l2, discount=self.discount, window=self.window)
+            ridge = self._new_ridge(self.n_features_)
             ridge.set_state(state, len(table))
         elif arms:
             raise ValidationError.for_field("state.n_features", None, "must be set when arms exist")
