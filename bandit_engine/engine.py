@@ -21,7 +21,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,14 +46,16 @@ MAX_ID_LENGTH = 128
 _SAVED_CLOSED = 100_000
 
 
-@dataclass(frozen=True, eq=False)
 class _Pending:
-    """What a decision needs to learn later."""
+    """What a decision needs to learn later (a slotted class: one is made per decision)."""
 
-    x: FloatArray
-    bundle_id: str
-    z: FloatArray
-    propensity: float
+    __slots__ = ("bundle_id", "propensity", "x", "z")
+
+    def __init__(self, x: FloatArray, bundle_id: str, z: FloatArray, propensity: float) -> None:
+        self.x = x
+        self.bundle_id = bundle_id
+        self.z = z
+        self.propensity = propensity
 
 
 def _check_id(name: str, value: Any) -> str:
@@ -133,6 +134,8 @@ class Engine:
         self.model_id = uuid.uuid4().hex if model_id is None else _check_id("model_id", model_id)
         self.n_decisions = 0
         self.n_learned = 0
+        # policy_version, remembered with what it was made from (rebuilt when any changes)
+        self._version: tuple[str, str, int, str] = ("", "", -1, "")
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -172,7 +175,11 @@ class Engine:
     @property
     def policy_version(self) -> str:
         """``"<policy name>:<model id prefix>:<updates learned>"``; changes with every update."""
-        return f"{self.policy.name}:{self.model_id[:8]}:{self.policy.n_updates_}"
+        name, model_id, n = self.policy.name, self.model_id, self.policy.n_updates_
+        cached = self._version
+        if cached[2] != n or cached[1] is not model_id or cached[0] is not name:
+            cached = self._version = (name, model_id, n, f"{name}:{model_id[:8]}:{n}")
+        return cached[3]
 
     def now(self) -> float:
         return float(self.clock())
@@ -241,7 +248,12 @@ class Engine:
             )
         if self.auto_advance:
             self.advance(t)
-        prof = self.profile_of(user_id, profile)
+        if profile is None:
+            # Read-only use below: the stored profile itself, not profile_of's merged copy.
+            stored = self.profiles.get(user_id) if user_id is not None else None
+            prof: Profile = stored if stored is not None else {}
+        else:
+            prof = self.profile_of(user_id, profile)
         x = self.features.transform_one(prof, now=t)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
