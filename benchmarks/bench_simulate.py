@@ -1,11 +1,17 @@
 """Speed of ``bandit simulate``: one LinUCB engine, 100 candidate bundles, 64 context features.
 
-    python benchmarks/bench_simulate.py [--rounds 1000000] [--baseline-rounds 25000] [--profile]
+    python benchmarks/bench_simulate.py [--rounds 1000000] [--baseline-rounds 25000]
+        [--precision float32|float64] [--profile]
 
 Part 1 (the issue's target: 1,000,000 decisions in <= 120 s on one core). A world with one city
 and 10 deals x 10 courses, every deal valid for the whole run, so every decision has exactly 100
 candidates; the demo profile schema with its two tag fields hashed into 21 and 20 buckets, so
-the context vector has exactly 64 features. One LinUCB engine is driven by the simulator's own
+the context vector has exactly 64 features. The policy is LinUCB with ``precision="float32"``
+(``--precision float64`` for the default): its confidence widths are first computed from float32
+copies of the packed ``A^{-1}`` triangles, and the arms that could tie with the best are
+rescored in float64, so the choices and propensities are those of float64 LinUCB; only the
+reported scores of arms that cannot win carry float32 rounding. One LinUCB engine is driven by
+the simulator's own
 loop (:func:`bandit_engine.simulation.runner.run_stream`): engine.decide, world true rates for
 the oracle, shared uniforms for clicks and orders, engine.report, attribution windows closing
 and the policy learning. Nothing is skipped: "world simulation included". The time is split
@@ -101,7 +107,7 @@ def _load() -> str:
         return "n/a"
 
 
-def part1(rounds: int, seed: int = 0) -> dict[str, Any]:
+def part1(rounds: int, seed: int = 0, precision: str = "float32") -> dict[str, Any]:
     """Run ``rounds`` decisions of one LinUCB engine over 100 candidates x 64 features."""
     t0 = time.perf_counter()
     world = bench_world(seed)
@@ -111,7 +117,7 @@ def part1(rounds: int, seed: int = 0) -> dict[str, Any]:
     rewards = RewardSpec(click=1.0, order=2.0, value_weight=0.01, window=600.0)
     engine = build_engine(
         world,
-        make_policy("linucb", alpha=0.05, seed=seed),
+        make_policy("linucb", alpha=0.05, precision=precision, seed=seed),
         schema=bench_schema(),
         rewards=rewards,
         id_factory=_ids(),
@@ -147,10 +153,10 @@ def _ids() -> Any:
     return next_id
 
 
-def profile_part1(rounds: int = 20_000) -> str:
+def profile_part1(rounds: int = 20_000, precision: str = "float32") -> str:
     prof = cProfile.Profile()
     prof.enable()
-    part1(rounds)
+    part1(rounds, precision=precision)
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
@@ -173,17 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=1_000_000)
     ap.add_argument("--baseline-rounds", type=int, default=25_000)
+    ap.add_argument("--precision", choices=["float32", "float64"], default="float32")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     print(f"load average before: {_load()}")
-    r = part1(args.rounds)
+    r = part1(args.rounds, precision=args.precision)
     rate = r["rounds"] / r["seconds"]
     other = r["seconds"] - r["engine_seconds"] - r["world_seconds"]
     print(
-        f"\n[1] LinUCB, {CANDIDATES} candidates x {CONTEXT_FEATURES} context features, "
-        f"{r['rounds']:,} decisions (world included)"
+        f"\n[1] LinUCB (precision={args.precision}), {CANDIDATES} candidates x "
+        f"{CONTEXT_FEATURES} context features, {r['rounds']:,} decisions (world included)"
     )
+    if args.precision == "float32":
+        print(
+            "    float32 widths, float64 rescoring of the arms that could tie with the best: "
+            "float64 LinUCB's choices"
+        )
     print(f"    setup (world, schema fit, engine): {r['setup_seconds']:.1f} s")
     print(f"    run: {r['seconds']:.1f} s = {rate:,.0f} decisions/s")
     per = 1e6 / r["rounds"]
@@ -214,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after: {_load()}")
     if args.profile:
         print("\n[profile] 20,000 decisions of [1], top functions by own time")
-        print(profile_part1())
+        print(profile_part1(precision=args.precision))
     return 0 if verdict == "PASS" else 1
 
 
