@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_engine.policies.base import BasePolicy
 from bandit_engine.policies.linucb import LinUCB
 from bandit_engine.policies.thompson import LinearTS
 
@@ -23,7 +22,9 @@ D, P, N_ARMS = 5, 2, 12
 ARMS = [f"a{i}" for i in range(N_ARMS)]
 Z = np.random.default_rng(3).normal(size=(N_ARMS, P))
 
-FACTORIES: dict[str, Callable[[], BasePolicy]] = {
+Pol = LinUCB | LinearTS
+
+FACTORIES: dict[str, Callable[[], Pol]] = {
     "linucb": lambda: LinUCB(alpha=0.8, seed=1),
     "linucb-window": lambda: LinUCB(alpha=0.8, window=7, seed=1),
     "linucb-discount": lambda: LinUCB(alpha=0.8, discount=0.9, seed=1),
@@ -41,7 +42,7 @@ SUBSETS = [
 ]
 
 
-def _decide_and_learn(pol: BasePolicy, rng: np.random.Generator, rounds: int) -> list[Any]:
+def _decide_and_learn(pol: Pol, rng: np.random.Generator, rounds: int) -> list[Any]:
     """``rounds`` choose/update steps on ``rng``'s contexts and rewards; returns the choices."""
     out = []
     for t in range(rounds):
@@ -55,13 +56,13 @@ def _decide_and_learn(pol: BasePolicy, rng: np.random.Generator, rounds: int) ->
     return out
 
 
-def _trained(name: str) -> BasePolicy:
+def _trained(name: str) -> Pol:
     pol = FACTORIES[name]()
     _decide_and_learn(pol, np.random.default_rng(0), 150)
     return pol
 
 
-def _probabilities(pol: BasePolicy, x: np.ndarray) -> list[Any]:
+def _probabilities(pol: Pol, x: np.ndarray) -> list[Any]:
     return [pol.probabilities(x, [ARMS[i] for i in sub], Z[sub]) for sub in SUBSETS]
 
 
@@ -73,15 +74,15 @@ def _assert_same_probabilities(a: list[Any], b: list[Any]) -> None:
             np.testing.assert_array_equal(pa, pb)
 
 
-def _pickled(pol: BasePolicy) -> BasePolicy:
-    out: BasePolicy = pickle.loads(pickle.dumps(pol))
+def _pickled(pol: Pol) -> Pol:
+    out: Pol = pickle.loads(pickle.dumps(pol))
     return out
 
 
 @pytest.mark.parametrize("how", [copy.deepcopy, _pickled], ids=["deepcopy", "pickle"])
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_deep_copy_scores_and_evolves_like_the_original(
-    name: str, how: Callable[[BasePolicy], BasePolicy]
+    name: str, how: Callable[[Pol], Pol]
 ) -> None:
     pol = _trained(name)
     twin = how(pol)

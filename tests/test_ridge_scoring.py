@@ -9,6 +9,7 @@ the numba helpers give the same numbers as the numpy code (bit for bit where doc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,14 +167,26 @@ def _stream(n: int, d: int, arms: list[str], seed: int) -> Iterator[tuple[np.nda
         yield rng.normal(size=d), sub
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.05, 1.0])
-def test_float32_linucb_chooses_like_float64(kernels: str, alpha: float) -> None:
+@pytest.mark.parametrize(
+    ("alpha", "forgetting"),
+    [(0.0, {}), (0.05, {}), (1.0, {}), (0.05, {"window": 40}), (0.3, {"discount": 0.98})],
+)
+def test_float32_linucb_chooses_like_float64(
+    kernels: str, alpha: float, forgetting: dict[str, Any]
+) -> None:
     d, k = 12, 24
     arms = [f"b{i}" for i in range(k)]
     Z = np.zeros((k, 1))
     truth = np.random.default_rng(7).normal(size=(k, d)) * 0.2
-    exact = LinUCB(alpha=alpha, l2=0.5, epsilon=0.05, seed=11)
-    fast = LinUCB(alpha=alpha, l2=0.5, epsilon=0.05, precision="float32", seed=11)
+    exact = LinUCB(alpha=alpha, l2=0.5, epsilon=0.05, seed=11, **forgetting)
+    fast = LinUCB(
+        alpha=alpha,
+        l2=0.5,
+        epsilon=0.05,
+        precision="float32",
+        seed=11,
+        **forgetting,
+    )
     coins = np.random.default_rng(8)
     for x, sub in _stream(1500, d, arms, seed=9):
         Zs = Z[: len(sub)]
@@ -236,9 +249,9 @@ def test_compiled_helpers_match_numpy() -> None:
     kernels = pytest.importorskip("bandit_engine.policies._ridge_numba")
     rng = np.random.default_rng(12)
     for d in (1, 2, 5, 64):
-        ridge = RidgeRows(d, 1.0)
+        pk = RidgeRows(d, 1.0)._packing()
         x = rng.normal(size=d) * 10.0
-        w = x.take(ridge._tri_i) * x.take(ridge._tri_j) * ridge._tri_c
+        w = x.take(pk.tri_i) * x.take(pk.tri_j) * pk.tri_c
         for dtype in (np.float64, np.float32):
             out = np.empty(w.shape[0], dtype)
             kernels.tri_products(x, out)
@@ -298,3 +311,17 @@ def test_arm_table_caches_recent_tuples_by_identity() -> None:
     assert rows_c.tolist() == [4, 0] and new_c == 1
     table.clear_cache()
     assert table.rows(city_a)[0].tolist() == [0, 1, 2]
+
+
+def test_shared_thompson_sampling_builds_no_packing() -> None:
+    """The packed-triangle indices of a d*p-wide shared model would be large and unused."""
+    from bandit_engine.policies.thompson import LinearTS
+
+    pol = LinearTS(mode="shared", propensity_samples=20, seed=0)
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(4, 3))
+    for _ in range(5):
+        x = rng.normal(size=6)
+        c = pol.choose(x, ["a", "b", "c", "d"], Z)
+        pol.update(x, "abcd"[c.index], Z[c.index], 1.0)
+    assert pol.ridge_ is not None and pol.ridge_._pk is None

@@ -2,8 +2,9 @@
 
 One :class:`RidgeRows` object holds many independent ridge regressions of the same dimension
 (one per arm for disjoint LinUCB / Thompson sampling, a single one for shared Thompson sampling)
-as stacked arrays, so that scoring ``k`` arms is one matrix-vector product over a
-``(k*d, d)`` view instead of ``k`` small products.
+as stacked arrays. Scoring ``k`` arms is one matrix-vector product over the packed upper
+triangles of their ``A^{-1}``, kept per candidate list in a derived block
+(:meth:`RidgeRows.mean_var`), instead of ``k`` small products.
 
 For each row the model is ``A = s*l2*I + sum_i w_i x_i x_i'``, ``b = sum_i w_i r_i x_i``,
 ``theta = A^{-1} b``; ``A^{-1}`` is kept up to date by Sherman–Morrison rank-one updates, never
@@ -184,36 +185,27 @@ class RidgeRows:
             setattr(self, name, _with_rows(getattr(self, name), cap, fill))
 
     def _init_scoring(self) -> None:
-        """The derived scoring structures (see :meth:`mean_var`): none of it is state."""
-        d = self.dim
-        iu, ju = np.triu_indices(d)
-        self._tri: IntArray = (iu * d + ju).astype(np.intp)  # packed entry -> A_inv[row].flat
-        self._tri_i: IntArray = iu.astype(np.intp)
-        self._tri_j: IntArray = ju.astype(np.intp)
-        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j.
-        self._tri_c: FloatArray = np.where(iu == ju, 1.0, 2.0)
-        self._diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
-        self._dtype: type = np.float32 if self.precision == "float32" else np.float64
-        n = self._tri.shape[0]
-        # float32 error bound (see mean_var_bounded): any summation order of the n products,
-        # with the rounding of S and w to float32, errs by at most gamma_{n+4} * sum |S_t w_t|
-        # (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for margin; plus underflow.
-        u32 = math.ldexp(1.0, -24)
-        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
-        self._err_rel = 2.0 * gamma
-        self._err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
+        """The derived scoring structures (see :meth:`mean_var`): none of it is state. The
+        packing indices are made on first use: a model that is never scored this way (shared
+        Thompson sampling, whose one row can be very wide) never pays for them."""
+        self._pk: _Packing | None = None
         self._blocks: OrderedDict[bytes, _ScoreBlock] = OrderedDict()
         self._block_rows = 0
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._last: tuple[IntArray, _ScoreBlock] | None = None
-        self._scratch = self._empty_block(0)
-        self._one: IntArray = np.zeros(1, dtype=np.intp)  # the row _refresh packs
-        self._w32: NDArray[np.float32] = aligned_empty((n,), np.float32)  # products, float32
+        self._scratch: _ScoreBlock | None = None
+
+    def _packing(self) -> _Packing:
+        pk = self._pk
+        if pk is None:
+            pk = self._pk = _Packing(self.dim, self.precision)
+        return pk
 
     def _empty_block(self, k: int) -> _ScoreBlock:
         # Aligned like every block, so a scratch block computes bit for bit like a cached one.
         d = self.dim
-        tri = aligned_empty((k, self._tri.shape[0]), self._dtype)
+        pk = self._packing()
+        tri = aligned_empty((k, pk.tri.shape[0]), pk.dtype)
         sdiag = aligned_empty((k, d)) if self.precision == "float32" else None
         return _ScoreBlock(tri, aligned_empty((k, d)), sdiag)
 
@@ -223,8 +215,7 @@ class RidgeRows:
     # numbers (the blocks are refreshed by ``update``, which only knows its own). The arrays are
     # copied afresh, 64-byte aligned (deepcopy does not preserve alignment).
     _DERIVED: ClassVar[frozenset[str]] = frozenset(
-        {"_tri", "_tri_i", "_tri_j", "_tri_c", "_diag_flat", "_dtype", "_err_rel", "_err_abs"}
-        | {"_blocks", "_block_rows", "_seen", "_last", "_scratch", "_one", "_w32"}
+        {"_pk", "_blocks", "_block_rows", "_seen", "_last", "_scratch"}
     )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -290,14 +281,15 @@ class RidgeRows:
 
     def _products(self, x: FloatArray, out: NDArray[Any] | None = None) -> NDArray[Any]:
         """``w_ij = c_ij x_i x_j`` over the packed upper triangle (into ``out`` if given)."""
+        pk = self._packing()
         kernels = _KERNELS if _KERNELS is not None else _load_kernels()
         if kernels:
-            w = np.empty(self._tri.shape[0]) if out is None else out
+            w = np.empty(pk.tri.shape[0]) if out is None else out
             kernels.tri_products(x, w)
             return w
-        w = x.take(self._tri_i)
-        w *= x.take(self._tri_j)
-        w *= self._tri_c
+        w = x.take(pk.tri_i)
+        w *= x.take(pk.tri_j)
+        w *= pk.tri_c
         if out is None:
             return w
         out[...] = w  # rounds like astype when out is float32
@@ -306,7 +298,7 @@ class RidgeRows:
     def _err_abs_term(self, x: FloatArray) -> float:
         # |S_ij| <= max diag S <= 2 / l2 (the prior's scale never drops below 1/2); |w| <= 2 x^2
         big = float(np.abs(x).max())
-        return float(self._err_abs * (2.0 / self.l2 + 2.0 * big * big + 1.0))
+        return float(self._packing().err_abs * (2.0 / self.l2 + 2.0 * big * big + 1.0))
 
     def mean_var_bounded(
         self, x: FloatArray, rows: IntArray
@@ -327,7 +319,7 @@ class RidgeRows:
             return m, q, np.zeros(k)
         err = blk.sdiag[:k] @ np.abs(x)
         err *= err
-        err *= self._err_rel
+        err *= self._packing().err_rel
         err += self._err_abs_term(x)
         return m, q, err
 
@@ -348,7 +340,8 @@ class RidgeRows:
         assert sdiag is not None
         k = rows.shape[0]
         if kernels:
-            w32 = self._w32
+            pk = self._packing()
+            w32 = pk.w32
             kernels.tri_products(x, w32)
             scores = np.empty(k)
             kernels.ucb_float32(
@@ -357,8 +350,8 @@ class RidgeRows:
                 sdiag[:k],
                 x,
                 alpha,
-                self._err_rel,
-                self._err_abs,
+                pk.err_rel,
+                pk.err_abs,
                 1.0 / self.l2,
                 TIE_RTOL,
                 self.A_inv,
@@ -375,7 +368,7 @@ class RidgeRows:
         np.maximum(q, 0.0, out=q)
         e = sdiag[:k] @ np.abs(x)
         e *= e
-        e *= self._err_rel
+        e *= self._packing().err_rel
         e += err_abs
         sq = np.sqrt(q)
         scores = sq * alpha
@@ -432,10 +425,12 @@ class RidgeRows:
             if len(self._seen) > _MAX_SEEN:
                 self._seen.popitem(last=False)
             k = rows.shape[0]
-            if self._scratch.tri.shape[0] < k:
-                self._scratch = self._empty_block(max(k, 2 * self._scratch.tri.shape[0]))
-            self._fill(self._scratch, rows)
-            return self._scratch
+            scratch = self._scratch
+            if scratch is None or scratch.tri.shape[0] < k:
+                size = k if scratch is None else max(k, 2 * scratch.tri.shape[0])
+                scratch = self._scratch = self._empty_block(size)
+            self._fill(scratch, rows)
+            return scratch
         self._last = (rows, blk)
         return blk
 
@@ -443,19 +438,20 @@ class RidgeRows:
         """Pack ``A_inv[rows]`` and ``theta[rows]`` into block rows ``start ..``."""
         flat = self.A_inv.reshape(self.A_inv.shape[0], -1)
         stop = start + rows.shape[0]
+        pk = self._packing()
         kernels = _KERNELS if _KERNELS is not None else _load_kernels()
         if kernels:
             sdiag = blk.sdiag if blk.sdiag is not None else _NO_ROWS_2D
             kernels.pack_rows(
-                flat, self.theta, rows, self._tri, self._diag_flat, blk.tri, blk.theta, sdiag, start
+                flat, self.theta, rows, pk.tri, pk.diag_flat, blk.tri, blk.theta, sdiag, start
             )
             return
-        tri, dst = self._tri, blk.tri
+        tri, dst = pk.tri, blk.tri
         for i, r in enumerate(rows.tolist(), start):
             dst[i] = flat[r][tri]
         if blk.sdiag is not None:
             sd = blk.sdiag[start:stop]
-            sd[...] = flat[rows[:, None], self._diag_flat]
+            sd[...] = flat[rows[:, None], pk.diag_flat]
             np.sqrt(np.maximum(sd, 0.0, out=sd), out=sd)
         np.take(self.theta, rows, axis=0, out=blk.theta[start:stop])
 
@@ -473,7 +469,7 @@ class RidgeRows:
 
     def _refresh(self, row: int) -> None:
         """Copy ``row``'s new numbers into every cached block that holds it."""
-        one = self._one
+        one = self._packing().one
         one[0] = row
         for blk in self._blocks.values():
             pos = blk.where.get(row)
@@ -653,6 +649,45 @@ _MAX_BLOCKS = 32
 _MAX_SEEN = 256
 #: Cached blocks may hold ``2 * n_rows + _SPARE_BLOCK_ROWS`` rows in all.
 _SPARE_BLOCK_ROWS = 256
+
+
+class _Packing:
+    """Index arrays and constants of the packed upper triangle of a ``d x d`` matrix."""
+
+    __slots__ = (
+        "diag_flat",
+        "dtype",
+        "err_abs",
+        "err_rel",
+        "one",
+        "tri",
+        "tri_c",
+        "tri_i",
+        "tri_j",
+        "w32",
+    )
+
+    def __init__(self, d: int, precision: str) -> None:
+        iu, ju = np.triu_indices(d)
+        self.tri: IntArray = (iu * d + ju).astype(np.intp)  # packed entry -> A_inv[row].flat
+        self.tri_i: IntArray = iu.astype(np.intp)
+        self.tri_j: IntArray = ju.astype(np.intp)
+        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j
+        self.tri_c: FloatArray = np.where(iu == ju, 1.0, 2.0)
+        self.diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
+        self.dtype: type = np.float32 if precision == "float32" else np.float64
+        n = self.tri.shape[0]
+        # float32 error bound (see RidgeRows.mean_var_bounded): any summation order of the n
+        # products, with the rounding of S and w to float32, errs by at most
+        # gamma_{n+4} * sum |S_t w_t| (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for
+        # margin; plus a term for float32 underflow.
+        u32 = math.ldexp(1.0, -24)
+        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
+        self.err_rel = 2.0 * gamma
+        self.err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
+        self.one: IntArray = np.zeros(1, dtype=np.intp)  # the row RidgeRows._refresh packs
+        size = n if precision == "float32" else 0
+        self.w32: NDArray[np.float32] = aligned_empty((size,), np.float32)  # products, float32
 
 
 class _ScoreBlock:
