@@ -100,7 +100,8 @@ def rank1_update(M: FloatArray, alpha: float, u: FloatArray, v: FloatArray) -> N
 def spd_inverse(A: FloatArray) -> FloatArray:
     """Inverse of a symmetric positive definite matrix via Cholesky, exactly symmetrised.
 
-    Exact symmetry matters: the rank-one updates preserve it bit for bit afterwards.
+    Exact symmetry keeps the packed (upper-triangle) scoring equal to the full quadratic form;
+    the compiled rank-one update preserves it bit for bit, BLAS ``dger`` to rounding.
     """
     try:
         factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
@@ -244,7 +245,8 @@ class RidgeRows:
     ) -> tuple[FloatArray, FloatArray]:
         """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
 
-        ``A_r^{-1}`` is symmetric (exactly: the updates keep it so bit for bit), so only its
+        ``A_r^{-1}`` is symmetric (bit for bit with the compiled update, to rounding with
+        BLAS ``dger``, whose ``(i, j)`` and ``(j, i)`` products can round apart), so only its
         upper triangle is read: the rows of a candidate list are scored from a *block*, their
         packed upper triangles ``d (d + 1) / 2`` wide in candidate order, as one matrix-vector
         product ``q = P w`` with ``w_ij = c_ij x_i x_j`` (``c = 1`` on the diagonal, 2 off it),

@@ -78,8 +78,12 @@ class LinUCB(RidgeArmsPolicy):
     bound, reach the tie set of the best arm (usually one or two) is rescored in float64 from
     the full matrices. So the chosen arm, the tie set and the propensities are those of the
     float64 scores (to float64 rounding); only the reported scores of arms that cannot win
-    carry float32 rounding (relative ~1e-7 of the bonus). The float32 copies are derived data,
-    rebuilt after loading, never saved. Cost: up to twice the float32 scoring memory.
+    carry float32 rounding (measured up to ~3e-7 of the bonus ``alpha sqrt(x' A^{-1} x)``).
+    The float32 copies are derived data, rebuilt after loading, never saved. Where a float64
+    score is needed exactly for every arm (logging all scores for analysis), keep the default.
+    The rescoring relies on the rounding bound of :meth:`RidgeRows.mean_var_bounded
+    <bandit_engine.policies._ridge.RidgeRows.mean_var_bounded>` (a worst-case bound for any
+    summation order, with a factor 2 of margin), not on measurements.
 
     ``arm_features`` are only checked for shape: disjoint LinUCB learns each bundle separately
     from ``x``. A bundle never seen before starts from the prior (score
