@@ -47,6 +47,13 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
+
+class _AnyCity:
+    """Cache key meaning "do not apply the city rule" (distinct from every real city)."""
+
+
+_ANY_CITY = _AnyCity()
+
 DEFAULT_DEAL_FEATURES: tuple[FieldSpec, ...] = (
     Categorical("cuisine"),
     Numeric("price", log=True),
@@ -253,7 +260,7 @@ class Catalog:
         self._bundle_retired: list[bool] = []
         self._z = np.empty((0, self.n_arm_features))
         self.version = 0
-        self._cache: dict[str | None, tuple[int, float, float, CandidateSet]] = {}
+        self._cache: dict[str | _AnyCity | None, tuple[int, float, float, CandidateSet]] = {}
         self._arrays_version = -1
 
     def _deal_columns(self) -> list[str]:
@@ -574,7 +581,12 @@ class Catalog:
         r = np.asarray(rows, dtype=np.intp)
         return CandidateSet(tuple(self._bundle_ids[i] for i in rows), r, self._z[r])
 
-    def _eligible(self, city: str | None, now: float) -> CandidateSet:
+    def offered(self, now: float) -> CandidateSet:
+        """Every bundle offered to someone at time ``now``: active and valid, in any city (batch
+        scoring uses it; per-user decisions use :meth:`candidates`)."""
+        return self._eligible(_ANY_CITY, now)
+
+    def _eligible(self, city: str | _AnyCity | None, now: float) -> CandidateSet:
         cached = self._cache.get(city)
         if cached is not None and cached[0] == self.version and cached[1] <= now < cached[2]:
             return cached[3]
@@ -592,7 +604,7 @@ class Catalog:
                 future = bounds[bounds > now]
                 lo = float(past.max()) if past.size else -math.inf
                 hi = float(future.min()) if future.size else math.inf
-        if self.rules.user_city is not None and mask.size:
+        if self.rules.user_city is not None and mask.size and not isinstance(city, _AnyCity):
             no_city = self._b_city == ""
             if city is None:
                 if self.rules.unknown_city == "none":

@@ -411,7 +411,7 @@ class Engine:
         are NaN when ``eligible_only``."""
         t = self.now() if now is None else _check_time("now", now)
         X = self.features.transform(tables, now=t)
-        everything = self.catalog.candidates(city=None, now=t)
+        everything = self.catalog.offered(t)
         scores = self.policy.score_batch(
             X.to_numpy(dtype=np.float64), everything.ids, everything.features
         )

@@ -46,6 +46,9 @@ def test_eligibility_by_city_and_validity(catalog: Catalog) -> None:
 def test_unknown_city_none_rule(deals: pd.DataFrame, courses: pd.DataFrame) -> None:
     cat = Catalog(deals, courses, rules=EligibilityRules(unknown_city="none"))
     assert set(cat.candidates(city=None, now=T0).ids) == {"d3+c1", "d3+c2"}
+    # what is offered to someone, anywhere, ignores the city rule (batch scoring uses it)
+    offered = {b.split("+")[0] for b in cat.offered(T0).ids}
+    assert offered == {"d1", "d2", "d3"}  # d4 is not valid yet
     with pytest.raises(ConfigError, match="unknown_city"):
         EligibilityRules(unknown_city="some")  # type: ignore[arg-type]
 

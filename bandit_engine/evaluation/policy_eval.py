@@ -420,10 +420,8 @@ def freeze_policy(policy: Policy, seed: SeedLike = None) -> Policy:
     :func:`online_replay`) happens on the copy, so the original's learned state and random
     generator are untouched. The copy is built the way a saved engine is restored, from the
     policy's plain-data parameters and state (``type(policy)(**get_params())`` then
-    ``set_state(get_state())``), not with ``copy.deepcopy``: the ridge policies keep scratch
-    buffers that are views of their state arrays, and a deep copy loses that aliasing (the copy
-    then scores with stale numbers). A policy whose constructor does not take its
-    ``get_params()`` falls back to ``copy.deepcopy``. Policies keep their generator in ``rng_``
+    ``set_state(get_state())``), the path that save/load exercises for every policy; a policy
+    whose constructor does not take its ``get_params()`` falls back to ``copy.deepcopy``. Policies keep their generator in ``rng_``
     (the :class:`~bandit_engine.policies.base.BasePolicy` convention); one without it keeps
     drawing from its copied generator, which is deterministic too.
     """
