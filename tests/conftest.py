@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
 from bandit_engine import Catalog, Categorical, Numeric, ProfileSchema, Recency, Tags
+from bandit_engine.simulation.scenario import Scenario
 
 T0 = 1_700_000_000.0
 
@@ -72,3 +75,24 @@ def courses() -> pd.DataFrame:
 @pytest.fixture
 def catalog(deals: pd.DataFrame, courses: pd.DataFrame) -> Catalog:
     return Catalog(deals, courses)
+
+
+#: The reward spec of the small simulation scenarios used across the simulation tests.
+SIM_REWARDS = {"click": 1.0, "order": 2.0, "value_weight": 0.01, "window": 600.0}
+
+
+def small_scenario(
+    name: str, run: dict[str, Any], world: dict[str, Any], /, **overrides: Any
+) -> Scenario:
+    """A small simulation scenario: LinUCB against uniform and popularity controls unless
+    ``overrides`` replace any top-level section."""
+    data: dict[str, Any] = {
+        "name": name,
+        "run": dict(run),
+        "world": dict(world),
+        "rewards": dict(SIM_REWARDS),
+        "policies": [{"name": "linucb", "alpha": 0.1}],
+        "controls": [{"name": "uniform"}, {"name": "popularity", "epsilon": 0.05}],
+    }
+    data.update(overrides)
+    return Scenario.from_dict(data)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import small_scenario
 
 from bandit_engine.simulation.report import summarize
 from bandit_engine.simulation.runner import seed_streams, simulate
@@ -14,20 +15,10 @@ from bandit_engine.simulation.scenario import Scenario
 from bandit_engine.simulation.world import World
 
 WORLD = {"n_users": 600, "n_cities": 2, "n_deals": 6, "n_courses": 3, "arrivals_per_day": 20000.0}
-REWARDS = {"click": 1.0, "order": 2.0, "value_weight": 0.01, "window": 600.0}
 
 
 def scenario(**overrides: Any) -> Scenario:
-    data: dict[str, Any] = {
-        "name": "cold",
-        "run": {"rounds": 3000, "seeds": 2, "seed": 7},
-        "world": dict(WORLD),
-        "rewards": dict(REWARDS),
-        "policies": [{"name": "linucb", "alpha": 0.1}],
-        "controls": [{"name": "uniform"}, {"name": "popularity", "epsilon": 0.05}],
-    }
-    data.update(overrides)
-    return Scenario.from_dict(data)
+    return small_scenario("cold", {"rounds": 3000, "seeds": 2, "seed": 7}, WORLD, **overrides)
 
 
 # -- (a) new users ------------------------------------------------------------------------

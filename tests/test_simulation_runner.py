@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import small_scenario
 
 from bandit_engine.datasets import load_engine_log
 from bandit_engine.demo import build_engine
@@ -25,20 +26,10 @@ from bandit_engine.simulation.world import World
 from bandit_engine.store import EventLog
 
 SMALL_WORLD = {"n_users": 400, "n_cities": 2, "n_deals": 6, "n_courses": 3}
-REWARDS = {"click": 1.0, "order": 2.0, "value_weight": 0.01, "window": 600.0}
 
 
 def scenario(**overrides: Any) -> Scenario:
-    data: dict[str, Any] = {
-        "name": "tiny",
-        "run": {"rounds": 800, "seeds": 2, "seed": 3},
-        "world": dict(SMALL_WORLD),
-        "rewards": dict(REWARDS),
-        "policies": [{"name": "linucb", "alpha": 0.1}],
-        "controls": [{"name": "uniform"}, {"name": "popularity", "epsilon": 0.05}],
-    }
-    data.update(overrides)
-    return Scenario.from_dict(data)
+    return small_scenario("tiny", {"rounds": 800, "seeds": 2, "seed": 3}, SMALL_WORLD, **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ Forgetting (at most one of the two):
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
@@ -38,6 +37,7 @@ from numpy.typing import NDArray
 from scipy.linalg import blas
 
 from ..errors import BanditError, ConfigError, ValidationError
+from ._optional import compiled_module
 from .base import (
     TIE_RTOL,
     ArmTable,
@@ -634,15 +634,7 @@ _KERNELS: Any = None
 
 def _load_kernels() -> Any:
     global _KERNELS
-    if os.environ.get("BANDIT_ENGINE_NO_NUMBA"):
-        _KERNELS = False
-        return _KERNELS
-    try:
-        from . import _ridge_numba
-    except ImportError:  # numba not installed: the numpy code runs
-        _KERNELS = False
-    else:
-        _KERNELS = _ridge_numba
+    _KERNELS = compiled_module("_ridge_numba") or False
     return _KERNELS
 
 

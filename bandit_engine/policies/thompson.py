@@ -7,7 +7,6 @@ taken as ``N(theta_hat, v^2 A^{-1})``; each decision samples from it and plays t
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ from scipy.special import ndtr
 
 from ..errors import ValidationError
 from ..records import Choice
+from ._optional import compiled_module
 from ._ridge import RidgeArmsPolicy, RidgeRows
 from .base import (
     TIE_RTOL,
@@ -201,12 +201,8 @@ _KERNEL: Any = None
 
 def _load_kernel() -> Any:
     global _KERNEL
-    if os.environ.get("BANDIT_ENGINE_NO_NUMBA"):
-        _KERNEL = False
-        return _KERNEL
-    try:
-        from . import _ts_numba
-    except ImportError:  # numba not installed: the numpy implementation runs
+    _ts_numba = compiled_module("_ts_numba")
+    if _ts_numba is None:
         _KERNEL = False
         return _KERNEL
     params = np.array(
