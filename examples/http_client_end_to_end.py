@@ -1,17 +1,19 @@
 """Drive ``bandit serve-policy`` with a plain HTTP client: decisions -> events -> offline evaluation.
 
-Nothing here imports bandit-engine: this is what a service in any language does (JSON over HTTP with
-a bearer token). Against a running server::
+The client part imports nothing from bandit-engine: this is what a service in any language does (JSON
+over HTTP with a bearer token). Against a running server::
 
     export BANDIT_API_TOKEN=...            # the server's token
     python examples/http_client_end_to_end.py --url http://127.0.0.1:8080
 
-or let the example start a demo server of its own on a free loopback port (throw-away token and
-HMAC key, event log ``events.sqlite`` in the current folder unless ``--db``)::
+or let the example run the whole loop on its own (``--spawn``): it writes a demo model whose
+attribution window is a few seconds (this setup step uses the library), starts ``bandit
+serve-policy`` on it on a free loopback port (throw-away token and HMAC key, event log
+``events.sqlite`` in the current folder unless ``--db``), sends the visits, waits until every
+decision's window has closed and the server has learned it, stops the server, and runs ``bandit
+evaluate`` on the event log it wrote::
 
     python examples/http_client_end_to_end.py --spawn
-
-At the end it prints the command that evaluates policies offline on the resulting event log.
 """
 
 from __future__ import annotations
@@ -59,23 +61,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(db: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
+def _bandit(*args: str) -> list[str]:
+    """The ``bandit`` command of this interpreter's installation."""
+    launch = "import sys; from bandit_engine.cli import app; sys.argv[0] = 'bandit'; app()"
+    return [sys.executable, "-c", launch, *args]
+
+
+def write_demo_model(path: Path, window: float) -> None:
+    """Setup only (``--spawn``): the demo engine with a short attribution window, saved to ``path``."""
+    from dataclasses import replace
+
+    from bandit_engine.demo import DEMO_REWARDS, build_engine, demo_world
+    from bandit_engine.policies import LinUCB
+
+    engine = build_engine(
+        demo_world(0),
+        LinUCB(alpha=0.1, epsilon=0.1, seed=0),  # epsilon: every eligible bundle has support
+        rewards=replace(DEMO_REWARDS, window=window),
+        model_id="http-example",
+    )
+    engine.save(path)
+
+
+def _spawn(db: Path, model: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = dict(os.environ, BANDIT_API_TOKEN=token, BANDIT_HMAC_KEY=secrets.token_hex(32))
-    launch = "import sys; from bandit_engine.cli import app; sys.argv[0] = 'bandit'; app()"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            launch,
+        _bandit(
             "serve-policy",
+            "--model",
+            str(model),
             "--db",
             str(db),
             "--port",
             str(port),
             "--log-level",
             "warning",
-        ],
+        ),
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -96,7 +118,13 @@ def _spawn(db: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
 def run(client: Client, n: int, seed: int) -> dict[str, Any]:
     """``n`` visits: ask for a decision, then (seeded coin) click, sometimes order."""
     rng = random.Random(seed)  # a private generator: same seed, same visits
-    out: dict[str, Any] = {"decisions": 0, "no_bundle": 0, "events": {}, "first": None}
+    out: dict[str, Any] = {
+        "decisions": 0,
+        "no_bundle": 0,
+        "events": {},
+        "first": None,
+        "last": None,
+    }
     for i in range(n):
         user = f"U{rng.randint(1, 2000):06d}"
         status, d = client.call("POST", "/v1/decisions", {"user_id": user})
@@ -107,6 +135,7 @@ def run(client: Client, n: int, seed: int) -> dict[str, Any]:
             raise SystemExit(f"decision failed: {status} {d}")
         out["decisions"] += 1
         out["first"] = out["first"] or d["decision_id"]
+        out["last"] = d["decision_id"]
         if rng.random() < 0.3:
             event = {"decision_id": d["decision_id"], "type": "click", "event_id": f"click-{i}"}
             for _ in range(2):  # a retried post: the second copy is recognised as a duplicate
@@ -126,26 +155,46 @@ def run(client: Client, n: int, seed: int) -> dict[str, Any]:
     return out
 
 
+def wait_until_learned(client: Client, decision_id: str, timeout: float) -> str:
+    """Poll one decision until its reward status is final (its window closed and was learned)."""
+    deadline = time.monotonic() + timeout
+    status = "pending"
+    while time.monotonic() < deadline:
+        _, record = client.call("GET", f"/v1/decisions/{decision_id}")
+        status = str(record.get("reward_status", "pending"))
+        if status != "pending":
+            break
+        time.sleep(0.5)
+    return status
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description="Plain HTTP client for bandit serve-policy.")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server URL (without --spawn)")
-    p.add_argument("--spawn", action="store_true", help="start a demo server for this run")
+    p.add_argument("--spawn", action="store_true", help="run the whole loop on a demo server")
     p.add_argument("--db", default="events.sqlite", help="event log of the spawned server")
+    p.add_argument("--window", type=float, default=3.0, help="attribution window (s), --spawn")
     p.add_argument("--n", type=int, default=100, help="visits")
     p.add_argument("--seed", type=int, default=0, help="seed of the visits")
     args = p.parse_args(argv)
     proc = None
     db = Path(args.db)
+    model = db.with_name(db.name + ".model")
     if args.spawn:
         token = secrets.token_urlsafe(32)
-        proc, url = _spawn(db, token)
+        write_demo_model(model, args.window)
+        proc, url = _spawn(db, model, token)
     else:
         token = os.environ.get("BANDIT_API_TOKEN", "")
         if not token:
             raise SystemExit("set BANDIT_API_TOKEN to the server's token (or use --spawn)")
         url = args.url
+    client = Client(url, token)
     try:
-        result = run(Client(url, token), args.n, args.seed)
+        result = run(client, args.n, args.seed)
+        if proc is not None and result.get("last") is not None:
+            # the last decision closes last: once it is final, every decision was learned
+            result["last_status"] = wait_until_learned(client, result["last"], args.window + 30)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -158,15 +207,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if record:
         print(
             f"first decision {record['decision_id']}: bundle {record['bundle_id']}, propensity "
-            f"{record['propensity']:.3f}, reward status {record['reward_status']}, "
-            f"{len(record['events'])} events"
+            f"{record['propensity']:.3f}, {len(record['events'])} events"
         )
-    where = str(db) if args.spawn else "<the server's --db file>"
-    result["evaluate_command"] = f"bandit evaluate --log {where}"
-    print("evaluate policies offline on this log with:")
-    print(f"    {result['evaluate_command']}")
+    if proc is None:
+        print("evaluate a saved engine offline on the server's event log with:")
+        print("    bandit evaluate <the server's --db file> --model <a saved engine file>")
+        return result
+    print(f"last decision's reward status after its window: {result.get('last_status')}")
+    command = ["evaluate", str(db), "--model", str(model), "--estimators", "ips,snips,dm,dr"]
+    print("$ bandit " + " ".join(command))
+    done = subprocess.run(_bandit(*command), capture_output=True, text=True, check=False)
+    print(done.stdout + done.stderr, end="")
+    result["evaluate_exit_code"] = done.returncode
+    result["evaluate_output"] = done.stdout
     return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main().get("evaluate_exit_code", 0) == 0 else 1)

@@ -19,6 +19,7 @@ from bandit_engine.evaluation import ips, replay
 from bandit_engine.evaluation.policy_eval import (
     LogisticRewardModel,
     PolicyLog,
+    Uplift,
     action_distribution,
     evaluate_action_dist,
     evaluate_policy,
@@ -166,6 +167,15 @@ def test_uplift_is_exactly_zero_when_evaluating_the_logging_policy() -> None:
         assert u.value == pytest.approx(0.0, abs=1e-12)
         assert u.std_error == pytest.approx(0.0, abs=1e-9)  # every paired difference is 0
         assert not u.significant
+
+
+def test_rounding_sized_uplift_is_never_significant() -> None:
+    # Seen when a saved engine is evaluated on its own log: every weight is 1, the paired
+    # differences are rounding noise, and a zero-width interval can sit just above 0.
+    assert not Uplift("ips", 1.4e-17, 5.0e-18, 2.3e-17, 4e-18).significant
+    assert Uplift("ips", 0.01, 0.004, 0.016, 0.003).significant
+    assert Uplift("ips", -0.01, -0.016, -0.004, 0.003).significant
+    assert not Uplift("ips", 0.01, -0.002, 0.022, 0.006).significant
 
 
 def test_bootstrap_uplift_is_seeded_and_close_to_the_normal_interval() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 from pathlib import Path
 from types import ModuleType
@@ -39,19 +40,30 @@ def test_embed_web_app_logs_what_it_served(
 
 @pytest.mark.slow
 def test_http_client_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """decisions -> events -> windows close -> learned -> `bandit evaluate` on the event log."""
     db = tmp_path / "events.sqlite"
-    out = _load("http_client_end_to_end").main(["--spawn", "--db", str(db), "--n", "30"])
+    out = _load("http_client_end_to_end").main(
+        ["--spawn", "--db", str(db), "--n", "30", "--window", "2"]
+    )
     assert out["decisions"] + out["no_bundle"] == 30 and out["decisions"] > 0
     ev = out["events"]
     assert ev.get("duplicate", 0) >= 1 and ev.get("accepted", 0) >= ev["duplicate"]
-    assert out["first_record"]["bundle_id"] and out["first_record"]["reward_status"] == "pending"
+    assert out["first_record"]["bundle_id"]
+    assert out["last_status"] in ("learned", "default")  # the last window closed and was learned
+    assert out["evaluate_exit_code"] == 0
+    report = out["evaluate_output"]
+    assert f"{out['decisions']} rows evaluated" in report
+    for name in ("ips", "snips", "dm", "dr"):
+        assert re.search(rf"^{name}\s+[-+]?\d", report, re.M), name
     text = capsys.readouterr().out
-    assert f"bandit evaluate --log {db}" in text
+    assert f"$ bandit evaluate {db} --model" in text
     con = sqlite3.connect(db)
     try:
         n_dec = con.execute("SELECT count(*) FROM decisions").fetchone()[0]
         n_ev = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        pending = con.execute("SELECT count(*) FROM decisions WHERE status = 'pending'").fetchone()
     finally:
         con.close()
     assert n_dec == out["decisions"]
     assert n_ev == ev["accepted"]  # duplicates were recognised and stored once
+    assert pending[0] == 0

@@ -779,11 +779,17 @@ def _reward_model(spec: Any, reward: FloatArray) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+#: Uplifts this close to 0 are floating-point rounding, never a finding.
+_ROUNDING = 1e-12
+
+
 @dataclass(frozen=True)
 class Uplift:
     """The candidate's value minus the logging policy's, with its interval (module notes).
 
-    ``significant`` is true when the interval excludes 0.
+    ``significant`` is true when the interval excludes 0 and the uplift is more than floating-point
+    rounding (``|value| > 1e-12``): evaluating the logging policy itself gives an uplift of 0 with an
+    interval of rounding width, which must not read as a finding.
     """
 
     estimator: str
@@ -796,6 +802,8 @@ class Uplift:
 
     @property
     def significant(self) -> bool:
+        if not abs(self.value) > _ROUNDING:
+            return False
         return bool(self.ci_low > 0.0 or self.ci_high < 0.0)
 
     def to_dict(self) -> dict[str, Any]:
