@@ -237,8 +237,13 @@ def run_in_memory(
     )
 
 
+def _max_raw(w: FloatArray) -> float:
+    """Largest weight before clipping or switching (``nan`` for an empty chunk)."""
+    return float(w.max()) if w.shape[0] else float("nan")
+
+
 def _clipped(w: FloatArray, clip: float) -> tuple[FloatArray, int, float]:
-    max_raw = float(w.max()) if w.shape[0] else float("nan")
+    max_raw = _max_raw(w)
     if np.isinf(clip):
         return w, 0, max_raw
     return np.minimum(w, clip), int(np.count_nonzero(w > clip)), max_raw
@@ -255,6 +260,20 @@ def _dm_terms(rows: LoggedRows) -> FloatArray:
 def _q_logged(rows: LoggedRows) -> FloatArray:
     assert rows.qhat is not None
     return pick(rows.qhat, rows.action)
+
+
+class _RatioOfMeans(OPEAccumulator):
+    """An estimate that is the ratio of its two term means (SNIPS, replay).
+
+    Its delta-method interval is the ratio estimator's.
+    """
+
+    def value_of(self, means: FloatArray) -> FloatArray:
+        out: FloatArray = means[..., 0] / means[..., 1]
+        return out
+
+    def gradient(self, means: FloatArray) -> FloatArray:
+        return np.array([1.0 / means[1], -means[0] / means[1] ** 2])
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +345,7 @@ class IPSAccumulator(OPEAccumulator):
         )
 
 
-class SNIPSAccumulator(IPSAccumulator):
+class SNIPSAccumulator(_RatioOfMeans, IPSAccumulator):
     """Self-normalized IPS: ``sum(w r) / sum(w)``; interval from the ratio-estimator variance."""
 
     estimator: ClassVar[str] = "snips"
@@ -334,13 +353,6 @@ class SNIPSAccumulator(IPSAccumulator):
 
     def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
         return np.stack((w * r, w))
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] / means[..., 1]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.array([1.0 / means[1], -means[0] / means[1] ** 2])
 
     def _check_defined(self, means: FloatArray) -> None:
         _check_weight_mass(self.estimator, float(means[-1]))
@@ -416,13 +428,22 @@ class DMAccumulator(OPEAccumulator):
 
 
 class _DRFamily(OPEAccumulator):
-    """Shared input handling of DR, SNDR and Switch-DR."""
+    """Shared input handling of DR, SNDR and Switch-DR, and the DR value
+    ``mean(dm_i) + mean(w_i residual_i)`` that DR and Switch-DR share (they differ only in how
+    the weights are capped: :meth:`_weights`)."""
 
     def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
         raise NotImplementedError
 
     def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        raise NotImplementedError
+        return np.stack((dm, w * residual))
+
+    def value_of(self, means: FloatArray) -> FloatArray:
+        out: FloatArray = means[..., 0] + means[..., 1]
+        return out
+
+    def gradient(self, means: FloatArray) -> FloatArray:
+        return np.ones(2)
 
     def row_terms(
         self,
@@ -490,16 +511,6 @@ class DRAccumulator(_DRFamily):
     def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
         return _clipped(w, self._clip)
 
-    def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.stack((dm, w * residual))
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] + means[..., 1]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.ones(2)
-
 
 class SNDRAccumulator(DRAccumulator):
     """Self-normalized DR: ``mean(dm_i) + sum(w (r - qhat_a)) / sum(w)``."""
@@ -537,18 +548,7 @@ class SwitchDRAccumulator(_DRFamily):
 
     def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
         keep = w <= self.tau
-        max_raw = float(w.max()) if w.shape[0] else float("nan")
-        return np.where(keep, w, 0.0), int(w.shape[0] - np.count_nonzero(keep)), max_raw
-
-    def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.stack((dm, w * residual))
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] + means[..., 1]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.ones(2)
+        return np.where(keep, w, 0.0), int(w.shape[0] - np.count_nonzero(keep)), _max_raw(w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,7 +556,7 @@ class SwitchDRAccumulator(_DRFamily):
 # --------------------------------------------------------------------------------------------
 
 
-class ReplayAccumulator(OPEAccumulator):
+class ReplayAccumulator(_RatioOfMeans):
     """Replay (Li, Chu, Langford, Wang, WSDM 2011) on uniformly-random logs.
 
     Keeps the rows where the logged action equals the evaluated policy's action; the value is the
@@ -576,13 +576,6 @@ class ReplayAccumulator(OPEAccumulator):
         self.check_uniform = bool(check_uniform)
         self.rng_ = make_rng(seed)
         self.uniform_pscore_: float | None = None
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] / means[..., 1]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.array([1.0 / means[1], -means[0] / means[1] ** 2])
 
     def _n_reported(self) -> int:
         return round(self.sum_w_)
