@@ -11,6 +11,12 @@ estimator timings. Each estimator's time includes its input validation (row sums
 
 IPS and SNIPS are timed twice: from the full (n, K) ``action_dist`` and from ``action_prob``, the
 (n,) probability of the logged action, which is how very large logs should be fed to them.
+
+Peer: when Open Bandit Pipeline (``obp``) can be imported, its IPS, SNIPS and DR estimators and
+bandit-engine's in-memory ``ips``, ``snips`` and ``dr`` run on the same ``--peer-rows`` rows (OBP
+needs the whole (n, K, 1) array in memory, so not on the full log), and the ratio and the agreement
+of the point estimates are printed. obp is not a dependency (it pins old numpy / scikit-learn and
+needs torch); benchmarks/README.md says how the peer run was set up.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bandit_engine.evaluation import DRAccumulator, IPSAccumulator, SNIPSAccumulator  # noqa: E402
+from bandit_engine.evaluation import (  # noqa: E402
+    DRAccumulator,
+    IPSAccumulator,
+    SNIPSAccumulator,
+    dr,
+    ips,
+    snips,
+)
 from bandit_engine.records import Estimate  # noqa: E402
 
 __all__ = ["main"]
@@ -58,12 +71,84 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+def _timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _peer(rows: int, k: int, seed: int) -> None:
+    """OBP and bandit-engine on the same in-memory rows (best of 3 each), if obp is importable."""
+    try:
+        from obp.ope import (  # type: ignore[import-not-found]
+            DoublyRobust,
+            InverseProbabilityWeighting,
+            SelfNormalizedInverseProbabilityWeighting,
+        )
+    except ImportError:
+        print(
+            "peer comparison: Open Bandit Pipeline (obp) is not importable here (it is not a "
+            "dependency); see benchmarks/README.md for the peer set-up."
+        )
+        return
+    import obp
+
+    c = _chunk(np.random.default_rng(seed + 1), rows, k)
+    dist3 = c["action_dist"][:, :, None]
+    q3 = c["estimated_rewards"][:, :, None]
+    pos = np.zeros(rows, dtype=int)
+    common = {"reward": c["reward"], "action": c["action"], "pscore": c["pscore"]}
+    pairs: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        (
+            "ips",
+            lambda: InverseProbabilityWeighting().estimate_policy_value(
+                **common, action_dist=dist3, position=pos
+            ),
+            lambda: ips(**common, action_dist=c["action_dist"]).value,
+        ),
+        (
+            "snips",
+            lambda: SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(
+                **common, action_dist=dist3, position=pos
+            ),
+            lambda: snips(**common, action_dist=c["action_dist"]).value,
+        ),
+        (
+            "dr",
+            lambda: DoublyRobust().estimate_policy_value(
+                **common, action_dist=dist3, estimated_rewards_by_reg_model=q3, position=pos
+            ),
+            lambda: (
+                dr(
+                    **common, action_dist=c["action_dist"], estimated_rewards=c["estimated_rewards"]
+                ).value
+            ),
+        ),
+    ]
+    print(
+        f"peer comparison on {rows:,} in-memory rows x {k} actions, best of 3: Open Bandit "
+        f"Pipeline {obp.__version__} (point estimate only) vs bandit-engine (point estimate, "
+        "95% interval and weight diagnostics)"
+    )
+    for name, theirs, ours in pairs:
+        t_obp, v_obp = _timed(theirs)
+        t_ours, v_ours = _timed(ours)
+        print(
+            f"  {name:6s} obp {t_obp:7.3f} s   bandit-engine {t_ours:7.3f} s   "
+            f"ratio {t_obp / t_ours:5.2f}x   |value difference| {abs(v_obp - v_ours):.1e}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--actions", type=int, default=80)
     parser.add_argument("--chunk", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer-rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     if args.rows < 1 or args.actions < 1 or args.chunk < 1:
         parser.error("--rows, --actions and --chunk must be >= 1")
@@ -132,15 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     both += seconds["dr (action_dist + estimated_rewards)"]
     print(f"ips + snips (action_prob) + dr total: {both:.2f} s")
     print(f"peak resident memory (whole process, generation included): {_peak_rss_mb():.0f} MB")
-    try:
-        import obp  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        print(
-            "peer comparison: Open Bandit Pipeline (obp) is not installed and is not a "
-            "dependency; no peer numbers were measured."
-        )
-    else:  # pragma: no cover - obp is not installed in this project's environments
-        print("peer comparison: obp is installed but no comparison is implemented here.")
+    _peer(args.peer_rows, args.actions, args.seed)
     return 0
 
 
