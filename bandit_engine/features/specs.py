@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, fields
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, ValidationError
@@ -55,7 +55,19 @@ def _check_int(field: str, value: Any, minimum: int) -> None:
 
 
 @dataclass(frozen=True)
-class Numeric:
+class _Spec:
+    """Base of the specs: ``to_dict`` lists the dataclass fields, so a new hyperparameter is saved
+    (and read back by :func:`spec_from_dict`) without a second list to keep in step."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True)
+class Numeric(_Spec):
     """A real-valued column, standardized with the fitted mean and standard deviation.
 
     Parameters
@@ -79,18 +91,9 @@ class Numeric:
         _check_bool(f"{self.name}.log", self.log)
         _check_bool(f"{self.name}.missing_indicator", self.missing_indicator)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "log": self.log,
-            "missing_indicator": self.missing_indicator,
-        }
-
 
 @dataclass(frozen=True)
-class Categorical:
+class Categorical(_Spec):
     """A single-valued label, one-hot over the fitted vocabulary plus an ``<unknown>`` bucket.
 
     Parameters
@@ -114,18 +117,9 @@ class Categorical:
         _check_int(f"{self.name}.max_categories", self.max_categories, 1)
         _check_int(f"{self.name}.min_count", self.min_count, 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "max_categories": self.max_categories,
-            "min_count": self.min_count,
-        }
-
 
 @dataclass(frozen=True)
-class Tags:
+class Tags(_Spec):
     """A multi-valued label set: multi-hot over a small vocabulary, hashed over a large one.
 
     Parameters
@@ -157,19 +151,9 @@ class Tags:
                 f"{self.name}.sep", self.sep, "must be None or a non-empty str"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "max_vocabulary": self.max_vocabulary,
-            "hash_buckets": self.hash_buckets,
-            "sep": self.sep,
-        }
-
 
 @dataclass(frozen=True)
-class Recency:
+class Recency(_Spec):
     """A timestamp turned into the time elapsed since it, then standardized.
 
     Parameters
@@ -200,19 +184,9 @@ class Recency:
         _check_bool(f"{self.name}.log", self.log)
         _check_bool(f"{self.name}.missing_indicator", self.missing_indicator)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "unit": self.unit,
-            "log": self.log,
-            "missing_indicator": self.missing_indicator,
-        }
-
 
 @dataclass(frozen=True)
-class Boolean:
+class Boolean(_Spec):
     """A 0/1 flag. Missing is 0, with an optional ``<field>=<missing>`` indicator column.
 
     Parameters
@@ -231,10 +205,6 @@ class Boolean:
     def __post_init__(self) -> None:
         check_name("name", self.name)
         _check_bool(f"{self.name}.missing_indicator", self.missing_indicator)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        return {"kind": self.kind, "name": self.name, "missing_indicator": self.missing_indicator}
 
 
 FieldSpec = Numeric | Categorical | Tags | Recency | Boolean
