@@ -238,3 +238,25 @@ def test_output_paths_are_checked_before_running(tmp_path: Path) -> None:
     for name in report_module.OUTPUT_FILES:
         (ok / name).write_text("old")
     check_output_paths(ok, tmp_path / "new.sqlite")  # a previous report may be replaced
+
+
+def test_render_shows_undefined_drift_shares_as_not_available() -> None:
+    # A share of the oracle is NaN when the oracle's reward over its window is 0 (a degenerate
+    # world); the summary stores it as None, and the table must still print.
+    row = {
+        "pre_drift_share_of_oracle": None,
+        "lowest_share_after_drift": None,
+        "final_share_of_oracle": 0.5,
+        "rounds_to_recover": None,
+    }
+    drift = {
+        "kind": "abrupt",
+        "strength": 1.0,
+        "drift_at_round": 100,
+        "recovery_level": 0.9,
+        "policies": {"lin": row},
+    }
+    console = Console(record=True, width=120)
+    report_module._render_drift({"drift": drift}, console)
+    text = console.export_text()
+    assert "n/a%" in text and "50%" in text and "not recovered" in text

@@ -806,6 +806,12 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _share(x: float | None) -> str:
+    """A share of the oracle's reward in whole percent (undefined shares are ``None`` in the
+    summary: NaN does not survive the JSON rounding)."""
+    return _fmt(None if x is None else x * 100, ".0f") + "%"
+
+
 def _render_cold_start(summary: dict[str, Any], console: Console) -> None:
     cold = summary.get("cold_start", {})
     nu = cold.get("new_users")
@@ -825,10 +831,7 @@ def _render_cold_start(summary: dict[str, Any], console: Console) -> None:
             t.add_row(
                 p,
                 _fmt(r["first_k_reward"]),
-                _fmt(
-                    r["share_of_oracle"] * 100 if r["share_of_oracle"] is not None else None, ".0f"
-                )
-                + "%",
+                _share(r["share_of_oracle"]),
                 _fmt(r["established_users_reward"]),
             )
         console.print(t)
@@ -887,19 +890,9 @@ def _render_drift(summary: dict[str, Any], console: Console) -> None:
         rec = r["rounds_to_recover"]
         t.add_row(
             p,
-            _fmt(r["pre_drift_share_of_oracle"] * 100, ".0f") + "%",
-            _fmt(
-                None
-                if r["lowest_share_after_drift"] is None
-                else r["lowest_share_after_drift"] * 100,
-                ".0f",
-            )
-            + "%",
-            _fmt(
-                None if r["final_share_of_oracle"] is None else r["final_share_of_oracle"] * 100,
-                ".0f",
-            )
-            + "%",
+            _share(r["pre_drift_share_of_oracle"]),
+            _share(r["lowest_share_after_drift"]),
+            _share(r["final_share_of_oracle"]),
             "not recovered" if rec is None else f"{rec:,.0f}",
         )
     console.print(t)
