@@ -13,7 +13,7 @@ import pytest
 from conftest import T0
 
 from bandit_engine import Catalog, Engine, ProfileSchema, RewardSpec
-from bandit_engine.datasets import EngineLogData, load_engine_log, load_obd
+from bandit_engine.datasets import EngineLogData, load_engine_log, load_log, load_obd
 from bandit_engine.errors import ConfigError, DataError, NotFoundError, ValidationError
 from bandit_engine.evaluation import ips, replay
 from bandit_engine.evaluation.policy_eval import (
@@ -413,6 +413,29 @@ def test_policy_log_validates_shapes() -> None:
         )
     with pytest.raises(ConfigError, match=r"train_fraction must be in \[0, 1\), got 1.5"):
         log.split(1.5)
+
+
+def test_non_numeric_arrays_are_refused_naming_the_field() -> None:
+    log = sample_log(0, 5)
+    words = [["a"] * K] * 5
+    with pytest.raises(ValidationError, match="action_dist must be an array of numbers") as info:
+        evaluate_action_dist(
+            reward=log.reward, action=log.action, pscore=log.pscore, action_dist=words,
+            estimators=["ips"],
+        )  # fmt: skip
+    assert info.value.field == "action_dist"
+    ragged = [[0.5, 0.5], [1.0]]
+    with pytest.raises(ValidationError, match="action_dist must be an array of numbers"):
+        evaluate_action_dist(reward=[1.0, 0.0], action=[0, 1], action_dist=ragged)
+    data = load_log(pd.DataFrame({"action": ["a", "b"], "reward": [1.0, 0.0]}))
+    with pytest.raises(ValidationError, match="arm_features must be an array of numbers"):
+        policy_log_from_logged(data, arm_features=[["x"], ["y"]])
+    model = LogisticRewardModel()
+    with pytest.raises(ValidationError, match="X must be an array of numbers"):
+        model.fit([["a", "b"], ["c", "d"]], [0.0, 1.0])
+    model.fit(np.eye(2), [0.0, 1.0])
+    with pytest.raises(ValidationError, match="X must be an array of numbers"):
+        model.predict_proba([["a", "b"]])
 
 
 def test_logistic_reward_model_recovers_a_known_logit() -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "LoggedRows",
     "as_action",
     "as_float_1d",
+    "as_float_array",
     "check_clip",
     "check_finite_terms",
     "check_level",
@@ -245,7 +246,9 @@ def _check_pscore(pscore: FloatArray, estimator: str) -> None:
         )
 
 
-def _as_matrix(name: str, value: ArrayLike) -> FloatArray:
+def as_float_array(name: str, value: ArrayLike) -> FloatArray:
+    """A float64 array of any shape; :class:`ValidationError` naming ``name`` when ``value`` is
+    not an array of numbers (text, ragged nested lists ...)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -415,7 +418,7 @@ def validate_rows(
     if action_dist is None:
         needed = "action_dist (n, K)" + (" or action_prob (n,)" if allow_action_prob else "")
         raise ValidationError(f"{estimator} needs {needed}", field="action_dist", value=None)
-    ad = _as_matrix("action_dist", action_dist)
+    ad = as_float_array("action_dist", action_dist)
     if ad.ndim not in (2, 3) or ad.shape[0] != n:
         raise _shape_error("action_dist", "(n, K) or (n, K, L)", ad.shape, n)
     n_actions = ad.shape[1]
@@ -437,7 +440,7 @@ def validate_rows(
     pi = pick(dist, act)
     qhat: FloatArray | None = None
     if estimated_rewards is not None:
-        er = _as_matrix("estimated_rewards", estimated_rewards)
+        er = as_float_array("estimated_rewards", estimated_rewards)
         ok = er.ndim in (2, 3) and er.shape[:2] == ad.shape[:2]
         if ok and er.ndim == 3 and ad.ndim == 3:
             ok = er.shape == ad.shape

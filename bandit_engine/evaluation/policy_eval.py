@@ -59,7 +59,7 @@ from numpy.typing import ArrayLike
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import Policy, SeedLike, check_positive, make_rng
 from ..records import Estimate
-from ._validate import FloatArray, IntArray, as_action, as_float_1d, check_level
+from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_array, check_level
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
 from .reward_models import RidgeRewardModel, cross_fit_rewards
 from .streaming import (
@@ -330,7 +330,7 @@ def policy_log_from_logged(
     k = len(ids)
     Z: FloatArray
     if arm_features is not None:
-        Z = np.asarray(arm_features, dtype=np.float64)
+        Z = as_float_array("arm_features", arm_features)
         if Z.ndim != 2 or Z.shape[0] != k:
             raise ValidationError(
                 f"arm_features must have shape (n_actions={k}, p), got {Z.shape}",
@@ -713,7 +713,7 @@ class LogisticRewardModel:
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> LogisticRewardModel:
         """Fit on (n, p) features and (n,) 0/1 targets."""
-        Xa = np.asarray(X, dtype=np.float64)
+        Xa = as_float_array("X", X)
         ya = as_float_1d("y", y)
         if Xa.ndim != 2 or Xa.shape[0] != ya.shape[0]:
             raise ValidationError(
@@ -746,7 +746,7 @@ class LogisticRewardModel:
         """(n, 2): ``P(reward = 0)``, ``P(reward = 1)``."""
         if self.coef_ is None:
             raise DataError("LogisticRewardModel is not fitted: call fit first", field="model")
-        Xa = np.asarray(X, dtype=np.float64)
+        Xa = as_float_array("X", X)
         if Xa.ndim != 2 or Xa.shape[1] != self.coef_.shape[0]:
             raise ValidationError(
                 f"X must have {self.coef_.shape[0]} columns (as in fit), got shape {Xa.shape}",
@@ -1304,7 +1304,7 @@ def evaluate_action_dist(
             field="action",
             value=act.shape,
         )
-    dist = np.asarray(action_dist, dtype=np.float64)
+    dist = as_float_array("action_dist", action_dist)
     if dist.ndim not in (2, 3) or dist.shape[0] != r.shape[0]:
         raise ValidationError(
             f"action_dist must have shape (n={r.shape[0]}, K) or (n, K, L), got {dist.shape}",
