@@ -4,6 +4,7 @@ the engine-log loader and the OBD adapter (bandit_engine.evaluation.policy_eval)
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -231,23 +232,9 @@ def test_sampling_only_policies_are_sampled_and_exact_is_refused() -> None:
     test = sample_log(2, 10)
     shared = fit_policy(
         LinearTS(v=1.0, mode="shared", propensity_samples=50, seed=1),
-        PolicyLog(
-            context=train.context,
-            arm_ids=train.arm_ids,
-            arm_features=np.eye(K) + 0.1,
-            action=train.action,
-            reward=train.reward,
-            pscore=train.pscore,
-        ),
+        replace(train, arm_features=np.eye(K) + 0.1),
     )
-    log = PolicyLog(
-        context=test.context,
-        arm_ids=test.arm_ids,
-        arm_features=np.eye(K) + 0.1,
-        action=test.action,
-        reward=test.reward,
-        pscore=test.pscore,
-    )
+    log = replace(test, arm_features=np.eye(K) + 0.1)
     dist, how = action_distribution(shared, log, n_draws=20, seed=0)
     assert how == "sampled(20)"
     np.testing.assert_allclose(dist.sum(axis=1), 1.0)
@@ -260,15 +247,7 @@ def test_sampling_only_policies_are_sampled_and_exact_is_refused() -> None:
 def test_candidates_outside_the_row_get_probability_zero() -> None:
     base = sample_log(3, 6, uniform=True)
     cands = tuple(np.array(sorted({int(a), (int(a) + 1) % K}), dtype=np.int64) for a in base.action)
-    log = PolicyLog(
-        context=base.context,
-        arm_ids=base.arm_ids,
-        arm_features=base.arm_features,
-        action=base.action,
-        reward=base.reward,
-        pscore=np.full(6, 0.5),
-        candidates=cands,
-    )
+    log = replace(base, pscore=np.full(6, 0.5), candidates=cands)
     dist, _ = action_distribution(UniformRandom(seed=0), log)
     for i, c in enumerate(cands):
         expected = np.zeros(K)
@@ -335,14 +314,7 @@ def test_online_replay_refuses_non_uniform_logs() -> None:
     log = sample_log(1, 300)  # softmax logging
     with pytest.raises(DataError, match=r"assumes uniformly random logging.*use ips or dr"):
         online_replay(LinUCB(seed=0), log)
-    no_ps = PolicyLog(
-        context=log.context,
-        arm_ids=log.arm_ids,
-        arm_features=log.arm_features,
-        action=log.action,
-        reward=log.reward,
-        pscore=None,
-    )
+    no_ps = replace(log, pscore=None)
     with pytest.raises(DataError, match="no \\(or incomplete\\) propensities"):
         online_replay(LinUCB(seed=0), no_ps)
     # In a full evaluation the refusal is reported, and the other estimators still run.
@@ -393,21 +365,11 @@ def test_warnings_for_thin_data_and_refusals() -> None:
 def test_policy_log_validates_shapes() -> None:
     log = sample_log(0, 5)
     with pytest.raises(ValidationError, match=r"context must have shape \(n=5, d\), got \(4, 3\)"):
-        PolicyLog(
-            context=log.context[:4],
-            arm_ids=log.arm_ids,
-            arm_features=log.arm_features,
-            action=log.action,
-            reward=log.reward,
-            pscore=None,
-        )
+        replace(log, context=log.context[:4], pscore=None)
     with pytest.raises(ValidationError, match="action must be one of the row's candidates"):
-        PolicyLog(
-            context=log.context,
-            arm_ids=log.arm_ids,
-            arm_features=log.arm_features,
+        replace(
+            log,
             action=np.zeros(5, dtype=np.int64),
-            reward=log.reward,
             pscore=None,
             candidates=tuple(np.array([1, 2]) for _ in range(5)),
         )
