@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-from scipy import integrate
+from conftest import prob_max_reference
 from scipy.special import ndtr
 
 from bandit_engine.errors import ConfigError, ValidationError
@@ -14,23 +12,6 @@ from bandit_engine.policies.linucb import LinUCB
 from bandit_engine.policies.thompson import PROPENSITY_FLOOR, LinearTS, prob_max_normal
 
 D, P = 4, 3
-
-
-def _reference(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
-    """Adaptive quadrature (QUADPACK) split at every arm's +-9 sd grid: slow but reliable."""
-    others = np.arange(len(mu)) != a
-
-    def f(t: float) -> float:
-        dens = np.exp(-0.5 * ((t - mu[a]) / sd[a]) ** 2) / (sd[a] * np.sqrt(2 * np.pi))
-        return float(dens * np.prod(ndtr((t - mu[others]) / sd[others])))
-
-    pts = np.unique(
-        np.concatenate([m + s * np.linspace(-9, 9, 19) for m, s in zip(mu, sd, strict=True)])
-    )
-    return sum(
-        integrate.quad(f, lo, hi, epsabs=1e-15, epsrel=1e-12, limit=200)[0]
-        for lo, hi in itertools.pairwise(pts)
-    )
 
 
 @pytest.mark.parametrize("ratio", [1.0, 0.5, 0.1, 0.02, 3.0])
@@ -58,7 +39,7 @@ def test_many_arms_match_adaptive_quadrature() -> None:
             got = prob_max_normal(mu, sd, a)
             total += got
             if a < 5:
-                ref = _reference(mu, sd, a)
+                ref = prob_max_reference(mu, sd, a)
                 # 1e-6 relative (+1e-12 absolute for near-zero probabilities): the rule's
                 # measured worst case on such cases is ~5e-7 relative.
                 assert abs(got - ref) <= 1e-6 * ref + 1e-12
@@ -73,7 +54,7 @@ def test_cluster_of_half_width_competitors_stays_accurate() -> None:
     rng = np.random.default_rng(5)
     mu = np.r_[0.0, 2.5 + rng.normal(0, 0.005, 30)]
     sd = np.r_[1.0, np.full(30, 0.55)]
-    ref = _reference(mu, sd, 0)
+    ref = prob_max_reference(mu, sd, 0)
     assert abs(prob_max_normal(mu, sd, 0) - ref) <= 1e-3 * ref
 
 

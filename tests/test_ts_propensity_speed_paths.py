@@ -9,12 +9,12 @@ and refined breakpoints around narrow competitors), in the numpy implementation 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import prob_max_reference
 from scipy import integrate
 from scipy.special import ndtr
 
@@ -28,23 +28,6 @@ IMPLEMENTATIONS = pytest.mark.parametrize(
 )
 
 
-def _reference(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
-    """Adaptive quadrature (QUADPACK) over every arm's +-9 sd grid: slow but reliable."""
-    others = np.arange(len(mu)) != a
-
-    def f(t: float) -> float:
-        dens = math.exp(-0.5 * ((t - mu[a]) / sd[a]) ** 2) / (sd[a] * math.sqrt(2 * math.pi))
-        return float(dens * np.prod(ndtr((t - mu[others]) / sd[others])))
-
-    pts = np.unique(
-        np.concatenate([m + s * np.linspace(-9, 9, 19) for m, s in zip(mu, sd, strict=True)])
-    )
-    return sum(
-        integrate.quad(f, lo, hi, epsabs=0.0, epsrel=1e-12, limit=200)[0]
-        for lo, hi in itertools.pairwise(pts)
-    )
-
-
 def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record the panel range of every quadrature pass."""
     calls: list[tuple[int, int]] = []
@@ -56,6 +39,19 @@ def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(thompson, "_integrate", spy)
     return calls
+
+
+def _count_ndtr_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many competitor rows each ``Phi`` evaluation covers."""
+    rows: list[int] = []
+    original = thompson.ndtr
+
+    def spy(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        rows.append(x.shape[0])
+        return original(x, out=out)
+
+    monkeypatch.setattr(thompson, "ndtr", spy)
+    return rows
 
 
 @pytest.mark.parametrize(
@@ -97,7 +93,7 @@ def test_long_shot_widens_the_range_upwards(monkeypatch: pytest.MonkeyPatch) -> 
     sd = np.array([1.0, 0.8, 1.0, 0.9, 1.1])
     calls = _count_passes(monkeypatch)
     got = prob_max_normal_numpy(mu, sd, 0)
-    ref = _reference(mu, sd, 0)
+    ref = prob_max_reference(mu, sd, 0)
     assert len(calls) >= 2 and calls[-1][1] > calls[0][1]
     assert 0 < ref < 1e-6  # really a long shot
     assert abs(got - ref) <= 1e-6 * ref
@@ -112,7 +108,7 @@ def test_mass_below_the_guess_widens_the_range_downwards(monkeypatch: pytest.Mon
     sd = np.array([1.0, 2.0, 1.0])
     calls = _count_passes(monkeypatch)
     got = prob_max_normal_numpy(mu, sd, 0)
-    ref = _reference(mu, sd, 0)
+    ref = prob_max_reference(mu, sd, 0)
     assert len(calls) >= 2 and calls[-1][0] < calls[0][0]
     assert abs(got - ref) <= 1e-6 * ref
     assert abs(prob_max_normal(mu, sd, 0) - ref) <= 1e-6 * ref
@@ -137,7 +133,7 @@ def test_random_states_match_reference_on_both_paths(impl: Callable[..., float])
             else:
                 wide_seen += 1
             got = impl(mu, sd, int(a))
-            ref = _reference(mu, sd, int(a))
+            ref = prob_max_reference(mu, sd, int(a))
             assert abs(got - ref) <= 1e-6 * ref + 1e-13, (mu, sd, a)
     assert narrow_seen and wide_seen
 
@@ -146,18 +142,11 @@ def test_far_competitors_are_dropped_within_their_bound(monkeypatch: pytest.Monk
     # Forty competitors placed 7 of their sds below the guessed lower end have Phi_b >= 1 - 1e-12
     # on the range: they are dropped (no row in the quadrature) and the result stays within the
     # documented 4e-11 relative per dropped competitor of the full reference.
-    rows: list[int] = []
-    original = thompson.ndtr
-
-    def spy(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        rows.append(x.shape[0])
-        return original(x, out=out)
-
-    monkeypatch.setattr(thompson, "ndtr", spy)
+    rows = _count_ndtr_rows(monkeypatch)
     mu = np.r_[0.0, 0.3, np.full(40, -4.0 - 4.0 - 7.0)]
     sd = np.r_[1.0, 1.0, np.full(40, 1.0)]
     got = prob_max_normal_numpy(mu, sd, 0)
-    ref = _reference(mu, sd, 0)
+    ref = prob_max_reference(mu, sd, 0)
     assert rows and max(rows) == 1  # only the one close competitor was evaluated
     assert abs(got - ref) <= 40 * 4.1e-11 * ref + 1e-10 * ref
 
@@ -177,14 +166,7 @@ def test_probabilities_of_all_arms_sum_to_one_for_fifty_arms(impl: Callable[...,
 def test_competitor_reaching_into_the_range_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     # The documented rule drops only competitors with u_b + 6.5 r_b below the range; one whose
     # reach ends half an sd inside it must still be evaluated.
-    rows: list[int] = []
-    original = thompson.ndtr
-
-    def spy(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        rows.append(x.shape[0])
-        return original(x, out=out)
-
-    monkeypatch.setattr(thompson, "ndtr", spy)
+    rows = _count_ndtr_rows(monkeypatch)
     # Arm 1 sets the guessed lower end max(-9, 0.3 - 4) = -3.7, i.e. the panel edge -5.
     z_lo = float(thompson._EDGES[int((0.3 - 4.0 + 9.0) // 2.0)])
     mu = np.array([0.0, 0.3, z_lo + 0.5 - 6.5])
