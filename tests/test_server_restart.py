@@ -15,6 +15,7 @@ from reliability.engine_factory import save_small_engine
 from bandit_engine.engine import Engine
 from bandit_engine.errors import ConflictError
 from bandit_engine.server import Secret, ServerSettings, open_server
+from bandit_engine.server import worker as worker_module
 from bandit_engine.server.checkpoint import Checkpointer
 from bandit_engine.store import EventLog
 
@@ -247,3 +248,40 @@ def test_demo_engine_restart_resumes_its_lineage(tmp_path: Path) -> None:
         assert engine.model_id == model_id  # same seed, same lineage: the journal was replayed
         assert engine.n_decisions == ok
     log.close()
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "thread"])
+def test_a_failed_background_checkpoint_is_logged_and_retried(
+    model: Path,
+    tmp_path: Path,
+    fork: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The first background write fails (a flag file, so that a forked child sees it too and
+    # removes it); the server keeps serving and a later checkpoint succeeds.
+    flag = tmp_path / "fail-next-checkpoint"
+    flag.touch()
+
+    def flaky(write: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if flag.exists():
+                flag.unlink()
+                raise OSError("disk full")
+            return write(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(worker_module, "write_state", flaky(worker_module.write_state))
+    monkeypatch.setattr(Engine, "save", flaky(Engine.save))
+    clock = Clock()
+    s = settings(tmp_path, "f", model, checkpoint_every=5, fork_checkpoints=fork)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    with TestClient(app) as c:
+        run(c, clock, script()[:80])
+        c.portal.call(app.state.worker.kill)  # no final checkpoint: only background ones count
+    seq = log.get_meta("checkpoint_seq")
+    log.close()
+    assert not flag.exists()  # the failing write did run
+    assert "failed; the next one retries" in caplog.text
+    assert seq is not None and Checkpointer(s.checkpoints).list()

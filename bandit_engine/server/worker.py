@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import __version__
@@ -73,6 +73,23 @@ def _copy_state(engine: Engine) -> dict[str, Any]:
 Job = Callable[[Engine, EventLog], Any]
 logger = logging.getLogger("bandit_engine.server")
 _CHILD_TIMEOUT = 600.0
+
+
+async def _reap(pid: int) -> None:
+    """Wait for the checkpoint child ``pid`` without blocking the loop; raise if it failed."""
+    deadline = time.monotonic() + _CHILD_TIMEOUT
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:  # stuck (a lock inherited across fork?)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise RuntimeError(f"checkpoint process {pid} timed out")
+        await asyncio.sleep(0.05)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"checkpoint process exited with {code}")
 
 
 class EngineWorker:
@@ -348,39 +365,18 @@ class EngineWorker:
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         loop = asyncio.get_running_loop()
+        write: Awaitable[None]
         if self.fork_checkpoints and hasattr(os, "fork"):
-            pid = _fork_save(self.engine, path)
-            self._checkpoint_task = loop.create_task(self._reap(pid, seq))
+            write = _reap(_fork_save(self.engine, path))
         else:
             state = _copy_state(self.engine)
-            self._checkpoint_task = loop.create_task(self._write(seq, path, state))
+            write = asyncio.to_thread(write_state, path, state, library_version=__version__)
+        self._checkpoint_task = loop.create_task(self._finish_checkpoint(seq, write))
 
-    async def _reap(self, pid: int, seq: int) -> None:
+    async def _finish_checkpoint(self, seq: int, write: Awaitable[None]) -> None:
+        """Await a background checkpoint write; record it, or log the failure and retry later."""
         try:
-            deadline = time.monotonic() + _CHILD_TIMEOUT
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    break
-                if time.monotonic() > deadline:  # stuck (a lock inherited across fork?)
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    raise RuntimeError(f"checkpoint process {pid} timed out")
-                await asyncio.sleep(0.05)
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                raise RuntimeError(f"checkpoint process exited with {code}")
-            self.checkpointer.saved(self.log, seq)
-            self.metrics.inc("bandit_checkpoints_total")
-        except Exception:
-            logger.exception("checkpoint at seq %d failed; the next one retries", seq)
-            self._dirty = True
-        finally:
-            self._checkpoint_task = None
-
-    async def _write(self, seq: int, path: Any, state: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(write_state, path, state, library_version=__version__)
+            await write
             self.checkpointer.saved(self.log, seq)
             self.metrics.inc("bandit_checkpoints_total")
         except Exception:
