@@ -28,6 +28,7 @@ __all__ = [
     "LoggedRows",
     "as_action",
     "as_float_1d",
+    "as_float_2d",
     "as_float_array",
     "check_clip",
     "check_finite_terms",
@@ -78,12 +79,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def as_float_1d(name: str, value: ArrayLike, *, allow_nan: bool = False) -> FloatArray:
-    """A 1-d float64 array of finite numbers (NaN allowed with ``allow_nan``)."""
+def as_float_array(name: str, value: ArrayLike) -> FloatArray:
+    """A float64 array of any shape; :class:`ValidationError` naming ``name`` when ``value`` is
+    not an array of numbers (text, ragged nested lists ...)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValidationError.for_field(name, _kind(value), "must be an array of numbers") from exc
+    return arr
+
+
+def as_float_1d(name: str, value: ArrayLike, *, allow_nan: bool = False) -> FloatArray:
+    """A 1-d float64 array of finite numbers (NaN allowed with ``allow_nan``)."""
+    arr = as_float_array(name, value)
     if arr.ndim != 1:
         raise ValidationError(
             f"{name} must be 1-d with shape (n,), got shape {arr.shape}",
@@ -99,6 +107,23 @@ def as_float_1d(name: str, value: ArrayLike, *, allow_nan: bool = False) -> Floa
             f"{name} must be finite: {preview_rows(bad, arr[bad], total=arr.shape[0])}",
             field=name,
             value=arr[bad[:_PREVIEW]].tolist(),
+        )
+    return arr
+
+
+def as_float_2d(name: str, value: ArrayLike) -> FloatArray:
+    """A 2-d float64 array of finite numbers (features ``X``, contexts)."""
+    arr = as_float_array(name, value)
+    if arr.ndim != 2:
+        raise ValidationError(
+            f"{name} must be 2-d, got shape {arr.shape}", field=name, value=arr.shape
+        )
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        raise ValidationError(
+            f"{name} must be finite: non-finite values in {preview_rows(bad, total=arr.shape[0])}",
+            field=name,
+            value=bad[:_PREVIEW].tolist(),
         )
     return arr
 
@@ -244,16 +269,6 @@ def _check_pscore(pscore: FloatArray, estimator: str) -> None:
             field="pscore",
             value=pscore[bad[:_PREVIEW]].tolist(),
         )
-
-
-def as_float_array(name: str, value: ArrayLike) -> FloatArray:
-    """A float64 array of any shape; :class:`ValidationError` naming ``name`` when ``value`` is
-    not an array of numbers (text, ragged nested lists ...)."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError.for_field(name, _kind(value), "must be an array of numbers") from exc
-    return arr
 
 
 def _check_position(position: ArrayLike | None, n: int, n_positions: int | None) -> IntArray | None:

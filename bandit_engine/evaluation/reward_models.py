@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import SeedLike, check_positive, make_rng
-from ._validate import FloatArray, IntArray, as_action, as_float_1d, preview_rows
+from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_2d, preview_rows
 
 __all__ = ["RidgeRewardModel", "cross_fit_rewards"]
 
@@ -54,7 +54,7 @@ class RidgeRewardModel:
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> RidgeRewardModel:
         """Fit on features ``X`` (n, p) and targets ``y`` (n,)."""
-        Xa = _as_2d("X", X)
+        Xa = as_float_2d("X", X)
         ya = as_float_1d("y", y)
         if ya.shape[0] != Xa.shape[0]:
             raise ValidationError(
@@ -82,7 +82,7 @@ class RidgeRewardModel:
         """Predicted rewards (n,)."""
         if self.coef_ is None:
             raise DataError("RidgeRewardModel is not fitted: call fit first", field="model")
-        Xa = _as_2d("X", X)
+        Xa = as_float_2d("X", X)
         if Xa.shape[1] != self.coef_.shape[0]:
             raise ValidationError(
                 f"X must have {self.coef_.shape[0]} columns (as in fit), got shape {Xa.shape}",
@@ -91,25 +91,6 @@ class RidgeRewardModel:
             )
         out: FloatArray = Xa @ self.coef_ + self.intercept_
         return out
-
-
-def _as_2d(name: str, value: ArrayLike) -> FloatArray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError.for_field(name, type(value).__name__, "must be numeric") from exc
-    if arr.ndim != 2:
-        raise ValidationError(
-            f"{name} must be 2-d, got shape {arr.shape}", field=name, value=arr.shape
-        )
-    if not np.isfinite(arr).all():
-        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        raise ValidationError(
-            f"{name} must be finite: non-finite values in {preview_rows(bad, total=arr.shape[0])}",
-            field=name,
-            value=bad[:5].tolist(),
-        )
-    return arr
 
 
 class _Constant:
@@ -230,7 +211,7 @@ def cross_fit_rewards(
     it ranks actions the same way in every context. Use ``per_action=True``, an
     ``action_context`` with informative features, or a non-linear model when that matters.
     """
-    ctx = _as_2d("context", context)
+    ctx = as_float_2d("context", context)
     n = ctx.shape[0]
     if not isinstance(n_actions, int | np.integer) or isinstance(n_actions, bool) or n_actions < 1:
         raise ConfigError.for_field("n_actions", n_actions, "must be an int >= 1")
@@ -260,7 +241,7 @@ def cross_fit_rewards(
     _check_model(mdl, rew)
 
     if action_context is not None:
-        act_feat = _as_2d("action_context", action_context)
+        act_feat = as_float_2d("action_context", action_context)
         if act_feat.shape[0] != K:
             raise ValidationError(
                 f"action_context must have shape (n_actions={K}, p), got {act_feat.shape}",
