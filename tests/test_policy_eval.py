@@ -400,6 +400,19 @@ def test_non_numeric_arrays_are_refused_naming_the_field() -> None:
         model.predict_proba([["a", "b"]])
 
 
+def test_logistic_reward_model_refuses_non_finite_features() -> None:
+    # A NaN feature used to give NaN coefficients (and every prediction NaN) without an error.
+    model = LogisticRewardModel()
+    with pytest.raises(
+        ValidationError, match=r"X must be finite: .*1 of 3 rows \(index 0\)"
+    ) as info:
+        model.fit([[np.nan], [1.0], [0.0]], [1.0, 0.0, 1.0])
+    assert info.value.field == "X" and model.coef_ is None
+    model.fit([[2.0], [1.0], [0.0]], [1.0, 0.0, 1.0])
+    with pytest.raises(ValidationError, match="X must be finite"):
+        model.predict_proba([[np.inf]])
+
+
 def test_logistic_reward_model_recovers_a_known_logit() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20_000, 2))

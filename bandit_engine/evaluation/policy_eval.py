@@ -59,7 +59,15 @@ from numpy.typing import ArrayLike
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import Policy, SeedLike, check_positive, make_rng
 from ..records import Estimate
-from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_array, check_level
+from ._validate import (
+    FloatArray,
+    IntArray,
+    as_action,
+    as_float_1d,
+    as_float_2d,
+    as_float_array,
+    check_level,
+)
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
 from .reward_models import RidgeRewardModel, cross_fit_rewards
 from .streaming import (
@@ -713,11 +721,11 @@ class LogisticRewardModel:
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> LogisticRewardModel:
         """Fit on (n, p) features and (n,) 0/1 targets."""
-        Xa = as_float_array("X", X)
+        Xa = as_float_2d("X", X)
         ya = as_float_1d("y", y)
-        if Xa.ndim != 2 or Xa.shape[0] != ya.shape[0]:
+        if Xa.shape[0] != ya.shape[0]:
             raise ValidationError(
-                f"X (shape {Xa.shape}) must be 2-d with one row per y (n={ya.shape[0]})",
+                f"X (shape {Xa.shape}) must have one row per y (n={ya.shape[0]})",
                 field="X",
                 value=Xa.shape,
             )
@@ -746,8 +754,8 @@ class LogisticRewardModel:
         """(n, 2): ``P(reward = 0)``, ``P(reward = 1)``."""
         if self.coef_ is None:
             raise DataError("LogisticRewardModel is not fitted: call fit first", field="model")
-        Xa = as_float_array("X", X)
-        if Xa.ndim != 2 or Xa.shape[1] != self.coef_.shape[0]:
+        Xa = as_float_2d("X", X)
+        if Xa.shape[1] != self.coef_.shape[0]:
             raise ValidationError(
                 f"X must have {self.coef_.shape[0]} columns (as in fit), got shape {Xa.shape}",
                 field="X",
