@@ -739,27 +739,24 @@ class RidgeArmsPolicy(BasePolicy):
 
     def _prepare(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> tuple[FloatArray, RidgeRows, IntArray, bool]:
-        """Validate a decision, create unseen arms; returns ``(x, ridge, rows, contiguous)``."""
+    ) -> tuple[FloatArray, RidgeRows, IntArray]:
+        """Validate a decision, create unseen arms; returns ``(x, ridge, rows)``."""
         x, _ = self._check_inputs(x, arms, arm_features)
-        rows, contiguous, n_new = self.arms_.rows(arms)
+        rows, _, n_new = self.arms_.rows(arms)
         ridge = self.ridge_
         assert ridge is not None
         if n_new:
             ridge.ensure_rows(len(self.arms_))
-        return x, ridge, rows, contiguous
+        return x, ridge, rows
 
     def _lookup(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> tuple[FloatArray, RidgeRows, IntArray, bool]:
+    ) -> tuple[FloatArray, RidgeRows, IntArray]:
         """Like :meth:`_prepare` but read-only: unseen arms are scored from the prior row."""
         x, _ = self._check_inputs(x, arms, arm_features)
         ridge = self.ridge_
         assert ridge is not None
-        rows = self.arms_.lookup(arms, missing=ridge.n_rows)
-        k = rows.shape[0]
-        contiguous = bool(rows[-1] == k - 1 and np.array_equal(rows, np.arange(k)))
-        return x, ridge, rows, contiguous
+        return x, ridge, self.arms_.lookup(arms, missing=ridge.n_rows)
 
     def update(
         self,

@@ -122,17 +122,15 @@ class LinUCB(RidgeArmsPolicy):
         q += m
         return q
 
-    def _scores(
-        self, x: FloatArray, ridge: RidgeRows, rows: IntArray, contiguous: bool
-    ) -> FloatArray:
+    def _scores(self, x: FloatArray, ridge: RidgeRows, rows: IntArray) -> FloatArray:
         """UCB scores (float32 mode: see :meth:`RidgeRows.ucb_float32`)."""
         if ridge.precision == "float32":
             return ridge.ucb_float32(x, rows, self.alpha)
-        return self._ucb(*ridge.mean_var(x, rows, contiguous))
+        return self._ucb(*ridge.mean_var(x, rows))
 
     def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
-        x, ridge, rows, contiguous = self._prepare(x, arms, arm_features)
-        scores = self._scores(x, ridge, rows, contiguous)
+        x, ridge, rows = self._prepare(x, arms, arm_features)
+        scores = self._scores(x, ridge, rows)
         try:
             index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
         except ValidationError:
@@ -144,8 +142,8 @@ class LinUCB(RidgeArmsPolicy):
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
     ) -> FloatArray:
         """The exact choice distribution (see the class notes); consumes no randomness."""
-        x, ridge, rows, contiguous = self._lookup(x, arms, arm_features)
-        scores = self._scores(x, ridge, rows, contiguous)
+        x, ridge, rows = self._lookup(x, arms, arm_features)
+        scores = self._scores(x, ridge, rows)
         try:
             return argmax_distribution(scores, self.epsilon)
         except ValidationError:

@@ -354,8 +354,8 @@ class LinearTS(RidgeArmsPolicy):
     def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
         if self.mode == "shared":
             return self._choose_shared(x, arms, arm_features)
-        x, ridge, rows, contiguous = self._prepare(x, arms, arm_features)
-        m, q = ridge.mean_var(x, rows, contiguous)
+        x, ridge, rows = self._prepare(x, arms, arm_features)
+        m, q = ridge.mean_var(x, rows)
         k = m.shape[0]
         scores = cast(FloatArray, self.rng_.standard_normal(k))
         kernel = _KERNEL if _KERNEL is not None else _load_kernel()
@@ -391,8 +391,8 @@ class LinearTS(RidgeArmsPolicy):
         if self.mode == "shared":
             self._check_inputs(x, arms, arm_features)
             return None
-        x, ridge, rows, contiguous = self._lookup(x, arms, arm_features)
-        m, q = ridge.mean_var(x, rows, contiguous)
+        x, ridge, rows = self._lookup(x, arms, arm_features)
+        m, q = ridge.mean_var(x, rows)
         if not math.isfinite(float(m.sum() + q.sum())):
             self._raise_nonfinite(x)
         sd = self._mean_sd(m, q)
