@@ -64,12 +64,11 @@ from ._validate import (
     IntArray,
     as_action,
     as_float_1d,
-    as_float_2d,
     as_float_array,
     check_level,
 )
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
-from .reward_models import RidgeRewardModel, cross_fit_rewards
+from .reward_models import RidgeRewardModel, cross_fit_rewards, fit_inputs, predict_inputs
 from .streaming import (
     DMAccumulator,
     DRAccumulator,
@@ -721,14 +720,7 @@ class LogisticRewardModel:
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> LogisticRewardModel:
         """Fit on (n, p) features and (n,) 0/1 targets."""
-        Xa = as_float_2d("X", X)
-        ya = as_float_1d("y", y)
-        if Xa.shape[0] != ya.shape[0]:
-            raise ValidationError(
-                f"X (shape {Xa.shape}) must have one row per y (n={ya.shape[0]})",
-                field="X",
-                value=Xa.shape,
-            )
+        Xa, ya = fit_inputs(X, y)
         if not np.isin(ya, (0.0, 1.0)).all():
             raise ValidationError.for_field("y", sorted(set(ya.tolist()))[:5], "must be 0 or 1")
         n, p = Xa.shape
@@ -752,16 +744,8 @@ class LogisticRewardModel:
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
         """(n, 2): ``P(reward = 0)``, ``P(reward = 1)``."""
-        if self.coef_ is None:
-            raise DataError("LogisticRewardModel is not fitted: call fit first", field="model")
-        Xa = as_float_2d("X", X)
-        if Xa.shape[1] != self.coef_.shape[0]:
-            raise ValidationError(
-                f"X must have {self.coef_.shape[0]} columns (as in fit), got shape {Xa.shape}",
-                field="X",
-                value=Xa.shape,
-            )
-        p1 = 1.0 / (1.0 + np.exp(-np.clip(Xa @ self.coef_ + self.intercept_, -35.0, 35.0)))
+        Xa, coef = predict_inputs(X, self.coef_, "LogisticRewardModel")
+        p1 = 1.0 / (1.0 + np.exp(-np.clip(Xa @ coef + self.intercept_, -35.0, 35.0)))
         return np.column_stack((1.0 - p1, p1))
 
 

@@ -24,7 +24,7 @@ from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import SeedLike, check_positive, make_rng
 from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_2d, preview_rows
 
-__all__ = ["RidgeRewardModel", "cross_fit_rewards"]
+__all__ = ["RidgeRewardModel", "cross_fit_rewards", "fit_inputs", "predict_inputs"]
 
 
 class RidgeRewardModel:
@@ -54,16 +54,7 @@ class RidgeRewardModel:
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> RidgeRewardModel:
         """Fit on features ``X`` (n, p) and targets ``y`` (n,)."""
-        Xa = as_float_2d("X", X)
-        ya = as_float_1d("y", y)
-        if ya.shape[0] != Xa.shape[0]:
-            raise ValidationError(
-                f"X (shape {Xa.shape}) and y (shape {ya.shape}) must have the same rows",
-                field="y",
-                value=ya.shape,
-            )
-        if Xa.shape[0] == 0:
-            raise DataError("cannot fit on 0 rows", field="X", value=Xa.shape)
+        Xa, ya = fit_inputs(X, y)
         if self.fit_intercept:
             x_mean = Xa.mean(axis=0)
             y_mean = float(ya.mean())
@@ -80,17 +71,41 @@ class RidgeRewardModel:
 
     def predict(self, X: ArrayLike) -> FloatArray:
         """Predicted rewards (n,)."""
-        if self.coef_ is None:
-            raise DataError("RidgeRewardModel is not fitted: call fit first", field="model")
-        Xa = as_float_2d("X", X)
-        if Xa.shape[1] != self.coef_.shape[0]:
-            raise ValidationError(
-                f"X must have {self.coef_.shape[0]} columns (as in fit), got shape {Xa.shape}",
-                field="X",
-                value=Xa.shape,
-            )
-        out: FloatArray = Xa @ self.coef_ + self.intercept_
+        Xa, coef = predict_inputs(X, self.coef_, "RidgeRewardModel")
+        out: FloatArray = Xa @ coef + self.intercept_
         return out
+
+
+def fit_inputs(X: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """A reward model's validated ``fit`` inputs: ``X`` (n, p) and ``y`` (n,), finite, n >= 1."""
+    Xa = as_float_2d("X", X)
+    ya = as_float_1d("y", y)
+    if ya.shape[0] != Xa.shape[0]:
+        raise ValidationError(
+            f"X (shape {Xa.shape}) and y (shape {ya.shape}) must have the same rows",
+            field="y",
+            value=ya.shape,
+        )
+    if Xa.shape[0] == 0:
+        raise DataError("cannot fit on 0 rows", field="X", value=Xa.shape)
+    return Xa, ya
+
+
+def predict_inputs(
+    X: ArrayLike, coef: FloatArray | None, model: str
+) -> tuple[FloatArray, FloatArray]:
+    """A fitted reward model's validated ``predict`` input ``X`` (finite, as many columns as
+    ``coef``) and its coefficients; :class:`DataError` if ``model`` is not fitted yet."""
+    if coef is None:
+        raise DataError(f"{model} is not fitted: call fit first", field="model")
+    Xa = as_float_2d("X", X)
+    if Xa.shape[1] != coef.shape[0]:
+        raise ValidationError(
+            f"X must have {coef.shape[0]} columns (as in fit), got shape {Xa.shape}",
+            field="X",
+            value=Xa.shape,
+        )
+    return Xa, coef
 
 
 class _Constant:
