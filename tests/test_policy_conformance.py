@@ -8,6 +8,7 @@ A new back-end (e.g. Vowpal Wabbit) joins the suite by appending one ``Case`` li
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 
+from bandit_engine.errors import ValidationError
 from bandit_engine.policies import (
     EpsilonGreedy,
     FixedRule,
@@ -335,3 +337,24 @@ def test_new_arm_mid_run(case: Case) -> None:
     else:
         # Fair share 1/5 of 600 rounds: sd ~ 0.016, so +-0.07 is > 4 sd.
         assert abs(share - 1 / k) < 0.07
+
+
+@cases
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
+def test_non_finite_context_is_refused_cleanly(case: Case, bad: float) -> None:
+    """A non-finite context is a ValidationError naming x, raised before any numpy warning and
+    without consuming randomness or learning anything."""
+    world = World(seed=7, n_arms=4)
+    policy, twin = case.factory(9), case.factory(9)
+    run(policy, world, 50)
+    run(twin, world.__class__(seed=7, n_arms=4), 50)
+    x = np.r_[1.0, 0.2, bad, -0.1, 0.4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would become the user's error
+        with pytest.raises(ValidationError, match=r"x\[2\]"):
+            policy.choose(x, world.arms, world.Z)
+        with pytest.raises(ValidationError, match=r"x\[2\]"):
+            policy.update(x, world.arms[0], world.Z[0], 1.0, 0.5)
+    good = np.r_[1.0, 0.2, 0.3, -0.1, 0.4]
+    a, b = policy.choose(good, world.arms, world.Z), twin.choose(good, world.arms, world.Z)
+    assert (a.index, a.propensity) == (b.index, b.propensity)

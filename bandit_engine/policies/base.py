@@ -463,13 +463,17 @@ class BasePolicy:
         """Validate one decision's inputs and fix the dimensions on first use.
 
         Returns ``x`` and ``arm_features`` as float64 arrays (no copy when they already are).
-        Finiteness is not checked here (it would cost a pass over the data every round);
-        policies detect non-finite values from their scores and call :meth:`_raise_nonfinite`.
+        ``x`` is checked for finiteness through its squared norm (one dot product, no numpy
+        warning: ``inf`` and ``nan`` propagate silently there, whereas the scoring products would
+        warn before our error). ``arm_features`` are not (a pass over k x p values every round);
+        policies detect non-finite values there from their scores and call
+        :meth:`_raise_nonfinite`.
         """
         x = self._as_float_array(x, "x")
         arm_features = self._as_float_array(arm_features, "arm_features")
         if x.ndim != 1:
             raise ValidationError.for_field("x", x.shape, "must be a 1-d context vector")
+        self._check_finite_x(x)
         if len(arms) == 0:
             raise ValidationError.for_field("arms", list(arms), "must contain at least one arm")
         if arm_features.ndim != 2 or arm_features.shape[0] != len(arms):
@@ -482,6 +486,15 @@ class BasePolicy:
         self._check_dims(x.shape[0], arm_features.shape[1])
         return x, arm_features
 
+    def _check_finite_x(self, x: FloatArray) -> None:
+        """Refuse a non-finite context through its squared norm: one dot product, in which ``inf``
+        and ``nan`` propagate without the numpy warning later products would raise first."""
+        if not math.isfinite(float(x @ x)):
+            self._raise_nonfinite(x)
+            raise ValidationError.for_field(
+                "x", float(np.abs(x).max()), "is too large (its squared norm overflows)"
+            )
+
     def _check_update(
         self, x: FloatArray, arm: str, arm_features: FloatArray, reward: float, propensity: float
     ) -> tuple[FloatArray, FloatArray, float]:
@@ -490,6 +503,7 @@ class BasePolicy:
         arm_features = self._as_float_array(arm_features, "arm_features")
         if x.ndim != 1:
             raise ValidationError.for_field("x", x.shape, "must be a 1-d context vector")
+        self._check_finite_x(x)
         if arm_features.ndim != 1:
             raise ValidationError.for_field(
                 "arm_features", arm_features.shape, "must be the 1-d feature row of the arm"
@@ -509,9 +523,10 @@ class BasePolicy:
             raise ValidationError.for_field("X", X.shape, "must be a 2-d array (n, d)")
         if X.shape[0] == 0:
             raise ValidationError.for_field("X", X.shape, "must have at least one row")
-        _, arm_features = self._check_inputs(X[0], arms, arm_features)
         if not np.all(np.isfinite(X)):
-            raise ValidationError.for_field("X", "non-finite", "must be finite")
+            i, j = (int(v) for v in np.argwhere(~np.isfinite(X))[0])
+            raise ValidationError.for_field(f"X[{i}, {j}]", float(X[i, j]), "must be finite")
+        _, arm_features = self._check_inputs(X[0], arms, arm_features)
         return X, arm_features
 
     def _raise_nonfinite(self, x: FloatArray, arm_features: FloatArray | None = None) -> None:
