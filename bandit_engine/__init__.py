@@ -9,8 +9,7 @@ imported only when used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .catalog import CandidateSet, Catalog, EligibilityRules
 from .engine import Engine
 from .errors import (

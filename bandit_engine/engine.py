@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from . import __version__
+from ._version import __version__
 from .catalog import Catalog
 from .errors import BanditError, ConflictError, ModelFileError, ValidationError
 from .features import FeatureMap

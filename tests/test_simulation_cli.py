@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bandit_engine.cli import app
-from bandit_engine.datasets import load_engine_log
+from bandit_engine.evaluation.datasets import load_engine_log
 
 runner = CliRunner()
 

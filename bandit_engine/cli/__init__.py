@@ -14,54 +14,11 @@ file (NotFoundError, FileNotFoundError); 5 unreadable or incompatible model file
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 import typer
 
-from ..errors import (
-    BanditError,
-    ConfigError,
-    ConflictError,
-    DataError,
-    ModelFileError,
-    NotFoundError,
-    ValidationError,
-    lookup_by_type,
-)
+from .exits import EXIT_CODES, exit_code_for, run
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "run"]
-
-T = TypeVar("T")
-
-EXIT_CODES: dict[type[BaseException], int] = {
-    ConfigError: 3,
-    ValidationError: 3,
-    ConflictError: 3,
-    NotFoundError: 4,
-    FileNotFoundError: 4,
-    ModelFileError: 5,
-    DataError: 6,
-    KeyboardInterrupt: 130,
-}
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code of an exception (the single error -> exit code mapping)."""
-    return lookup_by_type(exc, EXIT_CODES, 1)
-
-
-def run(body: Callable[[], T]) -> T:
-    """Run a command body, turning expected errors into a message on stderr and an exit code."""
-    try:
-        return body()
-    except typer.Exit:
-        raise
-    except (BanditError, FileNotFoundError, KeyboardInterrupt) as exc:
-        message = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(exit_code_for(exc)) from None
-
 
 app = typer.Typer(
     name="bandit",
@@ -75,7 +32,7 @@ app = typer.Typer(
 @app.command("version")
 def version() -> None:
     """Print the library version."""
-    from .. import __version__
+    from .._version import __version__
 
     typer.echo(__version__)
 

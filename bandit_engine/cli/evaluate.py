@@ -95,7 +95,7 @@ def evaluate(
 ) -> None:
     """Estimate a policy's value from logged decisions, with intervals and the uplift over the
     policy that logged them."""
-    from . import run
+    from .exits import run
 
     def body() -> None:
         _evaluate(
@@ -143,9 +143,9 @@ def _evaluate(
     max_rows: int | None,
     model_id: str | None,
 ) -> None:
-    from ..datasets import load_engine_log, load_log, load_obd
     from ..engine import Engine
     from ..errors import ConfigError, NotFoundError, ValidationError
+    from ..evaluation.datasets import load_engine_log, load_log, load_obd
     from ..evaluation.policy_eval import (
         evaluate_policy,
         fit_policy,

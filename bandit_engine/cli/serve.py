@@ -76,7 +76,7 @@ def serve_policy(
     ),
 ) -> None:
     """Serve decisions over HTTP with a durable SQLite event log and online learning."""
-    from . import run
+    from .exits import run
 
     def body() -> None:
         import logging
@@ -183,7 +183,7 @@ def purge(
     ),
 ) -> None:
     """Delete logged rows older than a number of days (rows a checkpoint still needs are kept)."""
-    from . import run
+    from .exits import run
 
     def body() -> None:
         from ..errors import ValidationError
@@ -209,7 +209,7 @@ def forget_user(
     ),
 ) -> None:
     """Delete a user's profile and every logged row under their pseudonym."""
-    from . import run
+    from .exits import run
 
     def body() -> None:
         from ..store import EventLog, load_hmac_key

@@ -84,7 +84,7 @@ def simulate(
         sc = _overrides(sc, rounds=rounds, seeds=seeds, seed=seed, policies=pols, controls=ctrls)
         _execute(sc, out=out, log=log, progress=not no_progress and sys.stderr.isatty())
 
-    from . import run
+    from .exits import run
 
     run(body)
 
@@ -107,6 +107,7 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from ..simulation.driver import simulate as run_simulation
     from ..simulation.report import (
         atomic_dir,
         atomic_log,
@@ -116,7 +117,6 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
         timings,
         write_outputs,
     )
-    from ..simulation.runner import simulate as run_simulation
     from ..simulation.runner import total_steps
 
     check_output_paths(out, log)

@@ -34,7 +34,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from .. import __version__
+from .._version import __version__
 from ..engine import Engine
 from ..errors import BanditError, ConflictError, NotFoundError
 from ..profiles import merge_profiles

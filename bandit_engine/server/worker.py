@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..engine import Engine
 from ..errors import BanditError
 from ..fileformat import write_state

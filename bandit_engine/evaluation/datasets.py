@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .errors import ConfigError, DataError, ValidationError
-from .evaluation._validate import FloatArray, IntArray, preview_rows
-from .rewards import RewardSpec
+from ..errors import ConfigError, DataError, ValidationError
+from ..rewards import RewardSpec
+from ._validate import FloatArray, IntArray, preview_rows
 
 __all__ = [
     "OBD_BEHAVIORS",
@@ -770,7 +770,7 @@ def load_engine_log(
     ValidationError
         As :func:`load_log` (propensities, actions outside the candidate set, rewards).
     """
-    from .store import EventLog, bundle_matrix
+    from ..store import EventLog, bundle_matrix
 
     with EventLog(path, hmac_key=None, read_only=True) as log:
         frame = log.decisions_frame(since=since, until=until, model_id=model_id)

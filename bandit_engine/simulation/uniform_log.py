@@ -6,7 +6,7 @@ For each seed:
    seed's world and writes every decision, event and learned reward to an
    :class:`~bandit_engine.store.EventLog` (the ``--log`` file if one is given, else a temporary
    one), exactly as the HTTP server would.
-2. **Replay.** The log is read back with :func:`bandit_engine.datasets.load_engine_log` and
+2. **Replay.** The log is read back with :func:`bandit_engine.evaluation.datasets.load_engine_log` and
    evaluated with the project's one online-replay implementation,
    :func:`bandit_engine.evaluation.policy_eval.online_replay` (Li, Chu, Langford, Wang, WSDM
    2011): the evaluated policy walks the rows in order and learns only from the rows where it
@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import load_engine_log
+from ..evaluation.datasets import load_engine_log
 from ..evaluation.policy_eval import online_replay, policy_log_from_logged
 from ..records import Estimate
 from ..store import EventLog
