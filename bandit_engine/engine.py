@@ -34,7 +34,7 @@ from .features import FeatureMap
 from .fileformat import read_state, write_state
 from .policies.base import Policy
 from .policies.registry import policy_from_dict, policy_to_dict
-from .profiles import Profile, ProfileStore, merge_profiles
+from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
 from .records import Decision, LearnedReward
 from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
 
@@ -129,7 +129,7 @@ class Engine:
         self.id_factory = id_factory if id_factory is not None else (lambda: uuid.uuid4().hex)
         self.on_learned = on_learned
         self.auto_advance = auto_advance
-        self.profiles = ProfileStore()
+        self.profiles: ProfileSource = ProfileStore()
         self.attribution: Attribution[_Pending] = Attribution(self.rewards)
         self.model_id = uuid.uuid4().hex if model_id is None else _check_id("model_id", model_id)
         self.n_decisions = 0
@@ -265,9 +265,8 @@ class Engine:
         choice = self.policy.choose(x, ids, Z)
         i = choice.index
         bundle_id = ids[i]
-        self.attribution.add_decision(
-            decision_id, t, _Pending(x, bundle_id, Z[i], choice.propensity)
-        )
+        z = Z[i]
+        self.attribution.add_decision(decision_id, t, _Pending(x, bundle_id, z, choice.propensity))
         self.n_decisions += 1
         deal_id, course_id = self.catalog.parts(bundle_id)
         probs = choice.probabilities
@@ -282,9 +281,11 @@ class Engine:
             policy_version=self.policy_version,
             timestamp=t,
             probabilities=None if probs is None else tuple(probs.tolist()),
+            x=x,
+            z=z,
         )
 
-    def replay_decision(
+    def redo_decision(
         self,
         decision_id: str,
         x: FloatArray,
@@ -295,7 +296,8 @@ class Engine:
     ) -> Decision:
         """Re-run a logged decision with its logged context and candidate list.
 
-        Used to rebuild state after a restart (checkpoint + journal replay): the policy consumes its
+        Used to rebuild state after a restart (checkpoint + roll-forward of the journal, see
+        :mod:`bandit_engine.service`): the policy consumes its
         random generator exactly as the original call did, so the same bundle comes out. If
         ``expected_bundle`` is given and differs, :class:`~bandit_engine.errors.ConflictError` is
         raised (the log and the checkpoint disagree): the decision is not recorded, but the policy's

@@ -1,17 +1,22 @@
-"""In-memory store of user profiles, keyed by user id, one dict per platform.
+"""Where an engine finds a user's profile: one dict per platform, keyed by user id.
 
 The engine looks a user's stored profile up when a decision names the user, and merges an inline
-profile over it (inline values win, field by field). The store lives in memory only and is **not**
-saved with the engine file: raw user ids must not reach disk. The HTTP server keeps its own durable,
-pseudonymized copy.
+profile over it (inline values win, field by field). Anything with the :class:`ProfileSource`
+methods can be the engine's store (``engine.profiles``). Two exist:
+
+* :class:`ProfileStore`, in memory (the default): **not** saved with the engine file, because raw
+  user ids must not reach disk. Reload it with :meth:`Engine.load_profiles
+  <bandit_engine.Engine.load_profiles>`.
+* the event log's profile table, under keyed pseudonyms (:class:`bandit_engine.service.LogProfiles`),
+  which the HTTP server uses: one durable store, so what the server forgets the engine forgets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Profile", "ProfileStore", "merge_profiles"]
+__all__ = ["Profile", "ProfileSource", "ProfileStore", "merge_profiles"]
 
 Profile = dict[str, dict[str, Any] | None]
 
@@ -40,8 +45,31 @@ def merge_profiles(
     return out
 
 
+@runtime_checkable
+class ProfileSource(Protocol):
+    """What an engine needs of a profile store."""
+
+    def get(self, user_id: str) -> Profile | None:
+        """The stored profile of ``user_id`` or ``None``."""
+        ...
+
+    def put(self, user_id: str, profile: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Store a whole profile (replacing what was stored)."""
+        ...
+
+    def upsert(
+        self, user_id: str, platform: str, fields: Mapping[str, Any], *, replace: bool = False
+    ) -> None:
+        """Set (``replace=True``) or update a user's fields on one platform."""
+        ...
+
+    def forget(self, user_id: str) -> bool:
+        """Delete a user's profile; returns whether there was one."""
+        ...
+
+
 class ProfileStore:
-    """User id -> ``{platform: fields}``."""
+    """User id -> ``{platform: fields}``, in memory (a :class:`ProfileSource`)."""
 
     def __init__(self) -> None:
         self._data: dict[str, Profile] = {}

@@ -49,7 +49,9 @@ class Decision:
     """One decision made by an :class:`~bandit_engine.Engine`.
 
     ``candidates`` and ``scores`` are aligned; ``propensity`` is the probability of ``bundle_id``
-    under the policy at decision time, which offline evaluation needs.
+    under the policy at decision time, which offline evaluation needs. ``x`` (the context vector)
+    and ``z`` (the chosen bundle's feature vector) are what the policy will learn from; the event
+    log stores them with the decision. They are not part of :meth:`to_dict`.
     """
 
     decision_id: str
@@ -62,6 +64,8 @@ class Decision:
     policy_version: str
     timestamp: float
     probabilities: tuple[float, ...] | None = None
+    x: NDArray[np.float64] | None = field(default=None, repr=False)
+    z: NDArray[np.float64] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

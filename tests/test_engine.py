@@ -233,7 +233,7 @@ def test_corrupted_model_file_fails_clearly(
         Engine.load(path)
 
 
-def test_replay_decision_reproduces_choice(
+def test_redo_decision_reproduces_choice(
     schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
 ) -> None:
     a = make_engine(schema, tables, catalog, policy=UniformRandom(seed=4))
@@ -241,7 +241,7 @@ def test_replay_decision_reproduces_choice(
     for i in range(10):
         d = a.decide("u2", now=T0 + i, decision_id=f"r{i}")
         x, _ = a.decision_vectors(d.decision_id)
-        again = b.replay_decision(
+        again = b.redo_decision(
             d.decision_id, x, d.candidates, now=T0 + i, expected_bundle=d.bundle_id
         )
         assert again.bundle_id == d.bundle_id
@@ -250,7 +250,7 @@ def test_replay_decision_reproduces_choice(
         for i in range(10):  # a different generator must diverge within ten uniform draws
             d = a.decide("u2", now=T0 + 20 + i, decision_id=f"s{i}")
             x, _ = a.decision_vectors(d.decision_id)
-            c.replay_decision(
+            c.redo_decision(
                 d.decision_id, x, d.candidates, now=T0 + 20 + i, expected_bundle=d.bundle_id
             )
 

@@ -196,6 +196,35 @@ def test_admin_catalog_changes(client: TestClient) -> None:
     assert r.status_code == 422 and "price" in r.json()["field"]
 
 
+def test_forget_reaches_the_profile_the_next_decision_uses(client: TestClient) -> None:
+    profile = {"groupbuy": {"city": "beijing", "avg_ticket": 20}}
+    r = client.post("/v1/admin/profiles", json={"user_id": "zoe", "profile": profile}, headers=AUTH)
+    assert r.status_code == 200
+    assert decide(client, "zoe", candidates=["d1+c2", "d3+c1"])["bundle_id"] == "d3+c1"
+    r = client.post("/v1/admin/users/forget", json={"user_id": "zoe"}, headers=AUTH)
+    assert r.status_code == 200
+    # zoe is a stranger again: no known city, so both cities' deals are eligible
+    seen = {decide(client, "zoe", candidates=["d1+c2", "d3+c1"])["bundle_id"] for _ in range(30)}
+    assert seen == {"d1+c2", "d3+c1"}  # untried arms tie, broken at random: P(miss) = 2^-29
+
+
+def test_forget_reaches_profiles_the_engine_was_built_with(tmp_path: Path, clock: Clock) -> None:
+    from bandit_engine.demo import demo_engine
+
+    def base() -> Any:  # like --dev: the demo engine holds its users' profiles in memory
+        return demo_engine(seed=0, start_time=clock.t - 86_400)
+
+    app, log = open_server(settings_for(tmp_path), hmac_key=KEY, clock=clock, base=base)
+    with TestClient(app) as c:
+        engine = app.state.worker.engine
+        known = engine.context("U000001").copy()
+        assert np.count_nonzero(known) > 3  # a profile is there
+        r = c.post("/v1/admin/users/forget", json={"user_id": "U000001"}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["deleted"]["profiles"] >= 1  # a row per platform
+        assert np.count_nonzero(app.state.worker.engine.context("U000001")) == 1  # cold start
+    log.close()
+
+
 def test_forget_user(client: TestClient, tmp_path: Path) -> None:
     d = decide(client, "gone-user", profile={"groupbuy": {"city": "beijing"}})
     client.post(

@@ -16,7 +16,7 @@ from bandit_engine.engine import Engine
 from bandit_engine.errors import ConflictError
 from bandit_engine.server import Secret, ServerSettings, open_server
 from bandit_engine.server import worker as worker_module
-from bandit_engine.server.checkpoint import Checkpointer
+from bandit_engine.service import Checkpointer
 from bandit_engine.store import EventLog
 
 TOKEN = "restart-test-token-0123456789"
@@ -226,7 +226,7 @@ def test_replay_detects_a_log_that_disagrees(model: Path, tmp_path: Path) -> Non
     with EventLog(s.db, hmac_key=KEY) as lg:  # tamper: claim another bundle was chosen
         lg._conn.execute("UPDATE decisions SET bundle_id = 'd2+c3' WHERE decision_id = 'dec3'")
         lg._conn.execute("UPDATE decisions SET bundle_id = 'd3+c3' WHERE decision_id = 'dec4'")
-    with pytest.raises(ConflictError, match="replaying the event log"):
+    with pytest.raises(ConflictError, match="rolling the event log forward"):
         open_server(s, hmac_key=KEY, clock=clock)
 
 

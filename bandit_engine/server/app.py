@@ -36,11 +36,10 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..engine import Engine
-from ..errors import BanditError, ConflictError, NotFoundError
-from ..profiles import merge_profiles
+from ..records import LearnedReward
+from ..service import Checkpointer, LoggedEngine
 from ..store import EventLog
 from .auth import Secret, bearer_ok
-from .checkpoint import Checkpointer, apply_admin, restore_engine
 from .errors import (
     BodyTooLarge,
     error_body,
@@ -330,7 +329,7 @@ def open_server(
     clock: Callable[[], float] | None = None,
     base: Callable[[], Engine] | None = None,
 ) -> tuple[FastAPI, EventLog]:
-    """Open the event log, restore the engine (checkpoint + journal replay) and build the app.
+    """Open the event log, restore the engine (checkpoint + journal roll-forward) and build the app.
 
     ``clock`` overrides the engine clock (tests, simulations); ``base`` overrides how the base engine
     is built (default: :func:`base_engine_factory`).
@@ -343,19 +342,21 @@ def open_server(
     )
     try:
         build = base if base is not None else base_engine_factory(settings)
-        kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
         checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
-        engine, report = restore_engine(build, log, checkpointer, engine_kwargs=kwargs)
+        service, report = LoggedEngine.restore(
+            build, log, checkpointer, clock=clock, profiles_in_log=True
+        )
         logger.info(
-            "engine %s restored: checkpoint=%s seq=%d replayed %d decisions, %d events, %d admin ops",
-            engine.model_id,
+            "engine %s restored: checkpoint=%s seq=%d rolled forward %d decisions, %d events, "
+            "%d admin ops",
+            service.engine.model_id,
             report.checkpoint,
             report.checkpoint_seq,
-            report.replayed_decisions,
-            report.replayed_events,
-            report.replayed_admin,
+            report.redone_decisions,
+            report.redone_events,
+            report.redone_admin,
         )
-        app = create_app(engine, log, settings, base=build)
+        app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()
         raise
@@ -380,14 +381,17 @@ def create_app(
     build = base if base is not None else base_engine_factory(settings)
     clock = engine.clock
 
-    def rebuild() -> Engine:
-        return restore_engine(build, log, checkpointer, engine_kwargs={"clock": clock})[0]
+    def learned(rec: LearnedReward) -> None:
+        metrics.inc("bandit_rewards_learned_total", status=rec.status)
+
+    options: dict[str, Any] = {"profiles_in_log": True, "on_learned": learned}
+
+    def rebuild() -> LoggedEngine:
+        return LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0]
 
     worker = EngineWorker(
-        engine,
-        log,
+        LoggedEngine(engine, log, checkpoints=checkpointer, **options),
         rebuild=rebuild,
-        checkpointer=checkpointer,
         metrics=metrics,
         max_batch=settings.max_batch,
         max_delay=settings.commit_delay,
@@ -452,20 +456,10 @@ def create_app(
     }
 
     # -- jobs (run on the worker thread, inside the batch transaction) -----------------------
-    def decide_job(body: DecisionRequest, engine: Engine, log: EventLog) -> dict[str, Any]:
-        if body.decision_id is not None and log.has_decision(body.decision_id):
-            raise ConflictError.for_field("decision_id", body.decision_id, "is already in use")
-        stored = log.get_profile(body.user_id)
-        profile = merge_profiles(stored, body.profile) if stored or body.profile else None
-        t = engine.now()
-        d = engine.decide(
-            body.user_id, profile, candidates=body.candidates, decision_id=body.decision_id, now=t
+    def decide_job(body: DecisionRequest, service: LoggedEngine) -> dict[str, Any]:
+        d = service.decide(
+            body.user_id, body.profile, candidates=body.candidates, decision_id=body.decision_id
         )
-        try:
-            x, z = _decision_vectors(engine, d.decision_id)
-            log.log_decision(d, user_id=body.user_id, x=x, z=z, model_id=engine.model_id)
-        except BanditError as exc:  # the engine decided but the log refused: they now disagree
-            raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
         worker.note_decisions()
         metrics.inc("bandit_decisions_total")
         return {
@@ -478,28 +472,18 @@ def create_app(
             "timestamp": d.timestamp,
         }
 
-    def event_job(body: EventRequest, engine: Engine, log: EventLog) -> dict[str, Any]:
-        if not log.has_decision(body.decision_id):
-            raise NotFoundError.for_field(
-                "decision_id", body.decision_id, "is not a known decision"
-            )
-        t = engine.now()
-        status = engine.report(
-            body.decision_id, body.type, value=body.value, event_id=body.event_id, at=t
+    def event_job(body: EventRequest, service: LoggedEngine) -> dict[str, Any]:
+        status = service.report(
+            body.decision_id, body.type, value=body.value, event_id=body.event_id
         )
-        try:
-            log.log_event(body.decision_id, body.type, body.value, t, body.event_id, status)
-        except BanditError as exc:
-            raise RuntimeError(f"event for {body.decision_id} could not be logged: {exc}") from exc
         metrics.inc("bandit_events_total", status=status)
         if status == "late":
             metrics.inc("bandit_late_events_total")
         return {"decision_id": body.decision_id, "event_id": body.event_id, "status": status}
 
-    def admin_job(op: str, payload: dict[str, Any], engine: Engine, log: EventLog) -> Any:
-        added = apply_admin(engine, op, payload)
-        seq = log.log_admin(op, payload, ts=engine.now())
-        return {"op": op, "seq": seq, "added_bundles": added}
+    def admin_job(op: str, payload: dict[str, Any], service: LoggedEngine) -> Any:
+        done = service.apply(op, payload)
+        return {"op": done.op, "seq": done.seq, "added_bundles": done.added_bundles}
 
     async def handle_decision(body: DecisionRequest) -> dict[str, Any]:
         result: dict[str, Any] = await worker.run(partial(decide_job, body))
@@ -543,7 +527,7 @@ def create_app(
     )
     async def get_decision(decision_id: str) -> Response:
         """A logged decision, its events and its reward status."""
-        record = await worker.run(lambda engine, log: log.decision(decision_id))
+        record = await worker.run(lambda service: service.log.decision(decision_id))
         return _json(jsonable(record))
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
@@ -596,10 +580,10 @@ def create_app(
     async def upsert_profile(body: ProfileUpsert) -> Response:
         """Store or update a user's profile (kept under the user's pseudonym)."""
 
-        def job(engine: Engine, log: EventLog) -> dict[str, Any]:
+        def job(service: LoggedEngine) -> dict[str, Any]:
             out = {}
             for platform, fields in body.profile.items():
-                out[platform] = log.upsert_profile(
+                out[platform] = service.upsert_profile(
                     body.user_id, platform, fields, replace=body.replace
                 )
             return {"profile": out}
@@ -614,12 +598,7 @@ def create_app(
     )
     async def forget_user(body: ForgetRequest) -> Response:
         """Delete the user's profile and every logged row under their pseudonym."""
-        deleted = await worker.run(lambda engine, log: log.forget_user(body.user_id))
+        deleted = await worker.run(lambda service: service.forget_user(body.user_id))
         return _json({"deleted": deleted})
 
     return app
-
-
-def _decision_vectors(engine: Engine, decision_id: str) -> tuple[Any, Any]:
-    """``(x, z)`` of a decision just made, for the log."""
-    return engine.decision_vectors(decision_id)

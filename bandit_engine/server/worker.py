@@ -1,7 +1,8 @@
 """Engine access and group commit on the event loop.
 
 The engine is not thread-safe and SQLite allows one writer at a time. Every request that touches
-either becomes a *job* ``job(engine, log)`` run on the event loop thread itself, one at a time (the
+either becomes a *job* ``job(service)`` (a :class:`~bandit_engine.service.LoggedEngine`: the engine
+and its log kept in step) run on the event loop thread itself, one at a time (the
 loop is single-threaded, so no lock is needed and no thread hand-off is paid per request; a job is
 pure CPU work of well under a millisecond plus SQLite statements that do not wait on the disk).
 
@@ -13,7 +14,7 @@ Each request is answered only after the commit holding its writes returned (**gr
 during the fsync; jobs that arrive meanwhile wait for it and form the next batch. Under ``NORMAL`` /
 ``OFF`` a commit does not sync and runs inline.
 
-Every ``advance_interval`` seconds a timer closes due attribution windows (``Engine.advance``), so
+Every ``advance_interval`` seconds a timer closes due attribution windows (``LoggedEngine.advance``), so
 decisions learn even when no request comes. Checkpoints are taken between batches: the engine state is
 copied on the loop (a few milliseconds) and written to disk by a helper thread.
 
@@ -38,9 +39,7 @@ from .._version import __version__
 from ..engine import Engine
 from ..errors import BanditError
 from ..fileformat import write_state
-from ..records import LearnedReward
-from ..store import EventLog
-from .checkpoint import Checkpointer
+from ..service import LoggedEngine
 from .errors import ServiceUnavailableError
 from .metrics import Metrics
 
@@ -70,7 +69,7 @@ def _copy_state(engine: Engine) -> dict[str, Any]:
     return copy.deepcopy(engine.to_state())
 
 
-Job = Callable[[Engine, EventLog], Any]
+Job = Callable[[LoggedEngine], Any]
 logger = logging.getLogger("bandit_engine.server")
 _CHILD_TIMEOUT = 600.0
 
@@ -97,12 +96,10 @@ class EngineWorker:
 
     Parameters
     ----------
-    engine, log
-        What the jobs run against.
+    service
+        What the jobs run against (it carries the checkpoint folder).
     rebuild
-        Builds a consistent engine from the checkpoints and the journal (used after a failure).
-    checkpointer
-        Where checkpoints go.
+        Builds a consistent service from the checkpoints and the journal (used after a failure).
     metrics
         Counters to update.
     max_batch, max_delay
@@ -118,11 +115,9 @@ class EngineWorker:
 
     def __init__(
         self,
-        engine: Engine,
-        log: EventLog,
+        service: LoggedEngine,
         *,
-        rebuild: Callable[[], Engine],
-        checkpointer: Checkpointer,
+        rebuild: Callable[[], LoggedEngine],
         metrics: Metrics,
         max_batch: int = 256,
         max_delay: float = 0.002,
@@ -131,19 +126,20 @@ class EngineWorker:
         checkpoint_seconds: float = 300.0,
         fork_checkpoints: bool = True,
     ) -> None:
-        self.log = log
+        if service.checkpoints is None:
+            raise ValueError("the worker's service needs a checkpoint folder")
+        self.service = service
+        self.log = service.log
+        self.checkpointer = service.checkpoints
         self.metrics = metrics
         self.rebuild = rebuild
-        self.checkpointer = checkpointer
         self.max_batch = max_batch
         self.max_delay = max_delay
         self.advance_interval = advance_interval
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
-        self.sync_in_thread = log.synchronous == "FULL"
+        self.sync_in_thread = self.log.synchronous == "FULL"
         self.fork_checkpoints = fork_checkpoints
-        self.engine = engine
-        engine.on_learned = self._on_learned
         self._healthy = True
         self._started = False
         self._open = False  # a batch transaction is open
@@ -161,11 +157,10 @@ class EngineWorker:
         self._advancing: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
 
-    # -- engine hooks ------------------------------------------------------------------------
-    def _on_learned(self, rec: LearnedReward) -> None:
-        # runs inside a job or the timer, within the open transaction
-        if self.log.log_learned(rec):
-            self.metrics.inc("bandit_rewards_learned_total", status=rec.status)
+    @property
+    def engine(self) -> Engine:
+        """The engine being served (replaced when the worker rebuilds after a failure)."""
+        return self.service.engine
 
     @property
     def healthy(self) -> bool:
@@ -216,14 +211,14 @@ class EngineWorker:
 
     # -- running jobs ------------------------------------------------------------------------
     async def run(self, job: Job) -> Any:
-        """Run ``job(engine, log)``; return its result once its writes are committed."""
+        """Run ``job(service)``; return its result once its writes are committed."""
         while self._committing is not None:  # the connection is busy syncing the last batch
             await asyncio.shield(self._committing)
         if not self._healthy:
             raise ServiceUnavailableError("the engine is not serving; retry")
         fut = self._join()
         try:
-            result = job(self.engine, self.log)
+            result = job(self.service)
         except BanditError:
             self._after_job()
             raise  # a client error: nothing half-done (writes it made, if any, are complete)
@@ -323,12 +318,11 @@ class EngineWorker:
     def _recover(self) -> None:
         self._healthy = False
         try:
-            engine = self.rebuild()
+            service = self.rebuild()
         except Exception:
             logger.exception("engine rebuild failed; the server stays unavailable")
             return
-        engine.on_learned = self._on_learned
-        self.engine = engine
+        self.service = service
         self._healthy = True
         logger.warning("engine rebuilt from checkpoint and journal")
 
@@ -345,9 +339,13 @@ class EngineWorker:
         elif self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
             self._maybe_checkpoint()
 
+    @staticmethod
+    def _advance_job(service: LoggedEngine) -> None:
+        service.advance()
+
     async def _advance(self) -> None:
         try:
-            await self.run(lambda engine, log: engine.advance())
+            await self.run(self._advance_job)
         except Exception:  # keep the timer alive; the next tick retries
             logger.exception("timer advance failed")
 

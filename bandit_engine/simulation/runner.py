@@ -54,8 +54,8 @@ from ..engine import Engine
 from ..errors import ConfigError
 from ..policies.base import Policy
 from ..policies.registry import make_policy
-from ..records import LearnedReward
 from ..rewards import RewardSpec
+from ..service import LoggedEngine, apply_admin
 from ..store import EventLog
 from .engines import build_engine
 from .scenario import OrderSettings, PolicySpec, Scenario
@@ -74,7 +74,6 @@ __all__ = [
     "catalog_feature_names",
     "check_columns",
     "draw_outcomes",
-    "learned_logger",
     "make_arm_policy",
     "run_seed",
     "run_stream",
@@ -316,7 +315,6 @@ def build_arm_engine(
     model_id: str,
     id_prefix: str,
     feature_names: Sequence[str],
-    on_learned: Callable[[LearnedReward], None] | None = None,
 ) -> Engine:
     """A real engine for ``world`` (:func:`bandit_engine.simulation.engines.build_engine`) with a deterministic
     model id and decision ids ``<id_prefix>-0000001``, ...; ``now`` is always passed explicitly."""
@@ -331,7 +329,6 @@ def build_arm_engine(
         policy,
         rewards=rewards,
         id_factory=next_id,
-        on_learned=on_learned,
         clock=_no_clock,
         model_id=model_id,  # uuid4 by default: a fixed id keeps logs and versions reproducible
     )
@@ -460,6 +457,11 @@ def run_stream(
     perf = time.perf_counter
     wall0 = perf()
     logging = log is not None
+    # With a log, every engine runs inside a LoggedEngine: the same decide / report / learn / log
+    # path as the HTTP server, on one shared log (engines are told apart by their model ids).
+    runs: Sequence[Engine | LoggedEngine] = (
+        [LoggedEngine(e, log) for e in engines] if log is not None else engines
+    )
 
     last_event = [times[-1] if times else 0.0]
 
@@ -468,15 +470,8 @@ def run_stream(
             te, _, a, did, value = heapq.heappop(pending)
             last_event[0] = max(last_event[0], te)
             t0 = perf()
-            status = engines[a].report(did, "order", value=value, at=te)
+            runs[a].report(did, "order", value=value, at=te)
             seconds[a] += perf() - t0
-            if log is not None:
-                log.log_event(did, "order", value, te, None, status)
-
-    def log_decision(engine: Engine, decision: Any, uid: str) -> None:
-        assert log is not None
-        x, z = engine.decision_vectors(decision.decision_id)  # still pending: just decided
-        log.log_decision(decision, user_id=uid, x=x, z=z, model_id=engine.model_id)
 
     def step(i: int) -> None:
         nonlocal added_at, world_seconds
@@ -492,12 +487,10 @@ def run_stream(
         info: _Candidates | None = None
         # p_click, p_order, value and expected reward of each candidate
         pc_a = po_a = v_a = ex_a = _EMPTY
-        for a, engine in enumerate(engines):
+        for a, engine in enumerate(runs):
             t0 = perf()
             d = engine.decide(uid, now=t)
             seconds[a] += perf() - t0
-            if logging:
-                log_decision(engine, d, uid)
             cands = d.candidates
             if info is None:
                 info = cache.get(cands)
@@ -530,10 +523,8 @@ def run_stream(
                 continue
             tr.click[i] = True
             t0 = perf()
-            status = engine.report(d.decision_id, "click", at=t)
+            engine.report(d.decision_id, "click", at=t)
             seconds[a] += perf() - t0
-            if log is not None:
-                log.log_event(d.decision_id, "click", 0.0, t, None, status)
             r = w_click
             if uo[i] < poj:
                 value = vj * vf[i]
@@ -545,10 +536,8 @@ def run_stream(
                     heapq.heappush(pending, (t + delay, next(seq), a, d.decision_id, value))
                 else:
                     t0 = perf()
-                    status = engine.report(d.decision_id, "order", value=value, at=t)
+                    engine.report(d.decision_id, "order", value=value, at=t)
                     seconds[a] += perf() - t0
-                    if log is not None:
-                        log.log_event(d.decision_id, "order", value, t, None, status)
             tr.reward[i] = r if cap is None else min(r, cap)
 
     def batch() -> AbstractContextManager[Any]:
@@ -570,7 +559,7 @@ def run_stream(
         if pending:
             deliver(math.inf)
         end = last_event[0] + rewards.window + 1.0
-        for a, engine in enumerate(engines):
+        for a, engine in enumerate(runs):
             t0 = perf()
             engine.flush(now=end)
             seconds[a] += perf() - t0
@@ -642,18 +631,19 @@ def _catalog_action(
         added: set[str] = set()
         for add in additions:
             bundles = add.bundles[["deal_id", "course_id", "bundle_id"]]
-            for engine in engines:
-                if len(add.deals):
-                    engine.catalog.add_deals(add.deals)
-                if len(add.courses):
-                    engine.catalog.add_courses(add.courses)
-                engine.catalog.add_bundles(bundles)
-            if log is not None:
-                if len(add.deals):
-                    log.log_admin("add_deals", {"deals": _records(add.deals)}, ts=t)
-                if len(add.courses):
-                    log.log_admin("add_courses", {"courses": _records(add.courses)}, ts=t)
-                log.log_admin("add_bundles", {"bundles": _records(bundles)}, ts=t)
+            ops = []
+            if len(add.deals):
+                ops.append(("add_deals", {"deals": _records(add.deals)}))
+            if len(add.courses):
+                ops.append(("add_courses", {"courses": _records(add.courses)}))
+            ops.append(("add_bundles", {"bundles": _records(bundles)}))
+            for op, payload in ops:
+                # the one way a catalog change is applied (live, in the server, rolling forward);
+                # journaled once for all engines, which share the log
+                for engine in engines:
+                    apply_admin(engine, op, payload)
+                if log is not None:
+                    log.log_admin(op, payload, ts=t)
             added.update(str(b) for b in bundles["bundle_id"])
         return added
 
@@ -693,7 +683,6 @@ def run_seed(
     names = catalog_feature_names(world)
     engines = []
     for a, arm in enumerate(arms):
-        on_learned = None if log is None else learned_logger(log)
         engines.append(
             build_arm_engine(
                 world,
@@ -703,7 +692,6 @@ def run_seed(
                 model_id=f"sim-{scenario.name}-s{seed}-{a}",
                 id_prefix=f"s{seed}a{a}",
                 feature_names=names,
-                on_learned=on_learned,
             )
         )
     actions: dict[int, Callable[[float], set[str]]] = {}
@@ -738,12 +726,3 @@ def run_seed(
         k = int(np.searchsorted(trace.times, t_drift))
         trace.drift_at = k if k < n else None
     return trace
-
-
-def learned_logger(log: EventLog) -> Callable[[LearnedReward], None]:
-    """An ``on_learned`` hook that records every learned reward in ``log``."""
-
-    def on_learned(rec: LearnedReward) -> None:
-        log.log_learned(rec)
-
-    return on_learned

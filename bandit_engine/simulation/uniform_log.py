@@ -63,7 +63,6 @@ from .runner import (
     build_arm_engine,
     catalog_feature_names,
     draw_outcomes,
-    learned_logger,
     make_arm_policy,
     run_stream,
     seed_streams,
@@ -175,7 +174,6 @@ def replay_seed(
             model_id=model_id,
             id_prefix=f"r{seed}",
             feature_names=names,
-            on_learned=learned_logger(elog),
         )
         run_stream(
             world,

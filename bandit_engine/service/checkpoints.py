@@ -1,0 +1,83 @@
+"""Checkpoint files: the whole engine saved atomically, named after the journal entry it includes.
+
+A checkpoint is :meth:`Engine.save <bandit_engine.engine.Engine.save>` (a temporary file renamed into
+place) under the name ``checkpoint-<seq>.bandit``, where ``seq`` is the last journal entry of the
+event log the engine had applied. :meth:`LoggedEngine.restore
+<bandit_engine.service.LoggedEngine.restore>` loads the newest readable one and rolls the journal
+forward from its ``seq``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine import Engine
+from ..store import EventLog
+
+__all__ = ["Checkpointer", "RestoreReport"]
+
+_NAME = re.compile(r"^checkpoint-(\d{12})\.bandit$")
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restart did."""
+
+    checkpoint: str | None
+    checkpoint_seq: int
+    redone_decisions: int
+    redone_events: int
+    redone_admin: int
+    skipped: int
+    new_lineage: bool
+
+
+class Checkpointer:
+    """Writes and finds checkpoints in one folder.
+
+    Parameters
+    ----------
+    directory
+        Folder of the checkpoints (created if missing).
+    keep
+        How many of the newest checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, keep: int = 3) -> None:
+        self.directory = Path(directory)
+        self.keep = int(keep)
+
+    def list(self) -> list[tuple[int, Path]]:
+        """``(seq, path)`` of every checkpoint, newest first."""
+        if not self.directory.is_dir():
+            return []
+        out = []
+        for p in self.directory.iterdir():
+            m = _NAME.match(p.name)
+            if m:
+                out.append((int(m.group(1)), p))
+        return sorted(out, reverse=True)
+
+    def path_for(self, seq: int) -> Path:
+        """The file name of the checkpoint covering the journal up to ``seq``."""
+        return self.directory / f"checkpoint-{seq:012d}.bandit"
+
+    def save(self, engine: Engine, log: EventLog, seq: int) -> Path:
+        """Save ``engine`` (which includes every journal entry up to ``seq``), then record ``seq`` in
+        the log's meta and delete old checkpoints."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(seq)
+        engine.save(path)
+        self.saved(log, seq)
+        return path
+
+    def saved(self, log: EventLog, seq: int) -> None:
+        """After a checkpoint file for ``seq`` is on disk: record it and delete old ones."""
+        log.set_meta("checkpoint_seq", str(seq))
+        for _, old in self.list()[self.keep :]:
+            with contextlib.suppress(OSError):  # another process may have removed it
+                old.unlink()
