@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "ModelFileError",
     "NotFoundError",
+    "StoreBusyError",
     "ValidationError",
     "lookup_by_type",
 ]
@@ -97,3 +98,19 @@ class ConflictError(BanditError):
 
 class ModelFileError(BanditError):
     """A saved engine file is corrupted, truncated or of an incompatible format version."""
+
+
+class StoreBusyError(BanditError):
+    """The event log could not be used: another process held its write lock past ``busy_timeout``,
+    or the disk failed (full, read-only, I/O error). Nothing of the failed call was written; retry
+    later. The HTTP server answers 503."""
+
+    @classmethod
+    def during(cls, path: str, exc: BaseException) -> StoreBusyError:
+        """The error of a failed transaction on the log at ``path`` (SQLite's own words kept)."""
+        return cls(f"the event log {path!r} is busy or failing ({exc}); retry later", field="db")
+
+    @classmethod
+    def opening(cls, path: str, exc: BaseException) -> StoreBusyError:
+        """The error of a log that could not be opened because another process held it."""
+        return cls(f"the event log {path!r} is locked by another process ({exc})", field="db")

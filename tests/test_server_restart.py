@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -277,8 +278,21 @@ def test_a_failed_background_checkpoint_is_logged_and_retried(
     clock = Clock()
     s = settings(tmp_path, "f", model, checkpoint_every=5, fork_checkpoints=fork)
     app, log = open_server(s, hmac_key=KEY, clock=clock)
+    ops = script()
+    done = 80
     with TestClient(app) as c:
-        run(c, clock, script()[:80])
+        run(c, clock, ops[:done])
+        # The background writes finish when the machine lets them: wait for a successful one
+        # (bounded), feeding a few more decisions so that another checkpoint keeps falling due,
+        # instead of assuming the retry is over when the requests are.
+        deadline = time.monotonic() + 120.0
+        while app.state.metrics.value("bandit_checkpoints_total") < 1:
+            assert time.monotonic() < deadline, "no background checkpoint succeeded in 120 s"
+            if done < len(ops):
+                run(c, clock, ops[done : done + 5])
+                done += 5
+            else:
+                time.sleep(0.05)
         c.portal.call(app.state.worker.kill)  # no final checkpoint: only background ones count
     seq = log.get_meta("checkpoint_seq")
     log.close()

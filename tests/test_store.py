@@ -383,3 +383,46 @@ def test_candidate_set_cache_survives_a_rollback(log: EventLog) -> None:
     log.log_decision(odd, user_id=None, x=x, z=z, model_id="m")
     assert log.decision("odd")["candidates"] == ["d9+c9"]
     assert log.decision("odd")["probabilities"] is None
+
+
+def test_migrations_run_the_steps_above_the_stored_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_engine.store import schema
+
+    path = tmp_path / "m.sqlite"
+    EventLog(path, hmac_key=KEY).close()  # version 1
+    ran: list[int] = []
+
+    def version_2(conn: sqlite3.Connection) -> None:
+        ran.append(2)
+        conn.execute("CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, version_2))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with EventLog(path, hmac_key=KEY) as lg:
+        assert lg.get_meta("schema_version") == "2"
+    with EventLog(path, hmac_key=KEY):
+        pass
+    assert ran == [2]  # once: the second opening finds version 2 already
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone()
+    con.close()
+
+
+def test_a_held_write_lock_is_a_store_busy_error_naming_the_db(tmp_path: Path) -> None:
+    from bandit_engine.errors import StoreBusyError
+
+    path = tmp_path / "busy.sqlite"
+    with EventLog(path, hmac_key=KEY, busy_timeout=0.05) as lg:
+        blocker = sqlite3.connect(path, timeout=0.01)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreBusyError) as info:
+                lg.log_admin("add_deals", {"deals": []}, ts=1.0)
+            assert info.value.field == "db"
+        finally:
+            blocker.rollback()
+            blocker.close()
+        lg.log_admin("add_deals", {"deals": []}, ts=2.0)  # usable again once the lock is gone
+        assert lg.last_seq() == 1

@@ -9,7 +9,8 @@ Exit codes
 0 success; 1 unexpected internal error (a bug: please report it); 2 command-line usage error (typer);
 3 invalid configuration or input (ConfigError, ValidationError, ConflictError); 4 unknown id or missing
 file (NotFoundError, FileNotFoundError); 5 unreadable or incompatible model file (ModelFileError);
-6 data cannot support the request (DataError); 130 interrupted.
+6 data cannot support the request (DataError); 7 the event log is busy or failing, retry
+(StoreBusyError); 130 interrupted.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ..errors import (
     DataError,
     ModelFileError,
     NotFoundError,
+    StoreBusyError,
     ValidationError,
     lookup_by_type,
 )
@@ -34,6 +35,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     FileNotFoundError: 4,
     ModelFileError: 5,
     DataError: 6,
+    StoreBusyError: 7,
     KeyboardInterrupt: 130,
 }
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from ..errors import (
     DataError,
     ModelFileError,
     NotFoundError,
+    StoreBusyError,
     ValidationError,
     lookup_by_type,
 )
@@ -77,13 +77,12 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     ConflictError: 409,
     ModelFileError: 500,
     ServiceUnavailableError: 503,
+    StoreBusyError: 503,  # storage busy or failing: retryable, never reported as a client error
 }
 
 
 def status_for(exc: BaseException) -> int:
     """The HTTP status of an exception (the single error -> status mapping)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return 503  # storage busy or failing: retryable, never reported as a client error
     return lookup_by_type(exc, HTTP_STATUS, 500)
 
 
@@ -174,6 +173,11 @@ def exception_payload(exc: BaseException, path: str) -> tuple[int, bytes]:
         field = "body" if exc.status_code in (400, 413) else None
         message = f"no endpoint {path!r}" if exc.status_code == 404 else str(exc.detail)
         return exc.status_code, error_body(kind, message, field)
+    if isinstance(exc, StoreBusyError):
+        # another process held the write lock past busy_timeout, or the disk failed: retryable;
+        # the message names the database file, which is the operator's business, not the client's
+        logger.warning("storage unavailable on %s: %s", path, exc.message)
+        return 503, error_body("ServiceUnavailable", "storage is busy, retry later")
     if isinstance(exc, BanditError):
         body = exc.to_dict()
         status = status_for(exc)
@@ -183,10 +187,6 @@ def exception_payload(exc: BaseException, path: str) -> tuple[int, bytes]:
         return status, error_body(body["error"], body["message"], body.get("field"), **extra)
     if isinstance(exc, ServiceUnavailableError):
         return 503, error_body("ServiceUnavailable", str(exc) or "retry later")
-    if isinstance(exc, sqlite3.OperationalError):
-        # another process held the write lock past busy_timeout, or the disk failed: retryable
-        logger.warning("storage unavailable on %s: %s", path, type(exc).__name__)
-        return 503, error_body("ServiceUnavailable", "storage is busy, retry later")
     # a bug: log the type and place, answer without internals
     logger.error("internal error on %s: %s", path, type(exc).__name__, exc_info=exc)
     return 500, error_body("InternalError", "internal server error")
@@ -209,7 +209,6 @@ def install_error_handlers(app: FastAPI) -> None:
         StarletteHTTPException,
         BanditError,
         ServiceUnavailableError,
-        sqlite3.OperationalError,
     ):
         app.add_exception_handler(cls, _handle)
     app.add_exception_handler(Exception, _handle)

@@ -37,7 +37,7 @@ from typing import Any
 
 from .._version import __version__
 from ..engine import Engine
-from ..errors import BanditError
+from ..errors import BanditError, StoreBusyError
 from ..fileformat import write_state
 from ..service import LoggedEngine
 from .errors import ServiceUnavailableError
@@ -219,6 +219,11 @@ class EngineWorker:
         fut = self._join()
         try:
             result = job(self.service)
+        except StoreBusyError:
+            # the log failed mid-batch: the engine may hold what the log does not
+            logger.error("the event log failed; rolling back the batch and rebuilding the engine")
+            self._fail_batch(ServiceUnavailableError("the event log failed; retry"))
+            raise
         except BanditError:
             self._after_job()
             raise  # a client error: nothing half-done (writes it made, if any, are complete)

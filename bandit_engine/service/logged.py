@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Engine
-from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError
+from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError, StoreBusyError
 from ..profiles import Profile, ProfileStore
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
@@ -165,6 +165,8 @@ class LoggedEngine:
             raise RuntimeError(f"decision {d.decision_id} came without its x and z")
         try:
             self.log.log_decision(d, user_id=user_id, x=x, z=z, model_id=engine.model_id)
+        except StoreBusyError:
+            raise  # retryable; the caller rolls back and rebuilds (the engine already decided)
         except BanditError as exc:  # the engine decided but the log refused: they now disagree
             raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
         return d
@@ -189,6 +191,8 @@ class LoggedEngine:
         status = engine.report(decision_id, type, value=value, event_id=event_id, at=t)
         try:
             self.log.log_event(decision_id, type, value, t, event_id, status)
+        except StoreBusyError:
+            raise  # retryable; the caller rolls back and rebuilds (the engine already counted it)
         except BanditError as exc:
             raise RuntimeError(f"event for {decision_id} could not be logged: {exc}") from exc
         self.advance(t)

@@ -1,0 +1,173 @@
+"""The event log's schema, its version and the steps that build or upgrade it.
+
+Tables: ``decisions`` (rowid = seq; context ``x`` and chosen-bundle features ``z`` as float64 blobs;
+scores and probabilities as float64 blobs; the candidate list by reference to ``candidate_sets``,
+which stores each distinct list once), ``events`` (rowid = seq; ``UNIQUE(decision_id, event_id)``),
+``learned`` (rowid = seq), ``admin`` (catalog changes, JSON), ``profiles`` (pseudonym, platform, JSON
+fields), ``meta`` and ``journal_seq``. Indexes are few on purpose: every index is one more B-tree
+each insert writes.
+
+Migrations
+----------
+:data:`MIGRATIONS` lists the steps in order; step ``k`` (1-based) turns a version ``k - 1`` schema
+into version ``k``, and :data:`SCHEMA_VERSION` is their number. Opening a log runs the steps above
+its stored version and records the new version; a log newer than this library is refused. Each
+step must be idempotent (``IF NOT EXISTS`` and the like): two processes opening a new file at the
+same moment both run it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from ..errors import DataError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
+
+
+def _version_1(conn: sqlite3.Connection) -> None:
+    """The first schema: every table and index of the log."""
+    db = sqlite_utils.Database(conn)
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("journal_seq").create({"id": int, "seq": int}, pk="id", if_not_exists=True)
+    db.table("decisions").create(
+        {
+            "seq": int,
+            "decision_id": str,
+            "ts": float,
+            "user": str,
+            "bundle_id": str,
+            "deal_id": str,
+            "course_id": str,
+            "propensity": float,
+            "candidate_set": int,
+            "probabilities": bytes,
+            "scores": bytes,
+            "policy_version": str,
+            "model_id": str,
+            "x": bytes,
+            "x_dim": int,
+            "z": bytes,
+            "z_dim": int,
+            "status": str,
+            "reward": float,
+            "closed_at": float,
+            "n_events": int,
+        },
+        pk="seq",  # the rowid: journal order for free, no extra index
+        not_null=[
+            "decision_id",
+            "ts",
+            "bundle_id",
+            "deal_id",
+            "course_id",
+            "propensity",
+            "candidate_set",
+            "scores",
+            "policy_version",
+            "model_id",
+            "x",
+            "x_dim",
+            "status",
+            "n_events",
+        ],
+        defaults={"status": "pending", "n_events": 0},
+        if_not_exists=True,
+    )
+    db.table("events").create(
+        {
+            "seq": int,
+            "decision_id": str,
+            "event_id": str,
+            "type": str,
+            "value": float,
+            "ts": float,
+            "status": str,
+        },
+        pk="seq",
+        not_null=["decision_id", "type", "value", "ts", "status"],
+        if_not_exists=True,
+    )
+    db.table("learned").create(
+        {
+            "seq": int,
+            "decision_id": str,
+            "bundle_id": str,
+            "reward": float,
+            "status": str,
+            "n_events": int,
+            "closed_at": float,
+        },
+        pk="seq",
+        not_null=["decision_id", "bundle_id", "reward", "status", "n_events", "closed_at"],
+        if_not_exists=True,
+    )
+    db.table("admin").create(
+        {"seq": int, "ts": float, "op": str, "payload": str},
+        pk="seq",
+        not_null=["ts", "op", "payload"],
+        if_not_exists=True,
+    )
+    db.table("candidate_sets").create(
+        {"id": int, "digest": str, "ids": str},
+        pk="id",
+        not_null=["digest", "ids"],
+        if_not_exists=True,
+    )
+    db.table("profiles").create(
+        {"user": str, "platform": str, "fields": str, "updated_at": float},
+        pk=("user", "platform"),
+        not_null=["fields", "updated_at"],
+        if_not_exists=True,
+    )
+    # few indexes on purpose: each one is another B-tree written by every insert
+    for table, cols, unique in (
+        ("decisions", ["decision_id"], True),
+        ("decisions", ["user"], False),  # forget_user
+        ("candidate_sets", ["digest"], True),
+        ("events", ["decision_id", "event_id"], True),
+        ("learned", ["decision_id"], True),
+    ):
+        db.table(table).create_index(cols, unique=unique, if_not_exists=True)
+    conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in ``meta`` (0 for a new, empty database)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if has_meta is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema of ``conn`` to :data:`SCHEMA_VERSION` (see the module docstring)."""
+    version = stored_version(conn)
+    if version > SCHEMA_VERSION:
+        raise DataError.for_field(
+            "schema_version",
+            version,
+            f"is newer than this library supports ({SCHEMA_VERSION}); upgrade bandit-engine",
+        )
+    for step in MIGRATIONS[version:]:
+        step(conn)
+    if version == 0:
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?), (?, ?)",
+            ("schema_version", str(SCHEMA_VERSION), "created_at", repr(time.time())),
+        )
+    elif version < SCHEMA_VERSION:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
