@@ -7,8 +7,10 @@ inside the command bodies so that ``bandit --help`` stays fast.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import typer
 
@@ -144,6 +146,11 @@ def serve_policy(
         )
         loop = "uvloop" if _has("uvloop") else "asyncio"
         http = "httptools" if _has("httptools") else "h11"
+        # uvicorn turns SIGTERM / SIGINT into a graceful shutdown (stop accepting, finish the
+        # requests in flight, run the lifespan's final commit and checkpoint), then raises the
+        # signal again for the handler that was there before it. That handler is ours and does
+        # nothing, so the log below is closed (WAL copied into the main file) and we exit 0.
+        previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             uvicorn.run(
                 app,
@@ -158,8 +165,14 @@ def serve_policy(
             )
         finally:
             log.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     run(body)
+
+
+def _ignore(sig: int, frame: FrameType | None) -> None:
+    """Stands in for the default handlers while serving (see serve_policy)."""
 
 
 def _existing(db: str) -> None:

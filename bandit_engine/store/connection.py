@@ -179,11 +179,24 @@ class LogConnection:
 
     # -- basics ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Copy the write-ahead log into the main file, truncate it, and close (idempotent).
+
+        After a clean close the database file alone holds every committed write, so a backup
+        that copies only the ``.sqlite`` file misses nothing. (SQLite does the same when the last
+        connection closes, but not while another process still has the file open.)
+        """
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
+            if self._closed:
+                return
+            self._closed = True
+            if not self.read_only and self.path != ":memory:":
+                try:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.Error:  # busy readers elsewhere: the WAL stays, nothing is lost
+                    pass
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self
