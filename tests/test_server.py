@@ -477,3 +477,36 @@ def test_checkpoint_after_seconds_without_more_traffic(tmp_path: Path, clock: Cl
         assert log.get_meta("checkpoint_seq") == "1"
         assert [f.name for f in files] == ["checkpoint-000000000001.bandit"]
     log.close()
+
+
+POST_PATHS = [
+    "/v1/decisions",
+    "/v1/events",
+    "/v1/admin/deals",
+    "/v1/admin/deals/retire",
+    "/v1/admin/courses",
+    "/v1/admin/courses/retire",
+    "/v1/admin/bundles",
+    "/v1/admin/bundles/retire",
+    "/v1/admin/profiles",
+    "/v1/admin/users/forget",
+]
+
+
+@pytest.mark.parametrize("path", POST_PATHS)
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_deeply_nested_json_is_a_400_on_every_endpoint(
+    client: TestClient, path: str, chunked: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    depth = 970  # a 2 KB body: once a 500 with a traceback per request
+    body = b'{"user_id": "u1", "decision_id": "d", "profile": ' + b"[" * depth + b"]" * depth + b"}"
+    content: Any = iter([body]) if chunked else body
+    r = client.post(path, content=content, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "body" and "nesting" in r.json()["message"]
+    assert "Traceback" not in caplog.text
+
+
+def test_brackets_inside_strings_are_not_nesting(client: TestClient) -> None:
+    d = decide(client, "u1", profile={"groupbuy": {"city": "[" * 100 + "{" * 100}})
+    assert d["bundle_id"]

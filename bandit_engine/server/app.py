@@ -105,8 +105,48 @@ def _is_json(content_type: bytes | None) -> bool | None:
     return sub == "json" or sub.endswith("+json")
 
 
+#: No request body of this API nests deeper than a few levels; deeper JSON is refused before it is
+#: parsed (the standard parsers recurse once per level, and a 2 KB body can nest a thousand deep).
+MAX_JSON_DEPTH = 32
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text ``raw`` nests arrays / objects more than ``limit`` levels deep
+    (brackets inside strings do not count). Cheap for ordinary bodies: only a body holding more
+    than ``limit`` opening brackets is scanned."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _too_deep() -> StarletteHTTPException:
+    return StarletteHTTPException(
+        400, f"JSON nesting must be at most {MAX_JSON_DEPTH} levels deep, got deeper"
+    )
+
+
 def parse_body(model: type[BaseModel], raw: bytes, content_type: bytes | None) -> Any:
     """Validate a request body exactly as FastAPI does for a single body model."""
+    if json_too_deep(raw):
+        raise _too_deep()
     if not raw:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
@@ -184,6 +224,33 @@ class GuardMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
 
+    async def _serve_checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the whole body (already bounded by the size limit), refuse JSON nested deeper than
+        :data:`MAX_JSON_DEPTH` with 400, and hand the body to the app unchanged."""
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+        raw = b"".join(chunks)
+        if json_too_deep(raw):
+            exc = _too_deep()
+            await self._refuse(send, 400, "BadRequest", str(exc.detail), "body")
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
     async def _refuse(self, send: Send, status: int, kind: str, message: str, field: str) -> None:
         body = error_body(kind, message, field)
         headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
@@ -253,6 +320,9 @@ class GuardMiddleware:
                     fast_label[0] = scope["path"]
                     await self._serve_fast(fast, scope, receive, send_wrapper, ctype)
                     return
+                if n > 0:
+                    await self._serve_checked(scope, receive, send_wrapper)
+                    return
                 await self.app(scope, receive, send_wrapper)
                 return
             seen = 0
@@ -269,6 +339,9 @@ class GuardMiddleware:
             if fast is not None:
                 fast_label[0] = scope["path"]
                 await self._serve_fast(fast, scope, counting_receive, send_wrapper, ctype)
+                return
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                await self._serve_checked(scope, counting_receive, send_wrapper)
                 return
             await self.app(scope, counting_receive, send_wrapper)
         finally:
