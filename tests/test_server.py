@@ -456,12 +456,17 @@ def test_storage_busy_is_503_not_500(tmp_path: Path, clock: Clock) -> None:
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             log._retry = lambda fn: fn()  # type: ignore[method-assign]  # no retries: fail fast
+            assert c.get("/readyz").status_code == 200
             r = c.post("/v1/decisions", json={"user_id": "u1"}, headers=AUTH)
             assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            # liveness stays up (restarting would not help); readiness says writes fail
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/readyz").status_code == 503
         finally:
             blocker.rollback()
             blocker.close()
         assert decide(c)["decision_id"]  # rebuilt and serving again
+        assert c.get("/readyz").status_code == 200  # a write worked: ready again
     log.close()
 
 
@@ -510,3 +515,18 @@ def test_deeply_nested_json_is_a_400_on_every_endpoint(
 def test_brackets_inside_strings_are_not_nesting(client: TestClient) -> None:
     d = decide(client, "u1", profile={"groupbuy": {"city": "[" * 100 + "{" * 100}})
     assert d["bundle_id"]
+
+
+def test_healthz_and_readyz_answer_head_and_need_no_token(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        assert client.head(path).status_code == 200
+        assert client.get(path).json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a b", "é", "a?b", "a#b", "x%2F"])
+def test_decision_ids_are_path_safe(client: TestClient, bad: str) -> None:
+    r = client.post("/v1/decisions", json={"user_id": "u1", "decision_id": bad}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["field"] == "decision_id"
+    good = "Order-2026.12:04~x_1"
+    d = decide(client, "u1", decision_id=good)
+    assert client.get(f"/v1/decisions/{d['decision_id']}", headers=AUTH).status_code == 200

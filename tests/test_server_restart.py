@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -137,24 +136,49 @@ def reference(model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return state
 
 
+def run_until_checkpoints(
+    client: TestClient, app: Any, clock: Clock, ops: Sequence[tuple[Any, ...]], done: int, n: int
+) -> int:
+    """Run ``ops`` from ``done`` on until ``n`` background checkpoints have succeeded (bounded).
+
+    Background writes finish when the machine lets them: rather than assume they are over when the
+    requests are, wait for them, feeding a few more operations so that another checkpoint keeps
+    falling due. Returns how many operations have run."""
+    deadline = time.monotonic() + 120.0
+    while app.state.metrics.value("bandit_checkpoints_total") < n:
+        assert time.monotonic() < deadline, f"fewer than {n} background checkpoints in 120 s"
+        if done < len(ops):
+            run(client, clock, ops[done : done + 5])
+            done += 5
+        else:
+            time.sleep(0.05)
+    return done
+
+
 def crash_and_restart(
-    tmp: Path, model: Path, split: Sequence[int], **kw: Any
+    tmp: Path, model: Path, split: Sequence[int], *, checkpointed: bool = False, **kw: Any
 ) -> tuple[dict[str, Any], list[Any]]:
-    """Run the script in pieces, crashing (no final checkpoint) between them."""
+    """Run the script in pieces, crashing (no final checkpoint) between them; with
+    ``checkpointed`` each piece goes on until a background checkpoint has succeeded."""
     ops = script()
     clock = Clock()
-    bounds = [0, *split, len(ops)]
     reports = []
     state: dict[str, Any] = {}
-    for lo, hi in itertools.pairwise(bounds):
+    done = 0
+    for end in [*split, len(ops)]:
         app, log = open_server(settings(tmp, "b", model, **kw), hmac_key=KEY, clock=clock)
         with TestClient(app) as c:
-            run(c, clock, ops[lo:hi])
+            run(c, clock, ops[done : max(done, end)])
+            done = max(done, end)
+            if checkpointed and done < len(ops):
+                done = run_until_checkpoints(c, app, clock, ops, done, 1)
             state = comparable(app.state.worker.engine)
-            if hi != len(ops):
+            if done < len(ops):
                 c.portal.call(app.state.worker.kill)  # whatever is not in the log is lost
         reports.append(log.get_meta("checkpoint_seq"))
         log.close()
+        if done == len(ops):
+            break
     return state, reports
 
 
@@ -163,7 +187,7 @@ def test_restart_with_checkpoints_equals_never_stopped(
     model: Path, reference: dict[str, Any], tmp_path: Path, fork: bool
 ) -> None:
     state, seqs = crash_and_restart(
-        tmp_path, model, [70, 140], checkpoint_every=9, fork_checkpoints=fork
+        tmp_path, model, [70, 140], checkpointed=True, checkpoint_every=9, fork_checkpoints=fork
     )
     assert_same(reference, state)
     cps = Checkpointer(tmp_path / "b.sqlite.checkpoints").list()
@@ -187,6 +211,7 @@ def test_corrupt_latest_checkpoint_falls_back(
     app, log = open_server(s, hmac_key=KEY, clock=clock)
     with TestClient(app) as c:
         run(c, clock, ops[:120])
+        done = run_until_checkpoints(c, app, clock, ops, 120, 2)
         c.portal.call(app.state.worker.kill)
     log.close()
     cps = Checkpointer(s.checkpoints).list()
@@ -194,7 +219,7 @@ def test_corrupt_latest_checkpoint_falls_back(
     cps[0][1].write_bytes(cps[0][1].read_bytes()[:200])  # truncated newest checkpoint
     app, log = open_server(s, hmac_key=KEY, clock=clock)
     with TestClient(app) as c:
-        run(c, clock, ops[120:])
+        run(c, clock, ops[done:])
         state = comparable(app.state.worker.engine)
     log.close()
     assert_same(reference, state)
@@ -279,20 +304,9 @@ def test_a_failed_background_checkpoint_is_logged_and_retried(
     s = settings(tmp_path, "f", model, checkpoint_every=5, fork_checkpoints=fork)
     app, log = open_server(s, hmac_key=KEY, clock=clock)
     ops = script()
-    done = 80
     with TestClient(app) as c:
-        run(c, clock, ops[:done])
-        # The background writes finish when the machine lets them: wait for a successful one
-        # (bounded), feeding a few more decisions so that another checkpoint keeps falling due,
-        # instead of assuming the retry is over when the requests are.
-        deadline = time.monotonic() + 120.0
-        while app.state.metrics.value("bandit_checkpoints_total") < 1:
-            assert time.monotonic() < deadline, "no background checkpoint succeeded in 120 s"
-            if done < len(ops):
-                run(c, clock, ops[done : done + 5])
-                done += 5
-            else:
-                time.sleep(0.05)
+        run(c, clock, ops[:80])
+        run_until_checkpoints(c, app, clock, ops, 80, 1)  # the failed one is retried
         c.portal.call(app.state.worker.kill)  # no final checkpoint: only background ones count
     seq = log.get_meta("checkpoint_seq")
     log.close()

@@ -5,7 +5,8 @@ Endpoints (JSON; all but ``/healthz`` need ``Authorization: Bearer <token>``):
 * ``POST /v1/decisions`` -> the chosen bundle, its propensity and the policy version;
 * ``POST /v1/events`` -> 202 with the event's status (accepted / duplicate / late);
 * ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status;
-* ``GET /healthz``; ``GET /metrics`` (Prometheus text format);
+* ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: writes work); ``GET /metrics``
+  (Prometheus text format);
 * ``POST /v1/admin/{deals,courses,bundles}`` and ``.../retire``: catalog changes (journaled);
 * ``POST /v1/admin/profiles`` (upsert) and ``POST /v1/admin/users/forget``.
 
@@ -77,7 +78,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _JSON = "application/json"
 
 
@@ -503,7 +504,7 @@ def create_app(
         version=__version__,
         description=(
             "Contextual-bandit decisions over bundles (deal, course) with a durable event log. "
-            "Every endpoint except /healthz needs `Authorization: Bearer <token>`."
+            "Every endpoint except /healthz and /readyz needs `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
     )
@@ -603,10 +604,19 @@ def create_app(
         record = await worker.run(lambda service: service.log.decision(decision_id))
         return _json(jsonable(record))
 
-    @app.get("/healthz", response_model=Health, tags=["operations"])
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"])
     async def healthz() -> Response:
         """Liveness without authentication: 200 while the engine worker serves."""
         if worker.healthy:
+            return _json({"status": "ok"})
+        return _json({"status": "unavailable"}, status=503)
+
+    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"])
+    async def readyz() -> Response:
+        """Readiness without authentication: 200 while decisions and events can be written; 503
+        from a failed write (the event log locked by another process past its busy timeout, a full
+        or failing disk) until a write succeeds again."""
+        if worker.ready:
             return _json({"status": "ok"})
         return _json({"status": "unavailable"}, status=503)
 

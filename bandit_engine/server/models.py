@@ -53,6 +53,11 @@ def _utf8(value: str) -> str:
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_utf8)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_utf8)]
+#: A client-chosen decision id is read back as a path segment (``GET /v1/decisions/{id}``), so it
+#: is limited to characters that need no escaping there: letters, digits and ``. _ : ~ -``.
+DecisionId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:~-]+$")
+]
 
 
 def _scalar(value: Any) -> Any:
@@ -123,7 +128,10 @@ class DecisionRequest(BaseModel):
     candidates: Annotated[list[Id], Field(min_length=1, max_length=MAX_CANDIDATES)] | None = Field(
         None, description="Only these bundle ids (those eligible for the user now) may be chosen."
     )
-    decision_id: Id | None = Field(None, description="Client-chosen decision id (must be new).")
+    decision_id: DecisionId | None = Field(
+        None,
+        description="Client-chosen decision id (must be new): 1 to 128 letters, digits or . _ : ~ -",
+    )
 
 
 class DecisionResponse(BaseModel):

@@ -141,6 +141,7 @@ class EngineWorker:
         self.sync_in_thread = self.log.synchronous == "FULL"
         self.fork_checkpoints = fork_checkpoints
         self._healthy = True
+        self._write_error: str | None = None  # why the latest write failed; None once one works
         self._started = False
         self._open = False  # a batch transaction is open
         self._batch_fut: asyncio.Future[None] | None = None
@@ -166,6 +167,18 @@ class EngineWorker:
     def healthy(self) -> bool:
         """False while the engine is being rebuilt after a failure or after :meth:`stop`."""
         return self._healthy
+
+    @property
+    def ready(self) -> bool:
+        """Healthy and able to write: False from a failed write (lock held past busy_timeout, disk
+        full) until a commit succeeds again, so a readiness probe takes the server out of rotation
+        while every write would fail."""
+        return self._healthy and self._write_error is None
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the latest write failed, or ``None``."""
+        return self._write_error
 
     @property
     def running(self) -> bool:
@@ -216,11 +229,16 @@ class EngineWorker:
             await asyncio.shield(self._committing)
         if not self._healthy:
             raise ServiceUnavailableError("the engine is not serving; retry")
-        fut = self._join()
+        try:
+            fut = self._join()
+        except StoreBusyError as exc:
+            self._write_error = exc.message
+            raise
         try:
             result = job(self.service)
-        except StoreBusyError:
+        except StoreBusyError as exc:
             # the log failed mid-batch: the engine may hold what the log does not
+            self._write_error = exc.message
             logger.error("the event log failed; rolling back the batch and rebuilding the engine")
             self._fail_batch(ServiceUnavailableError("the event log failed; retry"))
             raise
@@ -287,6 +305,7 @@ class EngineWorker:
             else:
                 self.log.commit()
         except Exception as exc:
+            self._write_error = str(exc)
             logger.error("commit failed (%s); rebuilding the engine", type(exc).__name__)
             self._resolve(fut, ServiceUnavailableError("the event log could not commit; retry"))
             self._recover()
@@ -295,6 +314,7 @@ class EngineWorker:
             done, self._committing = self._committing, None
             done.set_result(None)
         self.metrics.inc("bandit_commits_total")
+        self._write_error = None
         self._dirty = True
         self._resolve(fut, None)
         if jobs:
