@@ -530,3 +530,90 @@ def test_decision_ids_are_path_safe(client: TestClient, bad: str) -> None:
     good = "Order-2026.12:04~x_1"
     d = decide(client, "u1", decision_id=good)
     assert client.get(f"/v1/decisions/{d['decision_id']}", headers=AUTH).status_code == 200
+
+
+DECIDE = "decide-role-token-Qx7pL2vR9sT4wY8z"
+READ = "read-role-token-Hk3mN6bV1cX5zA0q"
+ADMIN = "admin-role-token-Jf8gD2sW7eR4tY1u"
+
+
+@pytest.fixture
+def roles_client(tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
+    tokens = {"decide": DECIDE, "read": READ, "admin": ADMIN}
+    role_tokens: Any = {r: Secret(t.encode()) for r, t in tokens.items()}
+    app, log = open_server(
+        settings_for(tmp_path, role_tokens=role_tokens), hmac_key=KEY, clock=clock
+    )
+    with TestClient(app) as c:
+        yield c
+    log.close()
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_each_role_calls_only_its_endpoints(roles_client: TestClient) -> None:
+    c = roles_client
+    r = c.post("/v1/decisions", json={"user_id": "u1"}, headers=_as(DECIDE))
+    assert r.status_code == 200
+    did = r.json()["decision_id"]
+    assert (
+        c.post(
+            "/v1/events", json={"decision_id": did, "type": "click"}, headers=_as(DECIDE)
+        ).status_code
+        == 202
+    )
+    # the decision token can neither read back nor administer (profiles, forget, catalog)
+    assert c.get(f"/v1/decisions/{did}", headers=_as(DECIDE)).status_code == 403
+    profile = {"user_id": "u1", "profile": {"groupbuy": {"city": "beijing"}}}
+    r = c.post("/v1/admin/profiles", json=profile, headers=_as(DECIDE))
+    assert r.status_code == 403 and r.json()["field"] == "Authorization"
+    assert "admin" in r.json()["message"]
+    assert (
+        c.post("/v1/admin/users/forget", json={"user_id": "u1"}, headers=_as(DECIDE)).status_code
+        == 403
+    )
+    assert (
+        c.post("/v1/admin/deals/retire", json={"ids": ["d1"]}, headers=_as(READ)).status_code == 403
+    )
+    # the read token reads, the admin token administers
+    assert c.get(f"/v1/decisions/{did}", headers=_as(READ)).status_code == 200
+    assert c.get("/metrics", headers=_as(READ)).status_code == 200
+    assert c.post("/v1/decisions", json={"user_id": "u1"}, headers=_as(READ)).status_code == 403
+    assert c.post("/v1/admin/profiles", json=profile, headers=_as(ADMIN)).status_code == 200
+    # the shared fallback token of the fixture is not one of the three: refused
+    assert c.post("/v1/decisions", json={"user_id": "u1"}, headers=AUTH).status_code == 401
+
+
+def test_two_authorization_headers_are_refused(client: TestClient) -> None:
+    headers = [
+        ("Authorization", "Bearer wrong-token-0123456789abcdef"),
+        ("Authorization", f"Bearer {TOKEN}"),
+    ]
+    for first_wins in (False, True):
+        r = client.post(
+            "/v1/decisions",
+            json={"user_id": "u1"},
+            headers=headers[::-1] if first_wins else headers,
+        )
+        assert r.status_code == 400 and r.json()["field"] == "Authorization"
+
+
+@pytest.mark.parametrize("weak", ["a" * 16, "1" * 40, "ab" * 12, "0123012301230123"])
+def test_weak_secrets_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, weak: str
+) -> None:
+    from bandit_engine.server.auth import load_role_tokens
+    from bandit_engine.store import load_hmac_key
+
+    monkeypatch.setenv("BANDIT_API_TOKEN", weak)
+    with pytest.raises(ConfigError, match="BANDIT_API_TOKEN must be a random secret") as info:
+        load_api_token()
+    assert weak not in str(info.value)  # never echo the secret
+    monkeypatch.setenv("BANDIT_HMAC_KEY", weak)
+    with pytest.raises(ConfigError, match="BANDIT_HMAC_KEY must be a random secret"):
+        load_hmac_key()
+    monkeypatch.setenv("BANDIT_ADMIN_TOKEN", weak)
+    with pytest.raises(ConfigError, match="BANDIT_ADMIN_TOKEN"):
+        load_role_tokens(Secret(TOKEN.encode()))

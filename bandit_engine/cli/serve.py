@@ -7,6 +7,7 @@ inside the command bodies so that ``bandit --help`` stays fast.
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import sys
 from pathlib import Path
@@ -82,13 +83,14 @@ def serve_policy(
 
     def body() -> None:
         import logging
+        import secrets
         import tempfile
 
         import uvicorn
 
         from ..errors import ConfigError
         from ..server import ServerSettings, load_api_token, open_server
-        from ..server.auth import generate_token_file
+        from ..server.auth import ROLE_ENV, Secret, generate_token_file, load_role_tokens
         from ..store import load_hmac_key
 
         if blas_threads < 1:
@@ -108,12 +110,29 @@ def serve_policy(
                 else "events.sqlite"
             )
         )
+        roles = {r: env for r, env in ROLE_ENV.items() if os.environ.get(env, "").strip()}
         if dev and token_file is None:
             token_path = Path(f"{path}.token")
             token = generate_token_file(token_path)
             typer.echo(f"dev mode: API token written to {token_path} (mode 0600)", err=True)
+        elif (
+            len(roles) == len(ROLE_ENV)
+            and token_file is None
+            and not os.environ.get("BANDIT_API_TOKEN", "").strip()
+        ):
+            # every role has its own token: the fallback is never used, so nobody may know it
+            token = Secret(secrets.token_urlsafe(32).encode("ascii"))
         else:
             token = load_api_token(file=token_file)
+        role_tokens = load_role_tokens(token)
+        if role_tokens["admin"] == role_tokens["decide"]:
+            typer.secho(
+                "warning: one token serves every role, so every caller that can ask for a "
+                "decision can also read profiles, forget users and change the catalog; set "
+                "BANDIT_ADMIN_TOKEN (and BANDIT_READ_TOKEN) to separate them",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
         key = load_hmac_key(file=hmac_key_file, ephemeral=dev)
         if not _is_loopback(host):
             typer.secho(
@@ -125,6 +144,7 @@ def serve_policy(
         settings = ServerSettings(
             db=path,
             api_token=token,
+            role_tokens=role_tokens,
             model=model,
             demo_seed=demo_seed,
             host=host,

@@ -40,7 +40,7 @@ from ..engine import Engine
 from ..records import LearnedReward
 from ..service import Checkpointer, LoggedEngine
 from ..store import EventLog
-from .auth import Secret, bearer_ok
+from .auth import Role, Secret, roles_of
 from .errors import (
     BodyTooLarge,
     error_body,
@@ -85,6 +85,16 @@ _JSON = "application/json"
 def _json(content: Any, status: int = 200) -> Response:
     body = json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return Response(body.encode("utf-8"), status_code=status, media_type=_JSON)
+
+
+def role_for(method: str, path: str) -> Role:
+    """The role an endpoint needs: ``decide`` for posting decisions and events, ``admin`` for
+    everything under ``/v1/admin/``, ``read`` for the rest (read-back, metrics, API docs)."""
+    if path.startswith("/v1/admin/"):
+        return "admin"
+    if method == "POST" and path in ("/v1/decisions", "/v1/events"):
+        return "decide"
+    return "read"
 
 
 FastHandler = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -184,13 +194,13 @@ class GuardMiddleware:
         self,
         app: ASGIApp,
         *,
-        token: Secret,
+        tokens: Mapping[Role, Secret],
         max_body: int,
         metrics: Metrics,
         fast: Mapping[str, FastRoute] | None = None,
     ) -> None:
         self.app = app
-        self.token = token
+        self.tokens = dict(tokens)
         self.max_body = max_body
         self.metrics = metrics
         self.fast = dict(fast or {})
@@ -275,25 +285,48 @@ class GuardMiddleware:
 
         try:
             auth = None
+            n_auth = 0
             length = None
             ctype = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     auth = value
+                    n_auth += 1
                 elif name == b"content-length":
                     length = value
                 elif name == b"content-type":
                     ctype = value
             fast = self.fast.get(scope["path"]) if scope["method"] == "POST" else None
-            if scope["path"] not in OPEN_PATHS and not bearer_ok(auth, self.token):
-                await self._refuse(
-                    send_wrapper,
-                    401,
-                    "Unauthorized",
-                    "missing or invalid bearer token",
-                    "Authorization",
-                )
-                return
+            if scope["path"] not in OPEN_PATHS:
+                if n_auth > 1:  # which one would count depends on the proxy: refuse both
+                    await self._refuse(
+                        send_wrapper,
+                        400,
+                        "BadRequest",
+                        f"send one Authorization header, got {n_auth}",
+                        "Authorization",
+                    )
+                    return
+                roles = roles_of(auth, self.tokens)
+                if not roles:
+                    await self._refuse(
+                        send_wrapper,
+                        401,
+                        "Unauthorized",
+                        "missing or invalid bearer token",
+                        "Authorization",
+                    )
+                    return
+                need = role_for(scope["method"], scope["path"])
+                if need not in roles:
+                    await self._refuse(
+                        send_wrapper,
+                        403,
+                        "Forbidden",
+                        f"{scope['method']} {scope['path']} needs the {need} role's token",
+                        "Authorization",
+                    )
+                    return
             if length is not None:
                 try:
                     n = int(length)
@@ -516,7 +549,7 @@ def create_app(
     fast: dict[str, FastRoute] = {}  # filled below, read when the middleware stack is built
     app.add_middleware(
         GuardMiddleware,
-        token=settings.api_token,
+        tokens=settings.tokens,
         max_body=settings.max_body_bytes,
         metrics=metrics,
         fast=fast,

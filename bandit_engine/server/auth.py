@@ -1,8 +1,17 @@
-"""Bearer-token authentication for the policy server.
+"""Bearer-token authentication for the policy server, with one token per role.
 
-The token comes from the environment variable ``BANDIT_API_TOKEN`` or from a token file. It is held in
-a :class:`Secret` whose ``repr`` and ``str`` never show it, compared in constant time
-(:func:`hmac.compare_digest`), and never echoed in responses or logs.
+Roles (:data:`ROLES`): ``decide`` (``POST /v1/decisions``, ``POST /v1/events``: what a product
+calls on every page), ``read`` (``GET /v1/decisions/{id}``, ``/metrics``, the OpenAPI pages) and
+``admin`` (catalog changes, profiles, forgetting users). Each role's token comes from its own
+environment variable (``BANDIT_DECIDE_TOKEN``, ``BANDIT_READ_TOKEN``, ``BANDIT_ADMIN_TOKEN``);
+``BANDIT_API_TOKEN`` (or a token file) stands in for any role whose variable is unset, so one token
+still works for everything, at the price of every caller holding the admin role.
+
+A token is held in a :class:`Secret` whose ``repr`` and ``str`` never show it, compared in constant
+time (:func:`hmac.compare_digest`), and never echoed in responses or logs. Weak secrets are refused
+at start (:func:`check_strength`): at least 16 characters and at least 40 bits by the empirical
+entropy of their characters, which stops ``aaaaaaaaaaaaaaaa`` or ``1212121212121212`` but cannot
+tell a random string from a cleverly chosen password: generate tokens with ``secrets``.
 """
 
 from __future__ import annotations
@@ -11,12 +20,34 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from ..errors import ConfigError
+from ..store.keys import MIN_SECRET_BITS, MIN_TOKEN_LENGTH
+from ..store.keys import check_secret_strength as check_strength
 
-__all__ = ["MIN_TOKEN_LENGTH", "Secret", "bearer_ok", "generate_token_file", "load_api_token"]
+__all__ = [
+    "MIN_SECRET_BITS",
+    "MIN_TOKEN_LENGTH",
+    "ROLES",
+    "ROLE_ENV",
+    "Role",
+    "Secret",
+    "bearer_ok",
+    "check_strength",
+    "generate_token_file",
+    "load_api_token",
+    "load_role_tokens",
+    "roles_of",
+]
 
-MIN_TOKEN_LENGTH = 16
+Role = Literal["decide", "read", "admin"]
+ROLES: tuple[Role, ...] = ("decide", "read", "admin")
+ROLE_ENV: dict[Role, str] = {
+    "decide": "BANDIT_DECIDE_TOKEN",
+    "read": "BANDIT_READ_TOKEN",
+    "admin": "BANDIT_ADMIN_TOKEN",
+}
 
 
 class Secret:
@@ -71,12 +102,29 @@ def load_api_token(
             )
         value = text.encode("utf-8")
         source = env
-    if len(value) < MIN_TOKEN_LENGTH:
-        raise ConfigError(
-            f"{source} must hold at least {MIN_TOKEN_LENGTH} characters, got {len(value)}",
-            field=source,
-        )
+    check_strength(source, value)
     return Secret(value)
+
+
+def load_role_tokens(fallback: Secret | None = None) -> dict[Role, Secret]:
+    """Each role's token from its environment variable (:data:`ROLE_ENV`), ``fallback`` (the
+    ``BANDIT_API_TOKEN``) for the roles whose variable is unset. Raises
+    :class:`~bandit_engine.errors.ConfigError` naming the variable of a role left without one."""
+    out: dict[Role, Secret] = {}
+    for role in ROLES:
+        env = ROLE_ENV[role]
+        text = os.environ.get(env, "").strip()
+        if text:
+            value = text.encode("utf-8")
+            check_strength(env, value)
+            out[role] = Secret(value)
+        elif fallback is not None:
+            out[role] = fallback
+        else:
+            raise ConfigError(
+                f"no token for the {role} role: set {env} or BANDIT_API_TOKEN", field=env
+            )
+    return out
 
 
 def generate_token_file(path: str | os.PathLike[str]) -> Secret:
@@ -94,9 +142,22 @@ def generate_token_file(path: str | os.PathLike[str]) -> Secret:
 
 def bearer_ok(header: bytes | None, token: Secret) -> bool:
     """Whether an ``Authorization`` header value carries ``Bearer <token>`` (constant-time compare)."""
+    given = _bearer(header)
+    return given is not None and hmac.compare_digest(given, token.reveal())
+
+
+def _bearer(header: bytes | None) -> bytes | None:
     if header is None:
-        return False
+        return None
     scheme, _, given = header.partition(b" ")
     if scheme.lower() != b"bearer":
-        return False
-    return hmac.compare_digest(given.strip(), token.reveal())
+        return None
+    return given.strip()
+
+
+def roles_of(header: bytes | None, tokens: dict[Role, Secret]) -> frozenset[Role]:
+    """The roles whose token the header carries (every token compared, in constant time)."""
+    given = _bearer(header)
+    if given is None:
+        return frozenset()
+    return frozenset(r for r, t in tokens.items() if hmac.compare_digest(given, t.reveal()))

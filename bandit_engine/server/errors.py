@@ -6,9 +6,11 @@ traceback or a raw SQL error. Mapping:
 
 =====================================================  ======
 ``ValidationError``, ``ConfigError``, ``DataError``     422
-invalid JSON body                                       400
+invalid JSON body, JSON nested over 32 levels            400
+two Authorization headers                               400
 request schema violations (unknown field, NaN/Inf ...)  422
 missing or wrong bearer token                           401
+a valid token of another role (decide / read / admin)   403
 ``NotFoundError``, unknown route                        404
 ``ConflictError`` (for example a reused decision id)    409
 body over the size limit                                413

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..store import Synchronous
-from .auth import Secret
+from .auth import ROLES, Role, Secret
 
 __all__ = ["ServerSettings"]
 
@@ -32,7 +33,10 @@ class ServerSettings:
     db
         Path of the SQLite event log.
     api_token
-        The bearer token every endpoint but ``/healthz`` requires.
+        The bearer token of every role that has none of its own in ``role_tokens``.
+    role_tokens
+        ``{role: token}`` for the roles ``decide``, ``read`` and ``admin``
+        (:mod:`bandit_engine.server.auth`); ``api_token`` stands in for a role left out.
     model
         Saved engine file, or ``None`` for the embedded demo engine (``demo_seed``).
     demo_seed
@@ -69,6 +73,7 @@ class ServerSettings:
 
     db: str
     api_token: Secret = field(repr=False)
+    role_tokens: Mapping[Role, Secret] = field(default_factory=dict, repr=False)
     model: str | None = None
     demo_seed: int = 0
     host: str = "127.0.0.1"
@@ -91,6 +96,13 @@ class ServerSettings:
             raise ConfigError.for_field(
                 "api_token", type(self.api_token).__name__, "must be a Secret (see load_api_token)"
             )
+        for role, token in self.role_tokens.items():
+            if role not in ROLES:
+                raise ConfigError.for_field("role_tokens", role, f"must name one of {list(ROLES)}")
+            if not isinstance(token, Secret):
+                raise ConfigError.for_field(
+                    f"role_tokens.{role}", type(token).__name__, "must be a Secret"
+                )
         if self.synchronous not in ("OFF", "NORMAL", "FULL"):
             raise ConfigError.for_field(
                 "synchronous", self.synchronous, "must be 'OFF', 'NORMAL' or 'FULL'"
@@ -110,6 +122,11 @@ class ServerSettings:
         _positive("commit_delay", self.commit_delay, allow_zero=True)
         _positive("advance_interval", self.advance_interval)
         _positive("busy_timeout", self.busy_timeout)
+
+    @property
+    def tokens(self) -> dict[Role, Secret]:
+        """The token of each role (its own, else ``api_token``)."""
+        return {role: self.role_tokens.get(role, self.api_token) for role in ROLES}
 
     @property
     def checkpoints(self) -> Path:

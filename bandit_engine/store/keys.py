@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["MIN_KEY_BYTES", "key_check", "load_hmac_key", "pseudonymize"]
+__all__ = [
+    "MIN_KEY_BYTES",
+    "MIN_SECRET_BITS",
+    "MIN_TOKEN_LENGTH",
+    "check_secret_strength",
+    "key_check",
+    "load_hmac_key",
+    "pseudonymize",
+]
 
 _KEY_CHECK_LABEL = b"bandit-engine event log key check v1"
 MIN_KEY_BYTES = 16
+MIN_TOKEN_LENGTH = 16
+MIN_SECRET_BITS = 40.0
 _KEY_HINT = (
     "set the environment variable {env} to a random secret of at least 16 characters, for example "
     "`export {env}=$(python -c 'import secrets; print(secrets.token_hex(32))')`, "
@@ -80,6 +92,7 @@ def load_hmac_key(
         raise ConfigError(
             f"{source} must hold at least {MIN_KEY_BYTES} bytes, got {len(key)}", field=source
         )
+    check_secret_strength(source, key)
     return key
 
 
@@ -91,3 +104,52 @@ def pseudonymize(key: bytes, user_id: str) -> str:
 def key_check(key: bytes) -> str:
     """A short one-way check value of ``key`` (what a log stores to recognise its key)."""
     return hmac.new(key, _KEY_CHECK_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+def check_secret_strength(source: str, value: bytes) -> None:
+    """Refuse a secret shorter than 16 bytes or with under 40 bits of empirical entropy.
+
+    The estimate is ``len(value) * H``, where ``H = -sum(p_c log2 p_c)`` over the frequencies of its
+    characters: repeated or alternating characters score near zero. The message names ``source``
+    and the length, never the secret."""
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{source} must hold at least {MIN_TOKEN_LENGTH} characters, got {len(value)}",
+            field=source,
+        )
+    n = len(value)
+    bits = -n * sum((c / n) * math.log2(c / n) for c in Counter(value).values())
+    if bits < MIN_SECRET_BITS:
+        raise ConfigError(
+            f"{source} must be a random secret (at least {MIN_SECRET_BITS:.0f} bits by the "
+            f"entropy of its characters), got one of about {bits:.0f} bits: generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+            field=source,
+        )
+
+
+class Secret:
+    """A secret byte string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = bytes(value)
+
+    def reveal(self) -> bytes:
+        """The secret itself (only for comparing or handing to a client the operator chose)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(Secret)
+
+    def __reduce__(self) -> tuple[object, ...]:  # never pickle a secret by accident
+        raise TypeError("a Secret cannot be pickled")
