@@ -617,3 +617,48 @@ def test_weak_secrets_are_refused_naming_the_variable(
     monkeypatch.setenv("BANDIT_ADMIN_TOKEN", weak)
     with pytest.raises(ConfigError, match="BANDIT_ADMIN_TOKEN"):
         load_role_tokens(Secret(TOKEN.encode()))
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (unwritable)")
+def test_an_unwritable_checkpoint_dir_is_refused_at_start(tmp_path: Path, clock: Clock) -> None:
+    s = settings_for(tmp_path, checkpoint_dir="/proc/bandit-test-checkpoints")
+    with pytest.raises(ConfigError, match="checkpoint_dir must be a writable folder"):
+        open_server(s, hmac_key=KEY, clock=clock)
+
+
+def test_a_start_that_rolled_forward_saves_a_checkpoint(tmp_path: Path, clock: Clock) -> None:
+    s = settings_for(tmp_path)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    with TestClient(app) as c:
+        for i in range(5):
+            decide(c, f"u{i}")
+        c.portal.call(app.state.worker.kill)  # a crash: no final checkpoint
+    assert log.get_meta("checkpoint_seq") is None
+    log.close()
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    # the journal rolled forward at this start is in a checkpoint already: the next start after
+    # another crash does not roll it forward again
+    assert log.get_meta("checkpoint_seq") == str(log.last_seq())
+    log.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"citty": "beijing"}, "groupbuy.citty"),
+        ({"avg_ticket": "cheap"}, "groupbuy.avg_ticket"),
+    ],
+)
+def test_profile_upserts_are_checked_against_the_schema(
+    client: TestClient, fields: dict[str, Any], field: str
+) -> None:
+    good = {"user_id": "zoe", "profile": {"groupbuy": {"city": "beijing", "avg_ticket": 20}}}
+    assert client.post("/v1/admin/profiles", json=good, headers=AUTH).status_code == 200
+    bad = {"user_id": "zoe", "profile": {"groupbuy": fields}}
+    r = client.post("/v1/admin/profiles", json=bad, headers=AUTH)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+    # nothing was stored: zoe's decisions still work and still see beijing only
+    assert decide(client, "zoe", candidates=["d1+c2", "d3+c1"])["bundle_id"] == "d3+c1"
+    unknown = {"user_id": "zoe", "profile": {"tiktok": {"followers": 3}}}
+    r = client.post("/v1/admin/profiles", json=unknown, headers=AUTH)
+    assert r.status_code == 422, r.text

@@ -426,3 +426,28 @@ def test_a_held_write_lock_is_a_store_busy_error_naming_the_db(tmp_path: Path) -
             blocker.close()
         lg.log_admin("add_deals", {"deals": []}, ts=2.0)  # usable again once the lock is gone
         assert lg.last_seq() == 1
+
+
+def test_another_applications_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(DataError, match="another application") as info:
+        EventLog(path, hmac_key=KEY)
+    assert info.value.field == "path"
+    con = sqlite3.connect(path)  # nothing was added to it
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    con.close()
+    assert names == {"users"}
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # an empty database is fine
+    EventLog(empty, hmac_key=KEY).close()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (unwritable)")
+def test_an_unwritable_place_is_a_config_error_naming_the_path() -> None:
+    with pytest.raises(ConfigError, match="cannot be opened for writing") as info:
+        EventLog("/proc/bandit-test-events.sqlite", hmac_key=KEY)
+    assert info.value.field == "path"

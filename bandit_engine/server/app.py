@@ -450,9 +450,14 @@ def open_server(
     try:
         build = base if base is not None else base_engine_factory(settings)
         checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
+        checkpointer.check_writable("checkpoint_dir")
         service, report = LoggedEngine.restore(
             build, log, checkpointer, clock=clock, profiles_in_log=True
         )
+        if report.redone_decisions or report.redone_events or report.redone_admin:
+            # what was rolled forward is saved at once: a crash loop does not make every
+            # following start roll the same (and a growing) journal forward again
+            service.checkpoint()
         logger.info(
             "engine %s restored: checkpoint=%s seq=%d rolled forward %d decisions, %d events, "
             "%d admin ops",

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Engine
+from ..errors import ConfigError
 from ..store import EventLog
 
 __all__ = ["Checkpointer", "RestoreReport"]
@@ -50,6 +52,18 @@ class Checkpointer:
     def __init__(self, directory: str | os.PathLike[str], *, keep: int = 3) -> None:
         self.directory = Path(directory)
         self.keep = int(keep)
+
+    def check_writable(self, field: str = "directory") -> None:
+        """Create the folder if needed and check that a file can be written there, so that a
+        server refuses to start instead of failing at every checkpoint."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError.for_field(
+                field, str(self.directory), f"must be a writable folder ({exc.strerror or exc})"
+            ) from None
 
     def list(self) -> list[tuple[int, Path]]:
         """``(seq, path)`` of every checkpoint, newest first."""

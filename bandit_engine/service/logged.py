@@ -226,7 +226,19 @@ class LoggedEngine:
         self, user_id: str, platform: str, fields: Mapping[str, Any], *, replace: bool = False
     ) -> dict[str, Any]:
         """Store a user's fields on one platform (in the log, and in the engine's own store when it
-        keeps one); returns the fields the log now holds."""
+        keeps one); returns the fields the log now holds.
+
+        The profile it would make is checked against the engine's schema first (platform, field
+        names, value types): a bad one raises :class:`~bandit_engine.errors.ValidationError`
+        naming ``<platform>.<field>`` and stores nothing, instead of breaking every later decision
+        for the user."""
+        engine = self.engine
+        current = engine.profiles.get(user_id) or {}
+        candidate = {p: dict(f) if f is not None else None for p, f in current.items()}
+        if isinstance(fields, Mapping):
+            base = {} if replace or candidate.get(platform) is None else candidate[platform]
+            candidate[platform] = {**(base or {}), **fields}
+        engine.features.transform_one(candidate, now=engine.now())
         stored = self.log.upsert_profile(user_id, platform, fields, replace=replace)
         if not self.profiles_in_log:
             self.engine.profiles.upsert(user_id, platform, fields, replace=replace)

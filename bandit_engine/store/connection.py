@@ -34,6 +34,20 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "unable to open" in text or "readonly" in text or "read-only" in text
+
+
+def _unwritable(path: str, exc: sqlite3.OperationalError) -> ConfigError:
+    return ConfigError(
+        f"path {path!r} cannot be opened for writing as an event log ({exc}): is its folder "
+        "writable, and is the file not read-only?",
+        field="path",
+        value=path,
+    )
+
+
 class LogConnection:
     """One SQLite connection in WAL mode with the log's schema (see
     :class:`~bandit_engine.store.EventLog` for the parameters)."""
@@ -96,15 +110,20 @@ class LogConnection:
                     raise NotFoundError.for_field(
                         "path", self.path, "is in a folder that does not exist"
                     )
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
-            )
+            try:
+                self._conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+                )
+            except sqlite3.OperationalError as exc:
+                raise _unwritable(self.path, exc) from None
         try:
             self._setup(memory)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
                 raise StoreBusyError.opening(self.path, exc) from exc
+            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                raise _unwritable(self.path, exc) from None
             raise DataError.for_field(
                 "path", self.path, f"is not a bandit-engine event log or is damaged ({exc})"
             ) from None
@@ -138,7 +157,7 @@ class LogConnection:
         if self.read_only:
             self._check_meta(create=False)
             return
-        self._retry(lambda: schema.migrate(c))
+        self._retry(lambda: schema.migrate(c, self.path))
         self._check_meta(create=True)
 
     def _check_meta(self, *, create: bool) -> None:

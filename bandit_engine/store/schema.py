@@ -136,6 +136,10 @@ def _version_1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
 
 
+_OWN_TABLES = frozenset(
+    {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
+)
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -151,7 +155,7 @@ def stored_version(conn: sqlite3.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection, path: str = ":memory:") -> None:
     """Bring the schema of ``conn`` to :data:`SCHEMA_VERSION` (see the module docstring)."""
     version = stored_version(conn)
     if version > SCHEMA_VERSION:
@@ -160,6 +164,23 @@ def migrate(conn: sqlite3.Connection) -> None:
             version,
             f"is newer than this library supports ({SCHEMA_VERSION}); upgrade bandit-engine",
         )
+    if version == 0:
+        # a new log is created only in an empty database: never add tables to another
+        # application's file (a mistyped --db)
+        foreign = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+            if str(r[0]) not in _OWN_TABLES
+        ]
+        if foreign:
+            raise DataError.for_field(
+                "path",
+                path,
+                f"is an SQLite database of another application (tables {sorted(foreign)[:5]}); "
+                "an event log is created only in a new or empty file",
+            )
     for step in MIGRATIONS[version:]:
         step(conn)
     if version == 0:
