@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from bandit_engine.datasets import ObdData, load_obd
 from bandit_engine.errors import BanditError, DataError
+from bandit_engine.evaluation.datasets import ObdData, load_obd
 from bandit_engine.evaluation.policy_eval import (
     PolicyEvaluation,
     evaluate_action_dist,

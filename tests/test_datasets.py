@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bandit_engine.datasets import load_log, load_obd
 from bandit_engine.errors import ConfigError, DataError, ValidationError
 from bandit_engine.evaluation import dm, ips, replay
+from bandit_engine.evaluation.datasets import load_log, load_obd
 from bandit_engine.rewards import RewardSpec
 
 EXCERPT = Path(__file__).parent / "data" / "obd_excerpt"

@@ -14,9 +14,9 @@ import pytest
 from conftest import T0
 
 from bandit_engine import Catalog, Engine, ProfileSchema, RewardSpec
-from bandit_engine.datasets import EngineLogData, load_engine_log, load_log, load_obd
 from bandit_engine.errors import ConfigError, DataError, NotFoundError, ValidationError
 from bandit_engine.evaluation import ips, replay
+from bandit_engine.evaluation.datasets import EngineLogData, load_engine_log, load_log, load_obd
 from bandit_engine.evaluation.policy_eval import (
     LogisticRewardModel,
     PolicyLog,

@@ -143,7 +143,7 @@ def _evaluate(
     max_rows: int | None,
     model_id: str | None,
 ) -> None:
-    from ..datasets import load_engine_log, load_log, load_obd
+    from ..evaluation.datasets import load_engine_log, load_log, load_obd
     from ..engine import Engine
     from ..errors import ConfigError, NotFoundError, ValidationError
     from ..evaluation.policy_eval import (

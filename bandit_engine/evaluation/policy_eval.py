@@ -5,7 +5,7 @@ Three steps.
 1. **The log as policies see it**: a :class:`PolicyLog` holds, per logged row, the context ``x``,
    the candidate arms (ids and feature rows), the logged action, its propensity and the reward.
    :func:`policy_log_from_logged` builds one from a CSV / Parquet / engine log
-   (:mod:`bandit_engine.datasets`), :func:`policy_log_from_obd` from the Open Bandit Dataset
+   (:mod:`bandit_engine.evaluation.datasets`), :func:`policy_log_from_obd` from the Open Bandit Dataset
    (context: the OBD user features; arms: the items ``"0".."79"`` with their item features).
 2. **The evaluated policy's action distribution on every logged row**
    (:func:`action_distribution`): exact where the policy knows it (``policy.probabilities``), else
@@ -83,7 +83,7 @@ from .streaming import (
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
-    from ..datasets import LoggedData, ObdData
+    from .datasets import LoggedData, ObdData
     from ..engine import Engine
 
 __all__ = [
@@ -277,7 +277,7 @@ class PolicyLog:
 def obd_policy_inputs(obd: ObdData) -> tuple[FloatArray, tuple[str, ...], FloatArray]:
     """``(X, arm_ids, arm_features)`` for policies acting on the Open Bandit Dataset.
 
-    ``X`` is the (n, d) user context of :func:`~bandit_engine.datasets.load_obd` (one-hot user
+    ``X`` is the (n, d) user context of :func:`~bandit_engine.evaluation.datasets.load_obd` (one-hot user
     features and user-item affinities); the arms are the items, ids ``"0" .. "K-1"`` (the item id
     as text), with the (K, p) item features as arm features. Every item is a candidate on every
     row, as in the data set.
@@ -313,14 +313,14 @@ def policy_log_from_logged(
     arm_features: ArrayLike | None = None,
     source: str = "",
 ) -> PolicyLog:
-    """A CSV / Parquet / engine log (:class:`~bandit_engine.datasets.LoggedData`) as a
+    """A CSV / Parquet / engine log (:class:`~bandit_engine.evaluation.datasets.LoggedData`) as a
     :class:`PolicyLog`.
 
     Arm features, in order of preference:
 
     1. ``catalog`` (an engine's :class:`~bandit_engine.catalog.Catalog`): each bundle's current
        features; bundles the catalog does not know fall back to (2).
-    2. For an engine log (:class:`~bandit_engine.datasets.EngineLogData`): the features the engine
+    2. For an engine log (:class:`~bandit_engine.evaluation.datasets.EngineLogData`): the features the engine
        logged for the chosen bundle (the latest row that chose it). A candidate that was never
        chosen and is unknown to ``catalog`` cannot be described: DataError naming it.
     3. ``arm_features`` (K, p) given explicitly, aligned with ``data.action_ids``.
@@ -331,7 +331,7 @@ def policy_log_from_logged(
     A log without context columns gives every row the constant context ``[1.0]`` (a context-free
     evaluation).
     """
-    from ..datasets import EngineLogData
+    from .datasets import EngineLogData
 
     ids = data.action_ids
     k = len(ids)
@@ -365,7 +365,7 @@ def policy_log_from_logged(
 
 
 def _bundle_features(data: LoggedData, catalog: Catalog | None) -> FloatArray:
-    from ..datasets import EngineLogData
+    from .datasets import EngineLogData
 
     logged: dict[int, FloatArray] = {}
     if isinstance(data, EngineLogData):
