@@ -19,10 +19,10 @@ of learning policies on uniform-random logs: :mod:`bandit_engine.evaluation.poli
 
 from __future__ import annotations
 
-from .dm import dm
-from .dr import dr
+from .dm import DMAccumulator, dm
+from .dr import DRAccumulator, dr
 from .intervals import bootstrap_interval, normal_interval
-from .ips import ips
+from .ips import IPSAccumulator, ips
 from .policy_eval import (
     PolicyEvaluation,
     PolicyLog,
@@ -33,21 +33,12 @@ from .policy_eval import (
     online_replay,
 )
 from .positions import per_position
-from .replay import replay
+from .replay import ReplayAccumulator, replay
 from .reward_models import RidgeRewardModel, cross_fit_rewards
-from .sndr import sndr
-from .snips import snips
-from .streaming import (
-    DMAccumulator,
-    DRAccumulator,
-    IPSAccumulator,
-    OPEAccumulator,
-    ReplayAccumulator,
-    SNDRAccumulator,
-    SNIPSAccumulator,
-    SwitchDRAccumulator,
-)
-from .switch_dr import switch_dr
+from .sndr import SNDRAccumulator, sndr
+from .snips import SNIPSAccumulator, snips
+from .streaming import OPEAccumulator
+from .switch_dr import SwitchDRAccumulator, switch_dr
 
 __all__ = [
     "DMAccumulator",

@@ -59,32 +59,22 @@ from numpy.typing import ArrayLike
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import Policy, SeedLike, check_positive, make_rng
 from ..records import Estimate
-from ._validate import (
-    FloatArray,
-    IntArray,
-    as_action,
-    as_float_1d,
-    as_float_array,
-    check_level,
-)
+from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_array, check_level
+from .dm import DMAccumulator
+from .dr import DRAccumulator
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
+from .ips import IPSAccumulator
+from .replay import ReplayAccumulator
 from .reward_models import RidgeRewardModel, cross_fit_rewards, fit_inputs, predict_inputs
-from .streaming import (
-    DMAccumulator,
-    DRAccumulator,
-    IPSAccumulator,
-    OPEAccumulator,
-    ReplayAccumulator,
-    SNDRAccumulator,
-    SNIPSAccumulator,
-    SwitchDRAccumulator,
-    TermBatch,
-)
+from .sndr import SNDRAccumulator
+from .snips import SNIPSAccumulator
+from .streaming import OPEAccumulator, TermBatch
+from .switch_dr import SwitchDRAccumulator
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
-    from .datasets import LoggedData, ObdData
     from ..engine import Engine
+    from .datasets import LoggedData, ObdData
 
 __all__ = [
     "DEFAULT_ESTIMATORS",

@@ -1,7 +1,8 @@
 """Row-level problems of a log, collected so that one error reports all of them.
 
-Row numbers are 1-based data row numbers (row 1 is the first row after the header); each problem
-is reported with its count and the first few rows (:func:`~bandit_engine.evaluation._validate.preview_rows`).
+Row numbers are 1-based data row numbers (row 1 is the first row after the header); each problem is
+reported with its count and the first few rows
+(:func:`~bandit_engine.evaluation._validate.preview_rows`).
 """
 
 from __future__ import annotations
