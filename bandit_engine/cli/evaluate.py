@@ -143,15 +143,12 @@ def _evaluate(
     max_rows: int | None,
     model_id: str | None,
 ) -> None:
-    from ..evaluation.datasets import load_engine_log, load_log, load_obd
     from ..engine import Engine
     from ..errors import ConfigError, NotFoundError, ValidationError
-    from ..evaluation.policy_eval import (
-        evaluate_policy,
-        fit_policy,
-        policy_log_from_logged,
-        policy_log_from_obd,
-    )
+    from ..evaluation.datasets import load_engine_log, load_log, load_obd
+    from ..evaluation.dispatch import evaluate_policy
+    from ..evaluation.policy_log import policy_log_from_logged, policy_log_from_obd
+    from ..evaluation.policy_run import fit_policy
     from ..evaluation.report import evaluation_json, format_table, plot_evaluation
     from ..policies.base import Policy
     from ..policies.registry import make_policy
