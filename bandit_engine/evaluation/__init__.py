@@ -27,6 +27,7 @@ from __future__ import annotations
 from .dispatch import evaluate_action_dist, evaluate_policy
 from .dm import DMAccumulator, dm
 from .dr import DRAccumulator, dr
+from .evaluate_log import LogEvaluation, evaluate_log
 from .intervals import bootstrap_interval, normal_interval
 from .ips import IPSAccumulator, ips
 from .online_replay import online_replay
@@ -46,6 +47,7 @@ __all__ = [
     "DMAccumulator",
     "DRAccumulator",
     "IPSAccumulator",
+    "LogEvaluation",
     "OPEAccumulator",
     "PolicyEvaluation",
     "PolicyLog",
@@ -61,6 +63,7 @@ __all__ = [
     "dm",
     "dr",
     "evaluate_action_dist",
+    "evaluate_log",
     "evaluate_policy",
     "ips",
     "normal_interval",
