@@ -48,14 +48,11 @@ import numpy as np
 
 from bandit_engine.errors import BanditError, DataError
 from bandit_engine.evaluation.datasets import ObdData, load_obd
-from bandit_engine.evaluation.policy_eval import (
-    PolicyEvaluation,
-    evaluate_action_dist,
-    evaluate_policy,
-    fit_policy,
-    policy_log_from_obd,
-)
+from bandit_engine.evaluation.dispatch import evaluate_action_dist, evaluate_policy
+from bandit_engine.evaluation.policy_log import policy_log_from_obd
+from bandit_engine.evaluation.policy_run import fit_policy
 from bandit_engine.evaluation.report import format_table
+from bandit_engine.evaluation.results import PolicyEvaluation
 from bandit_engine.policies import EpsilonGreedy, LinUCB, UniformRandom
 
 __all__ = ["DEFAULT_FOLDER", "bts_action_table", "main", "run_protocol"]

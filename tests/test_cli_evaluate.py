@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bandit_engine import Catalog, ProfileSchema
 from bandit_engine.cli import app
+from bandit_engine.errors import ConfigError
 from bandit_engine.policies import LinUCB, UniformRandom
 
 EXCERPT = Path(__file__).parent / "data" / "obd_excerpt"
@@ -235,3 +236,28 @@ def test_policy_spec_errors_name_the_parameter(csv_log: Path) -> None:
     assert "linucb.alpah" in err and "0.3" in err
     code, _, err = invoke(str(csv_log), "--policy", "linucb:alpha")
     assert code == 3 and "key=value" in err
+
+
+def test_evaluate_log_is_the_library_behind_the_command(csv_log: Path) -> None:
+    """The command renders what evaluate_log returns: same document from the library call."""
+    from bandit_engine.evaluation import LogEvaluation, evaluate_log
+    from bandit_engine.policies import make_policy
+
+    args = ["--estimators", "ips,dm,replay", "--seed", "5", "--json"]
+    code, out, err = invoke(str(csv_log), "--policy", "linucb:alpha=0.3", *args)
+    assert code == 0, err
+    result = evaluate_log(
+        csv_log,
+        policy=make_policy("linucb", alpha=0.3, seed=5),
+        policy_spec="linucb:alpha=0.3",
+        estimators=["ips", "dm", "replay"],
+        seed=5,
+    )
+    assert isinstance(result, LogEvaluation)
+    assert result.to_dict() == json.loads(out)
+    assert result.policy["train_rows"] == 300 and result.log["n_rows_evaluated"] == 300
+    # Without a spec the policy is described by its parameters; model and policy exclude each other.
+    described = evaluate_log(csv_log, policy=make_policy("uniform", seed=0), estimators="ips")
+    assert described.policy["spec"] == described.evaluation.policy
+    with pytest.raises(ConfigError, match="exactly one of model"):
+        evaluate_log(csv_log, estimators="ips")

@@ -1,5 +1,6 @@
 """Evaluating engine policies on logs: action distributions, uplift intervals, online replay,
-the engine-log loader and the OBD adapter (bandit_engine.evaluation.policy_eval)."""
+the engine-log loader and the OBD adapter (bandit_engine.evaluation: dispatch, policy_log,
+policy_run, online_replay, uplift)."""
 
 from __future__ import annotations
 
@@ -17,20 +18,17 @@ from bandit_engine import Catalog, Engine, ProfileSchema, RewardSpec
 from bandit_engine.errors import ConfigError, DataError, NotFoundError, ValidationError
 from bandit_engine.evaluation import ips, replay
 from bandit_engine.evaluation.datasets import EngineLogData, load_engine_log, load_log, load_obd
-from bandit_engine.evaluation.policy_eval import (
-    LogisticRewardModel,
+from bandit_engine.evaluation.dispatch import evaluate_action_dist, evaluate_policy
+from bandit_engine.evaluation.online_replay import online_replay
+from bandit_engine.evaluation.policy_log import (
     PolicyLog,
-    Uplift,
-    action_distribution,
-    evaluate_action_dist,
-    evaluate_policy,
-    fit_policy,
-    freeze_policy,
     obd_policy_inputs,
-    online_replay,
     policy_log_from_logged,
     policy_log_from_obd,
 )
+from bandit_engine.evaluation.policy_run import action_distribution, fit_policy, freeze_policy
+from bandit_engine.evaluation.reward_models import LogisticRewardModel
+from bandit_engine.evaluation.uplift import Uplift
 from bandit_engine.policies import FixedRule, LinearTS, LinUCB, UniformRandom, policy_to_dict
 from bandit_engine.store import EventLog
 

@@ -1,50 +1,20 @@
 """``bandit evaluate``: off-policy evaluation of a saved engine or a named policy on a log.
 
-Only typer is imported at module level; numpy, pandas and the evaluation code are imported inside
-the command body so that ``bandit --help`` stays fast. Errors go through the central
-:func:`bandit_engine.cli.run` (one error -> exit code mapping).
+The command parses its options (the ``--policy`` syntax is the simulator's, one parser), calls
+:func:`bandit_engine.evaluation.evaluate_log.evaluate_log`, which does the work, and renders its
+result as a table, JSON or a PNG (:mod:`bandit_engine.evaluation.report`). Only typer is imported
+at module level; numpy, pandas and the evaluation code are imported inside the command body so that
+``bandit --help`` stays fast. Errors go through the central :func:`bandit_engine.cli.run` (one
+error -> exit code mapping).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import typer
 
-__all__ = ["infer_format", "register"]
-
-_FORMATS = ("sqlite", "csv", "parquet", "obd")
-_SUFFIXES = {
-    ".sqlite": "sqlite",
-    ".sqlite3": "sqlite",
-    ".db": "sqlite",
-    ".csv": "csv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-
-
-def infer_format(path: Path, fmt: str | None) -> str:
-    """The log format: ``fmt`` if given (validated), else from the path (a folder is the OBD)."""
-    from ..errors import ConfigError
-
-    if fmt is not None:
-        if fmt not in _FORMATS:
-            raise ConfigError.for_field("format", fmt, f"must be one of {list(_FORMATS)}")
-        return fmt
-    if path.is_dir():
-        return "obd"
-    found = _SUFFIXES.get(path.suffix.lower())
-    if found is None:
-        raise ConfigError.for_field(
-            "format",
-            None,
-            f"must be given (one of {list(_FORMATS)}): cannot infer it from {path.name!r}",
-        )
-    return found
+__all__ = ["register"]
 
 
 def evaluate(
@@ -143,16 +113,9 @@ def _evaluate(
     max_rows: int | None,
     model_id: str | None,
 ) -> None:
-    from ..engine import Engine
-    from ..errors import ConfigError, NotFoundError, ValidationError
-    from ..evaluation.datasets import load_engine_log, load_log, load_obd
-    from ..evaluation.policy_eval import (
-        evaluate_policy,
-        fit_policy,
-        policy_log_from_logged,
-        policy_log_from_obd,
-    )
-    from ..evaluation.report import evaluation_json, format_table, plot_evaluation
+    from ..errors import ConfigError
+    from ..evaluation.evaluate_log import evaluate_log, resolve_log
+    from ..evaluation.report import format_table, plot_evaluation
     from ..policies.base import Policy
     from ..policies.registry import make_policy
 
@@ -168,86 +131,46 @@ def _evaluate(
         raise ConfigError.for_field("bootstrap", bootstrap, "must be an int >= 2")
     if plot is not None and not plot.lower().endswith(".png"):
         raise ConfigError.for_field("plot", plot, "must be a .png file name")
-    names = [e.strip() for e in estimators.split(",") if e.strip()]
-    path = Path(log)
-    kind = infer_format(path, fmt)
-    if not path.exists():
-        raise NotFoundError.for_field("log", str(path), "does not exist")
+    # The log's format and existence are checked before --policy is parsed, so that with several
+    # mistakes the same one is reported first as always (evaluate_log checks them again).
+    path, _ = resolve_log(log, fmt)
 
-    engine: Engine | None = None
-    evaluated: Policy
-    policy_info: dict[str, Any]
-    if model is not None:
-        if not Path(model).is_file():
-            raise NotFoundError.for_field("model", model, "is not an existing file")
-        engine = Engine.load(model)
-        evaluated = engine.policy
-        policy_info = {"source": "model", "model": model}
-    else:
-        assert policy is not None
+    evaluated: Policy | None = None
+    if policy is not None:
         from ..simulation.scenario import parse_policy_spec
 
         spec = parse_policy_spec(policy)
         params = spec.kwargs
         params.setdefault("seed", seed)
         evaluated = make_policy(spec.name, **params)
-        policy_info = {"source": "policy", "spec": policy}
 
-    log_info: dict[str, Any] = {"path": str(path), "format": kind}
-    catalog = engine.catalog if engine is not None else None
-    if kind == "obd":
-        obd = load_obd(
-            path,
-            behavior=obd_behavior,  # type: ignore[arg-type]
-            campaign=obd_campaign,  # type: ignore[arg-type]
-            max_rows=max_rows,
-        )
-        plog = policy_log_from_obd(obd)
-        log_info.update(behavior=obd_behavior, campaign=obd_campaign)
-    elif kind == "sqlite":
-        engine_data = load_engine_log(path, model_id=model_id)
-        plog = policy_log_from_logged(engine_data, catalog=catalog, source=str(path))
-        log_info["n_pending_skipped"] = engine_data.n_pending
-    else:
-        data = load_log(path, format=kind)  # type: ignore[arg-type]
-        plog = policy_log_from_logged(data, catalog=catalog, source=str(path))
-    log_info["n_rows_loaded"] = plog.n_rows
-    log_info["uniform_logging"] = plog.is_uniform()
-
-    if engine is not None and plog.context.shape[1] != engine.features.n_features:
-        raise ValidationError(
-            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
-            f"map makes {engine.features.n_features}: the log was not written by (a version "
-            "of) this model",
-            field="context",
-            value=plog.context.shape,
-        )
-    fraction = train_fraction if train_fraction is not None else (0.5 if model is None else 0.0)
-    train, test = plog.split(fraction)
-    policy_info["train_rows"] = 0 if train is None else train.n_rows
-    target: Policy | Engine = engine if engine is not None else evaluated
-    if train is not None:
-        target = fit_policy(evaluated, train, seed=seed)
-    ev = evaluate_policy(
-        target,
-        test,
-        estimators=names,
-        n_draws=draws,
+    result = evaluate_log(
+        log,
+        format=fmt,
+        model=model,
+        policy=evaluated,
+        policy_spec=policy,
+        estimators=estimators,
         reward_model=reward_model,
+        train_fraction=train_fraction,
+        n_draws=draws,
         clip=clip,
         tau=tau,
         ci="bootstrap" if bootstrap is not None else "normal",
         n_bootstrap=bootstrap if bootstrap is not None else 1000,
         seed=seed,
+        obd_behavior=obd_behavior,
+        obd_campaign=obd_campaign,
+        max_rows=max_rows,
+        model_id=model_id,
     )
-    log_info["n_rows_evaluated"] = ev.n_rows
+    ev = result.evaluation
     if plot is not None:
         plot_evaluation(ev, plot, title=f"{ev.policy} on {path.name}")
     if as_json:
-        doc = evaluation_json(ev, log=log_info, policy=policy_info)
-        typer.echo(json.dumps(doc, indent=2, allow_nan=False))
+        typer.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         return
-    typer.echo(format_table(ev, log=log_info, policy=policy_info), nl=False)
+    typer.echo(format_table(ev, log=result.log, policy=result.policy), nl=False)
     if plot is not None:
         typer.echo(f"\nplot written to {plot}")
 

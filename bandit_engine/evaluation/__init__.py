@@ -13,46 +13,41 @@ Position-based logs: values are averages over logged rows, positions pooled; use
 chunk by chunk with the accumulators of :mod:`bandit_engine.evaluation.streaming`.
 
 Evaluating an engine or a policy on a log (its action distribution on every logged context, the
-estimators, and the uplift over the logging policy with a confidence interval), and the online replay
-of learning policies on uniform-random logs: :mod:`bandit_engine.evaluation.policy_eval`.
+estimators, and the uplift over the logging policy with a confidence interval):
+:mod:`bandit_engine.evaluation.dispatch`, with the log in :mod:`~bandit_engine.evaluation.policy_log`,
+the policy run on it in :mod:`~bandit_engine.evaluation.policy_run`, the uplift in
+:mod:`~bandit_engine.evaluation.uplift` and the online replay of learning policies on uniform-random
+logs in :mod:`~bandit_engine.evaluation.online_replay`. Loading logs (CSV / Parquet, the engine's
+event log, the Open Bandit Dataset): :mod:`bandit_engine.evaluation.datasets`. All of it from a log
+file in one call, as ``bandit evaluate`` does: :func:`evaluate_log`.
 """
 
 from __future__ import annotations
 
-from .dm import dm
-from .dr import dr
+from .dispatch import evaluate_action_dist, evaluate_policy
+from .dm import DMAccumulator, dm
+from .dr import DRAccumulator, dr
+from .evaluate_log import LogEvaluation, evaluate_log
 from .intervals import bootstrap_interval, normal_interval
-from .ips import ips
-from .policy_eval import (
-    PolicyEvaluation,
-    PolicyLog,
-    Uplift,
-    action_distribution,
-    evaluate_action_dist,
-    evaluate_policy,
-    online_replay,
-)
+from .ips import IPSAccumulator, ips
+from .online_replay import online_replay
+from .policy_log import PolicyLog
+from .policy_run import action_distribution
 from .positions import per_position
-from .replay import replay
+from .replay import ReplayAccumulator, replay
+from .results import PolicyEvaluation
 from .reward_models import RidgeRewardModel, cross_fit_rewards
-from .sndr import sndr
-from .snips import snips
-from .streaming import (
-    DMAccumulator,
-    DRAccumulator,
-    IPSAccumulator,
-    OPEAccumulator,
-    ReplayAccumulator,
-    SNDRAccumulator,
-    SNIPSAccumulator,
-    SwitchDRAccumulator,
-)
-from .switch_dr import switch_dr
+from .sndr import SNDRAccumulator, sndr
+from .snips import SNIPSAccumulator, snips
+from .streaming import OPEAccumulator
+from .switch_dr import SwitchDRAccumulator, switch_dr
+from .uplift import Uplift
 
 __all__ = [
     "DMAccumulator",
     "DRAccumulator",
     "IPSAccumulator",
+    "LogEvaluation",
     "OPEAccumulator",
     "PolicyEvaluation",
     "PolicyLog",
@@ -68,6 +63,7 @@ __all__ = [
     "dm",
     "dr",
     "evaluate_action_dist",
+    "evaluate_log",
     "evaluate_policy",
     "ips",
     "normal_interval",

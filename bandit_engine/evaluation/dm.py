@@ -1,15 +1,25 @@
-"""Direct method (DM): the reward model's prediction under the evaluated policy."""
+"""Direct method (DM): the reward model's prediction under the evaluated policy.
+
+The in-memory function :func:`dm` and its streaming accumulator :class:`DMAccumulator` (chunks in
+with ``update``, the estimate out with ``result``); the function pushes one batch through the
+accumulator, so both give the same estimate (base class and shared helpers:
+:mod:`bandit_engine.evaluation.streaming`).
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import numpy as np
 from numpy.typing import ArrayLike
 
 from ..policies.base import SeedLike
 from ..records import Estimate
+from ._validate import FloatArray, LoggedRows, check_finite_terms, validate_rows
 from .intervals import check_ci
-from .streaming import DMAccumulator, run_in_memory
+from .streaming import OPEAccumulator, TermBatch, run_in_memory
 
-__all__ = ["dm"]
+__all__ = ["DMAccumulator", "dm", "dm_terms"]
 
 
 def dm(
@@ -59,3 +69,70 @@ def dm(
         position=position,
     )
     return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming accumulator
+# --------------------------------------------------------------------------------------------
+
+
+def dm_terms(rows: LoggedRows) -> FloatArray:
+    """(n,) model value ``sum_a pi(a | x_i) qhat(x_i, a)`` of every row (checked finite)."""
+    assert rows.dist is not None and rows.qhat is not None
+    dm = np.einsum("ij,ij->i", rows.dist, rows.qhat)
+    check_finite_terms("estimated_rewards", dm, rows.qhat)
+    out: FloatArray = dm
+    return out
+
+
+class DMAccumulator(OPEAccumulator):
+    """Direct method: ``mean_i sum_a pi(a | x_i) qhat(x_i, a)``; no propensities needed."""
+
+    estimator: ClassVar[str] = "dm"
+    term_names: ClassVar[tuple[str, ...]] = ("dm",)
+    uses_weights: ClassVar[bool] = False
+
+    def row_terms(
+        self,
+        *,
+        action_dist: ArrayLike,
+        estimated_rewards: ArrayLike,
+        reward: ArrayLike | None = None,
+        action: ArrayLike | None = None,
+        position: ArrayLike | None = None,
+    ) -> TermBatch:
+        if action is None:
+            # DM never looks at the logged action; a placeholder keeps the shared checks.
+            n = int(np.shape(action_dist)[0]) if np.ndim(action_dist) >= 1 else 0
+            action = np.zeros(n, dtype=np.int64)
+        rows = validate_rows(
+            estimator=self.estimator,
+            reward=reward,
+            action=action,
+            action_dist=action_dist,
+            position=position,
+            estimated_rewards=estimated_rewards,
+            need_pscore=False,
+            need_qhat=True,
+        )
+        return TermBatch(dm_terms(rows)[None, :], None, float("nan"), 0, rows.n)
+
+    def update(
+        self,
+        *,
+        action_dist: ArrayLike,
+        estimated_rewards: ArrayLike,
+        reward: ArrayLike | None = None,
+        action: ArrayLike | None = None,
+        position: ArrayLike | None = None,
+    ) -> None:
+        """Add a chunk (same arrays as :func:`~bandit_engine.evaluation.dm`)."""
+        self.push(
+            self.row_terms(
+                action_dist=action_dist,
+                estimated_rewards=estimated_rewards,
+                reward=reward,
+                action=action,
+                position=position,
+            )
+        )

@@ -1,15 +1,26 @@
-"""Doubly robust (DR) estimator."""
+"""Doubly robust (DR) estimator.
+
+The in-memory function :func:`dr` and its streaming accumulator :class:`DRAccumulator` (chunks in
+with ``update``, the estimate out with ``result``); the function pushes one batch through the
+accumulator, so both give the same estimate (base class and shared helpers:
+:mod:`bandit_engine.evaluation.streaming`).
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import numpy as np
 from numpy.typing import ArrayLike
 
 from ..policies.base import SeedLike
 from ..records import Estimate
+from ._validate import FloatArray, LoggedRows, check_clip, pick, validate_rows
+from .dm import dm_terms
 from .intervals import check_ci
-from .streaming import DRAccumulator, run_in_memory
+from .streaming import OPEAccumulator, TermBatch, clip_weights, run_in_memory
 
-__all__ = ["dr"]
+__all__ = ["DRAccumulator", "DRFamily", "dr"]
 
 
 def dr(
@@ -60,3 +71,98 @@ def dr(
         position=position,
     )
     return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming accumulator
+# --------------------------------------------------------------------------------------------
+
+
+def _q_logged(rows: LoggedRows) -> FloatArray:
+    assert rows.qhat is not None
+    return pick(rows.qhat, rows.action)
+
+
+class DRFamily(OPEAccumulator):
+    """Shared input handling of DR, SNDR and Switch-DR, and the DR value
+    ``mean(dm_i) + mean(w_i residual_i)`` that DR and Switch-DR share (they differ only in how
+    the weights are capped: :meth:`_weights`)."""
+
+    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
+        raise NotImplementedError
+
+    def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
+        return np.stack((dm, w * residual))
+
+    def value_of(self, means: FloatArray) -> FloatArray:
+        out: FloatArray = means[..., 0] + means[..., 1]
+        return out
+
+    def gradient(self, means: FloatArray) -> FloatArray:
+        return np.ones(2)
+
+    def row_terms(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_dist: ArrayLike,
+        estimated_rewards: ArrayLike,
+        position: ArrayLike | None = None,
+    ) -> TermBatch:
+        rows = validate_rows(
+            estimator=self.estimator,
+            reward=reward,
+            action=action,
+            pscore=pscore,
+            action_dist=action_dist,
+            position=position,
+            estimated_rewards=estimated_rewards,
+            need_pscore=True,
+            need_qhat=True,
+        )
+        dm = dm_terms(rows)
+        w, n_clipped, max_raw = self._weights(rows.weight)
+        residual = rows.reward - _q_logged(rows)
+        return TermBatch(self._family_terms(dm, w, residual), w, max_raw, n_clipped, rows.n)
+
+    def update(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_dist: ArrayLike,
+        estimated_rewards: ArrayLike,
+        position: ArrayLike | None = None,
+    ) -> None:
+        """Add a chunk (same arrays as :func:`~bandit_engine.evaluation.dr`)."""
+        self.push(
+            self.row_terms(
+                reward=reward,
+                action=action,
+                pscore=pscore,
+                action_dist=action_dist,
+                estimated_rewards=estimated_rewards,
+                position=position,
+            )
+        )
+
+    def _extra(self, means: FloatArray) -> dict[str, float]:
+        return {"dm": float(means[0]), "correction": float(self.value_of(means) - means[0])}
+
+
+class DRAccumulator(DRFamily):
+    """Doubly robust: ``mean(dm_i + min(w_i, clip) * (r_i - qhat(x_i, a_i)))``."""
+
+    estimator: ClassVar[str] = "dr"
+    term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual")
+
+    def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
+        super().__init__(level=level)
+        self.clip = clip
+        self._clip = check_clip("clip", clip)
+
+    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
+        return clip_weights(w, self._clip)

@@ -1,15 +1,24 @@
-"""Inverse propensity scoring (IPS), optionally with clipped weights."""
+"""Inverse propensity scoring (IPS), optionally with clipped weights.
+
+The in-memory function :func:`ips` and its streaming accumulator :class:`IPSAccumulator` (chunks in
+with ``update``, the estimate out with ``result``); the function pushes one batch through the
+accumulator, so both give the same estimate (base class and shared helpers:
+:mod:`bandit_engine.evaluation.streaming`).
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from numpy.typing import ArrayLike
 
 from ..policies.base import SeedLike
 from ..records import Estimate
+from ._validate import FloatArray, check_clip, validate_rows
 from .intervals import check_ci
-from .streaming import IPSAccumulator, run_in_memory
+from .streaming import OPEAccumulator, TermBatch, clip_weights, run_in_memory
 
-__all__ = ["ips"]
+__all__ = ["IPSAccumulator", "ips"]
 
 
 def ips(
@@ -68,3 +77,72 @@ def ips(
         position=position,
     )
     return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming accumulator
+# --------------------------------------------------------------------------------------------
+
+
+class IPSAccumulator(OPEAccumulator):
+    """Inverse propensity scoring, optionally with weights clipped at ``clip``.
+
+    Value: ``mean(min(w, clip) * r)`` with ``w = pi(a_i | x_i) / pscore_i``.
+    """
+
+    estimator: ClassVar[str] = "ips"
+    term_names: ClassVar[tuple[str, ...]] = ("w_r",)
+
+    def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
+        super().__init__(level=level)
+        self.clip = clip
+        self._clip = check_clip("clip", clip)
+
+    def row_terms(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_dist: ArrayLike | None = None,
+        action_prob: ArrayLike | None = None,
+        position: ArrayLike | None = None,
+    ) -> TermBatch:
+        rows = validate_rows(
+            estimator=self.estimator,
+            reward=reward,
+            action=action,
+            pscore=pscore,
+            action_dist=action_dist,
+            action_prob=action_prob,
+            position=position,
+            need_pscore=True,
+            allow_action_prob=True,
+        )
+        w, n_clipped, max_raw = clip_weights(rows.weight, self._clip)
+        return TermBatch(self._terms(w, rows.reward), w, max_raw, n_clipped, rows.n)
+
+    def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
+        return (w * r)[None, :]
+
+    def update(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_dist: ArrayLike | None = None,
+        action_prob: ArrayLike | None = None,
+        position: ArrayLike | None = None,
+    ) -> None:
+        """Add a chunk of logged rows (same arrays as :func:`~bandit_engine.evaluation.ips`)."""
+        self.push(
+            self.row_terms(
+                reward=reward,
+                action=action,
+                pscore=pscore,
+                action_dist=action_dist,
+                action_prob=action_prob,
+                position=position,
+            )
+        )

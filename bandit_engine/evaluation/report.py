@@ -1,4 +1,4 @@
-"""Reports of a :class:`~bandit_engine.evaluation.policy_eval.PolicyEvaluation`: a text table, a
+"""Reports of a :class:`~bandit_engine.evaluation.results.PolicyEvaluation`: a text table, a
 JSON document with stable keys, and a PNG of the estimates with their intervals.
 
 The JSON document (``schema: "bandit-evaluate/1"``) has the keys ``schema``, ``log``, ``policy``,
@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..records import Estimate
-from .policy_eval import PolicyEvaluation
+from .results import PolicyEvaluation
 
 __all__ = ["JSON_SCHEMA", "evaluation_json", "format_table", "plot_evaluation"]
 

@@ -24,7 +24,14 @@ from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import SeedLike, check_positive, make_rng
 from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_2d, preview_rows
 
-__all__ = ["RidgeRewardModel", "cross_fit_rewards", "fit_inputs", "predict_inputs"]
+__all__ = [
+    "LogisticRewardModel",
+    "RidgeRewardModel",
+    "cross_fit_rewards",
+    "fit_inputs",
+    "make_reward_model",
+    "predict_inputs",
+]
 
 
 class RidgeRewardModel:
@@ -307,3 +314,84 @@ def cross_fit_rewards(
 
 def _features(ctx: FloatArray, act: NDArray[np.float64], pos: FloatArray) -> FloatArray:
     return np.hstack((ctx, act, pos))
+
+
+class LogisticRewardModel:
+    """L2-penalised logistic regression (numpy, Newton's method) for 0/1 rewards.
+
+    scikit-learn-style ``fit`` / ``predict_proba`` with ``classes_ == [0, 1]``, so
+    :func:`~bandit_engine.evaluation.cross_fit_rewards` treats it as a classifier and predicts
+    ``P(reward = 1)``. Minimises ``sum log-loss + alpha / 2 * ||b||^2`` (intercept unpenalised).
+
+    Parameters
+    ----------
+    alpha
+        L2 penalty (> 0); it also keeps the fit finite on separable data.
+    max_iter
+        Newton steps at most (>= 1).
+    tol
+        Stop when the largest coefficient change is below ``tol``.
+    """
+
+    def __init__(self, *, alpha: float = 1.0, max_iter: int = 50, tol: float = 1e-8) -> None:
+        self.alpha = check_positive("alpha", alpha)
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ConfigError.for_field("max_iter", max_iter, "must be an int >= 1")
+        self.max_iter = max_iter
+        self.tol = check_positive("tol", tol)
+        self.coef_: FloatArray | None = None
+        self.intercept_ = 0.0
+        self.classes_ = np.array([0, 1])
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"alpha": self.alpha, "max_iter": self.max_iter, "tol": self.tol}
+
+    def __repr__(self) -> str:
+        return f"LogisticRewardModel(alpha={self.alpha!r})"
+
+    def fit(self, X: ArrayLike, y: ArrayLike) -> LogisticRewardModel:
+        """Fit on (n, p) features and (n,) 0/1 targets."""
+        Xa, ya = fit_inputs(X, y)
+        if not np.isin(ya, (0.0, 1.0)).all():
+            raise ValidationError.for_field("y", sorted(set(ya.tolist()))[:5], "must be 0 or 1")
+        n, p = Xa.shape
+        A = np.hstack((np.ones((n, 1)), Xa))
+        penalty = np.full(p + 1, self.alpha)
+        penalty[0] = 1e-10  # the intercept is (almost) unpenalised; keeps the Hessian invertible
+        beta = np.zeros(p + 1)
+        for _ in range(self.max_iter):
+            eta = np.clip(A @ beta, -35.0, 35.0)
+            mu = 1.0 / (1.0 + np.exp(-eta))
+            grad = A.T @ (mu - ya) + penalty * beta
+            hess = (A * (mu * (1.0 - mu))[:, None]).T @ A
+            hess[np.diag_indices_from(hess)] += penalty
+            step = np.linalg.solve(hess, grad)
+            beta -= step
+            if float(np.abs(step).max()) < self.tol:
+                break
+        self.intercept_ = float(beta[0])
+        self.coef_ = beta[1:]
+        return self
+
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
+        """(n, 2): ``P(reward = 0)``, ``P(reward = 1)``."""
+        Xa, coef = predict_inputs(X, self.coef_, "LogisticRewardModel")
+        p1 = 1.0 / (1.0 + np.exp(-np.clip(Xa @ coef + self.intercept_, -35.0, 35.0)))
+        return np.column_stack((1.0 - p1, p1))
+
+
+def make_reward_model(spec: Any, reward: FloatArray) -> Any:
+    if spec is None or spec == "ridge":
+        return RidgeRewardModel(alpha=1.0)
+    if spec == "logistic":
+        if not np.isin(reward, (0.0, 1.0)).all():
+            raise ConfigError(
+                "reward model 'logistic' needs rewards in {0, 1}, but the log has other values; "
+                "use 'ridge'",
+                field="reward_model",
+                value=spec,
+            )
+        return LogisticRewardModel(alpha=1.0)
+    if isinstance(spec, str):
+        raise ConfigError.for_field("reward_model", spec, "must be 'ridge' or 'logistic'")
+    return spec  # an object with fit/predict(_proba); cross_fit_rewards validates it

@@ -1,15 +1,26 @@
-"""Self-normalized inverse propensity scoring (SNIPS)."""
+"""Self-normalized inverse propensity scoring (SNIPS).
+
+The in-memory function :func:`snips` and its streaming accumulator :class:`SNIPSAccumulator`
+(chunks in with ``update``, the estimate out with ``result``); the function pushes one batch
+through the accumulator, so both give the same estimate (base class and shared helpers:
+:mod:`bandit_engine.evaluation.streaming`).
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import numpy as np
 from numpy.typing import ArrayLike
 
 from ..policies.base import SeedLike
 from ..records import Estimate
+from ._validate import FloatArray
 from .intervals import check_ci
-from .streaming import SNIPSAccumulator, run_in_memory
+from .ips import IPSAccumulator
+from .streaming import RatioOfMeans, check_weight_mass, run_in_memory
 
-__all__ = ["snips"]
+__all__ = ["SNIPSAccumulator", "snips"]
 
 
 def snips(
@@ -51,3 +62,21 @@ def snips(
         position=position,
     )
     return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming accumulator
+# --------------------------------------------------------------------------------------------
+
+
+class SNIPSAccumulator(RatioOfMeans, IPSAccumulator):
+    """Self-normalized IPS: ``sum(w r) / sum(w)``; interval from the ratio-estimator variance."""
+
+    estimator: ClassVar[str] = "snips"
+    term_names: ClassVar[tuple[str, ...]] = ("w_r", "w")
+
+    def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
+        return np.stack((w * r, w))
+
+    def _check_defined(self, means: FloatArray) -> None:
+        check_weight_mass(self.estimator, float(means[-1]))

@@ -9,6 +9,17 @@ clipped). Feed chunks with ``update(**arrays)`` (the same keyword arrays as the 
 and read ``result()``; the result equals the in-memory function's normal-interval result up to
 floating-point rounding (the in-memory functions are built on these classes: one code path).
 
+This module holds what every estimator shares: :class:`Moments`, the :class:`TermBatch` of a chunk,
+the :class:`OPEAccumulator` base (chunk in with ``push``, estimate and normal interval out with
+``result``), :func:`run_in_memory` (one batch, optionally a bootstrap interval) and the weight
+helpers. Each estimator's accumulator lives beside its in-memory function: ``IPSAccumulator`` in
+:mod:`~bandit_engine.evaluation.ips`, ``SNIPSAccumulator`` in
+:mod:`~bandit_engine.evaluation.snips`, ``DMAccumulator`` in :mod:`~bandit_engine.evaluation.dm`,
+``DRAccumulator`` in :mod:`~bandit_engine.evaluation.dr`, ``SNDRAccumulator`` in
+:mod:`~bandit_engine.evaluation.sndr`, ``SwitchDRAccumulator`` in
+:mod:`~bandit_engine.evaluation.switch_dr` and ``ReplayAccumulator`` in
+:mod:`~bandit_engine.evaluation.replay`; all are exported by :mod:`bandit_engine.evaluation`.
+
 Limitation: bootstrap intervals need every row's terms and are only offered in memory
 (``ips(..., ci="bootstrap")`` ...), not here.
 
@@ -27,36 +38,21 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from ..errors import DataError, ValidationError
-from ..policies.base import SeedLike, make_rng
+from ..errors import DataError
+from ..policies.base import SeedLike
 from ..records import Estimate
-from ._validate import (
-    FloatArray,
-    IntArray,
-    LoggedRows,
-    as_action,
-    check_clip,
-    check_finite_terms,
-    check_level,
-    pick,
-    preview_rows,
-    validate_rows,
-)
+from ._validate import FloatArray, check_level
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
 
 __all__ = [
-    "DMAccumulator",
-    "DRAccumulator",
-    "IPSAccumulator",
     "Moments",
     "OPEAccumulator",
-    "ReplayAccumulator",
-    "SNDRAccumulator",
-    "SNIPSAccumulator",
-    "SwitchDRAccumulator",
+    "RatioOfMeans",
     "TermBatch",
+    "check_weight_mass",
+    "clip_weights",
+    "max_raw_weight",
     "run_in_memory",
 ]
 
@@ -237,32 +233,20 @@ def run_in_memory(
     )
 
 
-def _max_raw(w: FloatArray) -> float:
+def max_raw_weight(w: FloatArray) -> float:
     """Largest weight before clipping or switching (``nan`` for an empty chunk)."""
     return float(w.max()) if w.shape[0] else float("nan")
 
 
-def _clipped(w: FloatArray, clip: float) -> tuple[FloatArray, int, float]:
-    max_raw = _max_raw(w)
+def clip_weights(w: FloatArray, clip: float) -> tuple[FloatArray, int, float]:
+    """``(min(w, clip), number of weights above clip, largest weight before clipping)``."""
+    max_raw = max_raw_weight(w)
     if np.isinf(clip):
         return w, 0, max_raw
     return np.minimum(w, clip), int(np.count_nonzero(w > clip)), max_raw
 
 
-def _dm_terms(rows: LoggedRows) -> FloatArray:
-    assert rows.dist is not None and rows.qhat is not None
-    dm = np.einsum("ij,ij->i", rows.dist, rows.qhat)
-    check_finite_terms("estimated_rewards", dm, rows.qhat)
-    out: FloatArray = dm
-    return out
-
-
-def _q_logged(rows: LoggedRows) -> FloatArray:
-    assert rows.qhat is not None
-    return pick(rows.qhat, rows.action)
-
-
-class _RatioOfMeans(OPEAccumulator):
+class RatioOfMeans(OPEAccumulator):
     """An estimate that is the ratio of its two term means (SNIPS, replay).
 
     Its delta-method interval is the ratio estimator's.
@@ -276,89 +260,8 @@ class _RatioOfMeans(OPEAccumulator):
         return np.array([1.0 / means[1], -means[0] / means[1] ** 2])
 
 
-# --------------------------------------------------------------------------------------------
-# Importance weighting
-# --------------------------------------------------------------------------------------------
-
-
-class IPSAccumulator(OPEAccumulator):
-    """Inverse propensity scoring, optionally with weights clipped at ``clip``.
-
-    Value: ``mean(min(w, clip) * r)`` with ``w = pi(a_i | x_i) / pscore_i``.
-    """
-
-    estimator: ClassVar[str] = "ips"
-    term_names: ClassVar[tuple[str, ...]] = ("w_r",)
-
-    def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
-        super().__init__(level=level)
-        self.clip = clip
-        self._clip = check_clip("clip", clip)
-
-    def row_terms(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        pscore: ArrayLike,
-        action_dist: ArrayLike | None = None,
-        action_prob: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-    ) -> TermBatch:
-        rows = validate_rows(
-            estimator=self.estimator,
-            reward=reward,
-            action=action,
-            pscore=pscore,
-            action_dist=action_dist,
-            action_prob=action_prob,
-            position=position,
-            need_pscore=True,
-            allow_action_prob=True,
-        )
-        w, n_clipped, max_raw = _clipped(rows.weight, self._clip)
-        return TermBatch(self._terms(w, rows.reward), w, max_raw, n_clipped, rows.n)
-
-    def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
-        return (w * r)[None, :]
-
-    def update(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        pscore: ArrayLike,
-        action_dist: ArrayLike | None = None,
-        action_prob: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-    ) -> None:
-        """Add a chunk of logged rows (same arrays as :func:`~bandit_engine.evaluation.ips`)."""
-        self.push(
-            self.row_terms(
-                reward=reward,
-                action=action,
-                pscore=pscore,
-                action_dist=action_dist,
-                action_prob=action_prob,
-                position=position,
-            )
-        )
-
-
-class SNIPSAccumulator(_RatioOfMeans, IPSAccumulator):
-    """Self-normalized IPS: ``sum(w r) / sum(w)``; interval from the ratio-estimator variance."""
-
-    estimator: ClassVar[str] = "snips"
-    term_names: ClassVar[tuple[str, ...]] = ("w_r", "w")
-
-    def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
-        return np.stack((w * r, w))
-
-    def _check_defined(self, means: FloatArray) -> None:
-        _check_weight_mass(self.estimator, float(means[-1]))
-
-
-def _check_weight_mass(estimator: str, mean_w: float) -> None:
+def check_weight_mass(estimator: str, mean_w: float) -> None:
+    """DataError when the mean weight is 0: a self-normalised estimate has nothing to divide by."""
     if mean_w <= 0.0:
         raise DataError(
             f"{estimator} is undefined: every importance weight is 0 (the evaluated policy gives "
@@ -367,349 +270,3 @@ def _check_weight_mass(estimator: str, mean_w: float) -> None:
             field="action_dist",
             value=mean_w,
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Direct method and the doubly robust family
-# --------------------------------------------------------------------------------------------
-
-
-class DMAccumulator(OPEAccumulator):
-    """Direct method: ``mean_i sum_a pi(a | x_i) qhat(x_i, a)``; no propensities needed."""
-
-    estimator: ClassVar[str] = "dm"
-    term_names: ClassVar[tuple[str, ...]] = ("dm",)
-    uses_weights: ClassVar[bool] = False
-
-    def row_terms(
-        self,
-        *,
-        action_dist: ArrayLike,
-        estimated_rewards: ArrayLike,
-        reward: ArrayLike | None = None,
-        action: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-    ) -> TermBatch:
-        if action is None:
-            # DM never looks at the logged action; a placeholder keeps the shared checks.
-            n = int(np.shape(action_dist)[0]) if np.ndim(action_dist) >= 1 else 0
-            action = np.zeros(n, dtype=np.int64)
-        rows = validate_rows(
-            estimator=self.estimator,
-            reward=reward,
-            action=action,
-            action_dist=action_dist,
-            position=position,
-            estimated_rewards=estimated_rewards,
-            need_pscore=False,
-            need_qhat=True,
-        )
-        return TermBatch(_dm_terms(rows)[None, :], None, float("nan"), 0, rows.n)
-
-    def update(
-        self,
-        *,
-        action_dist: ArrayLike,
-        estimated_rewards: ArrayLike,
-        reward: ArrayLike | None = None,
-        action: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-    ) -> None:
-        """Add a chunk (same arrays as :func:`~bandit_engine.evaluation.dm`)."""
-        self.push(
-            self.row_terms(
-                action_dist=action_dist,
-                estimated_rewards=estimated_rewards,
-                reward=reward,
-                action=action,
-                position=position,
-            )
-        )
-
-
-class _DRFamily(OPEAccumulator):
-    """Shared input handling of DR, SNDR and Switch-DR, and the DR value
-    ``mean(dm_i) + mean(w_i residual_i)`` that DR and Switch-DR share (they differ only in how
-    the weights are capped: :meth:`_weights`)."""
-
-    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
-        raise NotImplementedError
-
-    def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.stack((dm, w * residual))
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] + means[..., 1]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.ones(2)
-
-    def row_terms(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        pscore: ArrayLike,
-        action_dist: ArrayLike,
-        estimated_rewards: ArrayLike,
-        position: ArrayLike | None = None,
-    ) -> TermBatch:
-        rows = validate_rows(
-            estimator=self.estimator,
-            reward=reward,
-            action=action,
-            pscore=pscore,
-            action_dist=action_dist,
-            position=position,
-            estimated_rewards=estimated_rewards,
-            need_pscore=True,
-            need_qhat=True,
-        )
-        dm = _dm_terms(rows)
-        w, n_clipped, max_raw = self._weights(rows.weight)
-        residual = rows.reward - _q_logged(rows)
-        return TermBatch(self._family_terms(dm, w, residual), w, max_raw, n_clipped, rows.n)
-
-    def update(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        pscore: ArrayLike,
-        action_dist: ArrayLike,
-        estimated_rewards: ArrayLike,
-        position: ArrayLike | None = None,
-    ) -> None:
-        """Add a chunk (same arrays as :func:`~bandit_engine.evaluation.dr`)."""
-        self.push(
-            self.row_terms(
-                reward=reward,
-                action=action,
-                pscore=pscore,
-                action_dist=action_dist,
-                estimated_rewards=estimated_rewards,
-                position=position,
-            )
-        )
-
-    def _extra(self, means: FloatArray) -> dict[str, float]:
-        return {"dm": float(means[0]), "correction": float(self.value_of(means) - means[0])}
-
-
-class DRAccumulator(_DRFamily):
-    """Doubly robust: ``mean(dm_i + min(w_i, clip) * (r_i - qhat(x_i, a_i)))``."""
-
-    estimator: ClassVar[str] = "dr"
-    term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual")
-
-    def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
-        super().__init__(level=level)
-        self.clip = clip
-        self._clip = check_clip("clip", clip)
-
-    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
-        return _clipped(w, self._clip)
-
-
-class SNDRAccumulator(DRAccumulator):
-    """Self-normalized DR: ``mean(dm_i) + sum(w (r - qhat_a)) / sum(w)``."""
-
-    estimator: ClassVar[str] = "sndr"
-    term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual", "w")
-
-    def _family_terms(self, dm: FloatArray, w: FloatArray, residual: FloatArray) -> FloatArray:
-        return np.stack((dm, w * residual, w))
-
-    def value_of(self, means: FloatArray) -> FloatArray:
-        out: FloatArray = means[..., 0] + means[..., 1] / means[..., 2]
-        return out
-
-    def gradient(self, means: FloatArray) -> FloatArray:
-        return np.array([1.0, 1.0 / means[2], -means[1] / means[2] ** 2])
-
-    def _check_defined(self, means: FloatArray) -> None:
-        _check_weight_mass(self.estimator, float(means[2]))
-
-
-class SwitchDRAccumulator(_DRFamily):
-    """Switch-DR: the DR correction on rows with ``w_i <= tau``, the model alone elsewhere.
-
-    Value: ``mean(dm_i + [w_i <= tau] w_i (r_i - qhat(x_i, a_i)))``. ``tau = inf`` is DR,
-    ``tau = 0`` is DM. ``clipped_share`` is the share of rows switched to the model.
-    """
-
-    estimator: ClassVar[str] = "switch_dr"
-    term_names: ClassVar[tuple[str, ...]] = ("dm", "switched_w_residual")
-
-    def __init__(self, *, tau: float, level: float = 0.95) -> None:
-        super().__init__(level=level)
-        self.tau = check_clip("tau", tau, allow_zero=True)
-
-    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
-        keep = w <= self.tau
-        return np.where(keep, w, 0.0), int(w.shape[0] - np.count_nonzero(keep)), _max_raw(w)
-
-
-# --------------------------------------------------------------------------------------------
-# Replay
-# --------------------------------------------------------------------------------------------
-
-
-class ReplayAccumulator(_RatioOfMeans):
-    """Replay (Li, Chu, Langford, Wang, WSDM 2011) on uniformly-random logs.
-
-    Keeps the rows where the logged action equals the evaluated policy's action; the value is the
-    mean reward of the kept rows (a ratio of means, so its interval is the ratio-estimator one and
-    ``n`` is the number of kept rows). A stochastic policy given as ``action_dist`` is sampled once
-    per row from ``seed``; the draws do not depend on the chunking.
-    """
-
-    estimator: ClassVar[str] = "replay"
-    term_names: ClassVar[tuple[str, ...]] = ("match_r", "match")
-
-    def __init__(
-        self, *, seed: SeedLike = None, check_uniform: bool = True, level: float = 0.95
-    ) -> None:
-        super().__init__(level=level)
-        self.seed = seed if not isinstance(seed, np.random.Generator) else None
-        self.check_uniform = bool(check_uniform)
-        self.rng_ = make_rng(seed)
-        self.uniform_pscore_: float | None = None
-
-    def _n_reported(self) -> int:
-        return round(self.sum_w_)
-
-    def _extra(self, means: FloatArray) -> dict[str, float]:
-        return {"n_logged": float(self.n_rows_), "match_rate": float(means[1])}
-
-    def _check_defined(self, means: FloatArray) -> None:
-        if means[1] <= 0.0:
-            raise DataError(
-                f"replay matched 0 of {self.n_rows_} logged rows: the evaluated policy never "
-                "chose the logged action, so replay has no data (use more logs, or ips/dr)",
-                field="action",
-                value=0,
-            )
-
-    def row_terms(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        policy_action: ArrayLike | None = None,
-        action_dist: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-        pscore: ArrayLike | None = None,
-        n_candidates: ArrayLike | None = None,
-    ) -> TermBatch:
-        if (policy_action is None) == (action_dist is None):
-            raise ValidationError(
-                "replay needs exactly one of policy_action (n,) and action_dist (n, K)",
-                field="policy_action",
-                value=None,
-            )
-        if action_dist is not None:
-            rows = validate_rows(
-                estimator=self.estimator,
-                reward=reward,
-                action=action,
-                pscore=pscore,
-                action_dist=action_dist,
-                position=position,
-                need_pscore=False,
-            )
-            assert rows.dist is not None
-            chosen = _sample_rows(rows.dist, self.rng_)
-        else:
-            rows = validate_rows(
-                estimator=self.estimator,
-                reward=reward,
-                action=action,
-                pscore=pscore,
-                action_prob=np.ones(np.shape(action)[0] if np.ndim(action) else 0),
-                need_pscore=False,
-                allow_action_prob=True,
-            )
-            assert policy_action is not None
-            chosen = as_action("policy_action", policy_action)
-            if chosen.shape[0] != rows.n:
-                raise ValidationError(
-                    f"policy_action (n={chosen.shape[0]}) and action (n={rows.n}) must have "
-                    "the same length",
-                    field="policy_action",
-                    value=chosen.shape,
-                )
-        if self.check_uniform and rows.pscore is not None:
-            self._check_uniform(rows.pscore, n_candidates)
-        match = (chosen == rows.action).astype(np.float64)
-        terms = np.stack((match * rows.reward, match))
-        return TermBatch(terms, match, 1.0 if match.any() else 0.0, 0, rows.n)
-
-    def _check_uniform(self, pscore: FloatArray, n_candidates: ArrayLike | None) -> None:
-        if n_candidates is not None:
-            nc = as_action("n_candidates", n_candidates)
-            if nc.shape != pscore.shape:
-                raise ValidationError(
-                    f"n_candidates must have shape {pscore.shape} like pscore, got {nc.shape}",
-                    field="n_candidates",
-                    value=nc.shape,
-                )
-            expected = 1.0 / np.maximum(nc, 1)
-            bad_mask = ~np.isclose(pscore, expected, rtol=1e-6, atol=0.0) | (nc < 1)
-            if bad_mask.any():
-                bad = np.flatnonzero(bad_mask)
-                raise DataError(
-                    "replay assumes uniformly random logging (pscore = 1 / n_candidates), but "
-                    f"{preview_rows(bad, pscore[bad], total=pscore.shape[0])} differ; "
-                    "use ips() or dr(), which weight by the logged propensity",
-                    field="pscore",
-                    value=pscore[bad[:5]].tolist(),
-                )
-            return
-        ref = self.uniform_pscore_ if self.uniform_pscore_ is not None else float(pscore[0])
-        bad_mask = ~np.isclose(pscore, ref, rtol=1e-6, atol=0.0)
-        if bad_mask.any():
-            bad = np.flatnonzero(bad_mask)
-            raise DataError(
-                f"replay assumes uniformly random logging, but pscore is not constant ({ref:.6g} "
-                f"elsewhere): {preview_rows(bad, pscore[bad], total=pscore.shape[0])}; pass "
-                "n_candidates if candidate sets vary in size, or use ips()/dr()",
-                field="pscore",
-                value=pscore[bad[:5]].tolist(),
-            )
-        self.uniform_pscore_ = ref
-
-    def update(
-        self,
-        *,
-        reward: ArrayLike,
-        action: ArrayLike,
-        policy_action: ArrayLike | None = None,
-        action_dist: ArrayLike | None = None,
-        position: ArrayLike | None = None,
-        pscore: ArrayLike | None = None,
-        n_candidates: ArrayLike | None = None,
-    ) -> None:
-        """Add a chunk (same arrays as :func:`~bandit_engine.evaluation.replay`)."""
-        self.push(
-            self.row_terms(
-                reward=reward,
-                action=action,
-                policy_action=policy_action,
-                action_dist=action_dist,
-                position=position,
-                pscore=pscore,
-                n_candidates=n_candidates,
-            )
-        )
-
-
-def _sample_rows(dist: FloatArray, rng: np.random.Generator) -> IntArray:
-    """One action per row from (n, K) probabilities, by inverting the row's CDF."""
-    u = rng.random(size=(dist.shape[0],))
-    cdf = np.cumsum(dist, axis=1)
-    idx = (u[:, None] >= cdf).sum(axis=1)
-    # Rounding can leave the last CDF entry just below 1; never return K.
-    out: IntArray = np.minimum(idx, dist.shape[1] - 1).astype(np.int64)
-    return out

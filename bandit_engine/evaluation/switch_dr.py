@@ -1,15 +1,26 @@
-"""Switch doubly robust estimator (Wang, Agarwal, Dudík, ICML 2017)."""
+"""Switch doubly robust estimator (Wang, Agarwal, Dudík, ICML 2017).
+
+The in-memory function :func:`switch_dr` and its streaming accumulator :class:`SwitchDRAccumulator`
+(chunks in with ``update``, the estimate out with ``result``); the function pushes one batch
+through the accumulator, so both give the same estimate (base class and shared helpers:
+:mod:`bandit_engine.evaluation.streaming`).
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import numpy as np
 from numpy.typing import ArrayLike
 
 from ..policies.base import SeedLike
 from ..records import Estimate
+from ._validate import FloatArray, check_clip
+from .dr import DRFamily
 from .intervals import check_ci
-from .streaming import SwitchDRAccumulator, run_in_memory
+from .streaming import max_raw_weight, run_in_memory
 
-__all__ = ["switch_dr"]
+__all__ = ["SwitchDRAccumulator", "switch_dr"]
 
 
 def switch_dr(
@@ -60,3 +71,27 @@ def switch_dr(
         position=position,
     )
     return run_in_memory(acc, batch, ci=ci, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming accumulator
+# --------------------------------------------------------------------------------------------
+
+
+class SwitchDRAccumulator(DRFamily):
+    """Switch-DR: the DR correction on rows with ``w_i <= tau``, the model alone elsewhere.
+
+    Value: ``mean(dm_i + [w_i <= tau] w_i (r_i - qhat(x_i, a_i)))``. ``tau = inf`` is DR,
+    ``tau = 0`` is DM. ``clipped_share`` is the share of rows switched to the model.
+    """
+
+    estimator: ClassVar[str] = "switch_dr"
+    term_names: ClassVar[tuple[str, ...]] = ("dm", "switched_w_residual")
+
+    def __init__(self, *, tau: float, level: float = 0.95) -> None:
+        super().__init__(level=level)
+        self.tau = check_clip("tau", tau, allow_zero=True)
+
+    def _weights(self, w: FloatArray) -> tuple[FloatArray, int, float]:
+        keep = w <= self.tau
+        return np.where(keep, w, 0.0), int(w.shape[0] - np.count_nonzero(keep)), max_raw_weight(w)

@@ -8,7 +8,7 @@ For each seed:
    one), exactly as the HTTP server would.
 2. **Replay.** The log is read back with :func:`bandit_engine.evaluation.datasets.load_engine_log` and
    evaluated with the project's one online-replay implementation,
-   :func:`bandit_engine.evaluation.policy_eval.online_replay` (Li, Chu, Langford, Wang, WSDM
+   :func:`bandit_engine.evaluation.online_replay.online_replay` (Li, Chu, Langford, Wang, WSDM
    2011): the evaluated policy walks the rows in order and learns only from the rows where it
    chose the logged bundle. Its estimate is the mean logged reward of the matched rows.
 3. **Truth.** The same policy is run live through a real engine on a random thinning of the
@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.datasets import load_engine_log
-from ..evaluation.policy_eval import online_replay, policy_log_from_logged
+from ..evaluation.online_replay import online_replay
+from ..evaluation.policy_log import policy_log_from_logged
 from ..records import Estimate
 from ..store import EventLog
 from .runner import (

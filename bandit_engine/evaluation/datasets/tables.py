@@ -1,19 +1,9 @@
-"""Loaders for logged bandit data: the Open Bandit Dataset layout and CSV / Parquet logs.
-
-Both loaders validate what off-policy evaluation relies on (propensities in (0, 1], actions inside
-the candidate set, rewards present) and report every problem at once, each with a count and the
-first few row numbers. Row numbers are 1-based data row numbers: row 1 is the first row after the
-header (the first row of a DataFrame).
-
-The engine's own SQLite event log (:class:`~bandit_engine.store.EventLog`) is read by
-:func:`load_engine_log`, which turns its decisions into the same :class:`LoggedData` and runs the
-same validation.
-"""
+"""Loader of decision logs in CSV, Parquet or a DataFrame (the documented columns of
+:func:`load_log`), and the validation every log (engine logs included) goes through."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,279 +12,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, DataError, ValidationError
-from ..rewards import RewardSpec
-from ._validate import FloatArray, IntArray, preview_rows
+from ...errors import ConfigError, DataError, ValidationError
+from ...rewards import RewardSpec
+from .._validate import FloatArray, IntArray, preview_rows
+from .problems import Problems
 
-__all__ = [
-    "OBD_BEHAVIORS",
-    "OBD_CAMPAIGNS",
-    "EngineLogData",
-    "LoggedData",
-    "ObdData",
-    "load_engine_log",
-    "load_log",
-    "load_obd",
-]
-
-OBD_BEHAVIORS = ("random", "bts")
-OBD_CAMPAIGNS = ("all", "men", "women")
-_OBD_USER_COLUMNS = tuple(f"user_feature_{i}" for i in range(4))
-_OBD_ITEM_CATEGORIES = tuple(f"item_feature_{i}" for i in range(1, 4))
-_OBD_REQUIRED = ("timestamp", "item_id", "position", "click", "propensity_score")
-
-
-class _Problems:
-    """Collects validation problems so one error reports all of them."""
-
-    def __init__(self, source: str, n_rows: int) -> None:
-        self.source = source
-        self.n_rows = n_rows
-        self.items: list[tuple[str, str, list[int]]] = []
-
-    def add(
-        self, field: str, requirement: str, mask: NDArray[np.bool_], values: Any = None
-    ) -> None:
-        if not mask.any():
-            return
-        rows = np.flatnonzero(mask)
-        shown = None if values is None else np.asarray(values)[rows]
-        text = preview_rows(rows, shown, total=self.n_rows, one_based=True)
-        self.items.append((field, f"{field} {requirement}: {text}", (rows[:5] + 1).tolist()))
-
-    def raise_if_any(self) -> None:
-        if not self.items:
-            return
-        field, _, rows = self.items[0]
-        detail = "; ".join(message for _, message, _ in self.items)
-        raise ValidationError(
-            f"{self.source}: {len(self.items)} problem(s): {detail}", field=field, value=rows
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Open Bandit Dataset
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ObdData:
-    """One file of the Open Bandit Dataset, as arrays for off-policy evaluation.
-
-    Attributes
-    ----------
-    reward
-        (n,) clicks (0.0 / 1.0).
-    action
-        (n,) item ids, which are already indices in [0, n_actions).
-    position
-        (n,) 0-based display position (the files use 1, 2, 3; here 0, 1, 2).
-    pscore
-        (n,) logging policy's propensity of the shown item (``propensity_score``).
-    context
-        (n, d) user context: one-hot encoding of the four hashed ``user_feature_*`` columns
-        (one column per category value present in the loaded rows, sorted, named
-        ``user_feature_j=<value>``), then the ``user-item_affinity_*`` columns as they are.
-    action_context
-        (n_actions, p) item features: ``item_feature_0`` (numeric), then one-hot encodings of the
-        hashed ``item_feature_1..3``.
-    n_actions, n_positions
-        Number of items (rows of ``item_context.csv``) and of positions seen (3 in the data).
-    timestamp
-        (n,) ``datetime64[ns]`` UTC times of the impressions.
-    behavior, campaign
-        Which logging policy (``"random"``, ``"bts"``) and campaign (``"all"``, ``"men"``,
-        ``"women"``) the file holds.
-    context_columns, action_context_columns
-        Column names of ``context`` and ``action_context``.
-    frame
-        The log as read (row index column dropped), for anything not covered above.
-    """
-
-    reward: FloatArray
-    action: IntArray
-    position: IntArray
-    pscore: FloatArray
-    context: FloatArray
-    action_context: FloatArray
-    n_actions: int
-    n_positions: int
-    timestamp: NDArray[np.datetime64]
-    behavior: str
-    campaign: str
-    context_columns: tuple[str, ...]
-    action_context_columns: tuple[str, ...]
-    frame: pd.DataFrame
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.action.shape[0])
-
-    def ope_arrays(self) -> dict[str, NDArray[Any]]:
-        """``reward``, ``action``, ``pscore`` and ``position`` as estimator keyword arguments."""
-        return {
-            "reward": self.reward,
-            "action": self.action,
-            "pscore": self.pscore,
-            "position": self.position,
-        }
-
-
-def _one_hot(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[FloatArray, list[str]]:
-    blocks: list[FloatArray] = []
-    names: list[str] = []
-    for col in columns:
-        values = frame[col].astype(str).to_numpy()
-        cats, codes = np.unique(values, return_inverse=True)
-        blocks.append(np.eye(cats.shape[0])[codes])
-        names.extend(f"{col}={c}" for c in cats)
-    if not blocks:
-        return np.zeros((frame.shape[0], 0)), names
-    return np.hstack(blocks), names
-
-
-def load_obd(
-    folder: str | Path,
-    *,
-    behavior: Literal["random", "bts"] = "random",
-    campaign: Literal["all", "men", "women"] = "all",
-    max_rows: int | None = None,
-) -> ObdData:
-    """Load one Open Bandit Dataset file (Saito et al., NeurIPS 2021 D&B, arXiv 2008.07146).
-
-    Reads ``{folder}/{behavior}/{campaign}/{campaign}.csv`` and the ``item_context.csv`` beside it.
-    Positions in the files are 1-based (1, 2, 3) and are returned 0-based. Each row is one
-    (impression, position); estimators pool the positions (see
-    :func:`~bandit_engine.evaluation.per_position`).
-
-    Parameters
-    ----------
-    folder
-        Directory holding ``random/`` and ``bts/``.
-    behavior, campaign
-        Which logging policy and campaign.
-    max_rows
-        Read only the first ``max_rows`` rows (the one-hot context then covers only the
-        category values present in them).
-
-    Raises
-    ------
-    DataError
-        When a file is missing or cannot be parsed.
-    ValidationError
-        Missing columns, propensities outside (0, 1], item ids outside the item table, clicks
-        other than 0/1, positions below 1, missing values (all reported with row numbers).
-    """
-    if behavior not in OBD_BEHAVIORS:
-        raise ConfigError.for_field("behavior", behavior, f"must be one of {list(OBD_BEHAVIORS)}")
-    if campaign not in OBD_CAMPAIGNS:
-        raise ConfigError.for_field("campaign", campaign, f"must be one of {list(OBD_CAMPAIGNS)}")
-    if max_rows is not None and (
-        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
-    ):
-        raise ConfigError.for_field("max_rows", max_rows, "must be an int >= 1 or None")
-    base = Path(folder) / behavior / campaign
-    log_path, item_path = base / f"{campaign}.csv", base / "item_context.csv"
-    for path in (log_path, item_path):
-        if not path.is_file():
-            raise DataError(
-                f"Open Bandit Dataset file not found: {path} (expected the layout "
-                "{folder}/{behavior}/{campaign}/{campaign}.csv with item_context.csv beside it)",
-                field="folder",
-                value=str(folder),
-            )
-    try:
-        frame = pd.read_csv(log_path, index_col=0, nrows=max_rows)
-        items = pd.read_csv(item_path, index_col=0)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(
-            f"cannot parse {log_path}: {exc}", field="folder", value=str(folder)
-        ) from exc
-    source = str(log_path)
-    affinity = [c for c in frame.columns if str(c).startswith("user-item_affinity_")]
-    missing = [c for c in (*_OBD_REQUIRED, *_OBD_USER_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise ValidationError(
-            f"{source}: missing columns {missing} (found {list(frame.columns)[:12]} ...)",
-            field=missing[0],
-            value=missing,
-        )
-    missing_items = [
-        c for c in ("item_id", "item_feature_0", *_OBD_ITEM_CATEGORIES) if c not in items.columns
-    ]
-    if missing_items:
-        raise ValidationError(
-            f"{item_path}: missing columns {missing_items}",
-            field=missing_items[0],
-            value=missing_items,
-        )
-    items = items.sort_values("item_id").reset_index(drop=True)
-    n_actions = int(items.shape[0])
-    if not np.array_equal(items["item_id"].to_numpy(), np.arange(n_actions)):
-        raise ValidationError(
-            f"{item_path}: item_id must be 0..{n_actions - 1} (one row per item)",
-            field="item_id",
-            value=items["item_id"].tolist()[:10],
-        )
-
-    n = int(frame.shape[0])
-    problems = _Problems(source, n)
-    for col in (*_OBD_REQUIRED, *_OBD_USER_COLUMNS, *affinity):
-        problems.add(col, "is missing", frame[col].isna().to_numpy())
-    item = pd.to_numeric(frame["item_id"], errors="coerce").to_numpy(dtype=np.float64)
-    problems.add(
-        "item_id",
-        f"must be an item of item_context.csv, in [0, {n_actions})",
-        ~np.isnan(item) & ~((item >= 0) & (item < n_actions) & (item == np.round(item))),
-        item,
-    )
-    pos = pd.to_numeric(frame["position"], errors="coerce").to_numpy(dtype=np.float64)
-    problems.add(
-        "position",
-        "must be a 1-based position (1, 2, 3 ...)",
-        ~np.isnan(pos) & ~((pos >= 1) & (pos == np.round(pos))),
-        pos,
-    )
-    click = pd.to_numeric(frame["click"], errors="coerce").to_numpy(dtype=np.float64)
-    problems.add("click", "must be 0 or 1", ~np.isnan(click) & (click != 0) & (click != 1), click)
-    ps = pd.to_numeric(frame["propensity_score"], errors="coerce").to_numpy(dtype=np.float64)
-    problems.add(
-        "propensity_score", "must be in (0, 1]", ~np.isnan(ps) & ~((ps > 0) & (ps <= 1)), ps
-    )
-    problems.raise_if_any()
-
-    try:
-        timestamp = pd.to_datetime(frame["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]")
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(
-            f"{source}: timestamp is not parseable as dates: {exc}", field="timestamp", value=None
-        ) from exc
-    user_onehot, user_names = _one_hot(frame, _OBD_USER_COLUMNS)
-    aff = frame[affinity].to_numpy(dtype=np.float64)
-    item_onehot, item_names = _one_hot(items, _OBD_ITEM_CATEGORIES)
-    action_context = np.hstack((items[["item_feature_0"]].to_numpy(dtype=np.float64), item_onehot))
-    position = pos.astype(np.int64) - 1
-    return ObdData(
-        reward=click,
-        action=item.astype(np.int64),
-        position=position,
-        pscore=ps,
-        context=np.hstack((user_onehot, aff)),
-        action_context=action_context,
-        n_actions=n_actions,
-        n_positions=int(position.max()) + 1 if n else 0,
-        timestamp=timestamp,
-        behavior=behavior,
-        campaign=campaign,
-        context_columns=(*user_names, *affinity),
-        action_context_columns=("item_feature_0", *item_names),
-        frame=frame,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# CSV / Parquet logs
-# --------------------------------------------------------------------------------------------
+__all__ = ["LoggedData", "load_frame", "load_log"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -476,7 +199,7 @@ def _vocabulary(ids: set[str]) -> tuple[str, ...]:
         return tuple(sorted(ids))
 
 
-def _context(frame: pd.DataFrame, problems: _Problems) -> FloatArray | None:
+def _context(frame: pd.DataFrame, problems: Problems) -> FloatArray | None:
     x_cols = [c for c in frame.columns if str(c).startswith("x_") and str(c)[2:].isdigit()]
     if x_cols:
         numbers = sorted(int(str(c)[2:]) for c in x_cols)
@@ -514,7 +237,7 @@ def _context(frame: pd.DataFrame, problems: _Problems) -> FloatArray | None:
     return out
 
 
-def _reward(frame: pd.DataFrame, spec: RewardSpec | None, problems: _Problems) -> FloatArray:
+def _reward(frame: pd.DataFrame, spec: RewardSpec | None, problems: Problems) -> FloatArray:
     if "reward" in frame.columns:
         if spec is not None:
             raise ConfigError(
@@ -613,10 +336,10 @@ def load_log(
         Unreadable or missing file, or an empty log.
     """
     frame, source = _read_table(path_or_frame, format)
-    return _load_frame(frame, source, reward_spec)
+    return load_frame(frame, source, reward_spec)
 
 
-def _load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None) -> LoggedData:
+def load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None) -> LoggedData:
     """Validate a table read by :func:`load_log` (``source`` names it in messages)."""
     n = int(frame.shape[0])
     if n == 0:
@@ -629,7 +352,7 @@ def _load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None
             field="action",
             value=list(frame.columns),
         )
-    problems = _Problems(source, n)
+    problems = Problems(source, n)
     ids = _id_text(frame[action_col])
     missing_action = np.array([v is None for v in ids])
     problems.add(action_col, "is missing", missing_action)
@@ -705,110 +428,3 @@ def _load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None
 
 
 # --------------------------------------------------------------------------------------------
-# The engine's own SQLite decision log
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class EngineLogData(LoggedData):
-    """A validated engine decision log: :class:`LoggedData` plus what only the engine records.
-
-    Attributes
-    ----------
-    chosen_features
-        (n, p) feature vector ``z`` of the logged (chosen) bundle on each row, as the engine saw it.
-    n_pending
-        Decisions left out because their attribution window was still open (no final reward).
-    model_ids
-        The distinct ``model_id`` values of the loaded decisions, in order of first appearance.
-    path
-        The event log file.
-    """
-
-    chosen_features: FloatArray
-    n_pending: int
-    model_ids: tuple[str, ...]
-    path: str
-
-
-def load_engine_log(
-    path: str | Path,
-    *,
-    model_id: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    reward_spec: RewardSpec | None = None,
-) -> EngineLogData:
-    """Load the decisions of an engine event log (SQLite, :class:`~bandit_engine.store.EventLog`).
-
-    Reads :meth:`EventLog.decisions_frame` (read-only; no HMAC key is needed) and validates it
-    exactly like :func:`load_log`: actions are the logged ``bundle_id``, candidate sets the logged
-    candidate lists, propensities the logged ones, the context the logged ``x``. Decisions whose
-    attribution window is still open (``status == "pending"``) have no final reward and are left
-    out; their number is ``n_pending``. Row numbers in error messages count the loaded decisions
-    in journal order, 1-based.
-
-    Parameters
-    ----------
-    path
-        The event log file (for example the ``--log`` of ``bandit serve-policy``).
-    model_id, since, until
-        Passed to :meth:`EventLog.decisions_frame`: keep one model's decisions (needed when the log
-        holds models with different context lengths), and ``since <= timestamp < until``.
-    reward_spec
-        ``None`` (default): the reward the engine learned when the window closed. A
-        :class:`~bandit_engine.rewards.RewardSpec`: recompute the reward from the in-window
-        click / order / order-value events instead (to evaluate under another reward definition).
-
-    Raises
-    ------
-    NotFoundError
-        The file does not exist.
-    DataError
-        Not an event log, contexts of different lengths (pass ``model_id``), or no decision with a
-        final reward.
-    ValidationError
-        As :func:`load_log` (propensities, actions outside the candidate set, rewards).
-    """
-    from ..store import EventLog, bundle_matrix
-
-    with EventLog(path, hmac_key=None, read_only=True) as log:
-        frame = log.decisions_frame(since=since, until=until, model_id=model_id)
-    source = str(path)
-    if frame.shape[0] == 0:
-        raise DataError(
-            f"{source}: the event log holds no decisions"
-            + (f" for model_id {model_id!r}" if model_id is not None else "")
-            + (" in the time range" if since is not None or until is not None else ""),
-            field="path",
-            value=source,
-        )
-    pending = (frame["status"] == "pending").to_numpy()
-    n_pending = int(pending.sum())
-    if n_pending == frame.shape[0]:
-        raise DataError(
-            f"{source}: all {n_pending} decisions are still pending (no attribution window has "
-            "closed, so no decision has a final reward yet)",
-            field="status",
-            value=n_pending,
-        )
-    kept = frame.loc[~pending].reset_index(drop=True)
-    table = kept.drop(columns=["reward"]) if reward_spec is not None else kept
-    data = _load_frame(table, source, reward_spec)
-    has_z = "z_0" in kept.columns
-    chosen = bundle_matrix(kept) if has_z else np.zeros((kept.shape[0], 0))
-    return EngineLogData(
-        action=data.action,
-        action_ids=data.action_ids,
-        reward=data.reward,
-        pscore=data.pscore,
-        context=data.context,
-        candidates=data.candidates,
-        timestamp=data.timestamp,
-        decision_id=data.decision_id,
-        frame=kept,
-        chosen_features=chosen,
-        n_pending=n_pending,
-        model_ids=tuple(dict.fromkeys(str(m) for m in kept["model_id"])),
-        path=source,
-    )

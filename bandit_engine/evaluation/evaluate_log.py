@@ -1,0 +1,265 @@
+"""Evaluate a policy or a saved engine on a log file in one call: what ``bandit evaluate`` does.
+
+:func:`evaluate_log` reads the log in any supported format (the engine's SQLite event log, a CSV /
+Parquet decision log, an Open Bandit Dataset folder), turns it into a
+:class:`~bandit_engine.evaluation.policy_log.PolicyLog`, loads the engine (or takes the policy),
+optionally trains the policy on the first part of the log, runs the estimators with their uplift
+over the logging policy (:func:`~bandit_engine.evaluation.dispatch.evaluate_policy`) and returns a
+:class:`LogEvaluation`: the :class:`~bandit_engine.evaluation.results.PolicyEvaluation` plus what
+was read and evaluated (the ``log`` and ``policy`` objects of the ``bandit-evaluate/1`` JSON
+document of :mod:`bandit_engine.evaluation.report`).
+
+The command line only parses its options into these arguments and renders the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine
+from ..errors import ConfigError, NotFoundError, ValidationError
+from ..policies.base import Policy
+from .datasets import load_engine_log, load_log, load_obd
+from .dispatch import DEFAULT_ESTIMATORS, evaluate_policy
+from .policy_log import PolicyLog, policy_log_from_logged, policy_log_from_obd
+from .policy_run import describe_policy, fit_policy
+from .report import evaluation_json
+from .results import PolicyEvaluation
+
+__all__ = ["LOG_FORMATS", "LogEvaluation", "evaluate_log", "infer_format", "resolve_log"]
+
+#: The log formats :func:`evaluate_log` reads.
+LOG_FORMATS = ("sqlite", "csv", "parquet", "obd")
+_SUFFIXES = {
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".csv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def infer_format(path: Path, fmt: str | None) -> str:
+    """The log format: ``fmt`` if given (validated), else from the path (a folder is the OBD)."""
+    if fmt is not None:
+        if fmt not in LOG_FORMATS:
+            raise ConfigError.for_field("format", fmt, f"must be one of {list(LOG_FORMATS)}")
+        return fmt
+    if path.is_dir():
+        return "obd"
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise ConfigError.for_field(
+            "format",
+            None,
+            f"must be given (one of {list(LOG_FORMATS)}): cannot infer it from {path.name!r}",
+        )
+    return found
+
+
+def resolve_log(log: str | Path, fmt: str | None = None) -> tuple[Path, str]:
+    """``(path, format)`` of a log that exists (:func:`infer_format`, then NotFoundError if absent)."""
+    path = Path(log)
+    kind = infer_format(path, fmt)
+    if not path.exists():
+        raise NotFoundError.for_field("log", str(path), "does not exist")
+    return path, kind
+
+
+@dataclass(frozen=True, eq=False)
+class LogEvaluation:
+    """The result of :func:`evaluate_log`.
+
+    Attributes
+    ----------
+    evaluation
+        Estimates, uplifts, skipped estimators and warnings.
+    log
+        What was read: ``path``, ``format``, for the OBD ``behavior`` and ``campaign``, for an
+        engine log ``n_pending_skipped`` (decisions whose window was still open), then
+        ``n_rows_loaded``, ``uniform_logging`` and ``n_rows_evaluated``.
+    policy
+        What was evaluated: ``source`` (``"model"``, ``"engine"`` or ``"policy"``), ``model`` (the
+        file) or ``spec`` (the policy's description), and ``train_rows`` (rows it was trained on
+        before the evaluation).
+    """
+
+    evaluation: PolicyEvaluation
+    log: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``bandit-evaluate/1`` JSON document (:func:`~bandit_engine.evaluation.report.evaluation_json`)."""
+        return evaluation_json(self.evaluation, log=self.log, policy=self.policy)
+
+
+def _read_log(
+    path: Path,
+    kind: str,
+    *,
+    engine: Engine | None,
+    obd_behavior: str,
+    obd_campaign: str,
+    max_rows: int | None,
+    model_id: str | None,
+    log_info: dict[str, Any],
+) -> PolicyLog:
+    catalog = engine.catalog if engine is not None else None
+    if kind == "obd":
+        obd = load_obd(
+            path,
+            behavior=obd_behavior,  # type: ignore[arg-type]
+            campaign=obd_campaign,  # type: ignore[arg-type]
+            max_rows=max_rows,
+        )
+        log_info.update(behavior=obd_behavior, campaign=obd_campaign)
+        return policy_log_from_obd(obd)
+    if kind == "sqlite":
+        engine_data = load_engine_log(path, model_id=model_id)
+        plog = policy_log_from_logged(engine_data, catalog=catalog, source=str(path))
+        log_info["n_pending_skipped"] = engine_data.n_pending
+        return plog
+    data = load_log(path, format=kind)  # type: ignore[arg-type]
+    return policy_log_from_logged(data, catalog=catalog, source=str(path))
+
+
+def evaluate_log(
+    log: str | Path,
+    *,
+    format: str | None = None,
+    model: str | Path | Engine | None = None,
+    policy: Policy | None = None,
+    policy_spec: str | None = None,
+    estimators: Sequence[str] | str = DEFAULT_ESTIMATORS,
+    reward_model: Any = "ridge",
+    train_fraction: float | None = None,
+    n_draws: int = 100,
+    clip: float | None = None,
+    tau: float = 100.0,
+    ci: str = "normal",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    obd_behavior: str = "random",
+    obd_campaign: str = "all",
+    max_rows: int | None = None,
+    model_id: str | None = None,
+) -> LogEvaluation:
+    """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
+
+    Parameters
+    ----------
+    log
+        An engine event log (``.sqlite``, ``.sqlite3``, ``.db``), a ``.csv`` / ``.txt`` /
+        ``.parquet`` / ``.pq`` decision log (:func:`~bandit_engine.evaluation.datasets.load_log`)
+        or an Open Bandit Dataset folder.
+    format
+        ``"sqlite"``, ``"csv"``, ``"parquet"`` or ``"obd"``; inferred from the path when ``None``.
+    model, policy
+        Exactly one: a saved engine (a model file, or an :class:`~bandit_engine.Engine`), evaluated
+        as it is; or a policy, trained first on the first ``train_fraction`` of the log (in log
+        order) and evaluated on the rest. Neither is modified.
+    policy_spec
+        How the policy was specified (recorded as ``policy["spec"]``; default: its description).
+    estimators
+        Names from :data:`~bandit_engine.evaluation.dispatch.ESTIMATORS` plus ``"online_replay"``,
+        or one comma-separated string.
+    reward_model
+        ``"ridge"`` or ``"logistic"`` (0/1 rewards), or a scikit-learn-style model, for DM and the
+        DR family.
+    train_fraction
+        Share of the log, in [0, 1), the policy is trained on (default 0.5 with ``policy``, 0 with
+        ``model``).
+    n_draws
+        Draws per row for policies that can only be sampled.
+    clip, tau, ci, n_bootstrap, seed
+        As in :func:`~bandit_engine.evaluation.dispatch.evaluate_policy`; ``seed`` also seeds the
+        training copy of the policy.
+    obd_behavior, obd_campaign, max_rows
+        Open Bandit Dataset logs: which logging policy and campaign, and how many rows to read.
+    model_id
+        Engine logs: only the decisions of this model id.
+
+    Raises
+    ------
+    ConfigError
+        Not exactly one of ``model`` and ``policy``, an unknown format or estimator.
+    NotFoundError
+        The log or the model file does not exist.
+    ValidationError
+        The log's contexts do not have the model's length, or the log's rows are invalid.
+    DataError
+        No estimator could run on the log (each one's reason is given).
+    """
+    if (model is None) == (policy is None):
+        raise ConfigError(
+            "give exactly one of model (a saved engine) and policy",
+            field="model" if model is not None else "policy",
+            value=None,
+        )
+    path, kind = resolve_log(log, format)
+    engine: Engine | None = None
+    evaluated: Policy
+    policy_info: dict[str, Any]
+    if isinstance(model, Engine):
+        engine = model
+        evaluated = engine.policy
+        policy_info = {"source": "engine"}
+    elif model is not None:
+        if not Path(model).is_file():
+            raise NotFoundError.for_field("model", str(model), "is not an existing file")
+        engine = Engine.load(model)
+        evaluated = engine.policy
+        policy_info = {"source": "model", "model": str(model)}
+    else:
+        assert policy is not None
+        evaluated = policy
+        spec = policy_spec if policy_spec is not None else describe_policy(policy)
+        policy_info = {"source": "policy", "spec": spec}
+
+    log_info: dict[str, Any] = {"path": str(path), "format": kind}
+    plog = _read_log(
+        path,
+        kind,
+        engine=engine,
+        obd_behavior=obd_behavior,
+        obd_campaign=obd_campaign,
+        max_rows=max_rows,
+        model_id=model_id,
+        log_info=log_info,
+    )
+    log_info["n_rows_loaded"] = plog.n_rows
+    log_info["uniform_logging"] = plog.is_uniform()
+
+    if engine is not None and plog.context.shape[1] != engine.features.n_features:
+        raise ValidationError(
+            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
+            f"map makes {engine.features.n_features}: the log was not written by (a version "
+            "of) this model",
+            field="context",
+            value=plog.context.shape,
+        )
+    fraction = train_fraction if train_fraction is not None else (0.5 if engine is None else 0.0)
+    train, test = plog.split(fraction)
+    policy_info["train_rows"] = 0 if train is None else train.n_rows
+    target: Policy | Engine = engine if engine is not None else evaluated
+    if train is not None:
+        target = fit_policy(evaluated, train, seed=seed)
+    ev = evaluate_policy(
+        target,
+        test,
+        estimators=estimators,
+        n_draws=n_draws,
+        reward_model=reward_model,
+        clip=clip,
+        tau=tau,
+        ci=ci,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    log_info["n_rows_evaluated"] = ev.n_rows
+    return LogEvaluation(ev, log_info, policy_info)

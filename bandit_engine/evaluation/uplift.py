@@ -1,0 +1,173 @@
+"""The uplift of an evaluated policy over the logging policy, with a paired interval, and the
+estimates' bootstrap intervals.
+
+The uplift interval
+-------------------
+Every estimator is a smooth function ``f`` of the means of a few per-row terms ``T_i`` (IPS: one,
+``w_i r_i``; SNIPS: ``w_i r_i`` and ``w_i``; DR: the model term and the weighted residual; replay:
+``1{match} r_i`` and ``1{match}``). The logging policy's value is ``R = mean(r_i)`` on the same
+rows, so the two estimates are correlated, and the uplift is ``U = f(mean T) - mean r``, a smooth
+function of the means of the stacked per-row vectors ``(T_i, r_i)``. The delta method gives
+
+    se(U)^2 = g' S g / n,    g = (grad f(mean T), -1),
+
+with ``S`` the sample covariance (ddof 1) of ``(T_i, r_i)``. When ``f`` is a plain sum of means
+(IPS, DR, Switch-DR, DM) this is exactly ``var(d_i) / n`` for the paired per-row difference
+``d_i = sum_j T_ij - r_i``: the paired-difference interval. Ignoring the pairing (adding the two
+variances) would overstate the width whenever the policies overlap, since
+``var(U) = var(V) + var(R) - 2 cov(V, R)`` and the covariance is positive then. With
+``ci="bootstrap"`` rows are resampled jointly and ``f - R`` is recomputed per resample. Coverage
+near 95% is tested on synthetic logs with known truth (tests/test_policy_eval.py).
+
+Limitations: the interval treats rows as independent and the reward model of DM / DR as fixed
+(cross-fitting keeps each row's prediction out of its own fit, but the folds share data); for
+:func:`online_replay` the matched rewards come from a policy that changes as it learns, so its
+interval is approximate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..records import Estimate
+from ._validate import FloatArray
+from .intervals import bootstrap_interval, delta_method_se, normal_interval
+from .streaming import OPEAccumulator, TermBatch
+
+__all__ = [
+    "Uplift",
+    "finish_estimate",
+    "logged_estimate",
+    "paired_uplift",
+]
+
+
+#: Uplifts this close to 0 are floating-point rounding, never a finding.
+_ROUNDING = 1e-12
+
+
+@dataclass(frozen=True)
+class Uplift:
+    """The candidate's value minus the logging policy's, with its interval (module notes).
+
+    ``significant`` is true when the interval excludes 0 and the uplift is more than floating-point
+    rounding (``|value| > 1e-12``): evaluating the logging policy itself gives an uplift of 0 with an
+    interval of rounding width, which must not read as a finding.
+    """
+
+    estimator: str
+    value: float
+    ci_low: float
+    ci_high: float
+    std_error: float
+    level: float = 0.95
+    ci_method: str = "normal"
+
+    @property
+    def significant(self) -> bool:
+        if not abs(self.value) > _ROUNDING:
+            return False
+        return bool(self.ci_low > 0.0 or self.ci_high < 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimator": self.estimator,
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "std_error": self.std_error,
+            "level": self.level,
+            "ci_method": self.ci_method,
+            "significant": self.significant,
+        }
+
+
+def logged_estimate(
+    reward: FloatArray, *, level: float, ci: str, n_bootstrap: int, rng: np.random.Generator
+) -> tuple[Estimate, TermBatch]:
+    n = reward.shape[0]
+    value = float(reward.mean())
+    se = float(reward.std(ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
+    low, high = normal_interval(value, se, level)
+    method = "normal"
+    if ci == "bootstrap":
+        low, high, _ = bootstrap_interval(
+            reward[None, :], lambda m: m[:, 0], n_bootstrap=n_bootstrap, level=level, seed=rng
+        )
+        method = "bootstrap"
+    est = Estimate(
+        estimator="logged",
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        std_error=se,
+        n=n,
+        ci_method=method,
+        level=level,
+    )
+    return est, TermBatch(reward[None, :], None, float("nan"), 0, n)
+
+
+def paired_uplift(
+    name: str,
+    acc: OPEAccumulator,
+    batch: TermBatch,
+    reward: FloatArray,
+    *,
+    level: float,
+    ci: str,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+) -> Uplift:
+    """``f(mean T) - mean r`` with the joint delta-method (or joint bootstrap) interval."""
+    m = batch.terms.shape[0]
+    stacked = np.vstack((batch.terms, reward[None, :]))
+    n = stacked.shape[1]
+    means = stacked.mean(axis=1)
+    value = float(acc.value_of(means[:m])) - float(means[m])
+    grad = np.append(acc.gradient(means[:m]), -1.0)
+    cov = np.cov(stacked, ddof=1) if n >= 2 else np.full((m + 1, m + 1), np.nan)
+    se = delta_method_se(grad, np.atleast_2d(cov), n)
+    low, high = normal_interval(value, se, level)
+    method = "normal"
+    if ci == "bootstrap":
+
+        def stat(M: FloatArray) -> FloatArray:
+            out: FloatArray = acc.value_of(M[:, :m]) - M[:, m]
+            return out
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high, _ = bootstrap_interval(
+                stacked, stat, n_bootstrap=n_bootstrap, level=level, seed=rng
+            )
+        method = "bootstrap"
+    return Uplift(name, value, float(low), float(high), float(se), level, method)
+
+
+def finish_estimate(
+    acc: OPEAccumulator,
+    batch: TermBatch,
+    *,
+    ci: str,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+) -> Estimate:
+    acc.push(batch)
+    est = acc.result()
+    if ci == "bootstrap":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high, std = bootstrap_interval(
+                batch.terms, acc.value_of, n_bootstrap=n_bootstrap, level=acc.level, seed=rng
+            )
+        est = replace(
+            est,
+            ci_low=low,
+            ci_high=high,
+            ci_method="bootstrap",
+            extra={**est.extra, "bootstrap_std": std, "n_bootstrap": float(n_bootstrap)},
+        )
+    return est
