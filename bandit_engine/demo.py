@@ -14,12 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from .catalog import DEFAULT_COURSE_FEATURES, DEFAULT_DEAL_FEATURES, Catalog, EligibilityRules
 from .engine import Engine
-from .features import Categorical, Numeric, ProfileSchema, Recency, Tags
-from .policies.base import Policy
 from .policies.registry import make_policy
-from .rewards import RewardSpec
+from .simulation.engines import DEMO_REWARDS, DEMO_SCHEMA, build_engine, demo_schema
 from .simulation.world import World, WorldConfig
 
 __all__ = [
@@ -34,67 +31,8 @@ __all__ = [
 ]
 
 
-def demo_schema() -> ProfileSchema:
-    """The profile schema of the two demo platforms (the columns the synthetic world emits)."""
-    return ProfileSchema(
-        {
-            "knowledge": [
-                Categorical("age_band"),
-                Categorical("membership"),
-                Tags("topics"),
-                Numeric("courses_bought", log=True),
-                Numeric("spend_knowledge", log=True),
-                Recency("last_course_at"),
-            ],
-            "groupbuy": [
-                Categorical("city"),
-                Tags("cuisines"),
-                Numeric("avg_ticket", log=True),
-                Numeric("orders_90d", log=True),
-                Numeric("coupon_rate"),
-                Recency("last_order_at"),
-            ],
-        },
-        key="user_id",
-    )
-
-
-DEMO_SCHEMA = demo_schema()
 #: A world small enough to build in well under a second.
 DEMO_WORLD = WorldConfig(n_users=2000, n_deals=24, n_courses=10)
-#: Clicks count 1, orders 2 more, plus 1 per 100 CNY of order value; one-day attribution window.
-DEMO_REWARDS = RewardSpec(click=1.0, order=2.0, value_weight=0.01, window=86_400.0)
-
-
-def build_engine(
-    world: World,
-    policy: Policy,
-    *,
-    schema: ProfileSchema | None = None,
-    rewards: RewardSpec | None = None,
-    load_profiles: bool = True,
-    **engine_kwargs: Any,
-) -> Engine:
-    """An engine for ``world``: schema fitted on its platform tables, catalog from its deals, courses
-    and bundles, deals eligible in their city and validity window."""
-    tables = {"knowledge": world.knowledge, "groupbuy": world.groupbuy}
-    features = (schema if schema is not None else DEMO_SCHEMA).fit(
-        tables, now=world.config.start_time
-    )
-    catalog = Catalog(
-        world.deals,
-        world.courses,
-        bundles=world.bundles[["deal_id", "course_id", "bundle_id"]],
-        deal_features=DEFAULT_DEAL_FEATURES,
-        course_features=DEFAULT_COURSE_FEATURES,
-        rules=EligibilityRules(user_city="groupbuy.city", deal_city="city"),
-    )
-    engine = Engine(
-        features, catalog, policy, rewards if rewards is not None else DEMO_REWARDS, **engine_kwargs
-    )
-    if load_profiles:
-        engine.load_profiles(tables)
-    return engine
 
 
 def _midnight_utc() -> float:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import small_scenario
 
+from bandit_engine.simulation.driver import simulate
 from bandit_engine.simulation.report import summarize
-from bandit_engine.simulation.runner import seed_streams, simulate
+from bandit_engine.simulation.runner import seed_streams
 from bandit_engine.simulation.scenario import Scenario
 from bandit_engine.simulation.world import World
 

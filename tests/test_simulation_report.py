@@ -15,6 +15,7 @@ from scipy import stats
 
 from bandit_engine.errors import ConflictError, NotFoundError
 from bandit_engine.simulation import report as report_module
+from bandit_engine.simulation.driver import simulate
 from bandit_engine.simulation.report import (
     atomic_dir,
     atomic_log,
@@ -27,7 +28,6 @@ from bandit_engine.simulation.report import (
     summarize,
     write_outputs,
 )
-from bandit_engine.simulation.runner import simulate
 from bandit_engine.simulation.scenario import Scenario
 
 

@@ -107,6 +107,7 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from ..simulation.driver import simulate as run_simulation
     from ..simulation.report import (
         atomic_dir,
         atomic_log,
@@ -116,7 +117,6 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
         timings,
         write_outputs,
     )
-    from ..simulation.runner import simulate as run_simulation
     from ..simulation.runner import total_steps
 
     check_output_paths(out, log)

@@ -1,7 +1,7 @@
 """The simulation runner: real engines against a synthetic world, with common random numbers.
 
 There is no simulation-only code path. Each policy and each control group gets its own
-:class:`~bandit_engine.Engine`, built by :func:`bandit_engine.demo.build_engine` exactly as a user
+:class:`~bandit_engine.Engine`, built by :func:`bandit_engine.simulation.engines.build_engine` exactly as a user
 would build one (the demo profile schema fitted on the world's platform tables, a catalog of the
 world's deals, courses and bundles with city and validity eligibility, the policy from
 :func:`~bandit_engine.policies.make_policy`, the scenario's :class:`~bandit_engine.rewards.RewardSpec`).
@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..demo import build_engine
 from ..engine import Engine
 from ..errors import ConfigError
 from ..policies.base import Policy
@@ -58,6 +57,7 @@ from ..policies.registry import make_policy
 from ..records import LearnedReward
 from ..rewards import RewardSpec
 from ..store import EventLog
+from .engines import build_engine
 from .scenario import OrderSettings, PolicySpec, Scenario
 from .world import World
 
@@ -79,7 +79,6 @@ __all__ = [
     "run_seed",
     "run_stream",
     "seed_streams",
-    "simulate",
     "simulation_hmac_key",
     "total_steps",
 ]
@@ -257,7 +256,7 @@ class SimulationResult:
     scenario: Scenario
     arms: list[ArmSpec]
     seeds: list[SeedTrace]
-    replay: Any = None  # bandit_engine.simulation.replay.ReplayResult
+    replay: Any = None  # bandit_engine.simulation.uniform_log.ReplayResult
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -319,7 +318,7 @@ def build_arm_engine(
     feature_names: Sequence[str],
     on_learned: Callable[[LearnedReward], None] | None = None,
 ) -> Engine:
-    """A real engine for ``world`` (:func:`bandit_engine.demo.build_engine`) with a deterministic
+    """A real engine for ``world`` (:func:`bandit_engine.simulation.engines.build_engine`) with a deterministic
     model id and decision ids ``<id_prefix>-0000001``, ...; ``now`` is always passed explicitly."""
     policy = make_arm_policy(spec, seed=policy_seed, feature_names=feature_names, where=spec.name)
     counter = itertools.count(1)
@@ -749,35 +748,3 @@ def learned_logger(log: EventLog) -> Callable[[LearnedReward], None]:
 
     return on_learned
 
-
-def simulate(
-    scenario: Scenario,
-    *,
-    log: EventLog | None = None,
-    progress: Progress | None = None,
-) -> SimulationResult:
-    """Run ``scenario``: every seed, then the replay part if the scenario has one.
-
-    Parameters
-    ----------
-    scenario
-        What to run (:func:`~bandit_engine.simulation.scenario.load_scenario`).
-    log
-        Optional :class:`~bandit_engine.store.EventLog` receiving every decision, event, learned
-        reward and catalog change of every engine (model ids ``sim-<scenario>-s<seed>-<arm>``).
-    progress
-        Called with the number of rounds completed since the last call (see :func:`total_steps`).
-    """
-    check_columns(scenario)
-    arms = arm_specs(scenario.policies, scenario.controls)
-    run = scenario.run
-    seeds = [
-        run_seed(scenario, run.seed + k, arms=arms, log=log, progress=progress)
-        for k in range(run.seeds)
-    ]
-    result = SimulationResult(scenario, arms, seeds)
-    if scenario.replay is not None:
-        from .replay import run_replay
-
-        result.replay = run_replay(scenario, log=log, progress=progress)
-    return result

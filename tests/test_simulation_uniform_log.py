@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_engine.simulation.replay import replay_seed, run_replay
+from bandit_engine.simulation.uniform_log import replay_seed, run_replay
 from bandit_engine.simulation.scenario import Scenario
 
 
