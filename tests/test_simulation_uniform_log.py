@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_engine.simulation.uniform_log import replay_seed, run_replay
 from bandit_engine.simulation.scenario import Scenario
+from bandit_engine.simulation.uniform_log import replay_seed, run_replay
 
 
 def replay_scenario(**overrides: Any) -> Scenario:

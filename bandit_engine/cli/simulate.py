@@ -108,16 +108,10 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..simulation.driver import simulate as run_simulation
-    from ..simulation.report import (
-        atomic_dir,
-        atomic_log,
-        check_output_paths,
-        render,
-        summarize,
-        timings,
-        write_outputs,
-    )
+    from ..simulation.outputs import atomic_dir, atomic_log, check_output_paths, write_outputs
+    from ..simulation.render import render
     from ..simulation.runner import total_steps
+    from ..simulation.summary import summarize, timings
 
     check_output_paths(out, log)
     console = Console()

@@ -747,4 +747,3 @@ def learned_logger(log: EventLog) -> Callable[[LearnedReward], None]:
         log.log_learned(rec)
 
     return on_learned
-
