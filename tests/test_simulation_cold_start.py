@@ -10,8 +10,8 @@ import pytest
 from conftest import small_scenario
 
 from bandit_engine.simulation.driver import simulate
-from bandit_engine.simulation.runner import seed_streams
 from bandit_engine.simulation.scenario import Scenario
+from bandit_engine.simulation.streams import seed_streams
 from bandit_engine.simulation.summary import summarize
 from bandit_engine.simulation.world import World
 

@@ -22,8 +22,9 @@ from numpy.typing import NDArray
 
 from ..errors import ConflictError, NotFoundError
 from ..store import EventLog
-from .runner import SIMULATION_HMAC_KEY, SimulationResult
+from .runner import SIMULATION_HMAC_KEY
 from .summary import curves, timings
+from .traces import SimulationResult
 
 __all__ = [
     "OUTPUT_FILES",

@@ -1,6 +1,6 @@
 """The numbers of a simulation: metrics, uplift, cold-start and drift summaries, curves, timings.
 
-:func:`summarize` turns a :class:`~bandit_engine.simulation.runner.SimulationResult` into plain
+:func:`summarize` turns a :class:`~bandit_engine.simulation.traces.SimulationResult` into plain
 data (the content of ``summary.json``); :func:`curves` gives the cumulative curves behind
 ``curves.csv`` and the plots; :func:`timings` the speed of the run. Writing them is
 :mod:`~bandit_engine.simulation.outputs`, printing them :mod:`~bandit_engine.simulation.render`.
@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .runner import ArmSpec, SeedTrace, SimulationResult
+from .arms import ArmSpec
+from .traces import SeedTrace, SimulationResult
 from .uplift import mean_interval, paired_uplift
 
 __all__ = ["curves", "summarize", "timings"]

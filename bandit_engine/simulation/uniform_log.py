@@ -57,19 +57,10 @@ from ..datasets import load_engine_log
 from ..evaluation.policy_eval import online_replay, policy_log_from_logged
 from ..records import Estimate
 from ..store import EventLog
-from .runner import (
-    Progress,
-    Stream,
-    build_arm_engine,
-    catalog_feature_names,
-    draw_outcomes,
-    learned_logger,
-    make_arm_policy,
-    run_stream,
-    seed_streams,
-    simulation_hmac_key,
-)
+from .arms import build_arm_engine, catalog_feature_names, make_arm_policy
+from .runner import Progress, learned_logger, run_stream, simulation_hmac_key
 from .scenario import PolicySpec, Scenario
+from .streams import Stream, draw_outcomes, seed_streams
 from .world import World
 
 __all__ = ["ReplayResult", "ReplaySeed", "run_replay"]
