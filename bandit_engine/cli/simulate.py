@@ -66,7 +66,8 @@ def simulate(
     """
 
     def body() -> None:
-        from ..simulation.scenario import default_scenario, load_scenario, parse_policy_spec
+        from ..simulation.policy_spec import parse_policy_spec
+        from ..simulation.scenario import default_scenario, load_scenario
 
         sc = load_scenario(scenario) if scenario is not None else default_scenario()
         pols = [parse_policy_spec(p, option="--policy") for p in policy] if policy else None

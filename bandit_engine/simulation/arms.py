@@ -21,7 +21,8 @@ from ..policies.registry import make_policy
 from ..records import LearnedReward
 from ..rewards import RewardSpec
 from .engines import build_engine
-from .scenario import PolicySpec, Scenario
+from .policy_spec import PolicySpec
+from .scenario import Scenario
 from .streams import seed_streams
 from .world import World
 

@@ -58,8 +58,9 @@ from ..evaluation.policy_eval import online_replay, policy_log_from_logged
 from ..records import Estimate
 from ..store import EventLog
 from .arms import build_arm_engine, catalog_feature_names, make_arm_policy
+from .policy_spec import PolicySpec
 from .runner import Progress, learned_logger, run_stream, simulation_hmac_key
-from .scenario import PolicySpec, Scenario
+from .scenario import Scenario
 from .streams import Stream, draw_outcomes, seed_streams
 from .world import World
 
