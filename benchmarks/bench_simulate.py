@@ -54,7 +54,8 @@ from bandit_engine.simulation.scenario import OrderSettings, default_scenario  #
 from bandit_engine.simulation.streams import Stream, draw_outcomes  # noqa: E402
 from bandit_engine.simulation.summary import timings  # noqa: E402
 from bandit_engine.simulation.traces import SimulationResult  # noqa: E402
-from bandit_engine.simulation.world import World, WorldConfig  # noqa: E402
+from bandit_engine.simulation.world import World  # noqa: E402
+from bandit_engine.simulation.world_config import WorldConfig  # noqa: E402
 
 __all__ = ["bench_schema", "bench_world", "main"]
 

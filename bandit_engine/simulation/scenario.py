@@ -77,7 +77,7 @@ from ..errors import BanditError, ConfigError, NotFoundError
 from ..rewards import RewardSpec
 from .policy_spec import PolicySpec, parse_policy_spec
 from .population import CITIES
-from .world import WorldConfig
+from .world_config import WorldConfig
 
 __all__ = [
     "DEFAULT_SCENARIO",
