@@ -1,7 +1,7 @@
 """The engines of a run, one per arm: labels, seeded policies, deterministic ids.
 
 Each policy and each control group of a scenario is an *arm*: a report label, a role and a
-:class:`~bandit_engine.simulation.scenario.PolicySpec`. Its engine is a real
+:class:`~bandit_engine.simulation.policy_spec.PolicySpec`. Its engine is a real
 :class:`~bandit_engine.Engine` from :func:`bandit_engine.simulation.engines.build_engine`, with a
 fixed model id, deterministic decision ids and no clock of its own (the simulator passes every
 timestamp).
