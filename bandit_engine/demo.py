@@ -17,7 +17,8 @@ import pandas as pd
 from .engine import Engine
 from .policies.registry import make_policy
 from .simulation.engines import DEMO_REWARDS, DEMO_SCHEMA, build_engine, demo_schema
-from .simulation.world import World, WorldConfig
+from .simulation.world import World
+from .simulation.world_config import WorldConfig
 
 __all__ = [
     "DEMO_REWARDS",

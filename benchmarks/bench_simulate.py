@@ -48,17 +48,14 @@ from bandit_engine.demo import build_engine, demo_schema  # noqa: E402
 from bandit_engine.features import ProfileSchema, Tags  # noqa: E402
 from bandit_engine.policies.registry import make_policy  # noqa: E402
 from bandit_engine.rewards import RewardSpec  # noqa: E402
-from bandit_engine.simulation.report import timings  # noqa: E402
-from bandit_engine.simulation.runner import (  # noqa: E402
-    SimulationResult,
-    Stream,
-    arm_specs,
-    draw_outcomes,
-    run_seed,
-    run_stream,
-)
+from bandit_engine.simulation.arms import arm_specs  # noqa: E402
+from bandit_engine.simulation.runner import run_seed, run_stream  # noqa: E402
 from bandit_engine.simulation.scenario import OrderSettings, default_scenario  # noqa: E402
-from bandit_engine.simulation.world import World, WorldConfig  # noqa: E402
+from bandit_engine.simulation.streams import Stream, draw_outcomes  # noqa: E402
+from bandit_engine.simulation.summary import timings  # noqa: E402
+from bandit_engine.simulation.traces import SimulationResult  # noqa: E402
+from bandit_engine.simulation.world import World  # noqa: E402
+from bandit_engine.simulation.world_config import WorldConfig  # noqa: E402
 
 __all__ = ["bench_schema", "bench_world", "main"]
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import small_scenario
 
 from bandit_engine.simulation.driver import simulate
-from bandit_engine.simulation.report import summarize
-from bandit_engine.simulation.runner import seed_streams
 from bandit_engine.simulation.scenario import Scenario
+from bandit_engine.simulation.streams import seed_streams
+from bandit_engine.simulation.summary import summarize
 from bandit_engine.simulation.world import World
 
 WORLD = {"n_users": 600, "n_cities": 2, "n_deals": 6, "n_courses": 3, "arrivals_per_day": 20000.0}

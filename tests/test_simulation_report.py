@@ -14,21 +14,20 @@ from rich.console import Console
 from scipy import stats
 
 from bandit_engine.errors import ConflictError, NotFoundError
-from bandit_engine.simulation import report as report_module
+from bandit_engine.simulation import render as render_module
 from bandit_engine.simulation.driver import simulate
-from bandit_engine.simulation.report import (
+from bandit_engine.simulation.outputs import (
+    OUTPUT_FILES,
     atomic_dir,
     atomic_log,
     check_output_paths,
-    curves,
     dumps,
-    headline,
-    paired_uplift,
-    render,
-    summarize,
     write_outputs,
 )
+from bandit_engine.simulation.render import headline, render
 from bandit_engine.simulation.scenario import Scenario
+from bandit_engine.simulation.summary import curves, summarize
+from bandit_engine.simulation.uplift import paired_uplift
 
 
 def test_uplift_over_seeds_is_a_paired_t_interval() -> None:
@@ -235,7 +234,7 @@ def test_output_paths_are_checked_before_running(tmp_path: Path) -> None:
         check_output_paths(None, tmp_path / "f")
     ok = tmp_path / "ok"
     ok.mkdir()
-    for name in report_module.OUTPUT_FILES:
+    for name in OUTPUT_FILES:
         (ok / name).write_text("old")
     check_output_paths(ok, tmp_path / "new.sqlite")  # a previous report may be replaced
 
@@ -257,6 +256,6 @@ def test_render_shows_undefined_drift_shares_as_not_available() -> None:
         "policies": {"lin": row},
     }
     console = Console(record=True, width=120)
-    report_module._render_drift({"drift": drift}, console)
+    render_module._render_drift({"drift": drift}, console)
     text = console.export_text()
     assert "n/a%" in text and "50%" in text and "not recovered" in text

@@ -13,15 +13,13 @@ from bandit_engine.demo import build_engine
 from bandit_engine.errors import ConfigError
 from bandit_engine.evaluation.datasets import load_engine_log
 from bandit_engine.policies.registry import make_policy
+from bandit_engine.simulation.arms import arm_specs
 from bandit_engine.simulation.driver import simulate
-from bandit_engine.simulation.report import summarize
-from bandit_engine.simulation.runner import (
-    SIMULATION_HMAC_KEY,
-    arm_specs,
-    run_seed,
-    seed_streams,
-)
-from bandit_engine.simulation.scenario import PolicySpec, Scenario, parse_policy_spec
+from bandit_engine.simulation.policy_spec import PolicySpec, parse_policy_spec
+from bandit_engine.simulation.runner import SIMULATION_HMAC_KEY, run_seed
+from bandit_engine.simulation.scenario import Scenario
+from bandit_engine.simulation.streams import seed_streams
+from bandit_engine.simulation.summary import summarize
 from bandit_engine.simulation.world import World
 from bandit_engine.store import EventLog
 

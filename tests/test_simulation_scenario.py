@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from bandit_engine.errors import ConfigError, NotFoundError
+from bandit_engine.simulation.policy_spec import PolicySpec, parse_policy_spec
 from bandit_engine.simulation.scenario import (
     DEFAULT_SCENARIO,
-    PolicySpec,
     Scenario,
     default_scenario,
     load_scenario,
-    parse_policy_spec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

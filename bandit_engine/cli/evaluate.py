@@ -137,7 +137,7 @@ def _evaluate(
 
     evaluated: Policy | None = None
     if policy is not None:
-        from ..simulation.scenario import parse_policy_spec
+        from ..simulation.policy_spec import parse_policy_spec
 
         spec = parse_policy_spec(policy)
         params = spec.kwargs

@@ -66,7 +66,8 @@ def simulate(
     """
 
     def body() -> None:
-        from ..simulation.scenario import default_scenario, load_scenario, parse_policy_spec
+        from ..simulation.policy_spec import parse_policy_spec
+        from ..simulation.scenario import default_scenario, load_scenario
 
         sc = load_scenario(scenario) if scenario is not None else default_scenario()
         pols = [parse_policy_spec(p, option="--policy") for p in policy] if policy else None
@@ -108,16 +109,10 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..simulation.driver import simulate as run_simulation
-    from ..simulation.report import (
-        atomic_dir,
-        atomic_log,
-        check_output_paths,
-        render,
-        summarize,
-        timings,
-        write_outputs,
-    )
+    from ..simulation.outputs import atomic_dir, atomic_log, check_output_paths, write_outputs
+    from ..simulation.render import render
     from ..simulation.runner import total_steps
+    from ..simulation.summary import summarize, timings
 
     check_output_paths(out, log)
     console = Console()

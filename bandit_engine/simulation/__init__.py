@@ -8,7 +8,8 @@ or neither), a catalog of deal x course bundles and a documented response model
 from __future__ import annotations
 
 from .population import AGE_BANDS, CITIES, CUISINES, FORMATS, MEMBERSHIPS, SEGMENTS, TOPICS
-from .world import CatalogAddition, DriftConfig, RewardWeights, World, WorldConfig
+from .world import CatalogAddition, World
+from .world_config import DriftConfig, RewardWeights, WorldConfig
 
 __all__ = [
     "AGE_BANDS",

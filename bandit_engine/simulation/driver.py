@@ -7,8 +7,10 @@ replay check (:mod:`~bandit_engine.simulation.uniform_log`), which both use the 
 from __future__ import annotations
 
 from ..store import EventLog
-from .runner import Progress, SimulationResult, arm_specs, check_columns, run_seed
+from .arms import arm_specs, check_columns
+from .runner import Progress, run_seed
 from .scenario import Scenario
+from .traces import SimulationResult
 from .uniform_log import run_replay
 
 __all__ = ["simulate"]

@@ -15,7 +15,7 @@ group-buying platform and back (the cross-domain signal).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ __all__ = [
     "draw_deals",
     "draw_users",
     "groupbuy_table",
+    "initial_pairs",
     "knowledge_table",
 ]
 
@@ -512,3 +513,24 @@ def draw_courses(n: int, rng: np.random.Generator, *, cover_topics: bool) -> Cou
     rating = np.clip(np.round(4.3 + 0.3 * quality + 0.2 * rng.standard_normal(n), 1), 1.0, 5.0)
     fmt = rng.choice(len(FORMATS), size=n, p=_FORMAT_P).astype(np.intp)
     return CourseTruth(topic=topic, price=price, rating=rating, format=fmt, quality=quality)
+
+
+def initial_pairs(
+    n_deals: int, n_courses: int, bundles: Literal["all"] | int, rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
+    """Deal and course row of every initial bundle, sorted by (deal, course): every pair
+    (``bundles="all"``) or ``bundles`` sampled pairs, one course for every deal first when the
+    number allows it."""
+    nd, nc = n_deals, n_courses
+    if bundles == "all":
+        d, c = np.divmod(np.arange(nd * nc), nc)
+        return d.astype(np.intp), c.astype(np.intp)
+    k = bundles
+    chosen = np.zeros(nd * nc, dtype=bool)
+    if k >= nd:
+        # One course for every deal first, so no deal is unreachable.
+        chosen[np.arange(nd) * nc + rng.integers(nc, size=nd)] = True
+    rest = np.flatnonzero(~chosen)
+    chosen[rng.choice(rest, size=k - int(chosen.sum()), replace=False)] = True
+    d, c = np.divmod(np.flatnonzero(chosen), nc)
+    return d.astype(np.intp), c.astype(np.intp)

@@ -12,13 +12,8 @@ attribution windows and updates its policy by itself. Time is simulated: every c
 
 Common random numbers (CRN)
 ---------------------------
-For each seed the runner draws once: the world, the arrival stream (times and users), and per
-round a click uniform, an order uniform, a value-noise normal and a delay. Every engine sees the
-same user at the same time and the same draws: bundle ``b`` is clicked iff ``U_click < p_click(b)``
-and ordered iff also ``U_order < p_order(b)``. Two policies choosing the same bundle therefore get
-identical outcomes, and two that differ are compared on the same luck, so uplift is measured
-paired (its variance is that of the difference, not of each arm). Policies also share one
-seed per run seed (unless a spec sets ``seed``): two identical policies behave identically.
+Every engine of a seed sees the same users at the same times and the same outcome draws
+(:mod:`~bandit_engine.simulation.streams`), so policies are compared paired, on the same luck.
 
 Oracle and regret
 -----------------
@@ -44,40 +39,27 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..engine import Engine
-from ..errors import ConfigError
-from ..policies.base import Policy
-from ..policies.registry import make_policy
 from ..rewards import RewardSpec
 from ..service import LoggedEngine, apply_admin
 from ..store import EventLog
-from .engines import build_engine
-from .scenario import OrderSettings, PolicySpec, Scenario
+from .arms import ArmSpec, arm_specs, build_arm_engine, catalog_feature_names
+from .scenario import Scenario
+from .streams import Draws, Stream, draw_outcomes, seed_streams
+from .traces import ArmTrace, SeedTrace
 from .world import World
 
 __all__ = [
     "SIMULATION_HMAC_KEY",
-    "ArmSpec",
-    "ArmTrace",
-    "Draws",
-    "SeedTrace",
-    "SimulationResult",
-    "Stream",
-    "arm_specs",
-    "build_arm_engine",
-    "catalog_feature_names",
-    "check_columns",
-    "draw_outcomes",
-    "make_arm_policy",
+    "Progress",
     "run_seed",
     "run_stream",
-    "seed_streams",
     "simulation_hmac_key",
     "total_steps",
 ]
@@ -91,262 +73,14 @@ Progress = Callable[[int], None]
 #: key protects nothing; a fixed key keeps simulated logs reproducible and lets them be reopened.
 SIMULATION_HMAC_KEY = b"bandit-engine synthetic users (not a secret)"
 
-_HOUR = 3600.0
 _EMPTY: FloatArray = np.empty(0)
 _PROGRESS_EVERY = 250
 _LOG_BATCH = 2000
-# Order-value noise is log-normal with mean 1: exp(sigma z - sigma^2 / 2).
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """One engine in a run: a report ``label``, its ``role`` and its policy spec."""
-
-    label: str
-    role: str  # "policy" or "control"
-    spec: PolicySpec
-
-
-def arm_specs(policies: Sequence[PolicySpec], controls: Sequence[PolicySpec]) -> list[ArmSpec]:
-    """Label every policy and control uniquely: its ``label``, else its name, else its name with
-    hyperparameters, else that with ``#2``, ``#3``..."""
-    specs = [("policy", p) for p in policies] + [("control", c) for c in controls]
-    # a name is ambiguous only among the specs that have no label of their own
-    names = [p.name if p.label is None else None for _, p in specs]
-    out: list[ArmSpec] = []
-    used: set[str] = set()
-    for (role, spec), name in zip(specs, names, strict=True):
-        if spec.label is not None:
-            label = spec.label
-        elif names.count(name) == 1:
-            label = spec.name
-        else:
-            label = spec.describe()
-        base, n = label, 2
-        while label in used:
-            label = f"{base} #{n}"
-            n += 1
-        used.add(label)
-        out.append(ArmSpec(label, role, spec))
-    return out
-
-
-# -- per-seed randomness ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class SeedStreams:
-    """Independent generators of one run seed (``numpy.random.SeedSequence(seed).spawn``)."""
-
-    world_seed: int
-    stream: np.random.Generator
-    outcomes: np.random.Generator
-    policy_seed: int
-    events: np.random.Generator
-    replay: np.random.Generator
-
-
-def seed_streams(seed: int, world_seed: int | None = None) -> SeedStreams:
-    """The generators of run seed ``seed``: world, arrivals, outcomes, policies, cold-start
-    events, replay. Spawned children are independent, so adding a cold-start part does not change
-    the arrival stream or the outcome draws of the same seed. ``world_seed`` overrides the world's
-    seed (one world for every run seed)."""
-    ss = np.random.SeedSequence(seed)
-    world, stream, outcomes, policy, events, replay = ss.spawn(6)
-    return SeedStreams(
-        world_seed=int(world.generate_state(1)[0]) if world_seed is None else world_seed,
-        stream=np.random.default_rng(stream),
-        outcomes=np.random.default_rng(outcomes),
-        policy_seed=int(policy.generate_state(1)[0]),
-        events=np.random.default_rng(events),
-        replay=np.random.default_rng(replay),
-    )
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Arrivals: ``times`` (sorted epoch seconds) and ``users`` (world user indices)."""
-
-    times: FloatArray
-    users: IntArray
-
-    def __len__(self) -> int:
-        return int(self.times.shape[0])
-
-    def subset(self, keep: BoolArray | IntArray) -> Stream:
-        return Stream(self.times[keep], self.users[keep])
-
-
-@dataclass(frozen=True)
-class Draws:
-    """The common random numbers of a stream, one entry per round, shared by every engine."""
-
-    click: FloatArray  # uniform: clicked iff click < p_click
-    order: FloatArray  # uniform: ordered (after a click) iff order < p_order
-    value: FloatArray  # log-normal mean-one factor on the order value
-    delay: FloatArray  # order delay in seconds (0 without delays)
-
-    def subset(self, keep: BoolArray | IntArray) -> Draws:
-        return Draws(self.click[keep], self.order[keep], self.value[keep], self.delay[keep])
-
-
-def draw_outcomes(n: int, rng: np.random.Generator, orders: OrderSettings) -> Draws:
-    """Draw the per-round uniforms, value noise and order delays for ``n`` rounds."""
-    u = rng.random((2, n))
-    sigma = orders.value_noise
-    value = np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma * sigma)
-    if orders.delay == "exponential":
-        delay = rng.exponential(orders.mean_delay_hours * _HOUR, size=n)
-    else:
-        delay = np.zeros(n)
-    return Draws(u[0].copy(), u[1].copy(), value, delay)
-
-
-# -- traces ----------------------------------------------------------------------------------
-@dataclass
-class ArmTrace:
-    """What one engine did in one seed, one entry per round."""
-
-    expected: FloatArray  # expected reward of the chosen bundle
-    reward: FloatArray  # realized reward (all events, the RewardSpec's weights and cap)
-    click: BoolArray
-    order: BoolArray
-    value: FloatArray  # order value (0 without an order)
-    chose_new: BoolArray  # chose a bundle added mid-run
-    n_late: int = 0  # events the engine counted as late (outside the window)
-    n_learned: int = 0  # decisions whose window closed with events
-    seconds: float = 0.0  # time spent inside this engine's decide/report calls
-
-    @classmethod
-    def empty(cls, n: int) -> ArmTrace:
-        return cls(
-            np.zeros(n),
-            np.zeros(n),
-            np.zeros(n, dtype=bool),
-            np.zeros(n, dtype=bool),
-            np.zeros(n),
-            np.zeros(n, dtype=bool),
-        )
-
-
-@dataclass
-class SeedTrace:
-    """One seed of a run: the stream, the oracle and every engine's trace."""
-
-    seed: int
-    times: FloatArray
-    users: IntArray
-    oracle: FloatArray  # best expected reward among the offered candidates
-    best_old: FloatArray  # best among bundles present at the start (-inf if none offered)
-    best_new: FloatArray  # best among bundles added mid-run (-inf if none offered)
-    n_candidates: IntArray
-    wave_rank: IntArray  # j-th decision (0-based) of a new-user wave member, -1 otherwise
-    arms: dict[str, ArmTrace]
-    added_at: int | None = None  # round at which bundles were added
-    drift_at: int | None = None  # first round at or after the drift start
-    world_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    new_bundles: tuple[str, ...] = ()
-
-
-@dataclass
-class SimulationResult:
-    """A whole run: the scenario, the engines compared, one :class:`SeedTrace` per seed and the
-    optional replay part."""
-
-    scenario: Scenario
-    arms: list[ArmSpec]
-    seeds: list[SeedTrace]
-    replay: Any = None  # bandit_engine.simulation.uniform_log.ReplayResult
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# -- building engines ------------------------------------------------------------------------
-def _resolve_column(spec_kwargs: dict[str, Any], names: Sequence[str], where: str) -> None:
-    col = spec_kwargs.get("column")
-    if isinstance(col, str):
-        if col not in names:
-            plain = [n for n in names if "=" not in n]
-            raise ConfigError.for_field(
-                f"{where}.column",
-                col,
-                f"is not a bundle feature (numeric ones: {plain}; one-hot ones look like "
-                "'deal.cuisine=hotpot')",
-            )
-        spec_kwargs["column"] = list(names).index(col)
-
-
-def check_columns(scenario: Scenario) -> None:
-    """Resolve every ``fixed_rule`` column given by name against the catalog of the first seed's
-    world, so a misspelt name fails before the run (naming the entry and the file)."""
-    groups = [("policies", scenario.policies), ("controls", scenario.controls)]
-    named = [
-        (f"{key}[{i}]", spec)
-        for key, specs in groups
-        for i, spec in enumerate(specs)
-        if isinstance(spec.kwargs.get("column"), str)
-    ]
-    if not named:
-        return
-    rs = seed_streams(scenario.run.seed, scenario.run.world_seed)
-    names = catalog_feature_names(World.generate(scenario.world, seed=rs.world_seed))
-    for where, spec in named:
-        try:
-            _resolve_column(spec.kwargs, names, where)
-        except ConfigError as exc:
-            prefix = f"{scenario.source}: " if scenario.source else ""
-            raise ConfigError(prefix + exc.message, field=exc.field, value=exc.value) from None
-
-
-def make_arm_policy(
-    spec: PolicySpec, *, seed: int, feature_names: Sequence[str], where: str = "policy"
-) -> Policy:
-    """The policy of a spec, seeded with ``seed`` unless the spec sets its own."""
-    kwargs = spec.kwargs
-    kwargs.setdefault("seed", seed)
-    _resolve_column(kwargs, feature_names, where)
-    return make_policy(spec.name, **kwargs)
-
-
-def build_arm_engine(
-    world: World,
-    spec: PolicySpec,
-    *,
-    rewards: RewardSpec,
-    policy_seed: int,
-    model_id: str,
-    id_prefix: str,
-    feature_names: Sequence[str],
-) -> Engine:
-    """A real engine for ``world`` (:func:`bandit_engine.simulation.engines.build_engine`) with a deterministic
-    model id and decision ids ``<id_prefix>-0000001``, ...; ``now`` is always passed explicitly."""
-    policy = make_arm_policy(spec, seed=policy_seed, feature_names=feature_names, where=spec.name)
-    counter = itertools.count(1)
-
-    def next_id() -> str:
-        return f"{id_prefix}-{next(counter):07d}"
-
-    return build_engine(
-        world,
-        policy,
-        rewards=rewards,
-        id_factory=next_id,
-        clock=_no_clock,
-        model_id=model_id,  # uuid4 by default: a fixed id keeps logs and versions reproducible
-    )
 
 
 def simulation_hmac_key() -> bytes:
     """The HMAC key for event logs of simulated users (:data:`SIMULATION_HMAC_KEY`)."""
     return SIMULATION_HMAC_KEY
-
-
-def _no_clock() -> float:
-    raise RuntimeError("the simulator passes every timestamp explicitly")
-
-
-def catalog_feature_names(world: World) -> list[str]:
-    """Bundle feature names of an engine built on ``world`` (to resolve ``fixed_rule`` columns)."""
-    probe = build_engine(world, make_policy("uniform", seed=0), load_profiles=False)
-    return list(probe.catalog.feature_names)
 
 
 def total_steps(scenario: Scenario) -> int:
@@ -456,7 +190,6 @@ def run_stream(
     world_seconds = 0.0
     perf = time.perf_counter
     wall0 = perf()
-    logging = log is not None
     # With a log, every engine runs inside a LoggedEngine: the same decide / report / learn / log
     # path as the HTTP server, on one shared log (engines are told apart by their model ids).
     runs: Sequence[Engine | LoggedEngine] = (
@@ -544,7 +277,7 @@ def run_stream(
         return log.transaction() if log is not None else nullcontext()
 
     # Log writes are grouped into one transaction per block of rounds (one commit each).
-    block = _LOG_BATCH if logging else max(n, 1)
+    block = _LOG_BATCH if log is not None else max(n, 1)
     for start in range(0, n, block):
         with batch():
             for i in range(start, min(n, start + block)):

@@ -58,18 +58,11 @@ from ..evaluation.online_replay import online_replay
 from ..evaluation.policy_log import policy_log_from_logged
 from ..records import Estimate
 from ..store import EventLog
-from .runner import (
-    Progress,
-    Stream,
-    build_arm_engine,
-    catalog_feature_names,
-    draw_outcomes,
-    make_arm_policy,
-    run_stream,
-    seed_streams,
-    simulation_hmac_key,
-)
-from .scenario import PolicySpec, Scenario
+from .arms import build_arm_engine, catalog_feature_names, make_arm_policy
+from .policy_spec import PolicySpec
+from .runner import Progress, run_stream, simulation_hmac_key
+from .scenario import Scenario
+from .streams import Stream, draw_outcomes, seed_streams
 from .world import World
 
 __all__ = ["ReplayResult", "ReplaySeed", "run_replay"]

@@ -18,53 +18,11 @@ The tables are noisy summaries of it (:mod:`bandit_engine.simulation.population`
 absent from a platform have no row in its table; new users have no row anywhere but still have
 hidden truth, including a city.
 
-Response model
---------------
-For user ``u`` and bundle ``b`` = (deal ``d``, course ``c``), with ``lp = log(price_d / 100)``,
-``clp = log(price_c / 100)``, ``t' = t_u - log 100``, ``rating' = rating_c - 4.3``,
-``cs = context_strength``::
-
-    logit p_click = b0 + 0.3 e_u + member_u
-        + cs * [ 0.25 taste_u(cuisine_d) + 0.5 listed_u(cuisine_d)
-               + 0.25 interest_u(topic_c) + 0.5 listed_u(topic_c) + 0.2 format_u(format_c)
-               - 0.25 (lp - t')^2 + (0.15 cookwine_u - 0.35 s_u) lp
-               + (2.5 (s_u - 0.45) + 0.3 finance_u) discount_d - 0.3 s_u clp
-               + 0.2 premium_u rating' ]
-        + 1.0 discount_d + 0.3 rating' + q_b
-        - foreign_city_penalty * [city_d != city_u]
-        + noise_scale * h_u . g_b
-
-    logit p_order|click = c0 + 0.25 e_u + member'_u
-        + cs * [ 0.1 taste_u(cuisine_d) + 0.2 listed_u(cuisine_d) - 0.6 (lp - t')^2
-               + 2.0 s_u discount_d ]
-        - 0.2 lp + 0.5 discount_d - 0.15 clp + 0.5 q_b
-        - foreign_city_penalty * [city_d != city_u]
-        + 0.5 noise_scale * h_u . g_b
-
-    order_value = basket_u * (price_d * (1 - discount_d) + course_value_share * price_c)
-
-``listed_u(x)`` is 1 when the user's profile lists cuisine or topic ``x`` (a habit effect: people
-come back to what they know), so the observable columns carry most of the signal. ``taste_u``
-already contains the cross-domain terms (fitness interest adds to vegetarian, cooking/wine interest
-to japanese and western); ``cookwine_u`` and ``finance_u`` are topic interests, so cooking and wine
-learners accept pricier deals and finance learners respond more to discounts. ``member`` is
-0 / 0.1 / 0.2 for none / basic / premium (``member'``: 0 / 0.05 / 0.15). ``q_b`` is a hidden
-bundle quality (restaurant and course quality plus a topic x cuisine complementarity such as
-wine + western), the part a context-free policy can learn. ``g_b ~ N(0, I / noise_rank)`` are
-hidden bundle factors, so ``h_u . g_b`` has variance about 1 per (user, bundle) pair, fixed at
-generation: idiosyncratic taste that no profile column reveals. It is a rank-``noise_rank``
-interaction rather than i.i.d. noise per pair, which keeps memory at O((users + bundles) * rank) and
-costs nothing per call; a policy that memorised per-user, per-bundle rewards could in principle
-learn it, a model on profile features cannot.
-
-``b0`` and ``c0`` are calibrated at generation by bisection so that, at ``start_time`` and under a
-uniformly random choice among each user's eligible bundles (own city, valid deals), the mean click
-probability is ``base_ctr`` and orders per click are ``order_rate``. With the defaults a user's best
-eligible bundle has a click probability of about 13% on average, the oracle (per-user best bundle)
-beats the best context-free choice (the best bundle of the user's city) by 1.7-2.0x, and a linear
-model on profile x bundle features fitted to the true click logits explains 55-60% of the
-within-user variance and beats that context-free choice by 1.2-1.4x (tests/test_world.py). :meth:`World.diagnostics`
-measures the first numbers for any config.
+Response model and drift
+------------------------
+What a user does with a bundle (click, order, order value) and how tastes drift are documented
+with the code that computes them, in :mod:`bandit_engine.simulation.response`. The world draws
+everything once at generation, so the true rates of any (user, bundle, time) are known exactly.
 
 Eligibility and unknown cities
 ------------------------------
@@ -76,23 +34,10 @@ has a true response, and deals outside the user's true city are penalised by
 :meth:`World.true_rates` accepts any bundle indices, so the runner should pass the engine's own
 candidates (:meth:`World.bundle_indices` maps their ids).
 
-Drift
------
-``DriftConfig(kind="abrupt", at_days=a)`` switches every user's tastes at ``start_time + a`` days;
-``kind="gradual"`` blends the coefficients linearly over ``duration_days`` from there. Tastes move
-to ``sqrt(1 - s^2) * old + s * (fresh + trend)`` (``s = strength``; cuisine, topic, format and
-hidden factors; ``trend`` is shared by all users, so what is popular changes too) and the habit
-terms fade by ``sqrt(1 - s^2)``; the intercepts are recalibrated for the drifted tastes, so the
-overall click and order rates stay at their targets. Profile tables do not change: they describe
-history before the drift, so after it they predict less and policies must keep learning. Catalog
-attributes and price sensitivity do not drift.
-
 Arrivals
 --------
-:meth:`World.arrivals` draws arrival times from a Poisson process of mean rate ``arrivals_per_day``
-with intensity proportional to ``1 + daily_amplitude * cos(2 pi (hour - peak_hour) / 24)`` (``hour``
-in local time, ``utc_offset_hours`` from UTC; amplitude 0 gives a flat rate), and users in
-proportion to a hidden visit weight ``exp(0.5 e_u)``. The daily pattern is the same for every user.
+:meth:`World.arrivals` draws arrival times and users (:mod:`bandit_engine.simulation.arrivals`):
+a daily-pattern Poisson process, users in proportion to a hidden visit weight.
 
 Everything is deterministic: the same config and seed give identical tables and rates.
 """
@@ -102,22 +47,21 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..errors import BanditError, ConfigError, NotFoundError, ValidationError
-from ..policies.base import check_in_range, check_positive, make_rng
+from ..errors import ConfigError, NotFoundError, ValidationError
+from ..policies.base import make_rng
+from .arrivals import arrival_times, visitors
 from .population import (
     AGE_BANDS,
     CITIES,
-    CUISINES,
     MEMBERSHIPS,
     SEGMENTS,
-    TOPICS,
     CourseTruth,
     DealTruth,
     UserTruth,
@@ -125,271 +69,26 @@ from .population import (
     draw_deals,
     draw_users,
     groupbuy_table,
+    initial_pairs,
     knowledge_table,
 )
-from .response import (
-    Layout,
-    bundle_design,
-    bundle_value,
-    calibrate_intercepts,
-    drift_users,
-    user_weights,
+from .response import ResponseModel
+from .world_config import (
+    RewardWeightsLike,
+    WorldConfig,
+    check_finite,
+    check_int,
+    parse_reward_weights,
 )
 
-__all__ = [
-    "CatalogAddition",
-    "DriftConfig",
-    "RewardWeights",
-    "World",
-    "WorldConfig",
-]
+__all__ = ["CatalogAddition", "World"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
-DriftKind = Literal["none", "abrupt", "gradual"]
 
 _DAY = 86400.0
 # Users used to calibrate the intercepts: enough for the mean CTR to be within ~1% of its target.
 _CALIBRATION_USERS = 4000
-
-
-def _check_int(
-    name: str,
-    value: Any,
-    low: int,
-    high: int | None = None,
-    error: type[BanditError] = ConfigError,
-) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise error.for_field(name, value, "must be an integer")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise error.for_field(name, value, f"must be {bound}")
-    return int(value)
-
-
-def _check_finite(name: str, value: Any, error: type[BanditError] = ConfigError) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise error.for_field(name, value, "must be a finite number")
-    if not math.isfinite(value):
-        raise error.for_field(name, value, "must be a finite number")
-    return float(value)
-
-
-def _unknown_key(
-    data: Mapping[str, Any],
-    known: set[str],
-    prefix: str,
-    what: str,
-    error: type[BanditError] = ConfigError,
-) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise error.for_field(
-            prefix + unknown[0], data[unknown[0]], f"is not a {what} setting ({sorted(known)})"
-        )
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Preference drift (see the module docstring for its form).
-
-    Parameters
-    ----------
-    kind
-        ``"none"``, ``"abrupt"`` (tastes switch at ``at_days``) or ``"gradual"`` (linear blend over
-        ``duration_days`` starting at ``at_days``).
-    at_days
-        Days after ``WorldConfig.start_time`` when the drift starts. Must be >= 0.
-    duration_days
-        Length of a gradual drift. Must be > 0.
-    strength
-        Share of taste replaced, in [0, 1]: 0 changes nothing, 1 draws tastes afresh.
-    """
-
-    kind: DriftKind = "none"
-    at_days: float = 7.0
-    duration_days: float = 7.0
-    strength: float = 0.8
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("none", "abrupt", "gradual"):
-            raise ConfigError.for_field(
-                "drift.kind", self.kind, "must be 'none', 'abrupt' or 'gradual'"
-            )
-        check_positive("drift.at_days", self.at_days, allow_zero=True)
-        check_positive("drift.duration_days", self.duration_days)
-        check_in_range("drift.strength", self.strength, 0.0, 1.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftConfig:
-        if not isinstance(data, Mapping):
-            raise ConfigError.for_field("drift", data, "must be a mapping of drift settings")
-        _unknown_key(data, {f.name for f in fields(cls)}, "drift.", "drift")
-        return cls(**dict(data))
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """Settings of a synthetic world. All fields are validated on construction.
-
-    Parameters
-    ----------
-    n_users
-        Users generated (more can be added with :meth:`World.add_new_users`).
-    p_both, p_knowledge_only, p_groupbuy_only
-        Probability that a user has a profile on both platforms, on the knowledge platform only, on
-        the group-buying platform only. The rest, ``1 - sum``, are new users (no profile at all).
-    n_cities
-        Number of cities, the first ones of :data:`~bandit_engine.simulation.population.CITIES`.
-    n_deals, n_courses
-        Catalog sizes at the start.
-    bundles
-        ``"all"`` (every deal x course pair) or the number of pairs to sample (every deal gets at
-        least one course when the number allows it).
-    start_time
-        Epoch seconds of the simulation start; profile histories lie before it.
-    deal_min_days, deal_max_days
-        Validity length of a deal, uniform in this range. Initial deals started up to 20 days before
-        ``start_time``.
-    base_ctr
-        Mean click probability of a uniformly random eligible bundle at ``start_time``.
-    order_rate
-        Mean orders per click under that same uniform choice.
-    noise_scale
-        Standard deviation (logit units) of the hidden per-(user, bundle) taste term.
-    noise_rank
-        Rank of that hidden term.
-    context_strength
-        Multiplier of all user-specific effects; 0 makes the world (nearly) context-free.
-    foreign_city_penalty
-        Logit penalty of a deal outside the user's true city (clicks and orders).
-    course_value_share
-        Share of the course price counted in an order's value (how often the course is bought
-        along with the deal).
-    arrivals_per_day
-        Mean arrival rate of :meth:`World.arrivals`.
-    daily_amplitude
-        Relative day/night swing of the arrival rate, in [0, 1).
-    peak_hour
-        Local hour of the busiest arrivals, in [0, 24).
-    utc_offset_hours
-        Offset of local time from UTC (8 for China).
-    drift
-        Preference drift, a :class:`DriftConfig`.
-    """
-
-    n_users: int = 5000
-    p_both: float = 0.35
-    p_knowledge_only: float = 0.20
-    p_groupbuy_only: float = 0.30
-    n_cities: int = 5
-    n_deals: int = 40
-    n_courses: int = 20
-    bundles: Literal["all"] | int = "all"
-    start_time: float = 1_704_067_200.0  # 2024-01-01T00:00:00Z
-    deal_min_days: float = 30.0
-    deal_max_days: float = 90.0
-    base_ctr: float = 0.04
-    order_rate: float = 0.2
-    noise_scale: float = 0.22
-    noise_rank: int = 16
-    context_strength: float = 1.0
-    foreign_city_penalty: float = 2.0
-    course_value_share: float = 0.3
-    arrivals_per_day: float = 20000.0
-    daily_amplitude: float = 0.6
-    peak_hour: float = 20.0
-    utc_offset_hours: float = 8.0
-    drift: DriftConfig = field(default_factory=DriftConfig)
-
-    def __post_init__(self) -> None:
-        _check_int("n_users", self.n_users, 1)
-        shares = 0.0
-        for name in ("p_both", "p_knowledge_only", "p_groupbuy_only"):
-            shares += check_in_range(name, getattr(self, name), 0.0, 1.0)
-        if shares > 1.0 + 1e-9:
-            raise ConfigError.for_field(
-                "p_both + p_knowledge_only + p_groupbuy_only", round(shares, 12), "must be <= 1"
-            )
-        _check_int("n_cities", self.n_cities, 1, len(CITIES))
-        _check_int("n_deals", self.n_deals, 1)
-        _check_int("n_courses", self.n_courses, 1)
-        if self.bundles != "all":
-            _check_int("bundles", self.bundles, 1, self.n_deals * self.n_courses)
-        if _check_finite("start_time", self.start_time) < 0:
-            raise ConfigError.for_field("start_time", self.start_time, "must be >= 0")
-        check_positive("deal_min_days", self.deal_min_days)
-        check_positive("deal_max_days", self.deal_max_days)
-        if self.deal_max_days < self.deal_min_days:
-            raise ConfigError.for_field(
-                "deal_max_days",
-                self.deal_max_days,
-                f"must be >= deal_min_days={self.deal_min_days}",
-            )
-        check_in_range("base_ctr", self.base_ctr, 0.0, 0.5, low_open=True)
-        check_in_range("order_rate", self.order_rate, 0.0, 1.0, low_open=True, high_open=True)
-        check_positive("noise_scale", self.noise_scale, allow_zero=True)
-        _check_int("noise_rank", self.noise_rank, 1, 256)
-        check_positive("context_strength", self.context_strength, allow_zero=True)
-        check_positive("foreign_city_penalty", self.foreign_city_penalty, allow_zero=True)
-        check_in_range("course_value_share", self.course_value_share, 0.0, 1.0)
-        check_positive("arrivals_per_day", self.arrivals_per_day)
-        check_in_range("daily_amplitude", self.daily_amplitude, 0.0, 1.0, high_open=True)
-        check_in_range("peak_hour", self.peak_hour, 0.0, 24.0, high_open=True)
-        check_in_range("utc_offset_hours", self.utc_offset_hours, -12.0, 14.0)
-        if not isinstance(self.drift, DriftConfig):
-            raise ConfigError.for_field("drift", self.drift, "must be a DriftConfig")
-
-    @property
-    def p_new(self) -> float:
-        """Share of new users (no profile on either platform)."""
-        return max(0.0, 1.0 - self.p_both - self.p_knowledge_only - self.p_groupbuy_only)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible settings (``from_dict`` restores them)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "drift"}
-        out["drift"] = self.drift.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WorldConfig:
-        """Settings from a mapping (a JSON or TOML scenario); missing keys take their defaults."""
-        if not isinstance(data, Mapping):
-            raise ConfigError.for_field("world", data, "must be a mapping of world settings")
-        _unknown_key(data, {f.name for f in fields(cls)}, "", "world")
-        kwargs = dict(data)
-        if "drift" in kwargs:
-            kwargs["drift"] = DriftConfig.from_dict(kwargs["drift"])
-        return cls(**kwargs)
-
-
-class RewardWeightsLike(Protocol):
-    """Anything with the weights of :class:`bandit_engine.rewards.RewardSpec`."""
-
-    @property
-    def click(self) -> float: ...
-
-    @property
-    def order(self) -> float: ...
-
-    @property
-    def value_weight(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """Reward of one decision: ``click`` per click, ``order`` per order, ``value_weight`` per CNY.
-
-    Duck-compatible with :class:`bandit_engine.rewards.RewardSpec`, which may be passed instead.
-    """
-
-    click: float = 1.0
-    order: float = 0.0
-    value_weight: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,14 +99,6 @@ class CatalogAddition:
     courses: pd.DataFrame
     bundles: pd.DataFrame
     bundle_index: IntArray
-
-
-def _sigmoid_inplace(z: FloatArray) -> FloatArray:
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    z += 1.0
-    np.reciprocal(z, out=z)
-    return z
 
 
 class World:
@@ -452,7 +143,6 @@ class World:
         self.seed = seed
         self.knowledge = knowledge
         self.groupbuy = groupbuy
-        self._layout = Layout(n_cities=config.n_cities, noise_rank=config.noise_rank)
         self._users = users
         self._deals = deals
         self._courses = courses
@@ -462,34 +152,15 @@ class World:
         self._k_rows = knowledge_rows
         self._g_rows = groupbuy_rows
         self._records: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
-        self._cuisine_trend = 0.6 * drift_rng.standard_normal(len(CUISINES))
-        self._topic_trend = 0.6 * drift_rng.standard_normal(len(TOPICS))
+        # Tastes first (the only draws here), then the catalog, then the intercepts calibrated on it.
+        self._response = ResponseModel(config, users, drift_rng)
         self._rebuild_catalog()
-        W0 = self._weights(users)
-        W1 = self._drifted_weights(users, drift_rng)
         n_cal = min(len(users), calibration_users)
-        eligible = self._eligible_matrix(np.arange(n_cal), config.start_time)
-
-        def calibrate(W: FloatArray) -> tuple[float, float]:
-            return calibrate_intercepts(
-                W[:n_cal],
-                self._phi,
-                eligible,
-                base_ctr=config.base_ctr,
-                order_rate=config.order_rate,
-            )
-
-        b0, c0 = calibrate(W0)
+        b0, c0 = self._response.calibrate(
+            self._eligible_matrix(np.arange(n_cal), config.start_time)
+        )
         self.click_intercept = b0
         self.order_intercept = c0
-        # Drifted tastes get their own intercepts (calibrated on the same catalog), so drift
-        # changes what users like, not how much they click overall.
-        self._drift_intercepts = calibrate(W1) if W1 is not None else (b0, c0)
-        self._W0 = self._add_intercepts(W0, (b0, c0))
-        self._W1 = None if W1 is None else self._add_intercepts(W1, self._drift_intercepts)
-        drift = config.drift
-        self._drift_from = config.start_time + drift.at_days * _DAY
-        self._drift_span = drift.duration_days * _DAY if drift.kind == "gradual" else 0.0
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -540,7 +211,9 @@ class World:
             cover_cities=True,
         )
         courses = draw_courses(config.n_courses, r_courses, cover_topics=True)
-        pair_deal, pair_course = _initial_pairs(config, r_bundles)
+        pair_deal, pair_course = initial_pairs(
+            config.n_deals, config.n_courses, config.bundles, r_bundles
+        )
         hidden = r_bundles.standard_normal((pair_deal.shape[0], config.noise_rank))
         hidden /= math.sqrt(config.noise_rank)
         return cls(
@@ -559,52 +232,10 @@ class World:
             drift_rng=r_drift,
         )
 
-    def _weights(self, users: UserTruth) -> FloatArray:
-        return user_weights(
-            self._layout,
-            users,
-            context_strength=self.config.context_strength,
-            noise_scale=self.config.noise_scale,
-            foreign_city_penalty=self.config.foreign_city_penalty,
-        )
-
-    def _add_intercepts(self, W: FloatArray, intercepts: tuple[float, float]) -> FloatArray:
-        W[:, self._layout.const, 0] += intercepts[0]
-        W[:, self._layout.const, 1] += intercepts[1]
-        return W
-
-    def _drifted_weights(self, users: UserTruth, rng: np.random.Generator) -> FloatArray | None:
-        """Coefficients after drift (without intercepts), or ``None`` without drift."""
-        drift = self.config.drift
-        if drift.kind == "none":
-            return None
-        moved = drift_users(
-            users,
-            rng,
-            strength=drift.strength,
-            cuisine_trend=self._cuisine_trend,
-            topic_trend=self._topic_trend,
-        )
-        return self._weights(moved)
-
     def _rebuild_catalog(self) -> None:
         """Recompute bundle arrays and tables after the catalog changed."""
-        self._phi = np.ascontiguousarray(
-            bundle_design(
-                self._layout,
-                self._deals,
-                self._courses,
-                self._pair_deal,
-                self._pair_course,
-                self._bundle_hidden,
-            )
-        )
-        self._value = bundle_value(
-            self._deals,
-            self._courses,
-            self._pair_deal,
-            self._pair_course,
-            self.config.course_value_share,
+        self._response.set_catalog(
+            self._deals, self._courses, self._pair_deal, self._pair_course, self._bundle_hidden
         )
         self._b_city = self._deals.city[self._pair_deal]
         self._b_from = self._deals.valid_from[self._pair_deal]
@@ -711,25 +342,7 @@ class World:
     # -- responses ---------------------------------------------------------------------------------
     def drift_weight(self, t: float) -> float:
         """How far tastes have moved at time ``t``: 0 before the drift, 1 after it."""
-        if self._W1 is None or t < self._drift_from:
-            return 0.0
-        if t >= self._drift_from + self._drift_span:  # an abrupt drift has span 0
-            return 1.0
-        return (t - self._drift_from) / self._drift_span
-
-    def _user_matrix(self, u: int, t: float) -> FloatArray:
-        """``W_u`` at ``t``: no arithmetic except inside a gradual drift's window."""
-        W1 = self._W1
-        if W1 is None or t < self._drift_from:
-            out: FloatArray = self._W0[u]
-            return out
-        if t >= self._drift_from + self._drift_span:
-            after: FloatArray = W1[u]
-            return after
-        w = (t - self._drift_from) / self._drift_span
-        W0u = self._W0[u]
-        moved: FloatArray = W0u + w * (W1[u] - W0u)
-        return moved
+        return self._response.drift_weight(t)
 
     def true_rates(
         self, user_index: int, bundle_index: IntArray, t: float
@@ -751,17 +364,13 @@ class World:
         """
         u = self._check_user(user_index)
         try:
-            # (2, m) @ (m, k): each output row is contiguous. take() gathers faster than [].
-            z = self._user_matrix(u, t).T @ self._phi.take(bundle_index, axis=0).T
-            value = self._value.take(bundle_index) * self._users.basket[u]
+            return self._response.rates(u, bundle_index, t, self._users.basket[u])
         except (IndexError, TypeError):
             raise ValidationError.for_field(
                 "bundle_index",
                 bundle_index,
                 f"must be an integer array of bundle rows in [0, {self.n_bundles - 1}]",
             ) from None
-        p = _sigmoid_inplace(z)
-        return p[0], p[1], value
 
     def expected_reward(
         self,
@@ -776,7 +385,7 @@ class World:
         ``click``, ``order``, ``value_weight``; ``None`` means clicks only. A reward cap or default
         reward of a ``RewardSpec`` is ignored: this is the expectation of the uncapped sum.
         """
-        click, order, value_w = _weights_of(reward_weights)
+        click, order, value_w = parse_reward_weights(reward_weights)
         pc, po, v = self.true_rates(user_index, bundle_index, t)
         out: FloatArray = pc * (click + po * (order + value_w * v))
         return out
@@ -806,11 +415,11 @@ class World:
     ) -> tuple[FloatArray, IntArray]:
         """``n`` arrivals ``(times, user_indices)`` after ``start`` (default ``config.start_time``).
 
-        Times follow the daily-pattern Poisson process of the module docstring (sorted, strictly
+        Times follow the daily-pattern Poisson process of :func:`~.arrivals.arrival_times` (sorted, strictly
         after ``start``); users are drawn with replacement in proportion to their visit weight, from
         ``users`` if given (for example a wave returned by :meth:`add_new_users`), else from all.
         """
-        n = _check_int("n", n, 0, error=ValidationError)
+        n = check_int("n", n, 0, error=ValidationError)
         if not isinstance(rng, np.random.Generator):
             raise ValidationError.for_field("rng", rng, "must be a numpy Generator")
         cfg = self.config
@@ -822,24 +431,8 @@ class World:
             raise ValidationError.for_field(
                 "users", users, f"must be user indices in [0, {self.n_users - 1}]"
             )
-        a = cfg.daily_amplitude
-        rate_max = cfg.arrivals_per_day * (1.0 + a) / _DAY
-        times: list[FloatArray] = []
-        have = 0
-        # Thinning: candidates at the peak rate, each kept with probability rate(t) / rate_max.
-        while have < n:
-            m = max(64, int(1.2 * (n - have) * (1.0 + a)))
-            cand = t + np.cumsum(rng.exponential(1.0 / rate_max, size=m))
-            hour = (cand / 3600.0 + cfg.utc_offset_hours) % 24.0
-            accept = (1.0 + a * np.cos(2.0 * np.pi * (hour - cfg.peak_hour) / 24.0)) / (1.0 + a)
-            kept = cand[rng.random(m) < accept]
-            times.append(kept)
-            have += kept.shape[0]
-            t = float(cand[-1])
-        out_t = np.concatenate(times)[:n] if times else np.empty(0)
-        weights = self._users.visit_weight[pool]
-        who = pool[rng.choice(pool.shape[0], size=n, p=weights / weights.sum())]
-        return out_t, who.astype(np.intp)
+        times = arrival_times(cfg, n, rng, start=t)
+        return times, visitors(pool, self._users.visit_weight[pool], n, rng)
 
     def stream(
         self, n_rounds: int, seed: int | np.random.Generator, *, start: float | None = None
@@ -857,7 +450,7 @@ class World:
         Their hidden truth follows the same model as everyone's (including drift); ``city`` puts
         them all in one city, else cities follow the population shares.
         """
-        n = _check_int("n", n, 1, error=ValidationError)
+        n = check_int("n", n, 1, error=ValidationError)
         new = draw_users(
             n,
             rng,
@@ -870,14 +463,9 @@ class World:
             if city not in cities:
                 raise ValidationError.for_field("city", city, f"must be one of {list(cities)}")
             new.city[:] = cities.index(city)
-        W0 = self._add_intercepts(self._weights(new), (self.click_intercept, self.order_intercept))
-        W1 = self._drifted_weights(new, rng)
+        self._response.add_users(new, rng)
         first = self.n_users
         self._users = self._users.concat(new)
-        self._W0 = np.concatenate([self._W0, W0])
-        if self._W1 is not None and W1 is not None:
-            W1 = self._add_intercepts(W1, self._drift_intercepts)
-            self._W1 = np.concatenate([self._W1, W1])
         return np.arange(first, first + n, dtype=np.intp)
 
     def add_deals(
@@ -888,9 +476,9 @@ class World:
         With ``bundles="all"`` each new deal pairs with every course; otherwise with as many random
         courses as the average deal had at the start.
         """
-        n = _check_int("n", n, 1, error=ValidationError)
+        n = check_int("n", n, 1, error=ValidationError)
         start = float(
-            self.config.start_time if t is None else _check_finite("t", t, ValidationError)
+            self.config.start_time if t is None else check_finite("t", t, ValidationError)
         )
         new = draw_deals(
             n,
@@ -916,7 +504,7 @@ class World:
 
     def add_courses(self, n: int, rng: np.random.Generator) -> CatalogAddition:
         """Add ``n`` courses and their bundles (pairing as in :meth:`add_deals`, with deals)."""
-        n = _check_int("n", n, 1, error=ValidationError)
+        n = check_int("n", n, 1, error=ValidationError)
         new = draw_courses(n, rng, cover_topics=False)
         first = len(self._courses)
         self._courses = self._courses.concat(new)
@@ -987,19 +575,14 @@ class World:
         counted).
         """
         t = float(self.config.start_time if t is None else t)
-        n = min(self.n_users, _check_int("max_users", max_users, 1, error=ValidationError))
-        click, order, value_w = _weights_of(reward_weights)
+        n = min(self.n_users, check_int("max_users", max_users, 1, error=ValidationError))
+        click, order, value_w = parse_reward_weights(reward_weights)
         users = np.arange(n)
         mask = self._eligible_matrix(users, t)
         keep = mask.any(axis=1)
         users, mask = users[keep], mask[keep]
-        W = self._W0[users]
-        if self._W1 is not None:
-            W = W + self.drift_weight(t) * (self._W1[users] - W)
-        # (users, 2, m) @ (m, bundles): click and order logits of every pair in one product.
-        p = _sigmoid_inplace(np.matmul(W.transpose(0, 2, 1), self._phi.T))
-        pc, po = p[:, 0, :], p[:, 1, :]
-        v = self._users.basket[users][:, None] * self._value[None, :]
+        pc, po = self._response.all_rates(users, t)
+        v = self._users.basket[users][:, None] * self._response.value[None, :]
         reward = pc * (click + po * (order + value_w * v))
         counts = mask.sum(axis=1)
         uniform_ctr = (np.where(mask, pc, 0.0).sum(axis=1) / counts).mean()
@@ -1025,51 +608,3 @@ class World:
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in table.to_dict("records")]
-
-
-def _weights_of(
-    reward_weights: RewardWeightsLike | Mapping[str, float] | None,
-) -> tuple[float, float, float]:
-    if reward_weights is None:
-        return 1.0, 0.0, 0.0
-    if isinstance(reward_weights, Mapping):
-        _unknown_key(
-            reward_weights,
-            {"click", "order", "value_weight"},
-            "reward_weights.",
-            "reward",
-            ValidationError,
-        )
-        get = reward_weights.get
-        values = (get("click", 0.0), get("order", 0.0), get("value_weight", 0.0))
-    else:
-        try:
-            values = (reward_weights.click, reward_weights.order, reward_weights.value_weight)
-        except AttributeError:
-            raise ValidationError.for_field(
-                "reward_weights",
-                reward_weights,
-                "must have click, order and value_weight (a RewardWeights, RewardSpec or mapping)",
-            ) from None
-    click, order, value_w = (
-        _check_finite(f"reward_weights.{name}", v, ValidationError)
-        for name, v in zip(("click", "order", "value_weight"), values, strict=True)
-    )
-    return click, order, value_w
-
-
-def _initial_pairs(config: WorldConfig, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
-    """Deal and course row of every initial bundle, sorted by (deal, course)."""
-    nd, nc = config.n_deals, config.n_courses
-    if config.bundles == "all":
-        d, c = np.divmod(np.arange(nd * nc), nc)
-        return d.astype(np.intp), c.astype(np.intp)
-    k = config.bundles
-    chosen = np.zeros(nd * nc, dtype=bool)
-    if k >= nd:
-        # One course for every deal first, so no deal is unreachable.
-        chosen[np.arange(nd) * nc + rng.integers(nc, size=nd)] = True
-    rest = np.flatnonzero(~chosen)
-    chosen[rng.choice(rest, size=k - int(chosen.sum()), replace=False)] = True
-    d, c = np.divmod(np.flatnonzero(chosen), nc)
-    return d.astype(np.intp), c.astype(np.intp)
