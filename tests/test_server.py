@@ -662,3 +662,51 @@ def test_profile_upserts_are_checked_against_the_schema(
     unknown = {"user_id": "zoe", "profile": {"tiktok": {"followers": 3}}}
     r = client.post("/v1/admin/profiles", json=unknown, headers=AUTH)
     assert r.status_code == 422, r.text
+
+
+def _files_hold(root: Path, needles: list[bytes]) -> list[str]:
+    """Which files under ``root`` (and members of zip files) contain any of ``needles``."""
+    import zipfile
+
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        blobs = [path.read_bytes()]
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                blobs += [z.read(name) for name in z.namelist()]
+        if any(n in b for b in blobs for n in needles):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_forget_leaves_no_copy_in_any_file(tmp_path: Path, clock: Clock) -> None:
+    from bandit_engine.engine import Engine
+
+    s = settings_for(tmp_path)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    user = "forget-me-user-7731"
+    profile = {"groupbuy": {"city": "forgetmecity", "avg_ticket": 12345.678}}
+    with TestClient(app) as c:
+        r = c.post("/v1/admin/profiles", json={"user_id": user, "profile": profile}, headers=AUTH)
+        assert r.status_code == 200
+        ids = [decide(c, user)["decision_id"] for _ in range(3)]
+        for i in range(20):
+            decide(c, f"other{i}")
+        c.portal.call(app.state.worker.checkpoint)  # a checkpoint with the user's pending decisions
+        saved = Engine.load(s.checkpoints / sorted(p.name for p in s.checkpoints.iterdir())[-1])
+        assert all(saved.attribution.status(d) == "pending" for d in ids)
+        needles = [user.encode(), log.pseudonym(user).encode(), b"forgetmecity", b"12345.678"]
+        assert _files_hold(tmp_path, needles)  # the test can see them before
+        r = c.post("/v1/admin/users/forget", json={"user_id": user}, headers=AUTH)
+        assert r.status_code == 200
+        engine = app.state.worker.engine
+        assert engine.profiles.get(user) is None
+        assert not any(d in engine.attribution for d in ids)  # not pending, never learned
+        # db, -wal, -shm, checkpoints (and their members), the model file: no trace
+        assert _files_hold(tmp_path, needles) == []
+        for path in s.checkpoints.iterdir():
+            assert not any(d in Engine.load(path).attribution for d in ids)
+        decide(c, "other0")  # still serving
+    log.close()

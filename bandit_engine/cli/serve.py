@@ -227,6 +227,7 @@ def purge(
         _existing(db)
         with EventLog(db, hmac_key=None) as log:
             counts = log.purge(older_than * 86400.0)
+            log.truncate_wal()  # no older copy of the purged rows stays in the -wal file
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 
     run(body)
@@ -241,7 +242,10 @@ def forget_user(
         None, "--hmac-key-file", help="File holding the HMAC key (else $BANDIT_HMAC_KEY)."
     ),
 ) -> None:
-    """Delete a user's profile and every logged row under their pseudonym."""
+    """Delete a user's profile and every logged row under their pseudonym.
+
+    Offline: checkpoints of a stopped server may still hold the user's pending decisions; forget
+    through the running server (POST /v1/admin/users/forget), which rewrites them."""
     from .exits import run
 
     def body() -> None:
@@ -255,6 +259,7 @@ def forget_user(
             for uid in (u for u in ids if u):
                 for k, v in log.forget_user(uid).items():
                     total[k] = total.get(k, 0) + v
+            log.truncate_wal()  # no older copy of the deleted rows stays in the -wal file
         typer.echo(" ".join(f"{k}={v}" for k, v in sorted(total.items())) or "nothing to forget")
 
     run(body)

@@ -408,6 +408,21 @@ class EngineWorker:
         finally:
             self._checkpoint_task = None
 
+    async def between_batches(self, fn: Job) -> Any:
+        """Run ``fn(service)`` when no batch is open, no commit runs and no background checkpoint
+        is being written (after a forget: truncating the WAL and rewriting checkpoints must not
+        race a snapshot taken before it). Nothing else runs on the loop meanwhile."""
+        while True:
+            if self._committing is not None:
+                await asyncio.shield(self._committing)
+            elif self._open:
+                await self._commit()
+            elif self._checkpoint_task is not None:
+                await self._checkpoint_task
+            else:
+                break
+        return fn(self.service)
+
     def checkpoint(self) -> None:
         """Write a checkpoint now, synchronously (between batches: shutdown, tests)."""
         seq = self.log.last_seq()

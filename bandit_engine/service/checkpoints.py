@@ -89,6 +89,14 @@ class Checkpointer:
         self.saved(log, seq)
         return path
 
+    def keep_only(self, path: Path) -> None:
+        """Delete every checkpoint but ``path`` (after forgetting a user, the older ones still
+        hold that user's pending decisions)."""
+        for _, old in self.list():
+            if old != path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
     def saved(self, log: EventLog, seq: int) -> None:
         """After a checkpoint file for ``seq`` is on disk: record it and delete old ones."""
         log.set_meta("checkpoint_seq", str(seq))

@@ -246,10 +246,28 @@ class LoggedEngine:
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete the user's profile and logged rows (:meth:`EventLog.forget_user
-        <bandit_engine.store.EventLog.forget_user>`) and the profile the engine holds."""
+        <bandit_engine.store.EventLog.forget_user>`), the profile the engine holds and the user's
+        pending decisions (they will not be learned from, nor saved in a checkpoint).
+
+        What the policy already learned from the user's past decisions stays in its statistics
+        (sums over many users; unlearning them is not attempted). Call :meth:`scrub` after the
+        transaction commits, so that no file keeps a copy."""
+        ids = self.log.decision_ids_of(user_id)
         deleted = self.log.forget_user(user_id)
         self.engine.profiles.forget(user_id)
+        attribution = self.engine.attribution
+        pending = [d for d in ids if d in attribution and attribution.status(d) == "pending"]
+        for decision_id in pending:
+            attribution.discard(decision_id)
         return deleted
+
+    def scrub(self) -> bool:
+        """After forgetting (outside a transaction): truncate the log's WAL and replace every
+        checkpoint by one of the engine as it is now. Returns ``False`` if another process's
+        reader kept the WAL from being truncated (run it again later)."""
+        if self.checkpoints is not None and self.checkpoints.list():
+            self.checkpoints.keep_only(self.checkpoint())
+        return self.log.truncate_wal()
 
     # -- checkpoints and restart ------------------------------------------------------------
     def checkpoint(self) -> Path:

@@ -154,6 +154,8 @@ class LogConnection:
             if not memory and str(mode).lower() != "wal":
                 raise DataError.for_field("journal_mode", mode, "could not be set to WAL")
         c.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # deleted rows (forget, purge) are overwritten with zeros, not left in free pages
+        c.execute("PRAGMA secure_delete = ON")
         if self.read_only:
             self._check_meta(create=False)
             return
@@ -368,6 +370,17 @@ class LogConnection:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, str(value)),
             )
+
+    def truncate_wal(self) -> bool:
+        """Copy the write-ahead log into the main file and truncate it to zero bytes, so that no
+        older version of a page (a forgotten user's rows, say) stays in the ``-wal`` file.
+        Returns ``False`` when another connection's reader kept it from finishing (retry later);
+        call it outside a transaction."""
+        with self._lock:
+            if self.read_only or self.path == ":memory:":
+                return True
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            return int(busy) == 0
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""

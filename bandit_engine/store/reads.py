@@ -44,6 +44,15 @@ class LogReads(LogConnection):
             return None
         return {str(p): json.loads(f) for p, f in rows}
 
+    def decision_ids_of(self, user_id: str) -> list[str]:
+        """The ids of every logged decision of a user (looked up by pseudonym)."""
+        user = self.pseudonym(user_id)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT decision_id FROM decisions WHERE user = ? ORDER BY seq", (user,)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def has_decision(self, decision_id: str) -> bool:
         """Whether a decision id is in the log."""
         with self._lock:
