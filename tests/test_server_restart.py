@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,53 @@ def test_a_failed_background_checkpoint_is_logged_and_retried(
     assert not flag.exists()  # the failing write did run
     assert "failed; the next one retries" in caplog.text
     assert seq is not None and Checkpointer(s.checkpoints).list()
+
+
+def test_purge_keeps_what_the_oldest_usable_checkpoint_needs(model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bandit_engine.cli import app as cli
+
+    clock = Clock()
+    s = settings(tmp_path, "p", model, checkpoint_every=5)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    with TestClient(app) as c:
+        ops = script()
+        run(c, clock, ops[:100])
+        run_until_checkpoints(c, app, clock, ops, 100, 3)
+        c.portal.call(app.state.worker.kill)
+        learned = app.state.worker.engine.n_learned
+    log.close()
+    assert len(Checkpointer(s.checkpoints).list()) >= 2
+    # every logged row is years old: purge all it may
+    r = CliRunner().invoke(cli, ["purge", "--db", s.db, "--older-than", "1"])
+    assert r.exit_code == 0, r.output
+    # the newest checkpoint is damaged: the server falls back to an older one, and the journal
+    # after it is still there, so nothing learned is lost
+    cps = Checkpointer(s.checkpoints).list()
+    cps[0][1].write_bytes(cps[0][1].read_bytes()[:200])
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    assert app.state.worker.engine.n_learned >= learned
+    log.close()
+
+
+def test_a_restart_that_would_lose_learning_refuses_unless_accepted(
+    model: Path, tmp_path: Path
+) -> None:
+    clock = Clock()
+    s = settings(tmp_path, "r", model, checkpoint_every=5)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    with TestClient(app) as c:
+        ops = script()
+        run(c, clock, ops[:100])
+        run_until_checkpoints(c, app, clock, ops, 100, 2)
+        c.portal.call(app.state.worker.kill)
+    log.purge(86_400.0, keep_after=log.last_seq())  # as an older purge without the check did
+    log.close()
+    for _, path in Checkpointer(s.checkpoints).list():  # then every checkpoint is lost
+        path.write_bytes(b"broken")
+    with pytest.raises(ConflictError, match="accept-rollback"):
+        open_server(s, hmac_key=KEY, clock=clock)
+    app, log = open_server(replace(s, accept_rollback=True), hmac_key=KEY, clock=clock)
+    assert app.state.worker.engine.n_decisions == 0  # started from the base model, as accepted
+    log.close()

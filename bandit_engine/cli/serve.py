@@ -73,6 +73,12 @@ def serve_policy(
         help="BLAS threads for the policy's linear algebra. One request at a time is served, and "
         "multi-threaded BLAS on small matrices mostly contends (measured 5x slower decisions).",
     ),
+    accept_rollback: bool = typer.Option(
+        False,
+        "--accept-rollback",
+        help="Start even if a purged journal cannot bring the newest usable checkpoint up to the "
+        "logged state (what was learned since that checkpoint is lost).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log each request."
@@ -155,6 +161,7 @@ def serve_policy(
             checkpoint_seconds=checkpoint_seconds,
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
+            accept_rollback=accept_rollback,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         app, log = open_server(settings, hmac_key=key)
@@ -214,19 +221,37 @@ def purge(
     older_than: float = typer.Option(
         ..., "--older-than", help="Delete decisions and events older than this many days."
     ),
+    checkpoint_dir: str | None = typer.Option(
+        None, "--checkpoint-dir", help="The server's checkpoint folder (default <db>.checkpoints)."
+    ),
 ) -> None:
-    """Delete logged rows older than a number of days (rows a checkpoint still needs are kept)."""
+    """Delete logged rows older than a number of days. Every entry after the oldest checkpoint
+    that loads is kept, so a restart that falls back to it still reaches the logged state."""
     from .exits import run
 
     def body() -> None:
-        from ..errors import ValidationError
+        from ..engine import Engine
+        from ..errors import ModelFileError, ValidationError
+        from ..service import Checkpointer
         from ..store import EventLog
 
         if not older_than > 0:
             raise ValidationError.for_field("older_than", older_than, "must be > 0 days")
         _existing(db)
+        folder = Path(checkpoint_dir) if checkpoint_dir else Path(f"{db}.checkpoints")
         with EventLog(db, hmac_key=None) as log:
-            counts = log.purge(older_than * 86400.0)
+            lineage = log.get_meta("engine_model_id")
+            usable = []
+            for seq, path in Checkpointer(folder).list():
+                try:
+                    if Engine.load(path).model_id == lineage:
+                        usable.append(seq)
+                except ModelFileError:
+                    typer.echo(f"checkpoint {path.name} does not load: not relied on", err=True)
+            keep_after = min(usable) if usable else None
+            if keep_after is None and lineage is not None:  # keep the whole served lineage
+                keep_after = int(log.get_meta("engine_base_seq") or 0)
+            counts = log.purge(older_than * 86400.0, keep_after=keep_after)
             log.truncate_wal()  # no older copy of the purged rows stays in the -wal file
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 

@@ -452,7 +452,12 @@ def open_server(
         checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
         checkpointer.check_writable("checkpoint_dir")
         service, report = LoggedEngine.restore(
-            build, log, checkpointer, clock=clock, profiles_in_log=True
+            build,
+            log,
+            checkpointer,
+            clock=clock,
+            profiles_in_log=True,
+            accept_rollback=settings.accept_rollback,
         )
         if report.redone_decisions or report.redone_events or report.redone_admin:
             # what was rolled forward is saved at once: a crash loop does not make every

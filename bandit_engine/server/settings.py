@@ -69,6 +69,9 @@ class ServerSettings:
     fork_checkpoints
         Write periodic checkpoints from a forked child (POSIX; see
         :class:`~bandit_engine.server.worker.EngineWorker`).
+    accept_rollback
+        Start even when the purged journal cannot bring the newest usable checkpoint up to the
+        logged state (learning since that checkpoint is lost); refused by default.
     """
 
     db: str
@@ -90,6 +93,7 @@ class ServerSettings:
     busy_timeout: float = 30.0
     fast_path: bool = True
     fork_checkpoints: bool = True
+    accept_rollback: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):

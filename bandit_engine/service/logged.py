@@ -329,11 +329,15 @@ class LoggedEngine:
         clock: Callable[[], float] | None = None,
         profiles_in_log: bool = False,
         on_learned: Callable[[LearnedReward], None] | None = None,
+        accept_rollback: bool = False,
     ) -> tuple[LoggedEngine, RestoreReport]:
         """The service a (re)started process should run (see the module docstring).
 
         ``base`` builds the base engine; ``clock`` replaces its clock (and that of a loaded
-        checkpoint); the other arguments are the constructor's."""
+        checkpoint); the other arguments are the constructor's. When the journal between the
+        newest usable checkpoint and its end was purged (``meta['purged_seq']``), the logged
+        state cannot be reached: a :class:`~bandit_engine.errors.ConflictError` says so unless
+        ``accept_rollback``."""
         options: dict[str, Any] = {
             "checkpoints": checkpoints,
             "profiles_in_log": profiles_in_log,
@@ -375,6 +379,20 @@ class LoggedEngine:
                 continue
             engine, since, used = loaded, seq, str(path)
             break
+        purged = int(log.get_meta("purged_seq") or 0)
+        if purged > since:
+            message = (
+                f"the journal was purged up to seq {purged}, but the newest usable checkpoint "
+                f"covers only up to seq {since} ({used or 'none: the base model'}): starting "
+                "would silently lose what was learned in between"
+            )
+            if not accept_rollback:
+                raise ConflictError(
+                    f"{message}; restore a newer checkpoint, or start with --accept-rollback to "
+                    "accept the loss",
+                    field="journal",
+                )
+            logger.warning("%s (accepted)", message)
         service = cls(engine, log, **options)
         try:
             with log.transaction():  # one commit for every learned row the roll-forward re-derives

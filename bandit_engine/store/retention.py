@@ -32,13 +32,23 @@ class LogRetention(LogConnection):
         self._pseudonyms.pop(user_id, None)  # not even the in-memory cache keeps the raw id
         return {"profiles": n_pr, "decisions": n_de, "events": n_ev, "learned": n_le}
 
-    def purge(self, older_than_seconds: float, now: float | None = None) -> dict[str, int]:
+    def purge(
+        self,
+        older_than_seconds: float,
+        now: float | None = None,
+        *,
+        keep_after: int | None = None,
+    ) -> dict[str, int]:
         """Delete decisions (with their events and learned rows), events and admin rows older than
         ``now - older_than_seconds``.
 
-        Rows after the seq recorded under ``meta['checkpoint_seq']`` (the latest model checkpoint)
-        are kept whatever their age: a restart must still be able to replay them. Profiles are not
-        purged (they are current state, not history); :meth:`forget_user` removes them.
+        Journal entries a restart may still need are kept whatever their age: those after
+        ``keep_after`` (the seq of the *oldest* checkpoint that loads, so that falling back to it
+        still finds every entry after it); without ``keep_after``, those after the latest
+        checkpoint recorded in ``meta``, or, in a server's log with no checkpoint at all, every
+        entry of the served lineage. The highest seq deleted is recorded (``meta['purged_seq']``)
+        so that a restart from an older checkpoint can tell that it would lose learning. Profiles
+        are not purged (they are current state, not history); :meth:`forget_user` removes them.
         """
         if isinstance(older_than_seconds, bool) or not (
             isinstance(older_than_seconds, int | float)
@@ -50,10 +60,25 @@ class LogRetention(LogConnection):
             )
         t = time.time() if now is None else float(now)
         cutoff = t - float(older_than_seconds)
-        cp = self.get_meta("checkpoint_seq")
-        max_seq = int(cp) if cp is not None else 2**62
+        if keep_after is not None:
+            max_seq = int(keep_after)
+        elif (cp := self.get_meta("checkpoint_seq")) is not None:
+            max_seq = int(cp)
+        elif self.get_meta("engine_model_id") is not None:  # a server's lineage, no checkpoint
+            max_seq = int(self.get_meta("engine_base_seq") or 0)
+        else:  # not a server's log: no restart depends on it
+            max_seq = 2**62
         with self.transaction():
             c = self._conn
+            highest = max(
+                int(
+                    c.execute(
+                        f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE ts < ? AND seq <= ?",
+                        (cutoff, max_seq),
+                    ).fetchone()[0]
+                )
+                for table in ("decisions", "events", "admin")
+            )
             old = "SELECT decision_id FROM decisions WHERE ts < ? AND seq <= ?"
             n_ev = c.execute(
                 f"DELETE FROM events WHERE (decision_id IN ({old})) OR (ts < ? AND seq <= ?)",
@@ -68,4 +93,7 @@ class LogRetention(LogConnection):
             n_ad = c.execute(
                 "DELETE FROM admin WHERE ts < ? AND seq <= ?", (cutoff, max_seq)
             ).rowcount
+            before = int(self.get_meta("purged_seq") or 0)
+            if highest > before:
+                self.set_meta("purged_seq", str(highest))
         return {"decisions": n_de, "events": n_ev, "learned": n_le, "admin": n_ad}
