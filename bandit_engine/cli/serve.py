@@ -53,6 +53,18 @@ def serve_policy(
         300.0, "--checkpoint-seconds", help="...or after this many seconds with changes."
     ),
     max_body_bytes: int = typer.Option(65_536, "--max-body-bytes", help="Larger bodies get 413."),
+    max_header_bytes: int = typer.Option(
+        16_384, "--max-header-bytes", help="Request line + headers above this get 431 (or 414)."
+    ),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", help="Seconds a client has to send a request's headers."
+    ),
+    body_timeout: float = typer.Option(
+        30.0, "--body-timeout", help="Seconds a client has to send a request's body."
+    ),
+    max_connections: int = typer.Option(
+        512, "--max-connections", help="Open connections above this are answered 503 and closed."
+    ),
     max_batch: int = typer.Option(256, "--max-batch", help="Most requests per commit."),
     token_file: str | None = typer.Option(
         None, "--token-file", help="File holding the API token (else $BANDIT_API_TOKEN)."
@@ -97,6 +109,7 @@ def serve_policy(
         from ..errors import ConfigError
         from ..server import ServerSettings, load_api_token, open_server
         from ..server.auth import ROLE_ENV, Secret, generate_token_file, load_role_tokens
+        from ..server.protocol import guarded_protocol
         from ..store import load_hmac_key
 
         if blas_threads < 1:
@@ -172,7 +185,21 @@ def serve_policy(
             err=True,
         )
         loop = "uvloop" if _has("uvloop") else "asyncio"
-        http = "httptools" if _has("httptools") else "h11"
+        for name, value in (
+            ("max_header_bytes", max_header_bytes),
+            ("header_timeout", header_timeout),
+            ("body_timeout", body_timeout),
+            ("max_connections", max_connections),
+        ):
+            if not value > 0:
+                raise ConfigError.for_field(name, value, "must be > 0")
+        # limits a request meets before routing and authentication (server/protocol.py)
+        http = guarded_protocol(
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+        )
         # uvicorn turns SIGTERM / SIGINT into a graceful shutdown (stop accepting, finish the
         # requests in flight, run the lifespan's final commit and checkpoint), then raises the
         # signal again for the handler that was there before it. That handler is ours and does
