@@ -246,6 +246,12 @@ class Engine:
             raise ValidationError.for_field(
                 "candidates", candidates, "must be a list of bundle ids"
             )
+        if candidates is not None and len(set(candidates)) != len(candidates):
+            seen: set[str] = set()
+            for c in candidates:
+                if c in seen:
+                    raise ValidationError.for_field("candidates", c, "must not name a bundle twice")
+                seen.add(c)
         if self.auto_advance:
             self.advance(t)
         if profile is None:

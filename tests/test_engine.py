@@ -263,3 +263,24 @@ def test_batch_scores_match_policy_and_mask_other_cities(
     assert list(scores.index) == ["u1", "u2", "u4", "u3"]
     assert np.isnan(scores.loc["u3", "d1+c1"])  # u3 is in beijing
     assert not np.isnan(scores.loc["u1", "d2+c1"])  # u1's city is unknown: every city
+
+
+def test_a_value_whose_encoding_overflows_names_the_field_the_caller_sent() -> None:
+    from bandit_engine.demo import demo_engine
+    from bandit_engine.errors import ValidationError
+
+    engine = demo_engine(seed=0, start_time=1_700_000_000.0)
+    with pytest.raises(ValidationError) as info:  # once: "x[44] must be finite"
+        engine.decide("u", {"groupbuy": {"coupon_rate": 1e308}}, now=1_700_000_001.0)
+    assert info.value.field == "groupbuy.coupon_rate" and "1e+308" in str(info.value)
+
+
+def test_a_candidate_named_twice_is_an_error_about_candidates() -> None:
+    from bandit_engine.demo import demo_engine
+    from bandit_engine.errors import ValidationError
+
+    engine = demo_engine(seed=0, start_time=1_700_000_000.0)
+    b = engine.decide("U000001", now=1_700_000_001.0).candidates[0]
+    with pytest.raises(ValidationError) as info:  # once: "arms must not contain duplicates"
+        engine.decide("U000001", candidates=[b, b], now=1_700_000_002.0)
+    assert info.value.field == "candidates" and b in str(info.value)

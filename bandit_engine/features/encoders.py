@@ -131,6 +131,9 @@ class FittedField:
         return {}
 
 
+_TOO_LARGE = "is too large to encode (its standardized value overflows a float)"
+
+
 class _Standardized(FittedField):
     """Shared by Numeric and Recency: a float, optional log1p, standardized, missing indicator."""
 
@@ -149,8 +152,12 @@ class _Standardized(FittedField):
     def _finish(self, x: FloatArray, missing: NDArray[np.bool_], out: FloatArray, pos: int) -> None:
         if self.log:
             x = np.log1p(x)
-        z = (x - self.mean) / self.std
+        with np.errstate(over="ignore"):
+            z = (x - self.mean) / self.std
         z[missing] = 0.0
+        bad = ~np.isfinite(z)
+        if bad.any():
+            raise invalid(self.label, float(x[np.argmax(bad)]), _TOO_LARGE)
         out[:, pos] = z
         if self.indicator:
             out[:, pos + 1] = missing
@@ -172,7 +179,10 @@ class FittedNumeric(_Standardized):
             if x < 0.0:
                 raise invalid(self.label, value, "must be >= 0 (declared log=True)")
             x = float(np.log1p(x))
-        out[pos] = (x - self.mean) / self.std
+        z = (x - self.mean) / self.std
+        if z - z != 0.0:  # overflowed: the caller sent a value far outside the fitted range
+            raise invalid(self.label, value, _TOO_LARGE)
+        out[pos] = z
 
     def write_column(
         self, canon: Any, out: FloatArray, pos: int, now: float, where: RowLabel
