@@ -68,7 +68,7 @@ Standardization uses the population std over observed values; a std of 0 (or no 
 becomes 1. Hashing uses ``zlib.crc32(tag.encode("utf-8")) % hash_buckets``, which is stable
 across processes (Python's ``hash`` is salted per process).
 
-Reusable layer (for catalogs: deals, courses). :func:`fit_block` (alias ``fit_fields``) fits a
+Reusable layer (for catalogs: deals, courses). :func:`fit_block` fits a
 list of specs on one table into a :class:`FittedBlock` with ``.width``, ``.names``,
 ``.encode_one(row, out=None, offset=0, *, now=None) -> (width,)``,
 ``.encode_frame(df, *, now=None) -> (n, width)``, ``.records(df)`` and ``to_dict`` /
@@ -84,7 +84,7 @@ datetime64 columns are vectorized); keys that compare equal across types (``1``,
 from __future__ import annotations
 
 from ._values import tag_bucket
-from .encoders import FittedBlock, fit_block, fit_fields
+from .block import FittedBlock, fit_block
 from .schema import FeatureMap, ProfileSchema
 from .specs import Boolean, Categorical, FieldSpec, Numeric, Recency, Tags, spec_from_dict
 
@@ -99,7 +99,6 @@ __all__ = [
     "Recency",
     "Tags",
     "fit_block",
-    "fit_fields",
     "spec_from_dict",
     "tag_bucket",
 ]

@@ -1,7 +1,7 @@
 """Declarative field specs: what a column is and how it should be encoded.
 
 Specs are frozen dataclasses holding only hyperparameters; the statistics learned from data
-live in the fitted encoders (:mod:`bandit_engine.features.encoders`). ``to_dict`` /
+live in the fitted encoders (:mod:`bandit_engine.features.fields`). ``to_dict`` /
 ``from_dict`` round-trip through JSON; ``from_dict`` raises :class:`ValidationError` because
 its input may come from a corrupted file, while the constructors raise :class:`ConfigError`.
 """
