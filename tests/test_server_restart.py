@@ -338,8 +338,8 @@ def test_purge_keeps_what_the_oldest_usable_checkpoint_needs(model: Path, tmp_pa
         ops = script()
         run(c, clock, ops[:100])
         run_until_checkpoints(c, app, clock, ops, 100, 3)
+        learned = settled(c, app)["engine"]["n_learned"]
         c.portal.call(app.state.worker.kill)
-        learned = app.state.worker.engine.n_learned
     log.close()
     assert len(Checkpointer(s.checkpoints).list()) >= 2
     # every logged row is years old: purge all it may
@@ -350,7 +350,8 @@ def test_purge_keeps_what_the_oldest_usable_checkpoint_needs(model: Path, tmp_pa
     cps = Checkpointer(s.checkpoints).list()
     cps[0][1].write_bytes(cps[0][1].read_bytes()[:200])
     app, log = open_server(s, hmac_key=KEY, clock=clock)
-    assert app.state.worker.engine.n_learned >= learned
+    with TestClient(app) as c:
+        assert settled(c, app)["engine"]["n_learned"] == learned
     log.close()
 
 

@@ -126,30 +126,3 @@ def check_secret_strength(source: str, value: bytes) -> None:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
             field=source,
         )
-
-
-class Secret:
-    """A secret byte string that does not print itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = bytes(value)
-
-    def reveal(self) -> bytes:
-        """The secret itself (only for comparing or handing to a client the operator chose)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
-
-    def __hash__(self) -> int:
-        return hash(Secret)
-
-    def __reduce__(self) -> tuple[object, ...]:  # never pickle a secret by accident
-        raise TypeError("a Secret cannot be pickled")
