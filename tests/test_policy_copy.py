@@ -120,8 +120,8 @@ def test_shallow_copies_score_like_the_original(name: str) -> None:
     rows = np.array([9, 1, 4, 0], dtype=np.intp)
     if name != "ts-shared":  # the shared model has one row
         for other in (shallow, deep):
-            m, q = other.mean_var(x, rows, False)
-            m0, q0 = ridge.mean_var(x, rows, False)
+            m, q = other.mean_var(x, rows)
+            m0, q0 = ridge.mean_var(x, rows)
             np.testing.assert_array_equal(m, m0)
             np.testing.assert_array_equal(q, q0)
 

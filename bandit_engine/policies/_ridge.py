@@ -240,9 +240,7 @@ class RidgeRows:
             self.n_rows = n_rows
 
     # -- scoring ----------------------------------------------------------------------------
-    def mean_var(
-        self, x: FloatArray, rows: IntArray, contiguous: bool = False
-    ) -> tuple[FloatArray, FloatArray]:
+    def mean_var(self, x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
 
         ``A_r^{-1}`` is symmetric (bit for bit with the compiled update, to rounding with
@@ -264,7 +262,7 @@ class RidgeRows:
         twice as many rows as the model has); ``update`` refreshes the cached rows it changes.
         A list seen once is packed into a scratch block of the same layout, so the numbers do
         not depend on whether a block was cached (a restored model scores bit for bit like
-        the original). ``contiguous`` is accepted for compatibility and not needed.
+        the original).
         """
         blk, w, m = self._prep(x, rows)
         k = rows.shape[0]

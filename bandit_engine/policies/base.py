@@ -436,13 +436,6 @@ class BasePolicy:
         out["seed"] = self.seed
         return out
 
-    def clone(self, seed: SeedLike = None) -> BasePolicy:
-        """A fresh, untrained policy with the same hyperparameters (and ``seed`` if given)."""
-        params = self.get_params()
-        if seed is not None:
-            params["seed"] = seed
-        return type(self)(**params)
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
