@@ -22,6 +22,7 @@ from .registry import (
     register_policy,
 )
 from .thompson import LinearTS
+from .thompson_shared import SharedLinearTS
 
 __all__ = [
     "POLICIES",
@@ -33,6 +34,7 @@ __all__ = [
     "LinearTS",
     "Policy",
     "Popularity",
+    "SharedLinearTS",
     "UniformRandom",
     "make_policy",
     "policy_from_dict",

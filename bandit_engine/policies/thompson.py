@@ -1,24 +1,25 @@
-"""Linear Thompson sampling (Agrawal & Goyal, ICML 2013), disjoint or shared.
+"""Linear Thompson sampling (Agrawal & Goyal, ICML 2013), one regression per arm.
 
 The posterior of a ridge regression with design ``A`` and estimate ``theta_hat = A^{-1} b`` is
 taken as ``N(theta_hat, v^2 A^{-1})``; each decision samples from it and plays the argmax.
+:class:`LinearTS` keeps one regression per arm (its propensity is exact, by the quadrature of
+:mod:`bandit_engine.policies._ts_propensity`); :class:`~bandit_engine.policies.thompson_shared.SharedLinearTS`
+keeps one for all arms over ``outer(x, z)`` (``LinearTS(mode="shared")`` builds one).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
 from ..errors import ValidationError
 from ..records import Choice
-from ._ridge import RidgeArmsPolicy, RidgeRows
+from ._ridge import RidgeArmsPolicy
 from ._ts_propensity import prob_max_normal, prob_max_normal_numpy, ts_kernels
 from .base import (
-    TIE_RTOL,
-    ArmTable,
     FloatArray,
     SeedLike,
     check_choice,
@@ -47,24 +48,19 @@ class LinearTS(RidgeArmsPolicy):
     epsilon
         Probability of a uniformly random choice instead of the sampled argmax, in ``[0, 1]``.
     mode
-        ``"disjoint"``: one regression per arm on ``x`` (dimension ``d``), independent
-        posteriors. ``"shared"``: one regression for all arms on
-        ``phi(x, z) = vec(outer(x, z))`` (dimension ``d * p``; ``A^{-1}`` is ``(d p)^2`` floats,
-        an update costs ``O((d p)^2)``), so bundles share what they teach through their
-        features and a new bundle is scored from its features alone. There is no per-bundle
-        term: when the linear model in ``phi`` is misspecified, a bundle it under-rates is
-        corrected only slowly by its own rewards (``HybridLinUCB`` has a per-bundle part).
+        ``"disjoint"`` (this class: one regression per arm on ``x``, independent posteriors).
+        ``"shared"`` returns a :class:`~bandit_engine.policies.thompson_shared.SharedLinearTS`
+        instead (kept so that saved models and ``make_policy("lin_ts", mode=...)`` work).
     propensity_samples
-        Shared mode only: number ``M`` of posterior draws per decision (``>= 1``).
+        Used by the shared variant only (``>= 1``).
     discount, window
-        Optional forgetting, as in :class:`~bandit_engine.policies.linucb.LinUCB` (in shared
-        mode it applies to the single shared regression).
+        Optional forgetting, as in :class:`~bandit_engine.policies.linucb.LinUCB`.
     seed
         Seed or ``numpy.random.Generator``.
 
     Notes
     -----
-    *Disjoint mode.* The arms' posteriors are independent, so drawing each arm's scalar score
+    The arms' posteriors are independent, so drawing each arm's scalar score
     ``s_a ~ N(theta_hat_a . x, v^2 x' A_a^{-1} x)`` is exactly Thompson sampling and costs the
     same as LinUCB. The propensity of the chosen arm is ``P(s_a is the largest)``, computed by
     :func:`prob_max_normal` (quadrature; no extra sampling), floored at
@@ -74,25 +70,23 @@ class LinearTS(RidgeArmsPolicy):
     computes only the chosen arm's probability (``Choice.probabilities`` is ``None``);
     :meth:`probabilities` returns all of them (``k`` quadratures).
 
-    *Shared mode.* Scores are correlated (``Cov = v^2 Phi A^{-1} Phi'``), so the winning
-    probability has no cheap closed form. Each decision draws ``M`` joint samples of the ``k``
-    scores, picks one of the ``M`` uniformly and plays its argmax (ties uniformly); the
-    propensity is the share of the ``M`` samples the chosen arm won (ties split), i.e. the
-    exact probability of the choice *given the drawn samples*. IPS stays unbiased with it: the
-    draws are independent of the reward, so conditionally on them the decision is an ordinary
-    randomised policy with known probabilities, and ``E[r 1{A=a} / p(a | draws)]`` is the
-    expected reward of ``a`` whenever ``p(a | draws) > 0``. Arms that won no draw get
-    probability 0 unless ``epsilon > 0`` (then ``>= epsilon / k``), so target policies that
-    might pick them are only evaluable with epsilon mixing. The conditional distribution is
-    returned in ``Choice.probabilities``; :meth:`probabilities` returns ``None`` (no exact
-    marginal). Samples use the ``p x p`` matrix ``C = (x ⊗ I)' A^{-1} (x ⊗ I)``: with ``Z``
-    the ``(k, p)`` arm features, ``Phi A^{-1} Phi' = Z C Z'``, so ``s = mu + v Z chol(C) e``
-    has exactly the right law without a ``k x k`` (rank-deficient when ``k > p``) or
-    ``dp x dp`` factorisation.
     """
 
     name = "lin_ts"
     _param_names = ("v", "l2", "epsilon", "mode", "propensity_samples", "discount", "window")
+
+    #: The class of each other ``mode`` (filled by the subclasses as they are defined).
+    variants: ClassVar[dict[str, type[LinearTS]]] = {}
+
+    def __init_subclass__(cls, *, mode: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if mode is not None:
+            LinearTS.variants[mode] = cls
+
+    def __new__(cls, *, mode: str = "disjoint", **kwargs: Any) -> LinearTS:
+        variant = LinearTS.variants.get(mode) if cls is LinearTS else None
+        # Python then runs the variant's __init__ with the same arguments (it is a LinearTS)
+        return super().__new__(variant if variant is not None else cls)
 
     def __init__(
         self,
@@ -125,8 +119,6 @@ class LinearTS(RidgeArmsPolicy):
         return (1.0 - self.epsilon) * p + self.epsilon / k
 
     def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
-        if self.mode == "shared":
-            return self._choose_shared(x, arms, arm_features)
         x, ridge, rows = self._prepare(x, arms, arm_features)
         m, q = ridge.mean_var(x, rows)
         k = m.shape[0]
@@ -159,11 +151,8 @@ class LinearTS(RidgeArmsPolicy):
     def probabilities(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
     ) -> FloatArray | None:
-        """Disjoint mode: every arm's choice probability by quadrature (``k`` of them, so
-        ``O(k^2)`` normal CDFs; no randomness). Shared mode: ``None`` (see class notes)."""
-        if self.mode == "shared":
-            self._check_inputs(x, arms, arm_features)
-            return None
+        """Every arm's choice probability by quadrature (``k`` of them, so ``O(k^2)`` normal
+        CDFs; no randomness)."""
         x, ridge, rows = self._lookup(x, arms, arm_features)
         m, q = ridge.mean_var(x, rows)
         if not math.isfinite(float(m.sum() + q.sum())):
@@ -171,119 +160,3 @@ class LinearTS(RidgeArmsPolicy):
         sd = self._mean_sd(m, q)
         k = m.shape[0]
         return np.array([self._mix(prob_max_normal(m, sd, a), k) for a in range(k)])
-
-    # -- shared mode ------------------------------------------------------------------------
-    def _init_dims(self, d: int, p: int) -> None:
-        if self.mode == "disjoint":
-            super()._init_dims(d, p)
-            return
-        if p == 0:
-            raise ValidationError.for_field(
-                "arm_features", "0 columns", "must have >= 1 column in shared mode"
-            )
-        self.ridge_ = RidgeRows(d * p, self.l2, discount=self.discount, window=self.window)
-        self.ridge_.ensure_rows(1)
-
-    def _shared(self) -> RidgeRows:
-        ridge = self.ridge_
-        assert ridge is not None
-        return ridge
-
-    def _shared_moments(
-        self, x: FloatArray, Z: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """``(mu, theta_mat, C)`` with ``mu = Z theta_mat' x`` and ``C`` the ``p x p`` matrix
-        ``(x ⊗ I)' A^{-1} (x ⊗ I)``."""
-        ridge = self._shared()
-        d, p = x.shape[0], Z.shape[1]
-        theta_mat = ridge.theta[0].reshape(d, p)
-        mu = Z @ (x @ theta_mat)
-        # A^{-1} indexed [i, j, k, l] for features x_i z_j and x_k z_l; contract i and k with x.
-        T = (x @ ridge.A_inv[0].reshape(d, p * d * p)).reshape(p, d, p)
-        C = np.einsum("jkl,k->jl", T, x)
-        return mu, theta_mat, 0.5 * (C + C.T)
-
-    @staticmethod
-    def _sqrt_psd(C: FloatArray) -> FloatArray:
-        """A factor ``L`` with ``L L' = C`` (Cholesky, or an eigen-factor when ``C`` is
-        singular, e.g. for a zero context)."""
-        try:
-            return cast(FloatArray, np.linalg.cholesky(C))
-        except np.linalg.LinAlgError:
-            w, V = np.linalg.eigh(C)
-            return cast(FloatArray, V * np.sqrt(np.clip(w, 0.0, None)))
-
-    def _choose_shared(self, x: FloatArray, arms: Sequence[str], Z: FloatArray) -> Choice:
-        x, Z = self._check_inputs(x, arms, Z)
-        mu, _, C = self._shared_moments(x, Z)
-        if not (math.isfinite(float(mu.sum())) and math.isfinite(float(C.sum()))):
-            self._raise_nonfinite(x, Z)
-        k, M = mu.shape[0], self.propensity_samples
-        L = self._sqrt_psd(C)
-        E = self.rng_.standard_normal((L.shape[1], M))
-        S = Z @ (L @ E)
-        S *= self.v
-        S += mu[:, None]
-        best = S.max(axis=0)
-        wins = best - TIE_RTOL * np.maximum(1.0, np.abs(best)) <= S
-        share = (wins / wins.sum(axis=0)).sum(axis=1) / M
-        j = int(self.rng_.integers(M))
-        tied = np.flatnonzero(wins[:, j])
-        index = int(tied[0]) if tied.shape[0] == 1 else int(tied[self.rng_.integers(tied.shape[0])])
-        if self.epsilon > 0.0 and self.rng_.random() < self.epsilon:
-            index = int(self.rng_.integers(k))
-        probs = (1.0 - self.epsilon) * share + self.epsilon / k
-        return Choice(index, float(probs[index]), S[:, j].copy(), probs)
-
-    # -- learning and scoring ---------------------------------------------------------------
-    def update(
-        self,
-        x: FloatArray,
-        arm: str,
-        arm_features: FloatArray,
-        reward: float,
-        propensity: float = 1.0,
-    ) -> None:
-        """Add ``(x, reward)`` to the arm's regression (disjoint) or ``(phi(x, z), reward)`` to
-        the shared one. ``propensity`` is validated but unused (on-policy learning)."""
-        if self.mode == "disjoint":
-            super().update(x, arm, arm_features, reward, propensity)
-            return
-        x, z, r = self._check_update(x, arm, arm_features, reward, propensity)
-        if not np.all(np.isfinite(z)):
-            self._raise_nonfinite(x, z)
-        self._shared().update(0, np.multiply.outer(x, z).ravel(), r)
-        self.n_updates_ += 1
-
-    def score_batch(
-        self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> FloatArray:
-        """Posterior mean rewards for every row of ``X`` and arm: ``(n, k)``."""
-        if self.mode == "disjoint":
-            return super().score_batch(X, arms, arm_features)
-        X, Z = self._check_batch(X, arms, arm_features)
-        if not np.all(np.isfinite(Z)):
-            self._raise_nonfinite(X[0], Z)
-        d, p = X.shape[1], Z.shape[1]
-        theta_mat = self._shared().theta[0].reshape(d, p)
-        return cast(FloatArray, (X @ theta_mat) @ Z.T)
-
-    def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        if self.mode == "disjoint":
-            super()._set_learned_state(state)
-            return
-        arms = state.get("arms")
-        if not isinstance(arms, list | tuple):
-            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
-        table = ArmTable()
-        table.set_ids(arms)
-        ridge = None
-        d, p = self.n_features_, self.n_arm_features_
-        if d is not None:
-            if not p:
-                raise ValidationError.for_field(
-                    "state.n_arm_features", p, "must be >= 1 in shared mode"
-                )
-            ridge = RidgeRows(d * p, self.l2, discount=self.discount, window=self.window)
-            ridge.set_state(state, 1)
-        self.arms_, self.ridge_ = table, ridge
