@@ -27,7 +27,6 @@ Forgetting (at most one of the two):
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -37,9 +36,8 @@ from numpy.typing import NDArray
 from scipy.linalg import blas
 
 from ..errors import BanditError, ConfigError, ValidationError
-from ._optional import compiled_module
+from ._packed import PackedScorer, ridge_kernels
 from .base import (
-    TIE_RTOL,
     ArmTable,
     BasePolicy,
     FloatArray,
@@ -186,38 +184,15 @@ class RidgeRows:
             setattr(self, name, _with_rows(getattr(self, name), cap, fill))
 
     def _init_scoring(self) -> None:
-        """The derived scoring structures (see :meth:`mean_var`): none of it is state. The
-        packing indices are made on first use: a model that is never scored this way (shared
-        Thompson sampling, whose one row can be very wide) never pays for them."""
-        self._pk: _Packing | None = None
-        self._blocks: OrderedDict[bytes, _ScoreBlock] = OrderedDict()
-        self._block_rows = 0
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._last: tuple[IntArray, _ScoreBlock] | None = None
-        self._scratch: _ScoreBlock | None = None
-
-    def _packing(self) -> _Packing:
-        pk = self._pk
-        if pk is None:
-            pk = self._pk = _Packing(self.dim, self.precision)
-        return pk
-
-    def _empty_block(self, k: int) -> _ScoreBlock:
-        # Aligned like every block, so a scratch block computes bit for bit like a cached one.
-        d = self.dim
-        pk = self._packing()
-        tri = aligned_empty((k, pk.tri.shape[0]), pk.dtype)
-        sdiag = aligned_empty((k, d)) if self.precision == "float32" else None
-        return _ScoreBlock(tri, aligned_empty((k, d)), sdiag)
+        """The derived scoring structures (none of it is state)."""
+        self.scorer = PackedScorer(self)
 
     # -- copying ----------------------------------------------------------------------------
     # Copies (``copy.copy``, ``copy.deepcopy``, pickle) carry only the authoritative arrays and
     # rebuild the derived scoring blocks, so no copy can score with a snapshot of another's
     # numbers (the blocks are refreshed by ``update``, which only knows its own). The arrays are
     # copied afresh, 64-byte aligned (deepcopy does not preserve alignment).
-    _DERIVED: ClassVar[frozenset[str]] = frozenset(
-        {"_pk", "_blocks", "_block_rows", "_seen", "_last", "_scratch"}
-    )
+    _DERIVED: ClassVar[frozenset[str]] = frozenset({"scorer"})
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
@@ -239,243 +214,31 @@ class RidgeRows:
         if n_rows > self.n_rows:
             self.n_rows = n_rows
 
-    # -- scoring ----------------------------------------------------------------------------
+    # -- scoring (speed machinery in _packed.py) --------------------------------------------
     def mean_var(self, x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
-        """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
-
-        ``A_r^{-1}`` is symmetric (bit for bit with the compiled update, to rounding with
-        BLAS ``dger``, whose ``(i, j)`` and ``(j, i)`` products can round apart), so only its
-        upper triangle is read: the rows of a candidate list are scored from a *block*, their
-        packed upper triangles ``d (d + 1) / 2`` wide in candidate order, as one matrix-vector
-        product ``q = P w`` with ``w_ij = c_ij x_i x_j`` (``c = 1`` on the diagonal, 2 off it),
-        plus ``m = Theta x``. That reads half the bytes of the full matrices and needs no
-        gather: with 100 arms of 64 features the packed block (1.7 MB) can stay in a 2 MB L2
-        cache where the full matrices (3.3 MB) stream from L3 every decision (measured about
-        2x faster in a simulation, 3x in isolation). With ``precision="float64"`` the
-        arithmetic is float64 throughout; sums run in another order than ``A @ x`` would, so
-        results agree with the direct formula to rounding (~1e-16 relative). With
-        ``"float32"`` the block holds float32 copies (half the bytes again) and ``q`` carries
-        float32 rounding; :meth:`mean_var_bounded` bounds it. ``m`` is always float64.
-
-        Blocks are derived data, not state: a candidate list seen a second time gets a cached
-        block (least recently used first out, at most :data:`_MAX_BLOCKS` blocks and about
-        twice as many rows as the model has); ``update`` refreshes the cached rows it changes.
-        A list seen once is packed into a scratch block of the same layout, so the numbers do
-        not depend on whether a block was cached (a restored model scores bit for bit like
-        the original).
-        """
-        blk, w, m = self._prep(x, rows)
-        k = rows.shape[0]
-        if blk.sdiag is None:
-            q = blk.tri[:k] @ w
-        else:
-            q = (blk.tri[:k] @ w.astype(np.float32)).astype(np.float64)
-        # x' A^{-1} x >= 0 in exact arithmetic; clip rounding noise so sqrt stays real.
-        np.maximum(q, 0.0, out=q)
-        return m, q
-
-    def _prep(self, x: FloatArray, rows: IntArray) -> tuple[_ScoreBlock, FloatArray, FloatArray]:
-        """The block of ``rows``, the packed products ``w`` of ``x`` and the means ``m``."""
-        blk = self._block(rows)
-        return blk, self._products(x), blk.theta[: rows.shape[0]] @ x
-
-    def _products(self, x: FloatArray, out: NDArray[Any] | None = None) -> NDArray[Any]:
-        """``w_ij = c_ij x_i x_j`` over the packed upper triangle (into ``out`` if given)."""
-        pk = self._packing()
-        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
-        if kernels:
-            w = np.empty(pk.tri.shape[0]) if out is None else out
-            kernels.tri_products(x, w)
-            return w
-        w = x.take(pk.tri_i)
-        w *= x.take(pk.tri_j)
-        w *= pk.tri_c
-        if out is None:
-            return w
-        out[...] = w  # rounds like astype when out is float32
-        return out
-
-    def _err_abs_term(self, x: FloatArray) -> float:
-        # |S_ij| <= max diag S <= 2 / l2 (the prior's scale never drops below 1/2); |w| <= 2 x^2
-        big = float(np.abs(x).max())
-        return float(self._packing().err_abs * (2.0 / self.l2 + 2.0 * big * big + 1.0))
+        """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays); see
+        :meth:`PackedScorer.mean_var <bandit_engine.policies._packed.PackedScorer.mean_var>`."""
+        return self.scorer.mean_var(x, rows)
 
     def mean_var_bounded(
         self, x: FloatArray, rows: IntArray
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """:meth:`mean_var` plus ``err`` with ``|q - x' A^{-1} x| <= err`` for every row (zeros
-        in float64 mode, where ``q`` is exact to float64 rounding).
-
-        float32: ``sum_ij |S_ij w_ij| <= (sum_i sqrt(S_ii) |x_i|)^2`` for a positive
-        semi-definite ``S`` (``|S_ij| <= sqrt(S_ii S_jj)``), so the rounding of the float32
-        product is at most ``2 gamma_{n+4} (sqrt(diag S) . |x|)^2`` with ``n = d (d + 1) / 2``,
-        ``gamma_m = m 2^-24 / (1 - m 2^-24)`` (any summation order; twice the textbook bound
-        for margin), plus a term for float32 underflow far below any useful ``q``.
-        """
-        m, q = self.mean_var(x, rows)
-        k = rows.shape[0]
-        blk = self._block(rows)
-        if blk.sdiag is None:
-            return m, q, np.zeros(k)
-        err = blk.sdiag[:k] @ np.abs(x)
-        err *= err
-        err *= self._packing().err_rel
-        err += self._err_abs_term(x)
-        return m, q, err
+        """:meth:`mean_var` plus a bound on the float32 rounding of ``q`` (zeros in float64)."""
+        return self.scorer.mean_var_bounded(x, rows)
 
     def ucb_float32(self, x: FloatArray, rows: IntArray, alpha: float) -> FloatArray:
-        """LinUCB scores ``theta . x + alpha sqrt(x' A^{-1} x)`` in float32 mode: the widths
-        from the float32 block, then every arm whose exact score could reach the tie set of the
-        best one (:data:`~bandit_engine.policies.base.TIE_RTOL`) rescored in float64
-        (:meth:`exact_var`). The argmax and its ties are therefore those of the float64 scores.
-
-        A width ``q`` within ``e`` of the exact one (:meth:`mean_var_bounded`) puts the score
-        within ``h = alpha min(e / sqrt(q), sqrt(e))`` of its exact value (``sqrt`` is concave);
-        the exact best is at least ``max(score - h)``, so the arms with
-        ``score + h >= max(score - h) - TIE_RTOL max(1, |.|)`` are all that can tie with it.
-        """
-        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
-        blk = self._block(rows)
-        sdiag = blk.sdiag
-        assert sdiag is not None
-        k = rows.shape[0]
-        if kernels:
-            pk = self._packing()
-            w32 = pk.w32
-            kernels.tri_products(x, w32)
-            scores = np.empty(k)
-            kernels.ucb_float32(
-                blk.theta[:k],
-                blk.tri[:k] @ w32,
-                sdiag[:k],
-                x,
-                alpha,
-                pk.err_rel,
-                pk.err_abs,
-                1.0 / self.l2,
-                TIE_RTOL,
-                self.A_inv,
-                rows,
-                self.n_obs,
-                float(self._prior_inv[0, 0]),
-                scores,
-            )
-            return scores
-        err_abs = self._err_abs_term(x)
-        w = self._products(x)
-        m = blk.theta[:k] @ x
-        q = (blk.tri[:k] @ w.astype(np.float32)).astype(np.float64)
-        np.maximum(q, 0.0, out=q)
-        e = sdiag[:k] @ np.abs(x)
-        e *= e
-        e *= self._packing().err_rel
-        e += err_abs
-        sq = np.sqrt(q)
-        scores = sq * alpha
-        scores += m
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h = np.minimum(e / sq, np.sqrt(e))
-        h *= alpha
-        top = float((scores - h).max())
-        if not math.isfinite(top):  # a non-finite score: the caller's argmax reports it
-            return scores
-        near = np.flatnonzero(scores + h >= top - TIE_RTOL * max(1.0, abs(top)))
-        exact = self.exact_var(x, rows[near])
-        np.sqrt(exact, out=exact)
-        exact *= alpha
-        exact += m[near]
-        scores[near] = exact
-        return scores
+        """LinUCB scores with float64 argmax and ties from the float32 block (see
+        :meth:`PackedScorer.ucb_float32 <bandit_engine.policies._packed.PackedScorer.ucb_float32>`)."""
+        return self.scorer.ucb_float32(x, rows, alpha)
 
     def exact_var(self, x: FloatArray, rows: IntArray) -> FloatArray:
-        """``x' A_r^{-1} x`` in float64 from the full matrices, for a few rows (the arms a
-        float32 score cannot rule out). Rows never updated hold the prior ``I / l2``."""
-        out = np.empty(rows.shape[0])
-        n_obs, A_inv = self.n_obs, self.A_inv
-        prior = -1.0
-        for i, r in enumerate(rows.tolist()):
-            if n_obs[r] == 0:
-                if prior < 0.0:
-                    prior = float(x @ x) * float(self._prior_inv[0, 0])
-                out[i] = prior
-            else:
-                out[i] = max(float((A_inv[r] @ x) @ x), 0.0)
-        return out
+        """``x' A_r^{-1} x`` in float64 from the full matrices, for a few rows."""
+        return self.scorer.exact_var(x, rows)
 
-    def _block(self, rows: IntArray) -> _ScoreBlock:
-        """The scoring block of ``rows`` (cached, or the scratch block filled now)."""
-        last = self._last
-        # Identity is enough for the read-only row arrays ArmTable hands out for a recurring
-        # candidate tuple; a writeable array could have changed since, so it is looked up.
-        if last is not None and last[0] is rows and not rows.flags.writeable:
-            return last[1]
-        key = rows.tobytes()
-        blk = self._blocks.get(key)
-        if blk is not None:
-            self._blocks.move_to_end(key)
-        elif key in self._seen:
-            del self._seen[key]
-            blk = self._empty_block(rows.shape[0])
-            for i, r in enumerate(rows.tolist()):
-                blk.where.setdefault(r, []).append(i)
-            self._fill(blk, rows)
-            self._admit(key, blk)
-        else:
-            self._seen[key] = None
-            if len(self._seen) > _MAX_SEEN:
-                self._seen.popitem(last=False)
-            k = rows.shape[0]
-            scratch = self._scratch
-            if scratch is None or scratch.tri.shape[0] < k:
-                size = k if scratch is None else max(k, 2 * scratch.tri.shape[0])
-                scratch = self._scratch = self._empty_block(size)
-            self._fill(scratch, rows)
-            return scratch
-        self._last = (rows, blk)
-        return blk
-
-    def _fill(self, blk: _ScoreBlock, rows: IntArray, start: int = 0) -> None:
-        """Pack ``A_inv[rows]`` and ``theta[rows]`` into block rows ``start ..``."""
-        flat = self.A_inv.reshape(self.A_inv.shape[0], -1)
-        stop = start + rows.shape[0]
-        pk = self._packing()
-        kernels = _KERNELS if _KERNELS is not None else _load_kernels()
-        if kernels:
-            sdiag = blk.sdiag if blk.sdiag is not None else _NO_ROWS_2D
-            kernels.pack_rows(
-                flat, self.theta, rows, pk.tri, pk.diag_flat, blk.tri, blk.theta, sdiag, start
-            )
-            return
-        tri, dst = pk.tri, blk.tri
-        for i, r in enumerate(rows.tolist(), start):
-            dst[i] = flat[r][tri]
-        if blk.sdiag is not None:
-            sd = blk.sdiag[start:stop]
-            sd[...] = flat[rows[:, None], pk.diag_flat]
-            np.sqrt(np.maximum(sd, 0.0, out=sd), out=sd)
-        np.take(self.theta, rows, axis=0, out=blk.theta[start:stop])
-
-    def _admit(self, key: bytes, blk: _ScoreBlock) -> None:
-        self._blocks[key] = blk
-        self._block_rows += blk.tri.shape[0]
-        limit = 2 * self.n_rows + _SPARE_BLOCK_ROWS
-        while len(self._blocks) > 1 and (
-            len(self._blocks) > _MAX_BLOCKS or self._block_rows > limit
-        ):
-            _, old = self._blocks.popitem(last=False)
-            self._block_rows -= old.tri.shape[0]
-            if self._last is not None and self._last[1] is old:
-                self._last = None
-
-    def _refresh(self, row: int) -> None:
-        """Copy ``row``'s new numbers into every cached block that holds it."""
-        one = self._packing().one
-        one[0] = row
-        for blk in self._blocks.values():
-            pos = blk.where.get(row)
-            if pos is not None:
-                for i in pos:
-                    self._fill(blk, one, i)
+    @property
+    def prior_inv(self) -> FloatArray:
+        """``I / l2``: the inverse design of a row never updated."""
+        return self._prior_inv
 
     def means(self, X: FloatArray, rows: IntArray) -> FloatArray:
         """``X @ theta[rows].T``: ``(n, k)`` estimated means."""
@@ -491,14 +254,13 @@ class RidgeRows:
         elif self.window is not None:
             self._update_windowed(row, Ai, b, x, reward)
         else:
-            kernels = _KERNELS if _KERNELS is not None else _load_kernels()
-            if kernels:
+            kernels = ridge_kernels()
+            if kernels is not None:
                 # compiled: the same update in one pass with fewer calls (rounding aside)
                 if not kernels.rank1_learn(Ai, b, self.theta[row], x, reward):
                     raise _bad_x(x)
                 self.n_obs[row] += 1
-                if self._blocks:
-                    self._refresh(row)
+                self.scorer.refresh(row)
                 return
             u = Ai @ x
             den = 1.0 + float(x @ u)
@@ -508,8 +270,7 @@ class RidgeRows:
             _daxpy(x, b, a=reward)
         np.matmul(Ai, b, out=self.theta[row])
         self.n_obs[row] += 1
-        if self._blocks:
-            self._refresh(row)
+        self.scorer.refresh(row)
 
     def _update_discounted(
         self, row: int, Ai: FloatArray, b: FloatArray, x: FloatArray, reward: float
@@ -622,79 +383,6 @@ class RidgeRows:
         self.n_rows = n
         self._resize(n + 1)  # the spare prior row
         self._init_scoring()  # no block may outlive the numbers it copied
-
-
-_NO_ROWS_2D: FloatArray = np.empty((0, 0))
-
-# The compiled helpers (:mod:`._ridge_numba`): None until first needed, then the module or False.
-_KERNELS: Any = None
-
-
-def _load_kernels() -> Any:
-    global _KERNELS
-    _KERNELS = compiled_module("_ridge_numba") or False
-    return _KERNELS
-
-
-#: Cached scoring blocks per RidgeRows, and candidate lists remembered as seen once.
-_MAX_BLOCKS = 32
-_MAX_SEEN = 256
-#: Cached blocks may hold ``2 * n_rows + _SPARE_BLOCK_ROWS`` rows in all.
-_SPARE_BLOCK_ROWS = 256
-
-
-class _Packing:
-    """Index arrays and constants of the packed upper triangle of a ``d x d`` matrix."""
-
-    __slots__ = (
-        "diag_flat",
-        "dtype",
-        "err_abs",
-        "err_rel",
-        "one",
-        "tri",
-        "tri_c",
-        "tri_i",
-        "tri_j",
-        "w32",
-    )
-
-    def __init__(self, d: int, precision: str) -> None:
-        iu, ju = np.triu_indices(d)
-        self.tri: IntArray = (iu * d + ju).astype(np.intp)  # packed entry -> A_inv[row].flat
-        self.tri_i: IntArray = iu.astype(np.intp)
-        self.tri_j: IntArray = ju.astype(np.intp)
-        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j
-        self.tri_c: FloatArray = np.where(iu == ju, 1.0, 2.0)
-        self.diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
-        self.dtype: type = np.float32 if precision == "float32" else np.float64
-        n = self.tri.shape[0]
-        # float32 error bound (see RidgeRows.mean_var_bounded): any summation order of the n
-        # products, with the rounding of S and w to float32, errs by at most
-        # gamma_{n+4} * sum |S_t w_t| (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for
-        # margin; plus a term for float32 underflow.
-        u32 = math.ldexp(1.0, -24)
-        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
-        self.err_rel = 2.0 * gamma
-        self.err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
-        self.one: IntArray = np.zeros(1, dtype=np.intp)  # the row RidgeRows._refresh packs
-        size = n if precision == "float32" else 0
-        self.w32: NDArray[np.float32] = aligned_empty((size,), np.float32)  # products, float32
-
-
-class _ScoreBlock:
-    """Packed upper triangles (``tri``, float64 or float32) and estimates (``theta``) of some
-    rows of a :class:`RidgeRows`, in the order of one candidate list; in float32 mode also
-    ``sdiag = sqrt(diag A^{-1})`` for the error bound. ``where`` maps a row to its positions
-    (several only for the shared prior row)."""
-
-    __slots__ = ("sdiag", "theta", "tri", "where")
-
-    def __init__(self, tri: NDArray[Any], theta: FloatArray, sdiag: FloatArray | None) -> None:
-        self.tri = tri
-        self.theta = theta
-        self.sdiag = sdiag
-        self.where: dict[int, list[int]] = {}
 
 
 def _with_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> NDArray[Any]:
