@@ -44,7 +44,8 @@ import pandas as pd  # noqa: E402
 from bandit_engine.catalog import Catalog, EligibilityRules  # noqa: E402
 from bandit_engine.engine import Engine  # noqa: E402
 from bandit_engine.features import Categorical, Numeric, ProfileSchema, Tags  # noqa: E402
-from bandit_engine.policies import _ts_propensity as quadrature  # noqa: E402
+from bandit_engine.policies import thompson  # noqa: E402
+from bandit_engine.policies._kernels import kernels  # noqa: E402
 from bandit_engine.policies.linucb import LinUCB  # noqa: E402
 from bandit_engine.policies.thompson import LinearTS  # noqa: E402
 from bandit_engine.rewards import RewardSpec  # noqa: E402
@@ -526,8 +527,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with _one_blas_thread() as blas_note:
         # Compile (or load the cached) numba kernel of the TS propensity outside the timings.
-        quadrature.prob_max_normal(np.zeros(3), np.ones(3), 0)
-        kernel = quadrature.ts_kernels() is not None
+        thompson.prob_max_normal(np.zeros(3), np.ones(3), 0)
+        kernel = kernels.compiled
         load_before = os.getloadavg()
         print(
             f"bandit-engine bench_engine: python {platform.python_version()}, numpy "
@@ -577,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: run_policy(wl, rounds, lambda: LinearTS(v=TS_V, l2=L2, seed=args.seed)),
         )
         if kernel:
-            saved, quadrature._KERNEL = quadrature._KERNEL, False
+            kernels.load(numba=False)
             try:
                 repeated(
                     "loop",
@@ -586,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: run_policy(wl, rounds, lambda: LinearTS(v=TS_V, l2=L2, seed=args.seed)),
                 )
             finally:
-                quadrature._KERNEL = saved
+                kernels.load()
         refs = {"numpy": ref.rate}
         peers = not args.no_peers
         if peers:

@@ -8,6 +8,13 @@ from conftest import prob_max_reference
 from scipy.special import ndtr
 
 from bandit_engine.errors import ConfigError, ValidationError
+from bandit_engine.policies import (
+    DisjointLinearTS,
+    SharedLinearTS,
+    make_policy,
+    policy_from_dict,
+    policy_to_dict,
+)
 from bandit_engine.policies.linucb import LinUCB
 from bandit_engine.policies.thompson import PROPENSITY_FLOOR, LinearTS, prob_max_normal
 
@@ -190,3 +197,16 @@ def test_input_errors() -> None:
     Zbad[1, 2] = np.nan
     with pytest.raises(ValidationError, match=r"arm_features\[1, 2\] must be finite"):
         shared.choose(np.ones(D), ["a", "b"], Zbad)
+
+
+def test_mode_builds_one_of_two_classes_and_survives_a_round_trip() -> None:
+    for mode, cls in (("disjoint", DisjointLinearTS), ("shared", SharedLinearTS)):
+        pol = make_policy("lin_ts", v=0.5, mode=mode, propensity_samples=30, seed=0)
+        assert type(pol) is cls and isinstance(pol, LinearTS) and pol.name == "lin_ts"
+        assert pol.get_params()["mode"] == mode
+        x, Z = np.ones(D), np.eye(3, P)
+        c = pol.choose(x, ["a", "b", "c"], Z)
+        pol.update(x, "abc"[c.index], Z[c.index], 1.0)
+        assert type(policy_from_dict(policy_to_dict(pol))) is cls
+    with pytest.raises(ConfigError, match="mode must be 'disjoint' for DisjointLinearTS"):
+        DisjointLinearTS(mode="shared")

@@ -1,16 +1,16 @@
-"""``RidgeRows.mean_var`` returns the same numbers on each of its row-layout paths."""
+"""``PackedRows.mean_var`` returns the same numbers on each of its row-layout paths."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bandit_engine.policies._ridge import RidgeRows
+from bandit_engine.policies._packed import PackedRows
 
 
-def _trained(n_rows: int, d: int) -> RidgeRows:
+def _trained(n_rows: int, d: int) -> PackedRows:
     rng = np.random.default_rng(0)
-    ridge = RidgeRows(d, 1.0)
+    ridge = PackedRows(d, 1.0)
     ridge.ensure_rows(n_rows)
     for _ in range(5 * n_rows):
         ridge.update(int(rng.integers(n_rows)), rng.normal(size=d), float(rng.normal()))

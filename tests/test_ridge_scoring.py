@@ -1,4 +1,4 @@
-"""Packed scoring blocks of ``RidgeRows``, LinUCB's float32 precision, and the compiled helpers.
+"""Packed scoring blocks of ``PackedRows``, LinUCB's float32 precision, and the compiled helpers.
 
 Exactness claims tested here: packed float64 scores equal the direct formula to rounding and
 do not depend on whether a block was cached; float32 widths stay within their stated error
@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 from bandit_engine.errors import ConfigError
-from bandit_engine.policies import _packed
-from bandit_engine.policies._packed import _MAX_BLOCKS
-from bandit_engine.policies._ridge import RidgeRows
-from bandit_engine.policies.base import ArmTable
+from bandit_engine.policies._arms import ArmTable
+from bandit_engine.policies._kernels import kernels as loaded_kernels
+from bandit_engine.policies._packed import MAX_BLOCKS, SPARE_BLOCK_ROWS, PackedRows
 from bandit_engine.policies.linucb import LinUCB
 from bandit_engine.policies.registry import policy_from_dict, policy_to_dict
 
@@ -27,24 +26,25 @@ from bandit_engine.policies.registry import policy_from_dict, policy_to_dict
 def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run a test with the compiled helpers (when numba is installed) and without."""
     if request.param == "numpy":
-        monkeypatch.setattr(_packed, "_KERNELS", False)
+        loaded_kernels.load(numba=False)
     else:
         pytest.importorskip("numba")
         monkeypatch.delenv("BANDIT_ENGINE_NO_NUMBA", raising=False)
-        monkeypatch.setattr(_packed, "_KERNELS", None)
+        loaded_kernels.reset()
     yield request.param
+    loaded_kernels.reset()  # the next user decides afresh (from the environment)
 
 
-def _trained(n_rows: int, d: int, precision: str = "float64", seed: int = 0) -> RidgeRows:
+def _trained(n_rows: int, d: int, precision: str = "float64", seed: int = 0) -> PackedRows:
     rng = np.random.default_rng(seed)
-    ridge = RidgeRows(d, 0.7, precision=precision)
+    ridge = PackedRows(d, 0.7, precision=precision)
     ridge.ensure_rows(n_rows)
     for _ in range(6 * n_rows):
         ridge.update(int(rng.integers(n_rows)), rng.normal(size=d), float(rng.normal()))
     return ridge
 
 
-def _direct(ridge: RidgeRows, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _direct(ridge: PackedRows, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ridge.theta[rows] @ x, np.einsum("kij,i,j->k", ridge.A_inv[rows], x, x)
 
 
@@ -68,7 +68,7 @@ def test_packed_scores_match_the_direct_formula_before_and_after_updates(kernels
         np.testing.assert_allclose(q, want_q, rtol=1e-12, atol=1e-12)
         # learning in a row of the cached block refreshes it (stale copies would fail above)
         ridge.update(int(rows[step % rows.shape[0]]), rng.normal(size=d), 1.0)
-    assert len(ridge.scorer._blocks) == 1
+    assert len(ridge._blocks) == 1
 
 
 def test_scores_do_not_depend_on_block_caching(kernels: str) -> None:
@@ -79,11 +79,11 @@ def test_scores_do_not_depend_on_block_caching(kernels: str) -> None:
     rows = _ro([4, 8, 15, 16, 23, 29])
     x = np.random.default_rng(4).normal(size=d)
     first = ridge.mean_var(x, rows)
-    assert not ridge.scorer._blocks
+    assert not ridge._blocks
     second = ridge.mean_var(x, rows)  # admitted on the second sight
     third = ridge.mean_var(x, rows)  # from the cached block
-    assert len(ridge.scorer._blocks) == 1
-    restored = RidgeRows(d, 0.7)
+    assert len(ridge._blocks) == 1
+    restored = PackedRows(d, 0.7)
     restored.set_state(ridge.get_state(), ridge.n_rows)
     again = restored.mean_var(x, rows)
     for other in (second, third, again):
@@ -114,9 +114,9 @@ def test_block_cache_is_bounded_and_stays_correct(kernels: str) -> None:
     for _ in range(2):  # every list twice: each is admitted, older ones evicted
         for rows in lists:
             ridge.mean_var(x, rows)
-    assert len(ridge.scorer._blocks) <= _MAX_BLOCKS
-    assert ridge.scorer._block_rows <= 2 * ridge.n_rows + _packed._SPARE_BLOCK_ROWS
-    assert ridge.scorer._block_rows == sum(b.tri.shape[0] for b in ridge.scorer._blocks.values())
+    assert len(ridge._blocks) <= MAX_BLOCKS
+    assert ridge._block_rows <= 2 * ridge.n_rows + SPARE_BLOCK_ROWS
+    assert ridge._block_rows == sum(b.tri.shape[0] for b in ridge._blocks.values())
     for rows in lists[::7]:
         ridge.update(int(rows[0]), rng.normal(size=d), 0.5)
         m, q = ridge.mean_var(x, rows)
@@ -250,7 +250,7 @@ def test_compiled_helpers_match_numpy() -> None:
     kernels = pytest.importorskip("bandit_engine.policies._ridge_numba")
     rng = np.random.default_rng(12)
     for d in (1, 2, 5, 64):
-        pk = RidgeRows(d, 1.0).scorer.packing()
+        pk = PackedRows(d, 1.0).packing()
         x = rng.normal(size=d) * 10.0
         w = x.take(pk.tri_i) * x.take(pk.tri_j) * pk.tri_c
         for dtype in (np.float64, np.float32):
@@ -282,11 +282,14 @@ def test_compiled_helpers_match_numpy() -> None:
 def test_learning_with_and_without_kernels_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba")
     states = []
-    for flag in (None, False):
-        monkeypatch.setattr(_packed, "_KERNELS", flag)
-        monkeypatch.delenv("BANDIT_ENGINE_NO_NUMBA", raising=False)
-        ridge = _trained(10, 6, seed=4)
-        states.append(ridge.get_state())
+    monkeypatch.delenv("BANDIT_ENGINE_NO_NUMBA", raising=False)
+    try:
+        for numba in (True, False):
+            loaded_kernels.load(numba=numba)
+            ridge = _trained(10, 6, seed=4)
+            states.append(ridge.get_state())
+    finally:
+        loaded_kernels.reset()
     for key in ("A_inv", "b", "theta"):
         np.testing.assert_allclose(states[0][key], states[1][key], rtol=1e-9, atol=1e-12)
 
@@ -325,4 +328,5 @@ def test_shared_thompson_sampling_builds_no_packing() -> None:
         x = rng.normal(size=6)
         c = pol.choose(x, ["a", "b", "c", "d"], Z)
         pol.update(x, "abcd"[c.index], Z[c.index], 1.0)
-    assert pol.ridge_ is not None and pol.ridge_.scorer._pk is None
+    assert pol.ridge_ is not None and getattr(pol.ridge_, "_pk", None) is None
+    assert not isinstance(pol.ridge_, PackedRows)

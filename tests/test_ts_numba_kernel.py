@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from bandit_engine.policies import _ts_propensity as quadrature
-from bandit_engine.policies.thompson import LinearTS, prob_max_normal_numpy
+from bandit_engine.policies import thompson
+from bandit_engine.policies._kernels import kernels
+from bandit_engine.policies._ts_propensity import prob_max_normal_numpy
+from bandit_engine.policies.thompson import LinearTS
 
 kernel_mod = pytest.importorskip("bandit_engine.policies._ts_numba")
 
 
 @pytest.fixture(autouse=True)
-def _kernel_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+def _kernel_enabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """These tests are about the kernel: load it even if the caller set the opt-out variable."""
     monkeypatch.delenv("BANDIT_ENGINE_NO_NUMBA", raising=False)
-    monkeypatch.setattr(quadrature, "_KERNEL", None)
+    kernels.reset()
+    yield
+    kernels.reset()  # the next user decides afresh (from the environment)
 
 
 def _kernel(mu: np.ndarray, sd: np.ndarray, a: int) -> float:
-    loaded = quadrature._load_kernel()
-    assert loaded, "numba is installed, so the kernel must load"
-    fn, args, _, _ = loaded
-    return float(fn(mu, sd, a, *args))
+    kernels.load()
+    assert kernels.compiled, "numba is installed, so the kernel must load"
+    return kernels.prob_max_normal(mu, sd, a)
 
 
 def test_phi_table_accuracy() -> None:
@@ -58,11 +63,11 @@ def test_kernel_agrees_with_numpy_on_random_states() -> None:
 
 
 def test_environment_variable_selects_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quadrature, "_KERNEL", None)
+    kernels.reset()
     monkeypatch.setenv("BANDIT_ENGINE_NO_NUMBA", "1")
     mu, sd = np.array([0.0, 0.2, -0.1, 0.4]), np.array([1.0, 0.7, 1.3, 0.2])
-    assert quadrature.prob_max_normal(mu, sd, 1) == prob_max_normal_numpy(mu, sd, 1)
-    assert quadrature._KERNEL is False
+    assert thompson.prob_max_normal(mu, sd, 1) == prob_max_normal_numpy(mu, sd, 1)
+    assert kernels.compiled is False
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.2])
@@ -77,7 +82,7 @@ def test_policy_propensities_match_between_implementations(
     X = rng.normal(size=(300, 5))
     runs = []
     for flag in (None, "1"):
-        monkeypatch.setattr(quadrature, "_KERNEL", None)
+        kernels.reset()
         if flag:
             monkeypatch.setenv("BANDIT_ENGINE_NO_NUMBA", flag)
         pol = LinearTS(v=0.3, epsilon=epsilon, seed=1)

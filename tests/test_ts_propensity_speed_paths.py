@@ -18,8 +18,9 @@ from conftest import prob_max_reference
 from scipy import integrate
 from scipy.special import ndtr
 
-from bandit_engine.policies import _ts_propensity as quadrature
-from bandit_engine.policies.thompson import prob_max_normal, prob_max_normal_numpy
+from bandit_engine.policies import _ts_propensity as propensity
+from bandit_engine.policies._ts_propensity import prob_max_normal_numpy
+from bandit_engine.policies.thompson import prob_max_normal
 
 # The numpy implementation, and prob_max_normal as shipped (the compiled kernel when numba is
 # installed, else numpy again). Tests that spy on internals use the numpy one.
@@ -31,26 +32,26 @@ IMPLEMENTATIONS = pytest.mark.parametrize(
 def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record the panel range of every quadrature pass."""
     calls: list[tuple[int, int]] = []
-    original = quadrature._integrate
+    original = propensity._integrate
 
     def spy(u: np.ndarray, r: np.ndarray, p0: int, p1: int) -> object:
         calls.append((p0, p1))
         return original(u, r, p0, p1)
 
-    monkeypatch.setattr(quadrature, "_integrate", spy)
+    monkeypatch.setattr(propensity, "_integrate", spy)
     return calls
 
 
 def _count_ndtr_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record how many competitor rows each ``Phi`` evaluation covers."""
     rows: list[int] = []
-    original = quadrature.ndtr
+    original = propensity.ndtr
 
     def spy(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         rows.append(x.shape[0])
         return original(x, out=out)
 
-    monkeypatch.setattr(quadrature, "ndtr", spy)
+    monkeypatch.setattr(propensity, "ndtr", spy)
     return rows
 
 
@@ -74,7 +75,7 @@ def test_tail_bound_exceeds_the_true_tail(us: list[float], rs: list[float]) -> N
     for z in np.linspace(-6.0, 8.0, 29):
         for side in (-1.0, 1.0):
             edge, inner = z, z - side * gap
-            bound, rate = quadrature._tail(g(edge), g(inner), gap)
+            bound, rate = propensity._tail(g(edge), g(inner), gap)
             lo, hi = (-np.inf, edge) if side < 0 else (edge, np.inf)
             true = integrate.quad(g, lo, hi, epsabs=0.0, epsrel=1e-10, limit=200)[0]
             if math.isfinite(bound):
@@ -128,7 +129,7 @@ def test_random_states_match_reference_on_both_paths(impl: Callable[..., float])
         sd = np.exp(rng.normal(0.0, 0.8, 12))
         for a in rng.choice(12, size=2, replace=False):
             r = sd / sd[a]
-            if np.any(np.delete(r, a) < quadrature._NARROW):
+            if np.any(np.delete(r, a) < propensity._NARROW):
                 narrow_seen += 1
             else:
                 wide_seen += 1
@@ -168,7 +169,7 @@ def test_competitor_reaching_into_the_range_is_kept(monkeypatch: pytest.MonkeyPa
     # reach ends half an sd inside it must still be evaluated.
     rows = _count_ndtr_rows(monkeypatch)
     # Arm 1 sets the guessed lower end max(-9, 0.3 - 4) = -3.7, i.e. the panel edge -5.
-    z_lo = float(quadrature._EDGES[int((0.3 - 4.0 + 9.0) // 2.0)])
+    z_lo = float(propensity._EDGES[int((0.3 - 4.0 + 9.0) // 2.0)])
     mu = np.array([0.0, 0.3, z_lo + 0.5 - 6.5])
     sd = np.ones(3)
     prob_max_normal_numpy(mu, sd, 0)

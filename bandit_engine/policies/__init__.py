@@ -1,7 +1,8 @@
 """Policies: every one implements :class:`~bandit_engine.policies.base.Policy`.
 
 Contextual: :class:`LinUCB` (disjoint), :class:`HybridLinUCB` (shared user x bundle part plus a
-per-bundle part), :class:`LinearTS` (linear Thompson sampling, disjoint or shared). Control
+per-bundle part), :class:`LinearTS` (linear Thompson sampling: :class:`DisjointLinearTS` or
+:class:`SharedLinearTS` by ``mode``). Control
 groups: :class:`UniformRandom`, :class:`EpsilonGreedy`, :class:`Popularity`,
 :class:`FixedRule`. Build any of them by name with :func:`make_policy`; the Vowpal Wabbit
 back-end is registered lazily and imported only when asked for.
@@ -21,12 +22,12 @@ from .registry import (
     policy_to_dict,
     register_policy,
 )
-from .thompson import LinearTS
-from .thompson_shared import SharedLinearTS
+from .thompson import DisjointLinearTS, LinearTS, SharedLinearTS
 
 __all__ = [
     "POLICIES",
     "BasePolicy",
+    "DisjointLinearTS",
     "EpsilonGreedy",
     "FixedRule",
     "HybridLinUCB",

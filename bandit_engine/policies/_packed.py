@@ -1,145 +1,99 @@
-"""Speed machinery of :class:`~bandit_engine.policies._ridge.RidgeRows`: scoring a candidate list
-from one packed block, with an LRU cache of blocks and float32 bounds.
+"""Packed scoring of candidate lists from a :class:`~bandit_engine.policies._ridge.RidgeRows`.
 
-Nothing here is state: a :class:`PackedScorer` is derived from the regression's arrays, rebuilt
-on copy and load, and told of every changed row through :meth:`PackedScorer.refresh`. The numbers
-are those of ``theta_r . x`` and ``x' A_r^{-1} x`` (see :meth:`PackedScorer.mean_var`).
+:class:`PackedRows` is a :class:`~bandit_engine.policies._ridge.RidgeRows` that scores ``k`` arms
+as one matrix-vector product over the packed upper triangles of their ``A^{-1}``, kept per
+candidate list in a derived block (:meth:`PackedRows.mean_var`), instead of ``k`` small products;
+optionally from float32 copies with a rigorous bound on their rounding
+(:meth:`PackedRows.mean_var_bounded`). The blocks are a cache, never state: they are refreshed
+in exactly one place, the statistics' change hook (:meth:`PackedRows._changed`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._optional import compiled_module
-from .base import TIE_RTOL, FloatArray, IntArray, aligned_empty
+from ._arrays import FloatArray, IntArray, aligned_empty
+from ._kernels import kernels, tri_index
+from ._ridge import RidgeRows
 
-__all__ = ["PackedScorer", "Rows", "ridge_kernels"]
+__all__ = ["MAX_BLOCKS", "PRECISIONS", "SPARE_BLOCK_ROWS", "PackedRows", "Packing", "ScoreBlock"]
 
+#: Scoring precisions of :class:`PackedRows` (the learned state is float64 in both).
+PRECISIONS = ("float64", "float32")
 
-class Rows(Protocol):
-    """What the scorer reads of the regression."""
-
-    dim: int
-    l2: float
-    precision: str
-    n_rows: int
-    A_inv: FloatArray
-    theta: FloatArray
-    n_obs: NDArray[np.int64]
-
-    @property
-    def prior_inv(self) -> FloatArray: ...
-
-
-# The compiled helpers (:mod:`._ridge_numba`): None until first needed, then the module or False.
-_KERNELS: Any = None
-
-
-def ridge_kernels() -> Any:
-    """The compiled ridge helpers when numba is installed and not switched off
-    (``BANDIT_ENGINE_NO_NUMBA``), else ``None``: callers then use the numpy twins."""
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = compiled_module("_ridge_numba") or False
-    return _KERNELS or None
-
-
-_NO_ROWS_2D: FloatArray = np.empty((0, 0))
-
-#: Cached scoring blocks per RidgeRows, and candidate lists remembered as seen once.
-_MAX_BLOCKS = 32
+#: Cached scoring blocks per PackedRows, and candidate lists remembered as seen once.
+MAX_BLOCKS = 32
 _MAX_SEEN = 256
-#: Cached blocks may hold ``2 * n_rows + _SPARE_BLOCK_ROWS`` rows in all.
-_SPARE_BLOCK_ROWS = 256
+#: Cached blocks may hold ``2 * n_rows + SPARE_BLOCK_ROWS`` rows in all.
+SPARE_BLOCK_ROWS = 256
 
 
-class _Packing:
-    """Index arrays and constants of the packed upper triangle of a ``d x d`` matrix."""
+class PackedRows(RidgeRows):
+    """:class:`~bandit_engine.policies._ridge.RidgeRows` with packed, cached scoring blocks.
 
-    __slots__ = (
-        "diag_flat",
-        "dtype",
-        "err_abs",
-        "err_rel",
-        "one",
-        "tri",
-        "tri_c",
-        "tri_i",
-        "tri_j",
-        "w32",
+    ``precision`` (:data:`PRECISIONS`) is the precision of the block copies; the statistics
+    stay float64.
+    """
+
+    _DERIVED: ClassVar[frozenset[str]] = frozenset(
+        {"_pk", "_blocks", "_block_rows", "_seen", "_last", "_scratch"}
     )
 
-    def __init__(self, d: int, precision: str) -> None:
-        iu, ju = np.triu_indices(d)
-        self.tri: IntArray = (iu * d + ju).astype(np.intp)  # packed entry -> A_inv[row].flat
-        self.tri_i: IntArray = iu.astype(np.intp)
-        self.tri_j: IntArray = ju.astype(np.intp)
-        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j
-        self.tri_c: FloatArray = np.where(iu == ju, 1.0, 2.0)
-        self.diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
-        self.dtype: type = np.float32 if precision == "float32" else np.float64
-        n = self.tri.shape[0]
-        # float32 error bound (see RidgeRows.mean_var_bounded): any summation order of the n
-        # products, with the rounding of S and w to float32, errs by at most
-        # gamma_{n+4} * sum |S_t w_t| (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for
-        # margin; plus a term for float32 underflow.
-        u32 = math.ldexp(1.0, -24)
-        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
-        self.err_rel = 2.0 * gamma
-        self.err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
-        self.one: IntArray = np.zeros(1, dtype=np.intp)  # the row RidgeRows._refresh packs
-        size = n if precision == "float32" else 0
-        self.w32: NDArray[np.float32] = aligned_empty((size,), np.float32)  # products, float32
+    def __init__(
+        self,
+        dim: int,
+        l2: float,
+        *,
+        discount: float | None = None,
+        window: int | None = None,
+        precision: str = "float64",
+    ) -> None:
+        if precision not in PRECISIONS:  # pragma: no cover - policies check
+            raise ValueError(f"precision must be one of {PRECISIONS}")
+        self.precision = precision
+        super().__init__(dim, l2, discount=discount, window=window)
+        self._init_scoring()
 
+    def _changed(self, row: int | None) -> None:
+        """Copy ``row``'s new numbers into every cached block that holds it; ``None``: drop
+        every block (after ``set_state``, or rebuild them empty in a copy)."""
+        if row is None:
+            self._init_scoring()
+        elif self._blocks:
+            self._refresh(row)
 
-class _ScoreBlock:
-    """Packed upper triangles (``tri``, float64 or float32) and estimates (``theta``) of some
-    rows of a :class:`RidgeRows`, in the order of one candidate list; in float32 mode also
-    ``sdiag = sqrt(diag A^{-1})`` for the error bound. ``where`` maps a row to its positions
-    (several only for the shared prior row)."""
-
-    __slots__ = ("sdiag", "theta", "tri", "where")
-
-    def __init__(self, tri: NDArray[Any], theta: FloatArray, sdiag: FloatArray | None) -> None:
-        self.tri = tri
-        self.theta = theta
-        self.sdiag = sdiag
-        self.where: dict[int, list[int]] = {}
-
-
-class PackedScorer:
-    """Scores rows of a regression from packed per-candidate-list blocks (see :meth:`mean_var`)."""
-
-    def __init__(self, rows: Rows) -> None:
-        self.rows = rows
-        # The packing indices are made on first use: a model that is never scored this way
-        # (shared Thompson sampling, whose one row can be very wide) never pays for them.
-        self._pk: _Packing | None = None
-        self._blocks: OrderedDict[bytes, _ScoreBlock] = OrderedDict()
+    def _init_scoring(self) -> None:
+        """The derived scoring structures (see :meth:`mean_var`): none of it is state. The
+        packing indices are made on first use: a model that is never scored this way (shared
+        Thompson sampling, whose one row can be very wide) never pays for them."""
+        self._pk: Packing | None = None
+        self._blocks: OrderedDict[bytes, ScoreBlock] = OrderedDict()
         self._block_rows = 0
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._last: tuple[IntArray, _ScoreBlock] | None = None
-        self._scratch: _ScoreBlock | None = None
+        self._last: tuple[IntArray, ScoreBlock] | None = None
+        self._scratch: ScoreBlock | None = None
 
-    def packing(self) -> _Packing:
+    def packing(self) -> Packing:
+        """The index arrays and constants of the packed triangles (made on first use)."""
         pk = self._pk
         if pk is None:
-            pk = self._pk = _Packing(self.rows.dim, self.rows.precision)
+            pk = self._pk = Packing(self.dim, self.precision)
         return pk
 
-    def _empty_block(self, k: int) -> _ScoreBlock:
+    def _empty_block(self, k: int) -> ScoreBlock:
         # Aligned like every block, so a scratch block computes bit for bit like a cached one.
-        d = self.rows.dim
+        d = self.dim
         pk = self.packing()
         tri = aligned_empty((k, pk.tri.shape[0]), pk.dtype)
-        sdiag = aligned_empty((k, d)) if self.rows.precision == "float32" else None
-        return _ScoreBlock(tri, aligned_empty((k, d)), sdiag)
+        sdiag = aligned_empty((k, d)) if self.precision == "float32" else None
+        return ScoreBlock(tri, aligned_empty((k, d)), sdiag)
 
+    # -- scoring ----------------------------------------------------------------------------
     def mean_var(self, x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays).
 
@@ -158,8 +112,9 @@ class PackedScorer:
         float32 rounding; :meth:`mean_var_bounded` bounds it. ``m`` is always float64.
 
         Blocks are derived data, not state: a candidate list seen a second time gets a cached
-        block (least recently used first out, at most :data:`_MAX_BLOCKS` blocks and about
-        twice as many rows as the model has); ``update`` refreshes the cached rows it changes.
+        block (least recently used first out, at most :data:`MAX_BLOCKS` blocks and about
+        twice as many rows as the model has); ``update`` refreshes the cached rows it changes
+        (through the change hook).
         A list seen once is packed into a scratch block of the same layout, so the numbers do
         not depend on whether a block was cached (a restored model scores bit for bit like
         the original).
@@ -174,31 +129,21 @@ class PackedScorer:
         np.maximum(q, 0.0, out=q)
         return m, q
 
-    def _prep(self, x: FloatArray, rows: IntArray) -> tuple[_ScoreBlock, FloatArray, FloatArray]:
+    def _prep(self, x: FloatArray, rows: IntArray) -> tuple[ScoreBlock, FloatArray, FloatArray]:
         """The block of ``rows``, the packed products ``w`` of ``x`` and the means ``m``."""
-        blk = self._block(rows)
+        blk = self.block(rows)
         return blk, self._products(x), blk.theta[: rows.shape[0]] @ x
 
     def _products(self, x: FloatArray, out: NDArray[Any] | None = None) -> NDArray[Any]:
         """``w_ij = c_ij x_i x_j`` over the packed upper triangle (into ``out`` if given)."""
-        pk = self.packing()
-        kernels = ridge_kernels()
-        if kernels is not None:
-            w = np.empty(pk.tri.shape[0]) if out is None else out
-            kernels.tri_products(x, w)
-            return w
-        w = x.take(pk.tri_i)
-        w *= x.take(pk.tri_j)
-        w *= pk.tri_c
-        if out is None:
-            return w
-        out[...] = w  # rounds like astype when out is float32
-        return out
+        w = np.empty(self.packing().tri.shape[0]) if out is None else out
+        kernels.tri_products(x, w)  # rounds like astype when out is float32
+        return w
 
     def _err_abs_term(self, x: FloatArray) -> float:
         # |S_ij| <= max diag S <= 2 / l2 (the prior's scale never drops below 1/2); |w| <= 2 x^2
         big = float(np.abs(x).max())
-        return float(self.packing().err_abs * (2.0 / self.rows.l2 + 2.0 * big * big + 1.0))
+        return float(self.packing().err_abs * (2.0 / self.l2 + 2.0 * big * big + 1.0))
 
     def mean_var_bounded(
         self, x: FloatArray, rows: IntArray
@@ -214,7 +159,7 @@ class PackedScorer:
         """
         m, q = self.mean_var(x, rows)
         k = rows.shape[0]
-        blk = self._block(rows)
+        blk = self.block(rows)
         if blk.sdiag is None:
             return m, q, np.zeros(k)
         err = blk.sdiag[:k] @ np.abs(x)
@@ -223,86 +168,7 @@ class PackedScorer:
         err += self._err_abs_term(x)
         return m, q, err
 
-    def ucb_float32(self, x: FloatArray, rows: IntArray, alpha: float) -> FloatArray:
-        """LinUCB scores ``theta . x + alpha sqrt(x' A^{-1} x)`` in float32 mode: the widths
-        from the float32 block, then every arm whose exact score could reach the tie set of the
-        best one (:data:`~bandit_engine.policies.base.TIE_RTOL`) rescored in float64
-        (:meth:`exact_var`). The argmax and its ties are therefore those of the float64 scores.
-
-        A width ``q`` within ``e`` of the exact one (:meth:`mean_var_bounded`) puts the score
-        within ``h = alpha min(e / sqrt(q), sqrt(e))`` of its exact value (``sqrt`` is concave);
-        the exact best is at least ``max(score - h)``, so the arms with
-        ``score + h >= max(score - h) - TIE_RTOL max(1, |.|)`` are all that can tie with it.
-        """
-        kernels = ridge_kernels()
-        blk = self._block(rows)
-        sdiag = blk.sdiag
-        assert sdiag is not None
-        k = rows.shape[0]
-        if kernels is not None:
-            pk = self.packing()
-            w32 = pk.w32
-            kernels.tri_products(x, w32)
-            scores = np.empty(k)
-            kernels.ucb_float32(
-                blk.theta[:k],
-                blk.tri[:k] @ w32,
-                sdiag[:k],
-                x,
-                alpha,
-                pk.err_rel,
-                pk.err_abs,
-                1.0 / self.rows.l2,
-                TIE_RTOL,
-                self.rows.A_inv,
-                rows,
-                self.rows.n_obs,
-                float(self.rows.prior_inv[0, 0]),
-                scores,
-            )
-            return scores
-        err_abs = self._err_abs_term(x)
-        w = self._products(x)
-        m = blk.theta[:k] @ x
-        q = (blk.tri[:k] @ w.astype(np.float32)).astype(np.float64)
-        np.maximum(q, 0.0, out=q)
-        e = sdiag[:k] @ np.abs(x)
-        e *= e
-        e *= self.packing().err_rel
-        e += err_abs
-        sq = np.sqrt(q)
-        scores = sq * alpha
-        scores += m
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h = np.minimum(e / sq, np.sqrt(e))
-        h *= alpha
-        top = float((scores - h).max())
-        if not math.isfinite(top):  # a non-finite score: the caller's argmax reports it
-            return scores
-        near = np.flatnonzero(scores + h >= top - TIE_RTOL * max(1.0, abs(top)))
-        exact = self.exact_var(x, rows[near])
-        np.sqrt(exact, out=exact)
-        exact *= alpha
-        exact += m[near]
-        scores[near] = exact
-        return scores
-
-    def exact_var(self, x: FloatArray, rows: IntArray) -> FloatArray:
-        """``x' A_r^{-1} x`` in float64 from the full matrices, for a few rows (the arms a
-        float32 score cannot rule out). Rows never updated hold the prior ``I / l2``."""
-        out = np.empty(rows.shape[0])
-        n_obs, A_inv = self.rows.n_obs, self.rows.A_inv
-        prior = -1.0
-        for i, r in enumerate(rows.tolist()):
-            if n_obs[r] == 0:
-                if prior < 0.0:
-                    prior = float(x @ x) * float(self.rows.prior_inv[0, 0])
-                out[i] = prior
-            else:
-                out[i] = max(float((A_inv[r] @ x) @ x), 0.0)
-        return out
-
-    def _block(self, rows: IntArray) -> _ScoreBlock:
+    def block(self, rows: IntArray) -> ScoreBlock:
         """The scoring block of ``rows`` (cached, or the scratch block filled now)."""
         last = self._last
         # Identity is enough for the read-only row arrays ArmTable hands out for a recurring
@@ -334,44 +200,29 @@ class PackedScorer:
         self._last = (rows, blk)
         return blk
 
-    def _fill(self, blk: _ScoreBlock, rows: IntArray, start: int = 0) -> None:
+    def _fill(self, blk: ScoreBlock, rows: IntArray, start: int = 0) -> None:
         """Pack ``A_inv[rows]`` and ``theta[rows]`` into block rows ``start ..``."""
-        flat = self.rows.A_inv.reshape(self.rows.A_inv.shape[0], -1)
-        stop = start + rows.shape[0]
+        flat = self.A_inv.reshape(self.A_inv.shape[0], -1)
         pk = self.packing()
-        kernels = ridge_kernels()
-        if kernels is not None:
-            sdiag = blk.sdiag if blk.sdiag is not None else _NO_ROWS_2D
-            kernels.pack_rows(
-                flat, self.rows.theta, rows, pk.tri, pk.diag_flat, blk.tri, blk.theta, sdiag, start
-            )
-            return
-        tri, dst = pk.tri, blk.tri
-        for i, r in enumerate(rows.tolist(), start):
-            dst[i] = flat[r][tri]
-        if blk.sdiag is not None:
-            sd = blk.sdiag[start:stop]
-            sd[...] = flat[rows[:, None], pk.diag_flat]
-            np.sqrt(np.maximum(sd, 0.0, out=sd), out=sd)
-        np.take(self.rows.theta, rows, axis=0, out=blk.theta[start:stop])
+        sdiag = blk.sdiag if blk.sdiag is not None else _NO_ROWS_2D
+        kernels.pack_rows(
+            flat, self.theta, rows, pk.tri, pk.diag_flat, blk.tri, blk.theta, sdiag, start
+        )
 
-    def _admit(self, key: bytes, blk: _ScoreBlock) -> None:
+    def _admit(self, key: bytes, blk: ScoreBlock) -> None:
         self._blocks[key] = blk
         self._block_rows += blk.tri.shape[0]
-        limit = 2 * self.rows.n_rows + _SPARE_BLOCK_ROWS
+        limit = 2 * self.n_rows + SPARE_BLOCK_ROWS
         while len(self._blocks) > 1 and (
-            len(self._blocks) > _MAX_BLOCKS or self._block_rows > limit
+            len(self._blocks) > MAX_BLOCKS or self._block_rows > limit
         ):
             _, old = self._blocks.popitem(last=False)
             self._block_rows -= old.tri.shape[0]
             if self._last is not None and self._last[1] is old:
                 self._last = None
 
-    def refresh(self, row: int) -> None:
-        """Copy ``row``'s new numbers into every cached block that holds it (the one hook the
-        regression calls after changing a row)."""
-        if not self._blocks:
-            return
+    def _refresh(self, row: int) -> None:
+        """Copy ``row``'s new numbers into every cached block that holds it."""
         one = self.packing().one
         one[0] = row
         for blk in self._blocks.values():
@@ -379,3 +230,57 @@ class PackedScorer:
             if pos is not None:
                 for i in pos:
                     self._fill(blk, one, i)
+
+
+class Packing:
+    """Index arrays and constants of the packed upper triangle of a ``d x d`` matrix."""
+
+    __slots__ = (
+        "diag_flat",
+        "dtype",
+        "err_abs",
+        "err_rel",
+        "one",
+        "tri",
+        "tri_c",
+        "tri_i",
+        "tri_j",
+        "w32",
+    )
+
+    def __init__(self, d: int, precision: str) -> None:
+        # x_i x_j counts twice off the diagonal: x' S x = sum_{i<=j} c_ij S_ij x_i x_j
+        self.tri_i, self.tri_j, self.tri_c = tri_index(d)
+        self.tri: IntArray = self.tri_i * d + self.tri_j  # packed entry -> A_inv[row].flat
+        self.diag_flat: IntArray = (np.arange(d) * (d + 1)).astype(np.intp)
+        self.dtype: type = np.float32 if precision == "float32" else np.float64
+        n = self.tri.shape[0]
+        # float32 error bound (see PackedRows.mean_var_bounded): any summation order of the n
+        # products, with the rounding of S and w to float32, errs by at most
+        # gamma_{n+4} * sum |S_t w_t| (gamma_m = m u / (1 - m u), u = 2^-24), taken twice for
+        # margin; plus a term for float32 underflow.
+        u32 = math.ldexp(1.0, -24)
+        gamma = (n + 4) * u32 / (1.0 - (n + 4) * u32)
+        self.err_rel = 2.0 * gamma
+        self.err_abs = 2.0 * (n + 4) * math.ldexp(1.0, -149)
+        self.one: IntArray = np.zeros(1, dtype=np.intp)  # the row PackedRows._refresh packs
+        size = n if precision == "float32" else 0
+        self.w32: NDArray[np.float32] = aligned_empty((size,), np.float32)  # products, float32
+
+
+class ScoreBlock:
+    """Packed upper triangles (``tri``, float64 or float32) and estimates (``theta``) of some
+    rows of a :class:`PackedRows`, in the order of one candidate list; in float32 mode also
+    ``sdiag = sqrt(diag A^{-1})`` for the error bound. ``where`` maps a row to its positions
+    (several only for the shared prior row)."""
+
+    __slots__ = ("sdiag", "theta", "tri", "where")
+
+    def __init__(self, tri: NDArray[Any], theta: FloatArray, sdiag: FloatArray | None) -> None:
+        self.tri = tri
+        self.theta = theta
+        self.sdiag = sdiag
+        self.where: dict[int, list[int]] = {}
+
+
+_NO_ROWS_2D: FloatArray = np.empty((0, 0))

@@ -1,15 +1,14 @@
-"""Stacked ridge regressions with rank-one updates and optional forgetting.
+"""Stacked ridge regressions with rank-one updates and optional forgetting: the statistics.
 
 One :class:`RidgeRows` object holds many independent ridge regressions of the same dimension
 (one per arm for disjoint LinUCB / Thompson sampling, a single one for shared Thompson sampling)
-as stacked arrays. Scoring ``k`` arms is one matrix-vector product over the packed upper
-triangles of their ``A^{-1}``, kept per candidate list in a derived block
-(:meth:`RidgeRows.mean_var`), instead of ``k`` small products.
+as stacked arrays. Fast scoring of candidate lists from packed copies of these numbers is
+:class:`~bandit_engine.policies._packed.PackedRows`, a subclass; this module holds only the
+statistics, their learning and their state.
 
 For each row the model is ``A = s*l2*I + sum_i w_i x_i x_i'``, ``b = sum_i w_i r_i x_i``,
 ``theta = A^{-1} b``; ``A^{-1}`` is kept up to date by Sherman–Morrison rank-one updates, never
 by a fresh inverse per observation.
-
 Forgetting (at most one of the two):
 
 * ``window=W``: only the last ``W`` observations of the row count (``w_i = 1``, ``s = 1``). The
@@ -22,49 +21,27 @@ Forgetting (at most one of the two):
   is kept for that purpose. That happens about every ``log(2)/(1-g)`` updates of the row, so
   the amortised cost stays ``O(d^2)`` for ``g`` not very close to 0. Forgetting is counted in
   updates of that row, not in wall-clock time: an arm that is not shown does not forget.
+
+Every change to a row ends in one call of the hook :meth:`RidgeRows._changed` (``None`` for
+"every row", after :meth:`RidgeRows.set_state` or a copy): a subclass that keeps derived copies
+of the rows refreshes or drops them there, and nowhere else.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import NDArray
-from scipy.linalg import blas
 
 from ..errors import BanditError, ConfigError, ValidationError
-from ._packed import PackedScorer, ridge_kernels
-from .base import (
-    ArmTable,
-    BasePolicy,
-    FloatArray,
-    IntArray,
-    SeedLike,
-    aligned_empty,
-    check_choice,
-    check_in_range,
-    check_int,
-    check_positive,
-    state_array,
-)
+from ._arrays import FloatArray, IntArray, aligned_empty, state_array
+from ._checks import check_in_range, check_int
+from ._kernels import kernels
+from ._linalg import axpy, rank1_update, spd_inverse
 
-__all__ = [
-    "PRECISIONS",
-    "RidgeArmsPolicy",
-    "RidgeRows",
-    "check_forgetting",
-    "rank1_update",
-    "spd_inverse",
-]
-
-#: Scoring precisions of :class:`RidgeRows` (the learned state is float64 in both).
-PRECISIONS = ("float64", "float32")
-
-_dger = blas.dger
-_daxpy = blas.daxpy
+__all__ = ["RidgeRows", "check_forgetting"]
 
 
 def check_forgetting(discount: float | None, window: int | None) -> tuple[float | None, int | None]:
@@ -81,32 +58,6 @@ def check_forgetting(discount: float | None, window: int | None) -> tuple[float 
     if window is not None:
         window = check_int("window", window, minimum=1)
     return discount, window
-
-
-def rank1_update(M: FloatArray, alpha: float, u: FloatArray, v: FloatArray) -> None:
-    """``M += alpha * outer(u, v)`` in place for a C-contiguous 2-d ``M`` (BLAS ``dger``).
-
-    ``M.T`` is Fortran-contiguous, so ``dger`` writes into ``M``'s memory without copying; the
-    fallback only runs if that assumption ever fails.
-    """
-    Mt = M.T
-    res = _dger(alpha, v, u, a=Mt, overwrite_a=1)
-    if res is not Mt:  # pragma: no cover - defensive
-        M[...] = res.T
-
-
-def spd_inverse(A: FloatArray) -> FloatArray:
-    """Inverse of a symmetric positive definite matrix via Cholesky, exactly symmetrised.
-
-    Exact symmetry keeps the packed (upper-triangle) scoring equal to the full quadratic form;
-    the compiled rank-one update preserves it bit for bit, BLAS ``dger`` to rounding.
-    """
-    try:
-        factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
-        inv = cast(FloatArray, scipy.linalg.cho_solve(factor, np.eye(A.shape[0])))
-    except np.linalg.LinAlgError:  # pragma: no cover - A >= l2*I by construction
-        inv = cast(FloatArray, np.linalg.inv(A))
-    return 0.5 * (inv + inv.T)
 
 
 def _bad_x(x: FloatArray) -> BanditError:
@@ -126,6 +77,9 @@ class RidgeRows:
     are scored before they are created (``probabilities``, ``score_batch``).
     """
 
+    #: Attributes that are derived data, not state: left out of copies (see ``__getstate__``).
+    _DERIVED: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(
         self,
         dim: int,
@@ -133,17 +87,13 @@ class RidgeRows:
         *,
         discount: float | None = None,
         window: int | None = None,
-        precision: str = "float64",
     ) -> None:
         if discount is not None and window is not None:  # pragma: no cover - policies check
             raise ValueError("only one of discount and window")
-        if precision not in PRECISIONS:  # pragma: no cover - policies check
-            raise ValueError(f"precision must be one of {PRECISIONS}")
         self.dim = dim
         self.l2 = l2
         self.discount = discount
         self.window = window
-        self.precision = precision
         self.n_rows = 0
         d = dim
         self._diag = np.diag_indices(d)
@@ -162,7 +112,6 @@ class RidgeRows:
             self.win_len: NDArray[np.int64] = aligned_empty((0,), np.int64)
             self.win_pos: NDArray[np.int64] = aligned_empty((0,), np.int64)
         self._resize(8)
-        self._init_scoring()
 
     # -- storage ----------------------------------------------------------------------------
     def _fields(self) -> list[tuple[str, NDArray[Any] | float]]:
@@ -183,24 +132,24 @@ class RidgeRows:
         for name, fill in self._fields():
             setattr(self, name, _with_rows(getattr(self, name), cap, fill))
 
-    def _init_scoring(self) -> None:
-        """The derived scoring structures (none of it is state)."""
-        self.scorer = PackedScorer(self)
-
     # -- copying ----------------------------------------------------------------------------
-    # Copies (``copy.copy``, ``copy.deepcopy``, pickle) carry only the authoritative arrays and
-    # rebuild the derived scoring blocks, so no copy can score with a snapshot of another's
-    # numbers (the blocks are refreshed by ``update``, which only knows its own). The arrays are
-    # copied afresh, 64-byte aligned (deepcopy does not preserve alignment).
-    _DERIVED: ClassVar[frozenset[str]] = frozenset({"scorer"})
-
+    # Copies (``copy.copy``, ``copy.deepcopy``, pickle) carry only the authoritative arrays; a
+    # subclass's derived data (``_DERIVED``) is rebuilt through ``_changed(None)``, so no copy
+    # can score with a snapshot of another's numbers (derived data is refreshed by ``update``,
+    # which only knows its own). The arrays are copied afresh, 64-byte aligned (deepcopy does
+    # not preserve alignment).
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._resize(self.A_inv.shape[0])
-        self._init_scoring()
+        self._changed(None)
+
+    def _changed(self, row: int | None) -> None:
+        """Hook called after the numbers of ``row`` changed (``None``: possibly every row, after
+        ``set_state`` or a copy). The statistics keep no derived data, so this does nothing;
+        subclasses that do refresh or drop it here."""
 
     def _grow(self, n_rows: int) -> None:
         cap = self.A_inv.shape[0]
@@ -214,32 +163,6 @@ class RidgeRows:
         if n_rows > self.n_rows:
             self.n_rows = n_rows
 
-    # -- scoring (speed machinery in _packed.py) --------------------------------------------
-    def mean_var(self, x: FloatArray, rows: IntArray) -> tuple[FloatArray, FloatArray]:
-        """``(theta_r . x, x' A_r^{-1} x)`` for each row ``r`` in ``rows`` (fresh arrays); see
-        :meth:`PackedScorer.mean_var <bandit_engine.policies._packed.PackedScorer.mean_var>`."""
-        return self.scorer.mean_var(x, rows)
-
-    def mean_var_bounded(
-        self, x: FloatArray, rows: IntArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """:meth:`mean_var` plus a bound on the float32 rounding of ``q`` (zeros in float64)."""
-        return self.scorer.mean_var_bounded(x, rows)
-
-    def ucb_float32(self, x: FloatArray, rows: IntArray, alpha: float) -> FloatArray:
-        """LinUCB scores with float64 argmax and ties from the float32 block (see
-        :meth:`PackedScorer.ucb_float32 <bandit_engine.policies._packed.PackedScorer.ucb_float32>`)."""
-        return self.scorer.ucb_float32(x, rows, alpha)
-
-    def exact_var(self, x: FloatArray, rows: IntArray) -> FloatArray:
-        """``x' A_r^{-1} x`` in float64 from the full matrices, for a few rows."""
-        return self.scorer.exact_var(x, rows)
-
-    @property
-    def prior_inv(self) -> FloatArray:
-        """``I / l2``: the inverse design of a row never updated."""
-        return self._prior_inv
-
     def means(self, X: FloatArray, rows: IntArray) -> FloatArray:
         """``X @ theta[rows].T``: ``(n, k)`` estimated means."""
         return X @ self.theta[rows].T
@@ -251,26 +174,15 @@ class RidgeRows:
         b = self.b[row]
         if self.discount is not None:
             self._update_discounted(row, Ai, b, x, reward)
+            np.matmul(Ai, b, out=self.theta[row])
         elif self.window is not None:
             self._update_windowed(row, Ai, b, x, reward)
-        else:
-            kernels = ridge_kernels()
-            if kernels is not None:
-                # compiled: the same update in one pass with fewer calls (rounding aside)
-                if not kernels.rank1_learn(Ai, b, self.theta[row], x, reward):
-                    raise _bad_x(x)
-                self.n_obs[row] += 1
-                self.scorer.refresh(row)
-                return
-            u = Ai @ x
-            den = 1.0 + float(x @ u)
-            if not math.isfinite(den):
-                raise _bad_x(x)
-            rank1_update(Ai, -1.0 / den, u, u)
-            _daxpy(x, b, a=reward)
-        np.matmul(Ai, b, out=self.theta[row])
+            np.matmul(Ai, b, out=self.theta[row])
+        # Sherman–Morrison, b and theta in one kernel (compiled: one pass, fewer calls)
+        elif not kernels.rank1_learn(Ai, b, self.theta[row], x, reward):
+            raise _bad_x(x)
         self.n_obs[row] += 1
-        self.scorer.refresh(row)
+        self._changed(row)
 
     def _update_discounted(
         self, row: int, Ai: FloatArray, b: FloatArray, x: FloatArray, reward: float
@@ -282,7 +194,7 @@ class RidgeRows:
         u = Ai @ x
         rank1_update(Ai, -1.0 / (1.0 + float(x @ u)), u, u)
         b *= g
-        _daxpy(x, b, a=reward)
+        axpy(x, b, a=reward)
         A = self.A[row]
         A *= g
         rank1_update(A, 1.0, x, x)
@@ -308,14 +220,14 @@ class RidgeRows:
             # den >= l2 / (l2 + |xo|^2) in exact arithmetic; tiny means cancellation.
             if den > 1e-10:
                 rank1_update(Ai, 1.0 / den, u, u)
-                _daxpy(xo, b, a=-float(self.win_r[row, pos]))
+                axpy(xo, b, a=-float(self.win_r[row, pos]))
             else:  # pragma: no cover - needs extreme scaling
                 refresh = True
         else:
             self.win_len[row] += 1
         u = Ai @ x
         rank1_update(Ai, -1.0 / (1.0 + float(x @ u)), u, u)
-        _daxpy(x, b, a=reward)
+        axpy(x, b, a=reward)
         self.win_x[row, pos] = x
         self.win_r[row, pos] = reward
         pos = (pos + 1) % W
@@ -382,7 +294,7 @@ class RidgeRows:
             setattr(self, key, arr)
         self.n_rows = n
         self._resize(n + 1)  # the spare prior row
-        self._init_scoring()  # no block may outlive the numbers it copied
+        self._changed(None)  # no derived copy may outlive the numbers it copied
 
 
 def _with_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> NDArray[Any]:
@@ -392,102 +304,3 @@ def _with_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> ND
     out[:m] = arr[:m]
     out[m:] = fill
     return out
-
-
-class RidgeArmsPolicy(BasePolicy):
-    """Base of the policies that keep one :class:`RidgeRows` row per arm on the context ``x``
-    (disjoint LinUCB, disjoint linear Thompson sampling): arm bookkeeping, learning, batch
-    scoring and state. ``arm_features`` are only checked for shape."""
-
-    def __init__(
-        self,
-        *,
-        l2: float,
-        discount: float | None,
-        window: int | None,
-        seed: SeedLike,
-        precision: str = "float64",
-    ) -> None:
-        super().__init__(seed=seed)
-        self.l2 = check_positive("l2", l2)
-        self.discount, self.window = check_forgetting(discount, window)
-        self.precision = check_choice("precision", precision, PRECISIONS)
-        self.arms_ = ArmTable()
-        self.ridge_: RidgeRows | None = None
-
-    def _new_ridge(self, d: int) -> RidgeRows:
-        return RidgeRows(
-            d, self.l2, discount=self.discount, window=self.window, precision=self.precision
-        )
-
-    def _init_dims(self, d: int, p: int) -> None:
-        self.ridge_ = self._new_ridge(d)
-
-    def _prepare(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> tuple[FloatArray, RidgeRows, IntArray]:
-        """Validate a decision, create unseen arms; returns ``(x, ridge, rows)``."""
-        x, _ = self._check_inputs(x, arms, arm_features)
-        rows, _, n_new = self.arms_.rows(arms)
-        ridge = self.ridge_
-        assert ridge is not None
-        if n_new:
-            ridge.ensure_rows(len(self.arms_))
-        return x, ridge, rows
-
-    def _lookup(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> tuple[FloatArray, RidgeRows, IntArray]:
-        """Like :meth:`_prepare` but read-only: unseen arms are scored from the prior row."""
-        x, _ = self._check_inputs(x, arms, arm_features)
-        ridge = self.ridge_
-        assert ridge is not None
-        return x, ridge, self.arms_.lookup(arms, missing=ridge.n_rows)
-
-    def update(
-        self,
-        x: FloatArray,
-        arm: str,
-        arm_features: FloatArray,
-        reward: float,
-        propensity: float = 1.0,
-    ) -> None:
-        """Add ``(x, reward)`` to ``arm``'s regression. ``propensity`` is validated but unused:
-        the policy learns the reward of what it was shown, which needs no reweighting."""
-        x, _, r = self._check_update(x, arm, arm_features, reward, propensity)
-        ridge = self.ridge_
-        assert ridge is not None
-        row, created = self.arms_.row(arm)
-        if created:
-            ridge.ensure_rows(len(self.arms_))
-        ridge.update(row, x, r)
-        self.n_updates_ += 1
-
-    def score_batch(
-        self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
-    ) -> FloatArray:
-        """Estimated mean rewards ``theta_a . x`` for every row of ``X`` and arm: ``(n, k)``."""
-        X, _ = self._check_batch(X, arms, arm_features)
-        ridge = self.ridge_
-        assert ridge is not None
-        return ridge.means(X, self.arms_.lookup(arms, missing=ridge.n_rows))
-
-    def _learned_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"arms": list(self.arms_.ids)}
-        if self.ridge_ is not None:
-            state.update(self.ridge_.get_state())
-        return state
-
-    def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        arms = state.get("arms")
-        if not isinstance(arms, list | tuple):
-            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
-        table = ArmTable()
-        table.set_ids(arms)
-        ridge = None
-        if self.n_features_ is not None:
-            ridge = self._new_ridge(self.n_features_)
-            ridge.set_state(state, len(table))
-        elif arms:
-            raise ValidationError.for_field("state.n_features", None, "must be set when arms exist")
-        self.arms_, self.ridge_ = table, ridge

@@ -1,7 +1,7 @@
-"""Compiled helpers for :class:`bandit_engine.policies._ridge.RidgeRows` scoring (optional).
+"""Compiled helpers of the ridge statistics and their packed scoring (optional).
 
-Imported only when ``numba`` is installed (extra ``fast``) and ``BANDIT_ENGINE_NO_NUMBA`` is not
-set; otherwise the numpy versions in :mod:`bandit_engine.policies._ridge` run. Each kernel does
+Imported by :mod:`._kernels` only when ``numba`` is installed (extra ``fast``) and
+``BANDIT_ENGINE_NO_NUMBA`` is not set; otherwise the numpy twins there run. Each kernel does
 the same floating-point operations in the same order as its numpy twin (no ``fastmath``, so no
 reassociation or fused multiply-adds), so both give bit-identical results; what they save is
 the per-call overhead of the half-dozen small numpy operations each replaces.
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from .base import FloatArray, IntArray
+from ._arrays import FloatArray, IntArray
 
 __all__ = ["pack_rows", "rank1_learn", "tri_products", "ucb_float32"]
 
@@ -25,7 +25,7 @@ __all__ = ["pack_rows", "rank1_learn", "tri_products", "ucb_float32"]
 def tri_products(x: FloatArray, out: NDArray[Any]) -> None:
     """``out`` = the packed outer product of ``x``: ``(x_i * x_j) * c`` for ``i <= j`` in row
     order, ``c = 1`` on the diagonal and 2 off it, rounded to ``out``'s dtype as ``astype``
-    would (the same operations as the numpy version in ``RidgeRows._products``)."""
+    would (the same operations as its numpy twin in :mod:`._kernels`)."""
     d = x.shape[0]
     t = 0
     for i in range(d):
@@ -95,12 +95,13 @@ def ucb_float32(
     scores: FloatArray,
 ) -> bool:
     """LinUCB scores from float32 widths, with float64 rescoring of the arms that may tie with
-    the best (``RidgeRows.ucb_float32`` describes the rule), written to ``scores``.
+    the best (:func:`._linucb_float32.ucb_float32_numpy` describes the rule), written to
+    ``scores``.
 
     ``theta``, ``q32`` and ``sdiag`` are the block rows of the candidates (``rows`` their rows
-    in ``a_inv`` and ``n_obs``). Returns False, with every score written, when one is not
-    finite. ``err_abs`` is scaled here by ``2 / l2 + 2 max(x^2) + 1`` (bounds on ``|S_ij|``
-    and ``|w_t|``, as ``RidgeRows._err_abs_term`` does)."""
+    in ``a_inv`` and ``n_obs``). Returns False, with every score written, when the best
+    lower end ``max(score - h)`` is not finite. ``err_abs`` is scaled here by ``2 / l2 + 2 max(x^2) + 1`` (bounds on ``|S_ij|``
+    and ``|w_t|``, as the numpy twin does)."""
     k = q32.shape[0]
     d = x.shape[0]
     ax = np.abs(x)
@@ -124,7 +125,7 @@ def ucb_float32(
         s = ma + alpha * sq
         scores[a] = s
         m[a] = ma
-        if not math.isfinite(s):
+        if s != s:  # NaN: max(score - h) is NaN for numpy too
             finite = False
         half = math.sqrt(e)
         if sq > 0.0 and e / sq < half:
@@ -133,7 +134,7 @@ def ucb_float32(
         h[a] = half
         if s - half > top:
             top = s - half
-    if not finite:
+    if not finite or not math.isfinite(top):
         return False
     thr = top - tie_rtol * max(1.0, abs(top))
     prior = -1.0

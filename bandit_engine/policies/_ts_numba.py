@@ -1,7 +1,8 @@
-"""Compiled kernel for :func:`bandit_engine.policies.thompson.prob_max_normal` (optional).
+"""Compiled kernels of disjoint Thompson sampling: the draw and its propensity (optional).
 
-Imported only when ``numba`` is installed (extra ``fast``); otherwise the numpy implementation in
-:mod:`bandit_engine.policies.thompson` runs. Both follow the same rule (same range guess and
+Imported by :mod:`._kernels` only when ``numba`` is installed (extra ``fast``) and
+``BANDIT_ENGINE_NO_NUMBA`` is not set; otherwise the numpy implementation of the propensity in
+:mod:`._ts_propensity` runs. Both follow the same rule (same range guess and
 widening, same tail bounds, same dropped competitors, same panels, nodes and breakpoints); the
 kernel differs in two ways that keep it within the documented error budget:
 
@@ -26,7 +27,7 @@ from numba import njit
 from numpy.polynomial.hermite_e import hermeval
 from scipy.special import ndtr
 
-from .base import FloatArray
+from ._arrays import FloatArray
 
 __all__ = [
     "PHI_TABLE",
@@ -210,7 +211,7 @@ def prob_max_normal_kernel(
     table: FloatArray,
 ) -> float:
     """``prob_max_normal`` for ``k >= 3`` arms; ``prm`` holds the rule's constants (see
-    :func:`bandit_engine.policies.thompson._kernel_params`)."""
+    :data:`._ts_propensity.KERNEL_PARAMS`)."""
     zmax, panel, lo_sds, p_hi_start, tail_tol = prm[3], prm[4], prm[5], int(prm[6]), prm[7]
     n_panels = edges.shape[0] - 1
     k = mu.shape[0]

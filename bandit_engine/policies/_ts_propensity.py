@@ -1,26 +1,56 @@
-"""The exact propensity of linear Thompson sampling: the probability that one arm's normal draw is
-the largest of ``k`` independent normals, by adaptive Gauss–Legendre quadrature.
+"""The exact propensity of disjoint Thompson sampling: ``P(S_a is the largest)`` by quadrature.
 
-:func:`prob_max_normal` computes ``P(a wins) = integral phi(z) prod_{b != a} Phi((z - u_b) / r_b) dz``
-in the chosen arm's units; :func:`prob_max_normal_numpy` is the reference implementation and
-:func:`ts_kernels` loads the optional compiled twins (:mod:`bandit_engine.policies._ts_numba`).
+For independent ``S_b ~ N(mu_b, sd_b^2)`` (``sd > 0``), :func:`prob_max_normal_numpy` computes
+``P(S_a > S_b for all b != a)``.
+
+Two arms: the closed form ``Phi((mu_a - mu_b) / sqrt(sd_a^2 + sd_b^2))``. More arms: the
+integral ``int phi(z) prod_{b != a} Phi((z - u_b) / r_b) dz`` in units of arm ``a``
+(``u_b = (mu_b - mu_a) / sd_a``, ``r_b = sd_b / sd_a``) by composite Gauss–Legendre
+quadrature on a fixed grid of panels of width 2 (11 nodes each, weights precomputed), or,
+when a relevant competitor is narrower than ``sd_a / 2``, on unit intervals plus breakpoints
+at ``u_b + r_b * {0, +-2, +-4, +-6, +-8.5}`` of each narrow competitor (5 nodes each), so that
+no interval is wide compared with a normal acting in it.
+
+Error budget (relative to the result):
+
+* range: the integrand is log-concave (a product of log-concave functions), so beyond the
+  outermost nodes it lies below the exponential through the last two node values; the range
+  starts at ``[max(-9, max_b(u_b - 4 r_b)), 7]`` and is widened panel by panel until those
+  two tail bounds sum to at most ``1e-9`` of the result (or reach ``+-9``, beyond which the
+  integrand is below ``phi(9) ~ 1e-18``);
+* dropped competitors: those with ``u_b + 6.5 r_b`` below the range have
+  ``Phi_b >= 1 - 4.0e-11`` on it; dropping them overstates the result by at most
+  ``4.0e-11`` relative each (``2e-9`` for 50 arms);
+* quadrature (measured, not bounded): against adaptive quadrature (QUADPACK) and the two-arm
+  closed form, states of trained 50-arm policies at most ``2.3e-7`` relative (median
+  ``1e-12``); worst seen ``3e-4`` relative, for a probability near ``5e-6`` with 30
+  competitors of half the chosen arm's width at the same place 3.5 sd above it (their joint
+  maximum is much sharper than each of them; with 10 such competitors ``1e-5``).
+
+Plain Gauss–Hermite on arm ``a``'s normal was rejected: when competitors are much narrower
+than ``a`` (a new bundle against well-trained ones, the usual cold-start situation),
+``prod Phi_b`` is nearly a step between Hermite nodes and 48 nodes err by up to 0.06
+absolute (``sd_b / sd_a = 0.02``); on trained states 64 Hermite nodes still err by ``1e-5``
+for small probabilities. Cost: about ``(nodes) x (relevant competitors)`` normal CDFs
+(scipy's ``ndtr``, ~20 ns each), typically 40-70 nodes; see ``benchmarks/bench_engine.py``.
+
+This module is the reference (numpy) implementation of the rule. The compiled kernel in
+:mod:`._ts_numba` follows the same rule with the constants exported here
+(:data:`KERNEL_PARAMS`, :data:`KERNEL_GRIDS`); :mod:`._kernels` picks one of the two.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import ndtr
 
-from ._optional import compiled_module
-from .base import FloatArray
+from ._arrays import FloatArray
 
-__all__ = ["TSKernels", "prob_max_normal", "prob_max_normal_numpy", "ts_kernels"]
+__all__ = ["KERNEL_GRIDS", "KERNEL_PARAMS", "prob_max_normal_numpy"]
 
-# prob_max_normal works in units of the chosen arm: z = (t - mu_a) / sd_a, so arm a's density is
+# The rule works in units of the chosen arm: z = (t - mu_a) / sd_a, so arm a's density is
 # the standard normal phi(z) and competitor b becomes Phi((z - u_b) / r_b).
 _ZMAX = 9.0  # phi(9) ~ 1e-18: the integration never reaches beyond +-9 sd of arm a
 # Fast path: a fixed composite Gauss–Legendre grid of panels of width 2 with 11 nodes each (nodes
@@ -118,119 +148,10 @@ def _integrate(
     )
 
 
-def prob_max_normal(mu: FloatArray, sd: FloatArray, a: int) -> float:
-    """``P(S_a > S_b for all b != a)`` for independent ``S_b ~ N(mu_b, sd_b^2)`` (``sd > 0``).
-
-    Two arms: the closed form ``Phi((mu_a - mu_b) / sqrt(sd_a^2 + sd_b^2))``. More arms: the
-    integral ``int phi(z) prod_{b != a} Phi((z - u_b) / r_b) dz`` in units of arm ``a``
-    (``u_b = (mu_b - mu_a) / sd_a``, ``r_b = sd_b / sd_a``) by composite Gauss–Legendre
-    quadrature on a fixed grid of panels of width 2 (11 nodes each, weights precomputed), or,
-    when a relevant competitor is narrower than ``sd_a / 2``, on unit intervals plus breakpoints
-    at ``u_b + r_b * {0, +-2, +-4, +-6, +-8.5}`` of each narrow competitor (5 nodes each), so that
-    no interval is wide compared with a normal acting in it.
-
-    Error budget (relative to the result):
-
-    * range: the integrand is log-concave (a product of log-concave functions), so beyond the
-      outermost nodes it lies below the exponential through the last two node values; the range
-      starts at ``[max(-9, max_b(u_b - 4 r_b)), 7]`` and is widened panel by panel until those
-      two tail bounds sum to at most ``1e-9`` of the result (or reach ``+-9``, beyond which the
-      integrand is below ``phi(9) ~ 1e-18``);
-    * dropped competitors: those with ``u_b + 6.5 r_b`` below the range have
-      ``Phi_b >= 1 - 4.0e-11`` on it; dropping them overstates the result by at most
-      ``4.0e-11`` relative each (``2e-9`` for 50 arms);
-    * quadrature (measured, not bounded): against adaptive quadrature (QUADPACK) and the two-arm
-      closed form, states of trained 50-arm policies at most ``2.3e-7`` relative (median
-      ``1e-12``); worst seen ``3e-4`` relative, for a probability near ``5e-6`` with 30
-      competitors of half the chosen arm's width at the same place 3.5 sd above it (their joint
-      maximum is much sharper than each of them; with 10 such competitors ``1e-5``).
-
-    Plain Gauss–Hermite on arm ``a``'s normal was rejected: when competitors are much narrower
-    than ``a`` (a new bundle against well-trained ones, the usual cold-start situation),
-    ``prod Phi_b`` is nearly a step between Hermite nodes and 48 nodes err by up to 0.06
-    absolute (``sd_b / sd_a = 0.02``); on trained states 64 Hermite nodes still err by ``1e-5``
-    for small probabilities. Cost: about ``(nodes) x (relevant competitors)`` normal CDFs
-    (scipy's ``ndtr``, ~20 ns each), typically 40-70 nodes; see ``benchmarks/bench_engine.py``.
-
-    With ``numba`` installed (extra ``fast``) a compiled kernel applies the same rule, skipping
-    per node the competitors whose factor there is ``>= 1 - 4.0e-11`` and taking ``Phi`` from a
-    Taylor table (see :mod:`bandit_engine.policies._ts_numba`): about 4x faster, agreeing with
-    :func:`prob_max_normal_numpy` to ~1e-9 relative. Set ``BANDIT_ENGINE_NO_NUMBA=1`` to use the
-    numpy implementation regardless.
-    """
-    k = mu.shape[0]
-    if k == 1:
-        return 1.0
-    if k == 2:
-        ma, mb = float(mu[a]), float(mu[1 - a])
-        gap = (ma - mb) / math.hypot(float(sd[a]), float(sd[1 - a]))
-        return 0.5 * math.erfc(-gap / math.sqrt(2.0))
-    kernel = ts_kernels()
-    if kernel is not None:
-        fn, args = kernel.prob_max, kernel.args
-        return float(
-            fn(
-                np.ascontiguousarray(mu, dtype=np.float64),
-                np.ascontiguousarray(sd, dtype=np.float64),
-                int(a),
-                *args,
-            )
-        )
-    return prob_max_normal_numpy(mu, sd, a)
-
-
-class TSKernels(NamedTuple):
-    """The compiled kernels of :mod:`bandit_engine.policies._ts_numba`, by name."""
-
-    prob_max: Callable[..., float]  # prob_max_normal for k >= 3 (constants in ``args``)
-    args: tuple[Any, ...]  # the quadrature rule's constants, passed after (mu, sd, a)
-    sample_scores: Callable[..., int]  # Thompson draw + argmax
-    choose_disjoint: Callable[..., tuple[int, float]]  # draw, argmax and its propensity at once
-
-
-# None until first needed, then the kernels or False (numba missing or switched off).
-_KERNEL: TSKernels | bool | None = None
-
-
-def _load_kernel() -> TSKernels | bool:
-    global _KERNEL
-    _ts_numba = compiled_module("_ts_numba")
-    if _ts_numba is None:
-        _KERNEL = False
-        return _KERNEL
-    params = np.array(
-        [
-            _PANEL_NODES,
-            _RELEVANT_SDS,
-            _NARROW,
-            _ZMAX,
-            _PANEL,
-            _LO_SDS,
-            _P_HI_START,
-            _TAIL_TOL,
-        ],
-        dtype=np.float64,
-    )
-    args = (params, _EDGES, _T, _WQ, _WPHI, _GRID_NARROW, _GL_X, _GL_W, _ts_numba.PHI_TABLE)
-    _KERNEL = TSKernels(
-        prob_max=_ts_numba.prob_max_normal_kernel,
-        args=args,
-        sample_scores=_ts_numba.sample_scores,
-        choose_disjoint=_ts_numba.choose_disjoint,
-    )
-    return _KERNEL
-
-
-def ts_kernels() -> TSKernels | None:
-    """The compiled kernels when numba is installed and not switched off
-    (``BANDIT_ENGINE_NO_NUMBA``), else ``None``: callers then use the numpy twins."""
-    kernel = _KERNEL if _KERNEL is not None else _load_kernel()
-    return kernel if isinstance(kernel, TSKernels) else None
-
-
 def prob_max_normal_numpy(mu: FloatArray, sd: FloatArray, a: int) -> float:
-    """:func:`prob_max_normal` in numpy (the reference implementation of the rule; used when
-    numba is not installed)."""
+    """``P(S_a > S_b for all b != a)`` by the rule of this module, in numpy (the reference
+    implementation; :func:`bandit_engine.policies.thompson.prob_max_normal` uses it when numba
+    is not installed or switched off)."""
     k = mu.shape[0]
     if k == 1:
         return 1.0
@@ -260,3 +181,22 @@ def prob_max_normal_numpy(mu: FloatArray, sd: FloatArray, a: int) -> float:
             p0 = max(0, p0 - _widen(tail_lo, rate_lo, budget))
         if widen_hi:
             p1 = min(_N_PANELS, p1 + _widen(tail_hi, rate_hi, budget))
+
+
+#: The rule's constants in the order :func:`._ts_numba.prob_max_normal_kernel` reads them.
+KERNEL_PARAMS: FloatArray = np.array(
+    [
+        _PANEL_NODES,
+        _RELEVANT_SDS,
+        _NARROW,
+        _ZMAX,
+        _PANEL,
+        _LO_SDS,
+        _P_HI_START,
+        _TAIL_TOL,
+    ],
+    dtype=np.float64,
+)
+#: The kernel's grids after :data:`KERNEL_PARAMS`: panel edges, nodes, plain and phi weights,
+#: the narrow-competitor breakpoints and the 5-node Legendre rule.
+KERNEL_GRIDS: tuple[FloatArray, ...] = (_EDGES, _T, _WQ, _WPHI, _GRID_NARROW, _GL_X, _GL_W)

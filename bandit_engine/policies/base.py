@@ -1,4 +1,4 @@
-"""The :class:`Policy` protocol and the helpers shared by every policy.
+"""The :class:`Policy` protocol and :class:`BasePolicy`, the plumbing every policy shares.
 
 A policy sees, for one decision, a context vector ``x`` (shape ``(d,)``), the ids of the candidate
 arms (bundles) and their feature rows ``arm_features`` (shape ``(k, p)``). It returns a
@@ -13,6 +13,10 @@ saved without pickle and restored exactly, random generator included.
 
 Policies are not thread-safe: some reuse scratch buffers between calls, so an engine must
 serialise calls to one policy object.
+
+The helpers live beside this module, one job each: :mod:`._checks` (hyperparameters, seeding),
+:mod:`._arrays` (aligned storage, validated state arrays), :mod:`._ties` (argmax with its exact
+distribution), :mod:`._arms` (arm ids to rows).
 """
 
 from __future__ import annotations
@@ -22,32 +26,37 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from numpy.typing import NDArray
 
-from ..errors import ConfigError, ValidationError
+from ..errors import ValidationError
 from ..records import Choice
+from ._arrays import FloatArray, IntArray
+from ._checks import (
+    SeedLike,
+    check_choice,
+    check_finite,
+    check_in_range,
+    check_int,
+    check_positive,
+    is_real,
+    make_rng,
+)
 
+# The names after Policy and BasePolicy are re-exported for the modules outside policies/ that
+# import them from here (evaluation, simulation); inside policies/ each comes from its own module.
 __all__ = [
-    "TIE_RTOL",
-    "ArmTable",
     "BasePolicy",
     "FloatArray",
+    "IntArray",
     "Policy",
     "SeedLike",
-    "aligned_empty",
-    "argmax_choice",
-    "argmax_distribution",
     "check_choice",
     "check_finite",
     "check_in_range",
     "check_int",
     "check_positive",
-    "grow_rows",
     "make_rng",
-    "state_array",
 ]
 
-SeedLike = int | np.random.Generator | None
 _BIT_GENERATORS: dict[str, type[np.random.BitGenerator]] = {
     "PCG64": np.random.PCG64,
     "PCG64DXSM": np.random.PCG64DXSM,
@@ -55,12 +64,7 @@ _BIT_GENERATORS: dict[str, type[np.random.BitGenerator]] = {
     "SFC64": np.random.SFC64,
     "MT19937": np.random.MT19937,
 }
-FloatArray = NDArray[np.float64]
 _F64 = np.dtype(np.float64)
-IntArray = NDArray[np.intp]
-
-#: Relative tolerance under which two scores count as tied (see :func:`argmax_distribution`).
-TIE_RTOL = 1e-12
 
 
 @runtime_checkable
@@ -113,305 +117,6 @@ class Policy(Protocol):
         ...
 
 
-# -- hyperparameter validation -----------------------------------------------------------------
-def make_rng(seed: SeedLike) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed, a generator (used as is) or ``None`` (fresh
-    entropy)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise ConfigError.for_field("seed", seed, "must be an int, a numpy Generator or None")
-    if seed is not None and seed < 0:
-        raise ConfigError.for_field("seed", seed, "must be >= 0")
-    return np.random.default_rng(seed)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Validate a hyperparameter that must be > 0 (or >= 0)."""
-    if not _is_real(value) or not np.isfinite(value) or (value < 0 if allow_zero else value <= 0):
-        raise ConfigError.for_field(name, value, "must be >= 0" if allow_zero else "must be > 0")
-    return float(value)
-
-
-def check_in_range(
-    name: str,
-    value: float,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Validate ``low <= value <= high`` (ends optionally open)."""
-    if _is_real(value) and np.isfinite(value):
-        v = float(value)
-        lo_ok = v > low if low_open else v >= low
-        hi_ok = v < high if high_open else v <= high
-        if lo_ok and hi_ok:
-            return v
-    lb = "(" if low_open else "["
-    hb = ")" if high_open else "]"
-    raise ConfigError.for_field(name, value, f"must be in {lb}{low}, {high}{hb}")
-
-
-def check_finite(name: str, value: float) -> float:
-    """Validate a hyperparameter that may be any finite real number."""
-    if not _is_real(value) or not np.isfinite(value):
-        raise ConfigError.for_field(name, value, "must be a finite number")
-    return float(value)
-
-
-def check_int(name: str, value: int, *, minimum: int) -> int:
-    """Validate an integer hyperparameter ``>= minimum``."""
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ConfigError.for_field(name, value, f"must be an integer >= {minimum}")
-    return int(value)
-
-
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    """Validate a string hyperparameter against its allowed values."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError.for_field(name, value, f"must be one of {list(allowed)}")
-    return value
-
-
-# -- argmax with a documented distribution ------------------------------------------------------
-def _tie_probs(scores: FloatArray, i: int, epsilon: float) -> tuple[FloatArray, IntArray | None]:
-    """``(pi, ties)`` for the maximum at ``i``; ``ties`` is ``None`` when ``i`` is alone."""
-    best = float(scores[i])
-    if not math.isfinite(best):
-        raise ValidationError.for_field(
-            "scores", "non-finite", "must be finite (check x and arm_features for NaN or inf)"
-        )
-    k = scores.shape[0]
-    is_tie = scores >= best - TIE_RTOL * max(1.0, abs(best))
-    n_ties = int(np.count_nonzero(is_tie))
-    if n_ties == 1:
-        probs = np.full(k, epsilon / k) if epsilon > 0.0 else np.zeros(k)
-        probs[i] += 1.0 - epsilon
-        return probs, None
-    probs = is_tie.astype(np.float64)
-    probs *= (1.0 - epsilon) / n_ties
-    if epsilon > 0.0:
-        probs += epsilon / k
-    return probs, np.flatnonzero(is_tie)
-
-
-def argmax_distribution(scores: FloatArray, epsilon: float = 0.0) -> FloatArray:
-    """The distribution of :func:`argmax_choice` over the candidates (no randomness used).
-
-    ``pi(a) = (1 - epsilon) * [a in T] / |T| + epsilon / k`` where ``T`` is the set of scores
-    within ``TIE_RTOL * max(1, |max score|)`` of the maximum. The tolerance makes arms in
-    identical states tie even when BLAS sums their scores in a different order (which moves the
-    last bit); genuinely different scores closer than that are treated as equal.
-    """
-    return _tie_probs(scores, int(scores.argmax()), epsilon)[0]
-
-
-def argmax_choice(
-    scores: FloatArray, rng: np.random.Generator, epsilon: float = 0.0
-) -> tuple[int, float, FloatArray]:
-    """Greedy choice with uniform random tie-breaking and optional epsilon mixing.
-
-    With probability ``epsilon`` a uniformly random candidate is taken, otherwise a uniformly
-    random member of the tie set ``T`` (see :func:`argmax_distribution`), so the propensity of
-    the chosen arm is exactly ``pi(index)``. Randomness: one ``rng.random()`` when
-    ``epsilon > 0``, one ``rng.integers`` when exploring or when ``|T| > 1``.
-    Returns ``(index, pi(index), pi)``; raises :class:`ValidationError` on non-finite scores.
-    """
-    i = int(scores.argmax())
-    probs, ties = _tie_probs(scores, i, epsilon)
-    if epsilon > 0.0 and rng.random() < epsilon:
-        i = int(rng.integers(scores.shape[0]))
-    elif ties is not None:
-        i = int(ties[rng.integers(ties.shape[0])])
-    return i, float(probs[i]), probs
-
-
-# -- arm bookkeeping ---------------------------------------------------------------------------
-_NO_ROWS: IntArray = np.empty(0, dtype=np.intp)
-_NO_ROWS.setflags(write=False)
-
-
-class ArmTable:
-    """Maps arm ids to rows of a policy's stacked per-arm arrays.
-
-    Recent candidate tuples are cached by identity (tuples are immutable), so an engine that
-    passes the same tuple of bundle ids for each city pays no dictionary look-ups: up to
-    :attr:`RECENT` tuples, the oldest dropped first. The last candidate list is also compared
-    by value, so an equal list passed again costs one comparison.
-    """
-
-    #: How many candidate tuples :meth:`rows` remembers.
-    RECENT = 64
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.index: dict[str, int] = {}
-        # id(tuple) -> (the tuple itself, keeping its id from being reused; rows; contiguous)
-        self._recent: dict[int, tuple[tuple[str, ...], IntArray, bool]] = {}
-        self._last: tuple[tuple[str, ...], IntArray, bool] = ((), _NO_ROWS, False)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @staticmethod
-    def _check_unique(arms: Sequence[str]) -> None:
-        if len(set(arms)) != len(arms):
-            seen: set[str] = set()
-            for arm in arms:
-                if arm in seen:
-                    raise ValidationError.for_field("arms", arm, "must not contain duplicates")
-                seen.add(arm)
-
-    def _new(self, arm: str) -> int:
-        if not isinstance(arm, str):
-            raise ValidationError.for_field("arm", arm, "must be a string id")
-        row = len(self.ids)
-        self.index[arm] = row
-        self.ids.append(arm)
-        return row
-
-    def rows(self, arms: Sequence[str]) -> tuple[IntArray, bool, int]:
-        """Row numbers of ``arms`` (new arms appended). Returns ``(rows, contiguous, n_new)``;
-        ``contiguous`` means ``rows == arange(len(arms))`` so callers may slice instead of
-        gather. The returned array is read-only and may be shared with the cache.
-
-        Recent tuples are remembered by identity: the same tuple object costs one dictionary
-        look-up (rows of existing ids never change); a list or tuple equal to the last one, one
-        comparison; anything else is looked up arm by arm.
-        """
-        hit = self._recent.get(id(arms))
-        if hit is not None and hit[0] is arms:
-            return hit[1], hit[2], 0
-        try:
-            key = arms if type(arms) is tuple else tuple(arms)
-            last = self._last
-            if key == last[0]:  # an equal list or tuple: one comparison
-                return last[1], last[2], 0
-            self._check_unique(key)
-            get = self.index.get
-            found = [get(arm) for arm in key]
-        except TypeError:  # unhashable id
-            raise ValidationError.for_field("arms", list(arms), "must be string ids") from None
-        n_before = len(self.ids)
-        if n_before == 0 or None in found:
-            found = [
-                self._new(arm) if row is None else row for arm, row in zip(key, found, strict=True)
-            ]
-        out = np.array(found, dtype=np.intp)
-        out.setflags(write=False)
-        k = out.shape[0]
-        contiguous = bool(k > 0 and found[0] == 0 and found[-1] == k - 1)
-        if contiguous:
-            contiguous = bool(np.array_equal(out, np.arange(k)))
-        self._last = (key, out, contiguous)
-        if key is arms:  # only the caller's own tuple can recur by identity
-            recent = self._recent
-            if len(recent) >= self.RECENT:
-                del recent[next(iter(recent))]  # the oldest entry goes first
-            recent[id(key)] = self._last
-        return out, contiguous, len(self.ids) - n_before
-
-    def lookup(self, arms: Sequence[str], missing: int) -> IntArray:
-        """Rows of ``arms`` without creating anything; unknown ids get row ``missing``
-        (policies point it at an untouched prior row)."""
-        for a in arms:
-            if not isinstance(a, str):
-                raise ValidationError.for_field("arm", a, "must be a string id")
-        self._check_unique(arms)
-        index = self.index
-        return np.fromiter((index.get(a, missing) for a in arms), dtype=np.intp, count=len(arms))
-
-    def row(self, arm: str) -> tuple[int, bool]:
-        """Row of one arm, creating it if needed. Returns ``(row, created)``."""
-        try:
-            row = self.index.get(arm)
-        except TypeError:
-            raise ValidationError.for_field("arm", arm, "must be a string id") from None
-        if row is not None:
-            return row, False
-        return self._new(arm), True
-
-    def clear_cache(self) -> None:
-        self._recent.clear()
-        self._last = ((), _NO_ROWS, False)
-
-    def set_ids(self, ids: Sequence[str]) -> None:
-        """Replace the table (used by ``set_state``)."""
-        if not all(isinstance(a, str) for a in ids):
-            raise ValidationError.for_field("state.arms", list(ids), "must be a list of strings")
-        if len(set(ids)) != len(ids):
-            raise ValidationError.for_field("state.arms", list(ids), "must not contain duplicates")
-        self.ids = list(ids)
-        self.index = {a: i for i, a in enumerate(self.ids)}
-        self.clear_cache()
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: type = np.float64) -> NDArray[Any]:
-    """An uninitialised C-contiguous array whose data start on a 64-byte boundary.
-
-    BLAS gemv on the stacked per-arm matrices runs about 25% faster when rows are 32-byte
-    aligned (measured: 6.6 vs 9.0 µs for a 1600x32 matrix), and numpy only guarantees 16.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    n = math.prod(shape)
-    buf = np.empty(n * itemsize + 64, dtype=np.uint8)
-    start = -buf.ctypes.data % 64
-    return buf[start : start + n * itemsize].view(dtype).reshape(shape)
-
-
-def grow_rows(arr: NDArray[Any], n_rows: int, fill: NDArray[Any] | float) -> NDArray[Any]:
-    """Return ``arr`` with at least ``n_rows`` rows (capacity doubles); new rows get ``fill``.
-
-    The result is 64-byte aligned (see :func:`aligned_empty`).
-    """
-    if arr.shape[0] >= n_rows:
-        return arr
-    cap = max(n_rows, 2 * arr.shape[0], 8)
-    out = aligned_empty((cap, *arr.shape[1:]), arr.dtype.type)
-    out[: arr.shape[0]] = arr
-    out[arr.shape[0] :] = fill
-    return out
-
-
-def state_array(
-    state: Mapping[str, Any],
-    key: str,
-    shape: tuple[int | None, ...],
-    dtype: type = np.float64,
-) -> NDArray[Any]:
-    """Fetch ``state[key]`` as a fresh aligned array of ``dtype`` and check its shape.
-
-    ``None`` in ``shape`` accepts any length on that axis. Errors name ``state.<key>``.
-    """
-    if key not in state:
-        raise ValidationError.for_field(f"state.{key}", "missing", "is required")
-    try:
-        raw: NDArray[Any] = np.asarray(state[key], dtype=dtype)
-    except (TypeError, ValueError):
-        raise ValidationError.for_field(
-            f"state.{key}", type(state[key]).__name__, f"must be a {np.dtype(dtype)} array"
-        ) from None
-    if raw.ndim != len(shape) or any(
-        s is not None and s != n for s, n in zip(shape, raw.shape, strict=True)
-    ):
-        want = tuple("*" if s is None else s for s in shape)
-        raise ValidationError.for_field(f"state.{key}", raw.shape, f"must have shape {want}")
-    if dtype is np.float64 and not np.all(np.isfinite(raw)):
-        raise ValidationError.for_field(f"state.{key}", "non-finite", "must be finite")
-    out = aligned_empty(raw.shape, dtype)
-    out[...] = raw
-    return out
-
-
-# -- the base class ----------------------------------------------------------------------------
 class BasePolicy:
     """Shared plumbing: seeding, parameter access, input checks, state of the random generator.
 
@@ -568,9 +273,9 @@ class BasePolicy:
             and 0.0 < propensity <= 1.0
         ):
             return reward
-        if not _is_real(reward) or not math.isfinite(reward):
+        if not is_real(reward) or not math.isfinite(reward):
             raise ValidationError.for_field("reward", reward, "must be a finite number")
-        if not _is_real(propensity) or not (0.0 < propensity <= 1.0):
+        if not is_real(propensity) or not (0.0 < propensity <= 1.0):
             raise ValidationError.for_field("propensity", propensity, "must be in (0, 1]")
         return float(reward)
 

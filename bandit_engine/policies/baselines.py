@@ -15,22 +15,18 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
-from .base import (
-    ArmTable,
-    BasePolicy,
-    FloatArray,
-    IntArray,
+from ._arms import ArmTable
+from ._arrays import FloatArray, IntArray, grow_rows, state_array
+from ._checks import (
     SeedLike,
-    argmax_choice,
-    argmax_distribution,
     check_choice,
     check_finite,
     check_in_range,
     check_int,
     check_positive,
-    grow_rows,
-    state_array,
 )
+from ._ties import argmax_choice, argmax_distribution
+from .base import BasePolicy
 
 __all__ = ["EpsilonGreedy", "FixedRule", "Popularity", "UniformRandom"]
 

@@ -7,29 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
-from scipy.linalg import blas
 
 from ..errors import ValidationError
 from ..records import Choice
-from ._ridge import rank1_update
-from .base import (
-    ArmTable,
-    BasePolicy,
-    FloatArray,
-    IntArray,
-    SeedLike,
-    aligned_empty,
-    argmax_choice,
-    argmax_distribution,
-    check_in_range,
-    check_positive,
-    grow_rows,
-    state_array,
-)
+from ._arms import ArmTable
+from ._arrays import FloatArray, IntArray, aligned_empty, grow_rows, state_array
+from ._checks import SeedLike, check_in_range, check_positive
+from ._linalg import axpy, rank1_update
+from ._ties import argmax_choice, argmax_distribution
+from .base import BasePolicy
 
 __all__ = ["HybridLinUCB"]
-
-_daxpy = blas.daxpy
 
 
 class HybridLinUCB(BasePolicy):
@@ -218,8 +206,8 @@ class HybridLinUCB(BasePolicy):
         rank1_update(self.A0_inv_, -1.0 / (1.0 + s), g, g)
         rank1_update(Ai, -1.0 / (1.0 + float(x @ u)), u, u)
         rank1_update(B, 1.0, x, zs)
-        _daxpy(x, b, a=r)
-        _daxpy(zs, self.b0_, a=r)
+        axpy(x, b, a=r)
+        axpy(zs, self.b0_, a=r)
         self.b0_ -= (Ai @ b) @ B
         np.matmul(self.A0_inv_, self.b0_, out=self.beta_)
         self.n_updates_ += 1

@@ -9,16 +9,12 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..records import Choice
-from ._ridge import RidgeArmsPolicy, RidgeRows
-from .base import (
-    FloatArray,
-    IntArray,
-    SeedLike,
-    argmax_choice,
-    argmax_distribution,
-    check_in_range,
-    check_positive,
-)
+from ._arrays import FloatArray, IntArray
+from ._checks import SeedLike, check_in_range, check_positive
+from ._kernels import kernels
+from ._packed import PackedRows
+from ._ridge_policy import RidgeArmsPolicy
+from ._ties import TIE_RTOL, argmax_choice, argmax_distribution
 
 __all__ = ["LinUCB"]
 
@@ -70,8 +66,8 @@ class LinUCB(RidgeArmsPolicy):
     is weaker than ``l2`` by up to a factor 2.
 
     Scoring reads only the upper triangles of the ``A_a^{-1}`` (they are symmetric), packed
-    per candidate list (:meth:`RidgeRows.mean_var
-    <bandit_engine.policies._ridge.RidgeRows.mean_var>`). ``precision="float32"`` scores from
+    per candidate list (:meth:`PackedRows.mean_var
+    <bandit_engine.policies._packed.PackedRows.mean_var>`). ``precision="float32"`` scores from
     float32 copies of those triangles, which halves the memory read per decision again (with
     100 arms of 64 features: 0.8 instead of 1.7 MB, 3.3 MB unpacked). Each float32 width comes
     with a rigorous bound on its rounding error; every arm whose score could, within that
@@ -81,9 +77,10 @@ class LinUCB(RidgeArmsPolicy):
     carry float32 rounding (measured up to ~3e-7 of the bonus ``alpha sqrt(x' A^{-1} x)``).
     The float32 copies are derived data, rebuilt after loading, never saved. Where a float64
     score is needed exactly for every arm (logging all scores for analysis), keep the default.
-    The rescoring relies on the rounding bound of :meth:`RidgeRows.mean_var_bounded
-    <bandit_engine.policies._ridge.RidgeRows.mean_var_bounded>` (a worst-case bound for any
-    summation order, with a factor 2 of margin), not on measurements.
+    The rescoring relies on the rounding bound of :meth:`PackedRows.mean_var_bounded
+    <bandit_engine.policies._packed.PackedRows.mean_var_bounded>` (a worst-case bound for any
+    summation order, with a factor 2 of margin), not on measurements; the rule is
+    :func:`~bandit_engine.policies._linucb_float32.ucb_float32_numpy` (:func:`_ucb_float32`).
 
     ``arm_features`` are only checked for shape: disjoint LinUCB learns each bundle separately
     from ``x``. A bundle never seen before starts from the prior (score
@@ -122,10 +119,10 @@ class LinUCB(RidgeArmsPolicy):
         q += m
         return q
 
-    def _scores(self, x: FloatArray, ridge: RidgeRows, rows: IntArray) -> FloatArray:
-        """UCB scores (float32 mode: see :meth:`RidgeRows.ucb_float32`)."""
+    def _scores(self, x: FloatArray, ridge: PackedRows, rows: IntArray) -> FloatArray:
+        """UCB scores (float32 mode: see :func:`_ucb_float32`)."""
         if ridge.precision == "float32":
-            return ridge.ucb_float32(x, rows, self.alpha)
+            return _ucb_float32(ridge, x, rows, self.alpha)
         return self._ucb(*ridge.mean_var(x, rows))
 
     def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
@@ -149,3 +146,38 @@ class LinUCB(RidgeArmsPolicy):
         except ValidationError:
             self._raise_nonfinite(x)
             raise
+
+
+def _ucb_float32(ridge: PackedRows, x: FloatArray, rows: IntArray, alpha: float) -> FloatArray:
+    """LinUCB scores ``theta . x + alpha sqrt(x' A^{-1} x)`` in float32 mode: the widths from
+    the float32 block, then every arm whose exact score could reach the tie set of the best one
+    (:data:`~bandit_engine.policies._ties.TIE_RTOL`) rescored in float64 from the full
+    matrices. The argmax and its ties are therefore those of the float64 scores (the rule and
+    its bound: :func:`~bandit_engine.policies._linucb_float32.ucb_float32_numpy`)."""
+    blk = ridge.block(rows)
+    sdiag = blk.sdiag
+    assert sdiag is not None
+    k = rows.shape[0]
+    pk = ridge.packing()
+    w32 = pk.w32
+    kernels.tri_products(x, w32)
+    l2_inv = 1.0 / ridge.l2  # also the prior's A^{-1} diagonal
+    scores = np.empty(k)
+    # False means a non-finite score, left in ``scores``: the caller's argmax reports it.
+    kernels.ucb_float32(
+        blk.theta[:k],
+        blk.tri[:k] @ w32,
+        sdiag[:k],
+        x,
+        alpha,
+        pk.err_rel,
+        pk.err_abs,
+        l2_inv,
+        TIE_RTOL,
+        ridge.A_inv,
+        rows,
+        ridge.n_obs,
+        l2_inv,
+        scores,
+    )
+    return scores

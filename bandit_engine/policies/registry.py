@@ -97,15 +97,11 @@ def _policy_class(name: str) -> type:
 
 def policy_params(name: str) -> list[str]:
     """The keyword arguments policy ``name`` accepts."""
-    # __init__'s, not the class's: a class with its own __new__ (LinearTS picks its variant
-    # there) would otherwise show __new__'s signature
-    cls: Any = _policy_class(name)
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(_policy_class(name))
     return [
         p.name
         for p in sig.parameters.values()
         if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        and p.name != "self"
     ]
 
 

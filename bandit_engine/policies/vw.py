@@ -89,8 +89,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, ConflictError, ModelFileError, ValidationError
 from ..records import Choice
 from ..rewards import reward_to_cost
-from .base import (
-    BasePolicy,
+from ._checks import (
     SeedLike,
     check_choice,
     check_finite,
@@ -98,6 +97,7 @@ from .base import (
     check_int,
     check_positive,
 )
+from .base import BasePolicy
 
 __all__ = ["EXPLORATIONS", "EXTRA_ARGS_ALLOWED", "Exploration", "VWPolicy"]
 
