@@ -83,7 +83,8 @@ class BundleIndex:
 
     def parts(self, row: int) -> tuple[int, int]:
         """``(deal row, course row)`` of a bundle row."""
-        return int(self._deal[row]), int(self._course[row])
+        # .item() rather than int(a[row]): twice as fast, and this runs once per decision.
+        return self._deal.item(row), self._course.item(row)
 
     def features(self, rows: Sequence[int] | IntArray) -> FloatArray:
         """Feature rows ``z`` of the given bundle rows, shape ``(len(rows), width)`` (a copy)."""
