@@ -31,6 +31,7 @@ from bandit_engine.features import (
     Recency,
     Tags,
     fit_block,
+    fit_fields,
     spec_from_dict,
     tag_bucket,
 )
@@ -727,6 +728,7 @@ def test_fitted_block_for_catalogs() -> None:
     block = fit_block(
         [Categorical("cuisine"), Numeric("price")], deals, prefix="deal", key="deal_id"
     )
+    assert fit_fields is fit_block
     assert block.names == [
         "deal.cuisine=hotpot",
         "deal.cuisine=bbq",

@@ -68,8 +68,8 @@ Standardization uses the population std over observed values; a std of 0 (or no 
 becomes 1. Hashing uses ``zlib.crc32(tag.encode("utf-8")) % hash_buckets``, which is stable
 across processes (Python's ``hash`` is salted per process).
 
-Reusable layer (for catalogs: deals, courses). :func:`fit_block` fits a list of specs on one
-table into a :class:`FittedBlock` with ``.width``, ``.names``,
+Reusable layer (for catalogs: deals, courses). :func:`fit_block` (alias ``fit_fields``) fits a
+list of specs on one table into a :class:`FittedBlock` with ``.width``, ``.names``,
 ``.encode_one(row, out=None, offset=0, *, now=None) -> (width,)``,
 ``.encode_frame(df, *, now=None) -> (n, width)``, ``.records(df)`` and ``to_dict`` /
 ``from_dict``: no known flags, no intercept, and undeclared columns ignored by default
@@ -79,18 +79,12 @@ Limitations: dicts may omit fields (missing) but tables must have every declared
 object-dtype columns are validated element by element in Python (typed numeric, bool and
 datetime64 columns are vectorized); keys that compare equal across types (``1``, ``1.0``,
 ``True``) are the same user in batch.
-
-Modules, each importing only those listed before it: ``_values`` (scalar value rules),
-``specs`` (the declarative field specs), ``_columns`` (table columns -> validated canonical
-columns), ``encoders`` (one fitted encoder per field type: numeric, recency, categorical, tags,
-boolean), ``block`` (:class:`FittedBlock`, :func:`fit_block`: the fields of one table),
-``schema`` (:class:`ProfileSchema`, :class:`FeatureMap`: the platforms of a profile).
 """
 
 from __future__ import annotations
 
 from ._values import tag_bucket
-from .block import FittedBlock, fit_block
+from .encoders import FittedBlock, fit_block, fit_fields
 from .schema import FeatureMap, ProfileSchema
 from .specs import Boolean, Categorical, FieldSpec, Numeric, Recency, Tags, spec_from_dict
 
@@ -105,6 +99,7 @@ __all__ = [
     "Recency",
     "Tags",
     "fit_block",
+    "fit_fields",
     "spec_from_dict",
     "tag_bucket",
 ]

@@ -11,8 +11,7 @@ import pandas as pd
 from ..errors import ConfigError, ValidationError
 from ._columns import canonical_frame, check_fields, check_now, check_out, check_time
 from ._values import FloatArray, RowLabel, invalid, show
-from .block import FittedBlock
-from .encoders import fit_canonical, latest_time
+from .encoders import FittedBlock, fit_canonical, latest_time
 from .specs import FieldSpec, check_name, spec_from_dict
 
 __all__ = ["FORMAT", "FeatureMap", "ProfileSchema"]
