@@ -88,7 +88,8 @@ class Catalog:
         self.add_deals(deals, _pair=False)
         self.add_courses(courses, _pair=False)
         if bundles is None:
-            self._touch(self._bundles.pair(range(len(self._deals)), range(len(self._courses))))
+            self._bundles.pair(range(len(self._deals)), range(len(self._courses)))
+            self._touch()
         else:
             self.add_bundles(bundles)
 
@@ -109,11 +110,10 @@ class Catalog:
     def _course_columns(self) -> list[str]:
         return [f.name for f in self.course_features]
 
-    def _touch(self, result: list[str] | None = None) -> list[str]:
-        """Record a change: bump the version, empty the eligibility cache; pass ``result`` on."""
+    def _touch(self) -> None:
+        """Record a change: bump the version and empty the eligibility cache."""
         self.version += 1
         self._eligibility.clear()
-        return [] if result is None else result
 
     # -- sizes and names ---------------------------------------------------------------------
     @property
@@ -145,7 +145,9 @@ class Catalog:
         self._touch()
         if _pair and self.pair_all and new_rows:
             active_courses = self._courses.active.nonzero()[0].tolist()
-            return self._touch(self._bundles.pair(new_rows, active_courses))
+            added = self._bundles.pair(new_rows, active_courses)
+            self._touch()
+            return added
         return []
 
     def add_courses(self, courses: pd.DataFrame, *, _pair: bool = True) -> list[str]:
@@ -155,7 +157,9 @@ class Catalog:
         self._touch()
         if _pair and self.pair_all and new_rows:
             active_deals = self._deals.active.nonzero()[0].tolist()
-            return self._touch(self._bundles.pair(active_deals, new_rows))
+            added = self._bundles.pair(active_deals, new_rows)
+            self._touch()
+            return added
         return []
 
     def add_bundles(self, bundles: pd.DataFrame) -> list[str]:
@@ -184,7 +188,9 @@ class Catalog:
             if c not in course_index:
                 raise NotFoundError.for_field("bundles.course_id", c, "is not a known course")
             pairs.append((name, deal_index[d], course_index[c]))
-        return self._touch(self._bundles.add(pairs))
+        added = self._bundles.add(pairs)
+        self._touch()
+        return added
 
     # -- retiring ----------------------------------------------------------------------------
     def retire_deals(self, deal_ids: Iterable[str]) -> None:
