@@ -83,8 +83,16 @@ class BundleIndex:
 
     def parts(self, row: int) -> tuple[int, int]:
         """``(deal row, course row)`` of a bundle row."""
-        # .item() rather than int(a[row]): twice as fast, and this runs once per decision.
+        # .item() rather than int(a[row]): twice as fast (no numpy scalar in between).
         return self._deal.item(row), self._course.item(row)
+
+    def part_ids(self, bundle_id: str) -> tuple[str, str]:
+        """``(deal_id, course_id)`` of a bundle; :class:`NotFoundError` if unknown."""
+        # Engine.decide asks this once per decision: one call, no intermediate tuple.
+        row = self._index.get(str(bundle_id))
+        if row is None:
+            raise NotFoundError.for_field("bundle_id", bundle_id, "is not in the catalog")
+        return self.deals.ids[self._deal.item(row)], self.courses.ids[self._course.item(row)]
 
     def features(self, rows: Sequence[int] | IntArray) -> FloatArray:
         """Feature rows ``z`` of the given bundle rows, shape ``(len(rows), width)`` (a copy)."""

@@ -222,8 +222,7 @@ class Catalog:
 
     def parts(self, bundle_id: str) -> tuple[str, str]:
         """``(deal_id, course_id)`` of a bundle."""
-        d, c = self._bundles.parts(self._bundles.row(bundle_id))
-        return self._deals.ids[d], self._courses.ids[c]
+        return self._bundles.part_ids(bundle_id)
 
     def features(self, bundle_ids: Sequence[str]) -> FloatArray:
         """Feature rows of the given bundles, shape ``(len(bundle_ids), n_arm_features)``."""
