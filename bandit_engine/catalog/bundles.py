@@ -12,7 +12,7 @@ columnar arrays (``deal``, ``course``, ``retired``, ``z``) plus the id list and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +70,11 @@ class BundleIndex:
     def __contains__(self, bundle_id: object) -> bool:
         return bundle_id in self._index
 
-    def find(self, bundle_id: str) -> int | None:
-        """The row of ``bundle_id``, ``None`` if unknown (the id is not converted to str)."""
-        return self._index.get(bundle_id)
+    @property
+    def row_of(self) -> Mapping[str, int]:
+        """Bundle id -> row, read-only (ids are not converted to str). A mapping rather than a
+        method so that a per-id loop (the availability mask) costs one dict lookup per id."""
+        return self._index
 
     def row(self, bundle_id: str) -> int:
         """The row of ``bundle_id``; :class:`NotFoundError` if unknown."""

@@ -146,9 +146,10 @@ def apply_availability(
     dropped, and an empty result raises :class:`~bandit_engine.errors.ValidationError`.
     """
     allowed = set(base.rows.tolist())
+    row_of = index.row_of.get
     rows = []
     for bundle_id in bundle_ids:
-        row = index.find(bundle_id)
+        row = row_of(bundle_id)
         if row is None:
             raise NotFoundError.for_field("candidates", bundle_id, "is not a known bundle")
         if row in allowed:
