@@ -157,3 +157,81 @@ def test_round_trip_keeps_encoders_and_state(catalog: Catalog) -> None:
         assert back.candidates(city=city, now=T0).ids == catalog.candidates(city=city, now=T0).ids
     with pytest.raises(ValidationError, match="catalog"):
         Catalog.from_dict({**data, "bundles": [["x"]]})
+
+
+def test_readding_a_deal_updates_its_bundles_in_place(
+    catalog: Catalog, deals: pd.DataFrame
+) -> None:
+    before = catalog.features(["d1+c1", "d1+c2", "d2+c1"])
+    ids = catalog.bundle_ids
+    catalog.retire_deals(["d1"])
+    assert catalog.add_deals(deals.iloc[[0]].assign(price=400.0, city="beijing")) == []
+    after = catalog.features(["d1+c1", "d1+c2", "d2+c1"])
+    assert catalog.bundle_ids == ids  # same rows, nothing re-paired
+    price = catalog.feature_names.index("deal.price")
+    assert after[0, price] > before[0, price] and after[1, price] == after[0, price]
+    np.testing.assert_array_equal(after[2], before[2])  # other deals untouched
+    # re-activated, and eligibility follows its new city
+    assert catalog.bundle("d1+c1")["active"] is True
+    assert "d1+c1" in catalog.candidates(city="beijing", now=T0).ids
+    assert "d1+c1" not in catalog.candidates(city="shanghai", now=T0).ids
+
+
+def test_a_rejected_table_changes_nothing(catalog: Catalog, deals: pd.DataFrame) -> None:
+    state = json.dumps(catalog.to_dict())
+    bad = deals.assign(deal_id=["n1", "n2", "n3", "n4"])
+    bad.loc[2, "valid_to"] = T0 - 2e6  # the third row is invalid: the first two must not land
+    with pytest.raises(ValidationError, match=r"valid_to\[n3\]"):
+        catalog.add_deals(bad)
+    with pytest.raises(ValidationError, match="different"):
+        catalog.add_bundles(
+            pd.DataFrame(
+                {"deal_id": ["d1", "d1"], "course_id": ["c1", "c2"], "bundle_id": ["new", "d2+c1"]}
+            )
+        )
+    assert json.dumps(catalog.to_dict()) == state
+    assert len(catalog.candidates(city="beijing", now=T0).ids) == 4
+
+
+def test_bundle_listed_twice_in_one_frame_is_added_once(
+    deals: pd.DataFrame, courses: pd.DataFrame
+) -> None:
+    pairs = pd.DataFrame({"deal_id": ["d1", "d1", "d2"], "course_id": ["c1", "c1", "c2"]})
+    cat = Catalog(deals, courses, bundles=pairs)
+    assert cat.bundle_ids == ("d1+c1", "d2+c2")
+    cat.retire_bundles(["d1+c1"])
+    assert cat.add_bundles(pairs.iloc[[0]]) == []  # known: re-activated, not new
+    assert cat.bundle("d1+c1")["active"] is True
+
+
+def test_saved_state_layout_is_stable(catalog: Catalog) -> None:
+    # Saved model files embed this dict: its keys and bundle rows must not change shape.
+    catalog.retire_bundles(["d1+c2"])
+    catalog.retire_courses(["c1"])
+    data = catalog.to_dict()
+    assert list(data) == [
+        "rules",
+        "pair_all",
+        "deal_features",
+        "course_features",
+        "deal_block",
+        "course_block",
+        "deals",
+        "deal_active",
+        "courses",
+        "course_active",
+        "bundles",
+    ]
+    assert data["bundles"][:2] == [["d1+c1", "d1", "c1", False], ["d1+c2", "d1", "c2", True]]
+    assert data["course_active"] == [False, True]
+    assert data["deal_active"] == [True, True, True, True]
+    assert data["deals"][2] == {
+        "deal_id": "d3",
+        "cuisine": "bbq",
+        "price": 60.0,
+        "discount": 0.1,
+        "city": None,
+        "valid_from": T0 - 1e6,
+        "valid_to": T0 + 5000.0,
+    }
+    assert all(type(v) is bool for v in data["deal_active"] + data["course_active"])

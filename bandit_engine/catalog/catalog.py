@@ -1,0 +1,328 @@
+"""The :class:`Catalog`: deals, courses and their bundles behind one object.
+
+The catalog owns the two item tables (:mod:`.tables`), the bundle index over them (:mod:`.bundles`)
+and the eligibility rules with their cache (:mod:`.eligibility`). It fits the deal and course
+encoders at construction, keeps a ``version`` that every change bumps (and that empties the
+eligibility cache), and saves and restores all of it as JSON (:meth:`Catalog.to_dict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ConfigError, NotFoundError, ValidationError
+from ..features import FieldSpec, FittedBlock, fit_block, spec_from_dict
+from .bundles import BundleIndex, CandidateSet
+from .eligibility import ANY_CITY, Eligibility, EligibilityRules, apply_availability
+from .tables import (
+    DEFAULT_COURSE_FEATURES,
+    DEFAULT_DEAL_FEATURES,
+    DealTable,
+    FloatArray,
+    ItemTable,
+    check_table,
+    parse_ids,
+)
+
+__all__ = ["Catalog"]
+
+
+class Catalog:
+    """Deals, courses, bundles, their feature vectors and eligibility rules.
+
+    Parameters
+    ----------
+    deals
+        One row per deal: ``deal_id``, the city column (``rules.deal_city``), optional ``valid_from`` /
+        ``valid_to`` (epoch seconds, datetimes or ISO strings) and the columns of ``deal_features``.
+    courses
+        One row per course: ``course_id`` and the columns of ``course_features``.
+    bundles
+        ``None`` to pair every deal with every course, or a frame with ``deal_id``, ``course_id`` and
+        optionally ``bundle_id`` (default ``"<deal_id>+<course_id>"``).
+    deal_features, course_features
+        Field specs encoding deals and courses (see :mod:`bandit_engine.features`).
+    rules
+        Eligibility rules.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> deals = pd.DataFrame({"deal_id": ["d1", "d2"], "city": ["shanghai", "beijing"],
+    ...                       "cuisine": ["hotpot", "sichuan"], "price": [88.0, 120.0],
+    ...                       "discount": [0.2, 0.4]})
+    >>> courses = pd.DataFrame({"course_id": ["c1"], "topic": ["python"], "format": ["video"],
+    ...                         "price": [99.0], "rating": [4.6]})
+    >>> catalog = Catalog(deals, courses)
+    >>> catalog.candidates(city="shanghai", now=0.0).ids
+    ('d1+c1',)
+    """
+
+    def __init__(
+        self,
+        deals: pd.DataFrame,
+        courses: pd.DataFrame,
+        *,
+        bundles: pd.DataFrame | None = None,
+        deal_features: Sequence[FieldSpec] = DEFAULT_DEAL_FEATURES,
+        course_features: Sequence[FieldSpec] = DEFAULT_COURSE_FEATURES,
+        rules: EligibilityRules | None = None,
+    ) -> None:
+        self.rules = rules if rules is not None else EligibilityRules()
+        self.pair_all = bundles is None
+        self.deal_features = tuple(deal_features)
+        self.course_features = tuple(course_features)
+        check_table(deals, "deals", "deal_id", self._deal_columns())
+        check_table(courses, "courses", "course_id", self._course_columns())
+        if deals.empty or courses.empty:
+            raise ValidationError.for_field(
+                "deals" if deals.empty else "courses", 0, "must have at least one row (rows given)"
+            )
+        self._init_storage(
+            fit_block(self.deal_features, deals, prefix="deal"),
+            fit_block(self.course_features, courses, prefix="course"),
+        )
+        self.add_deals(deals, _pair=False)
+        self.add_courses(courses, _pair=False)
+        if bundles is None:
+            self._bundles.pair(range(len(self._deals)), range(len(self._courses)))
+            self._touch()
+        else:
+            self.add_bundles(bundles)
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _init_storage(self, deal_block: FittedBlock, course_block: FittedBlock) -> None:
+        self._deals = DealTable(deal_block, self._deal_columns(), city_column=self.rules.deal_city)
+        self._courses = ItemTable("courses", "course_id", course_block, self._course_columns())
+        self._bundles = BundleIndex(self._deals, self._courses)
+        self._eligibility = Eligibility(self.rules, self._bundles)
+        self.version = 0
+
+    def _deal_columns(self) -> list[str]:
+        cols = [f.name for f in self.deal_features]
+        if self.rules.user_city is not None and self.rules.deal_city not in cols:
+            cols.append(self.rules.deal_city)
+        return cols
+
+    def _course_columns(self) -> list[str]:
+        return [f.name for f in self.course_features]
+
+    def _touch(self) -> None:
+        """Record a change: bump the version and empty the eligibility cache."""
+        self.version += 1
+        self._eligibility.clear()
+
+    # -- sizes and names ---------------------------------------------------------------------
+    @property
+    def n_arm_features(self) -> int:
+        """Length of a bundle feature vector (the leading 1 included)."""
+        return 1 + self._deals.block.width + self._courses.block.width
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ["bundle.bias", *self._deals.block.names, *self._courses.block.names]
+
+    @property
+    def bundle_ids(self) -> tuple[str, ...]:
+        """Every bundle id ever added, retired ones included."""
+        return self._bundles.ids
+
+    def __len__(self) -> int:
+        return len(self._bundles)
+
+    def __contains__(self, bundle_id: object) -> bool:
+        return bundle_id in self._bundles
+
+    # -- adding ------------------------------------------------------------------------------
+    def add_deals(self, deals: pd.DataFrame, *, _pair: bool = True) -> list[str]:
+        """Add deals (same columns as at construction). In all-pairs mode they pair with every active
+        course. Returns the new bundle ids. Re-adding a retired deal id re-activates it."""
+        new_rows, updated = self._deals.upsert(deals)
+        self._bundles.refresh(deal_rows=updated)
+        self._touch()
+        if _pair and self.pair_all and new_rows:
+            active_courses = self._courses.active.nonzero()[0].tolist()
+            added = self._bundles.pair(new_rows, active_courses)
+            self._touch()
+            return added
+        return []
+
+    def add_courses(self, courses: pd.DataFrame, *, _pair: bool = True) -> list[str]:
+        """Add courses. In all-pairs mode they pair with every active deal. Returns new bundle ids."""
+        new_rows, updated = self._courses.upsert(courses)
+        self._bundles.refresh(course_rows=updated)
+        self._touch()
+        if _pair and self.pair_all and new_rows:
+            active_deals = self._deals.active.nonzero()[0].tolist()
+            added = self._bundles.pair(active_deals, new_rows)
+            self._touch()
+            return added
+        return []
+
+    def add_bundles(self, bundles: pd.DataFrame) -> list[str]:
+        """Add explicit (deal, course) bundles; their deal and course must exist. Returns their ids."""
+        if not isinstance(bundles, pd.DataFrame):
+            raise ValidationError.for_field(
+                "bundles", type(bundles).__name__, "must be a DataFrame"
+            )
+        for col in ("deal_id", "course_id"):
+            if col not in bundles.columns:
+                raise ValidationError.for_field(
+                    f"bundles.{col}", sorted(bundles.columns.astype(str)), "is a required column"
+                )
+        deal_ids = parse_ids(bundles["deal_id"], "bundles.deal_id")
+        course_ids = parse_ids(bundles["course_id"], "bundles.course_id")
+        names = (
+            parse_ids(bundles["bundle_id"], "bundles.bundle_id")
+            if "bundle_id" in bundles.columns
+            else [f"{d}+{c}" for d, c in zip(deal_ids, course_ids, strict=True)]
+        )
+        deal_index, course_index = self._deals.index, self._courses.index
+        pairs = []
+        for name, d, c in zip(names, deal_ids, course_ids, strict=True):
+            if d not in deal_index:
+                raise NotFoundError.for_field("bundles.deal_id", d, "is not a known deal")
+            if c not in course_index:
+                raise NotFoundError.for_field("bundles.course_id", c, "is not a known course")
+            pairs.append((name, deal_index[d], course_index[c]))
+        added = self._bundles.add(pairs)
+        self._touch()
+        return added
+
+    # -- retiring ----------------------------------------------------------------------------
+    def retire_deals(self, deal_ids: Iterable[str]) -> None:
+        """Stop offering these deals (and their bundles). Learned state is kept."""
+        self._deals.retire(deal_ids)
+        self._touch()
+
+    def retire_courses(self, course_ids: Iterable[str]) -> None:
+        """Stop offering these courses (and their bundles). Learned state is kept."""
+        self._courses.retire(course_ids)
+        self._touch()
+
+    def retire_bundles(self, bundle_ids: Iterable[str]) -> None:
+        """Stop offering these bundles. Learned state is kept; ``add_bundles`` re-activates."""
+        self._bundles.retire(bundle_ids)
+        self._touch()
+
+    # -- lookups -----------------------------------------------------------------------------
+    def bundle(self, bundle_id: str) -> dict[str, Any]:
+        """A bundle's deal and course records, its feature vector and whether it is retired."""
+        row = self._bundles.row(bundle_id)
+        d, c = self._bundles.parts(row)
+        return {
+            "bundle_id": bundle_id,
+            "deal": dict(self._deals.records[d]),
+            "course": dict(self._courses.records[c]),
+            "active": self._bundles.active(row),
+        }
+
+    def parts(self, bundle_id: str) -> tuple[str, str]:
+        """``(deal_id, course_id)`` of a bundle."""
+        return self._bundles.part_ids(bundle_id)
+
+    def features(self, bundle_ids: Sequence[str]) -> FloatArray:
+        """Feature rows of the given bundles, shape ``(len(bundle_ids), n_arm_features)``."""
+        return self._bundles.features([self._bundles.row(b) for b in bundle_ids])
+
+    # -- eligibility -------------------------------------------------------------------------
+    def candidates(
+        self,
+        *,
+        city: str | None,
+        now: float,
+        restrict: Sequence[str] | None = None,
+    ) -> CandidateSet:
+        """Eligible bundles for a user in ``city`` (``None``: unknown) at time ``now``.
+
+        ``restrict`` is the caller's availability mask: a sequence of bundle ids; unknown ids raise
+        :class:`~bandit_engine.errors.NotFoundError`, known but ineligible ones are dropped, and an
+        empty result raises :class:`~bandit_engine.errors.ValidationError`.
+        """
+        base = self._eligibility.eligible(city, now, self.version)
+        if restrict is None:
+            if not base.ids:
+                raise ValidationError.for_field(
+                    "candidates", [], f"no bundle is eligible for city {city!r} at time {now}"
+                )
+            return base
+        return apply_availability(base, restrict, self._bundles)
+
+    def offered(self, now: float) -> CandidateSet:
+        """Every bundle offered to someone at time ``now``: active and valid, in any city (batch
+        scoring uses it; per-user decisions use :meth:`candidates`)."""
+        return self._eligibility.eligible(ANY_CITY, now, self.version)
+
+    def eligible_for(
+        self,
+        profile: Mapping[str, Mapping[str, Any] | None] | None,
+        now: float,
+        restrict: Sequence[str] | None = None,
+    ) -> CandidateSet:
+        """Candidates for a profile dict (its city read through ``rules.user_city``)."""
+        return self.candidates(city=self.rules.city_of(profile), now=now, restrict=restrict)
+
+    # -- tables out --------------------------------------------------------------------------
+    def deals(self) -> pd.DataFrame:
+        """The deals table with an ``active`` column."""
+        return self._deals.frame()
+
+    def courses(self) -> pd.DataFrame:
+        """The courses table with an ``active`` column."""
+        return self._courses.frame()
+
+    def bundles(self) -> pd.DataFrame:
+        """One row per bundle: ``bundle_id``, ``deal_id``, ``course_id``, ``active``."""
+        return self._bundles.frame()
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON state (encoders, tables, bundles, retired flags, rules)."""
+        return {
+            "rules": self.rules.to_dict(),
+            "pair_all": self.pair_all,
+            "deal_features": [f.to_dict() for f in self.deal_features],
+            "course_features": [f.to_dict() for f in self.course_features],
+            "deal_block": self._deals.block.to_dict(),
+            "course_block": self._courses.block.to_dict(),
+            "deals": self._deals.records,
+            "deal_active": self._deals.active.tolist(),
+            "courses": self._courses.records,
+            "course_active": self._courses.active.tolist(),
+            "bundles": self._bundles.to_list(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
+        """Rebuild a catalog saved by :meth:`to_dict` with the same encoders (no refit)."""
+        try:
+            self = cls.__new__(cls)
+            self.rules = EligibilityRules.from_dict(data["rules"])
+            self.pair_all = bool(data["pair_all"])
+            self.deal_features = tuple(spec_from_dict(f) for f in data["deal_features"])
+            self.course_features = tuple(spec_from_dict(f) for f in data["course_features"])
+            self._init_storage(
+                FittedBlock.from_dict(data["deal_block"]),
+                FittedBlock.from_dict(data["course_block"]),
+            )
+            self.add_deals(pd.DataFrame(data["deals"]), _pair=False)
+            self.add_courses(pd.DataFrame(data["courses"]), _pair=False)
+            self._deals.set_active(data["deal_active"])
+            self._courses.set_active(data["course_active"])
+            deal_index, course_index = self._deals.index, self._courses.index
+            pairs = [
+                (str(b), deal_index[str(d)], course_index[str(c)]) for b, d, c, _ in data["bundles"]
+            ]
+            self._bundles.add(pairs)
+            self._bundles.set_retired([retired for _, _, _, retired in data["bundles"]])
+            self._touch()
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, ValidationError | ConfigError | NotFoundError):
+                raise
+            raise ValidationError(
+                f"malformed catalog state: {type(exc).__name__}: {exc}", field="catalog"
+            ) from None
+        return self
