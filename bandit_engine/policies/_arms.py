@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +119,17 @@ class ArmTable:
     def clear_cache(self) -> None:
         self._recent.clear()
         self._last = ((), _NO_ROWS, False)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ArmTable:
+        """The table saved under ``state["arms"]`` by a policy's ``get_state`` (a
+        ValidationError naming ``state.arms`` otherwise)."""
+        arms = state.get("arms")
+        if not isinstance(arms, list | tuple):
+            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
+        table = cls()
+        table.set_ids(arms)
+        return table
 
     def set_ids(self, ids: Sequence[str]) -> None:
         """Replace the table (used by ``set_state``)."""

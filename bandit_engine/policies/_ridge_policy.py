@@ -106,15 +106,11 @@ class RidgeArmsPolicy(BasePolicy):
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        arms = state.get("arms")
-        if not isinstance(arms, list | tuple):
-            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
-        table = ArmTable()
-        table.set_ids(arms)
+        table = ArmTable.from_state(state)
         ridge = None
         if self.n_features_ is not None:
             ridge = self._new_ridge(self.n_features_)
             ridge.set_state(state, len(table))
-        elif arms:
+        elif len(table):
             raise ValidationError.for_field("state.n_features", None, "must be set when arms exist")
         self.arms_, self.ridge_ = table, ridge

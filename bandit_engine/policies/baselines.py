@@ -122,11 +122,7 @@ class _ArmStatsPolicy(BasePolicy):
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        arms = state.get("arms")
-        if not isinstance(arms, list | tuple):
-            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
-        table = ArmTable()
-        table.set_ids(arms)
+        table = ArmTable.from_state(state)
         n = len(table)
         count = state_array(state, "count", (n,), np.int64)
         reward_sum = state_array(state, "reward_sum", (n,))

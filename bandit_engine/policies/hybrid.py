@@ -228,14 +228,10 @@ class HybridLinUCB(BasePolicy):
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        arms = state.get("arms")
-        if not isinstance(arms, list | tuple):
-            raise ValidationError.for_field("state.arms", arms, "must be a list of arm ids")
-        table = ArmTable()
-        table.set_ids(arms)
+        table = ArmTable.from_state(state)
         d, p = self.n_features_, self.n_arm_features_
         if d is None:
-            if arms:
+            if len(table):
                 raise ValidationError.for_field(
                     "state.n_features", None, "must be set when arms exist"
                 )
