@@ -22,6 +22,7 @@ from .errors import (
     ValidationError,
 )
 from .features import (
+    Behaviour,
     Boolean,
     Categorical,
     FeatureMap,
@@ -46,6 +47,7 @@ from .rewards import RewardSpec, reward_to_cost
 
 __all__ = [
     "BanditError",
+    "Behaviour",
     "Boolean",
     "CandidateSet",
     "Catalog",

@@ -31,6 +31,8 @@ from ._version import __version__
 from .catalog import Catalog
 from .errors import BanditError, ConflictError, ModelFileError, ValidationError
 from .features import FeatureMap
+from .features.behaviour import BehaviourStore
+from .features.pairs import PairFeatures
 from .fileformat import read_state, write_state
 from .policies.base import Policy
 from .policies.registry import policy_from_dict, policy_to_dict
@@ -44,18 +46,29 @@ FloatArray = NDArray[np.float64]
 Clock = Callable[[], float]
 MAX_ID_LENGTH = 128
 _SAVED_CLOSED = 100_000
+_SWEEP_EVERY = 3600.0
 
 
 class _Pending:
     """What a decision needs to learn later (a slotted class: one is made per decision)."""
 
-    __slots__ = ("bundle_id", "propensity", "x", "z")
+    __slots__ = ("bundle_id", "bundle_row", "propensity", "user_key", "x", "z")
 
-    def __init__(self, x: FloatArray, bundle_id: str, z: FloatArray, propensity: float) -> None:
+    def __init__(
+        self,
+        x: FloatArray,
+        bundle_id: str,
+        z: FloatArray,
+        propensity: float,
+        user_key: bytes | None = None,
+        bundle_row: int = -1,
+    ) -> None:
         self.x = x
         self.bundle_id = bundle_id
         self.z = z
         self.propensity = propensity
+        self.user_key = user_key  # behaviour pseudonym (never the raw id), None if anonymous
+        self.bundle_row = bundle_row  # catalog row of the bundle (behaviour bookkeeping)
 
 
 def _check_id(name: str, value: Any) -> str:
@@ -134,6 +147,17 @@ class Engine:
         self.model_id = uuid.uuid4().hex if model_id is None else _check_id("model_id", model_id)
         self.n_decisions = 0
         self.n_learned = 0
+        # Live behaviour (features/behaviour.py) and pair features (features/pairs.py): on when the
+        # schema declares a Behaviour block. x = [profile x, behaviour user features]; candidate
+        # rows = [bundle z, profile-match + crosses, behaviour per-candidate features].
+        spec = getattr(features, "behaviour", None)
+        self.behaviour: BehaviourStore | None = None
+        self.pairs: PairFeatures | None = None
+        if spec is not None:
+            # part_slots=None ("auto") is resolved here, once, from the catalog's size; the
+            # store saves the resolved spec, so a loaded engine keeps the policy's dimensions
+            self._use_behaviour(BehaviourStore(spec.resolved(catalog)))
+        self._swept_at = -math.inf
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
 
@@ -184,6 +208,79 @@ class Engine:
     def now(self) -> float:
         return float(self.clock())
 
+    def _use_behaviour(self, store: BehaviourStore) -> None:
+        spec = store.spec
+        self.behaviour = store
+        self.pairs = PairFeatures(
+            self.features.feature_names,
+            self.catalog.feature_names,
+            match=spec.profile_match,
+            crosses=spec.crosses,
+            known_crosses=spec.known_crosses,
+            bundle_crosses=spec.bundle_crosses,
+            part_slots=spec.part_slots or 0,
+        )
+
+    @property
+    def n_context(self) -> int:
+        """Length of the context vector the policy sees (profile + behaviour user features)."""
+        spec = self.behaviour.spec if self.behaviour is not None else None
+        return self.features.n_features + (spec.n_user_features if spec is not None else 0)
+
+    @property
+    def n_arm_features(self) -> int:
+        """Length of a candidate row the policy sees (bundle + pair + behaviour features)."""
+        p = self.catalog.n_arm_features
+        if self._pair_rows:
+            assert self.behaviour is not None and self.pairs is not None
+            p += self.pairs.width + self.behaviour.spec.n_pair_features
+        return p
+
+    @property
+    def _pair_rows(self) -> bool:
+        """Whether the policy gets the extended candidate rows: only policies that declare
+        ``pair_features = True`` (a shared model over the rows); the others get the bundle rows
+        (a model over ``x (x) z`` would grow with the product of both widths)."""
+        return self.pairs is not None and bool(getattr(self.policy, "pair_features", False))
+
+    def _user_key(self, user_id: str | None) -> bytes | None:
+        if self.behaviour is None or user_id is None:
+            return None
+        return self.behaviour.key(user_id)
+
+    def behaviour_key(self, user_id: str) -> bytes | None:
+        """The key of ``user_id`` in the live behaviour state (a pseudonym, never the raw id), or
+        ``None`` when the engine keeps no behaviour."""
+        return self._user_key(_check_id("user_id", user_id))
+
+    def forget_behaviour(self, user_id: str) -> bool:
+        """Erase the user's live behaviour (right to be forgotten); ``True`` if there was some.
+        Decisions still pending keep their key and update nothing once it is gone."""
+        if self.behaviour is None:
+            return False
+        return self.behaviour.forget(_check_id("user_id", user_id))
+
+    def _live(
+        self, x: FloatArray, key: bytes | None, rows: Any, Z: FloatArray, t: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """``(x, Z)`` extended with the behaviour and pair features (unchanged without them)."""
+        b, pairs = self.behaviour, self.pairs
+        if b is None or pairs is None:
+            return x, Z
+        b.bind(self.catalog)
+        xe = x
+        if b.spec.n_user_features:
+            d = x.shape[0]
+            xe = np.empty(d + b.spec.n_user_features)
+            xe[:d] = x
+            b.user_vector(key, t, xe[d:])
+        if not self._pair_rows:
+            return xe, Z
+        rows_a = np.asarray(rows, dtype=np.intp)
+        parts = self.catalog.part_rows(rows_a) if any(pairs.part_slots) else None
+        Ze = np.hstack([Z, pairs.compute(x, Z, parts), b.pair(key, t, rows_a)])
+        return xe, Ze
+
     # -- deciding ---------------------------------------------------------------------------
     def profile_of(
         self,
@@ -208,6 +305,24 @@ class Engine:
         """The context vector ``x`` the policy would see for this user now."""
         t = self.now() if now is None else _check_time("now", now)
         return self.features.transform_one(self.profile_of(user_id, profile), now=t)
+
+    def policy_inputs(
+        self,
+        user_id: str | None = None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        now: float | None = None,
+    ) -> tuple[FloatArray, tuple[str, ...], FloatArray]:
+        """``(x, candidate ids, candidate rows)``: what the policy would see if this user were
+        decided for now (live behaviour and pair features included). Changes nothing."""
+        t = self.now() if now is None else _check_time("now", now)
+        if user_id is not None:
+            _check_id("user_id", user_id)
+        prof = self.profile_of(user_id, profile)
+        x = self.features.transform_one(prof, now=t)
+        cs = self.catalog.eligible_for(prof, t)
+        x, Z = self._live(x, self._user_key(user_id), cs.rows, cs.features, t)
+        return x, cs.ids, Z
 
     def decide(
         self,
@@ -263,16 +378,30 @@ class Engine:
         x = self.features.transform_one(prof, now=t)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
-        return self._choose(did, x, cs.ids, cs.features, t)
+        key = self._user_key(user_id)
+        x, Z = self._live(x, key, cs.rows, cs.features, t)
+        return self._choose(did, x, cs.ids, Z, t, key, cs.rows)
 
     def _choose(
-        self, decision_id: str, x: FloatArray, ids: tuple[str, ...], Z: FloatArray, t: float
+        self,
+        decision_id: str,
+        x: FloatArray,
+        ids: tuple[str, ...],
+        Z: FloatArray,
+        t: float,
+        user_key: bytes | None = None,
+        rows: Any = None,
     ) -> Decision:
         choice = self.policy.choose(x, ids, Z)
         i = choice.index
         bundle_id = ids[i]
         z = Z[i]
-        self.attribution.add_decision(decision_id, t, _Pending(x, bundle_id, z, choice.propensity))
+        row = int(rows[i]) if rows is not None else -1
+        self.attribution.add_decision(
+            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, user_key, row)
+        )
+        if user_key is not None and self.behaviour is not None and row >= 0:
+            self.behaviour.observe_decision(user_key, row, t)
         self.n_decisions += 1
         deal_id, course_id = self.catalog.parts(bundle_id)
         probs = choice.probabilities
@@ -299,8 +428,14 @@ class Engine:
         *,
         now: float,
         expected_bundle: str | None = None,
+        user_key: bytes | None = None,
     ) -> Decision:
         """Re-run a logged decision with its logged context and candidate list.
+
+        With a behaviour block, ``user_key`` is the user's behaviour key (:meth:`behaviour_key`;
+        the event log's pseudonym when a :class:`~bandit_engine.service.LoggedEngine` serves the
+        engine): the live features are recomputed from the behaviour state and the redone
+        decision updates it as the original did.
 
         Used to rebuild state after a restart (checkpoint + roll-forward of the journal, see
         :mod:`bandit_engine.service`): the policy consumes its
@@ -314,15 +449,20 @@ class Engine:
         if decision_id in self.attribution:
             raise ConflictError.for_field("decision_id", decision_id, "is already in use")
         xv = np.asarray(x, dtype=np.float64)
-        if xv.shape != (self.features.n_features,):
-            raise ValidationError.for_field(
-                "x", xv.shape, f"must have shape ({self.features.n_features},)"
-            )
+        if xv.shape != (self.n_context,):
+            raise ValidationError.for_field("x", xv.shape, f"must have shape ({self.n_context},)")
         if self.auto_advance:
             self.advance(t)
         ids = tuple(str(c) for c in candidates)
         Z = self.catalog.features(ids)
-        decision = self._choose(decision_id, xv, ids, Z, t)
+        if self.behaviour is not None:
+            # The behaviour features are recomputed from the state as it is now, which is the
+            # state the original call saw when the checkpoint and the journal agree
+            rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)
+            xv, Z = self._live(xv[: self.features.n_features], user_key, rows, Z, t)
+            decision = self._choose(decision_id, xv, ids, Z, t, user_key, rows)
+        else:
+            decision = self._choose(decision_id, xv, ids, Z, t)
         if expected_bundle is not None and decision.bundle_id != expected_bundle:
             self.attribution.discard(decision_id)
             self.n_decisions -= 1
@@ -366,6 +506,10 @@ class Engine:
             _check_id("event_id", event_id)
         t = self.now() if at is None else _check_time("at", at)
         status = self.attribution.add_event(decision_id, type, t, float(value), event_id)
+        if status == "accepted" and self.behaviour is not None:
+            p = self.attribution.pending_payload(decision_id)
+            if p.user_key is not None and p.bundle_row >= 0:
+                self.behaviour.observe_event(p.user_key, p.bundle_row, type, t)
         if self.auto_advance:
             self.advance(t)
         return status
@@ -373,6 +517,10 @@ class Engine:
     def advance(self, now: float | None = None) -> list[LearnedReward]:
         """Close every attribution window that ended before ``now`` and learn from it."""
         t = self.now() if now is None else now
+        if self.behaviour is not None and t - self._swept_at >= _SWEEP_EVERY:
+            # idle users' behaviour expires (Behaviour.ttl_days); checked once an hour
+            self.behaviour.sweep(t)
+            self._swept_at = t
         if self.attribution.next_deadline() >= t:
             return []
         return self._learn(self.attribution.close_due(t))
@@ -420,9 +568,16 @@ class Engine:
         t = self.now() if now is None else _check_time("now", now)
         X = self.features.transform(tables, now=t)
         everything = self.catalog.offered(t)
-        scores = self.policy.score_batch(
-            X.to_numpy(dtype=np.float64), everything.ids, everything.features
-        )
+        if self.behaviour is None:
+            scores = self.policy.score_batch(
+                X.to_numpy(dtype=np.float64), everything.ids, everything.features
+            )
+        else:  # pair features depend on the user: one candidate matrix per user
+            Xa = X.to_numpy(dtype=np.float64)
+            scores = np.empty((Xa.shape[0], len(everything.ids)))
+            for r in range(Xa.shape[0]):
+                xe, Ze = self._live(Xa[r], None, everything.rows, everything.features, t)
+                scores[r] = self.policy.score_batch(xe[None, :], everything.ids, Ze)[0]
         out = pd.DataFrame(scores, index=X.index, columns=list(everything.ids))
         if eligible_only and self.catalog.rules.user_city is not None:
             platform, field = self.catalog.rules.user_city.split(".")
@@ -441,9 +596,9 @@ class Engine:
     def to_state(self) -> dict[str, Any]:
         """The whole engine as plain data (JSON values, numpy arrays, bytes)."""
         pending = self.attribution.pending_items()
-        d = self.features.n_features
-        p = self.catalog.n_arm_features
-        return {
+        d = self.n_context
+        p = self.n_arm_features
+        out: dict[str, Any] = {
             "library_version": __version__,
             "engine": {
                 "model_id": self.model_id,
@@ -474,6 +629,13 @@ class Engine:
             },
             "closed": [list(item) for item in self.attribution.closed_items(last=_SAVED_CLOSED)],
         }
+        if self.behaviour is not None:
+            out["behaviour"] = self.behaviour.to_state()
+            out["pending"]["user_keys"] = [
+                None if it[2].user_key is None else it[2].user_key.hex() for it in pending
+            ]
+            out["pending"]["bundle_rows"] = [it[2].bundle_row for it in pending]
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole engine to one file (atomic replace). Profiles are not included."""
@@ -505,6 +667,10 @@ class Engine:
                 on_learned=on_learned,
                 auto_advance=auto_advance,
             )
+            if "behaviour" in state:
+                engine._use_behaviour(BehaviourStore.from_state(state["behaviour"]))
+            keys = state["pending"].get("user_keys")
+            brows = state["pending"].get("bundle_rows")
             meta = state["engine"]
             engine.model_id = str(meta["model_id"])
             engine.n_decisions = int(meta["n_decisions"])
@@ -516,7 +682,14 @@ class Engine:
             px = np.asarray(state["pending"]["x"], dtype=np.float64)
             pz = np.asarray(state["pending"]["z"], dtype=np.float64)
             for i, item in enumerate(state["pending"]["meta"]):
-                payload = _Pending(px[i], str(item["bundle_id"]), pz[i], float(item["propensity"]))
+                payload = _Pending(
+                    px[i],
+                    str(item["bundle_id"]),
+                    pz[i],
+                    float(item["propensity"]),
+                    bytes.fromhex(keys[i]) if keys and keys[i] is not None else None,
+                    int(brows[i]) if brows else -1,
+                )
                 engine.attribution.restore_pending(
                     str(item["decision_id"]),
                     float(item["timestamp"]),

@@ -83,6 +83,16 @@ CASES = [
         "contextual",
         "learned",
     ),
+    # The pair policies score the candidate rows alone (the engine puts the user into them as
+    # pair features), so on the suite's raw (x, z) they are context-free learners.
+    Case("pair_ucb", lambda s: make_policy("pair_ucb", seed=s), "context_free", "learned"),
+    Case(
+        "pair_ucb-eps",
+        lambda s: make_policy("pair_ucb", alpha=0.3, epsilon=0.1, seed=s),
+        "context_free",
+        "learned",
+    ),
+    Case("pair_ts", lambda s: make_policy("pair_ts", seed=s), "context_free", "learned"),
     Case("epsilon_greedy", lambda s: EpsilonGreedy(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("popularity", lambda s: Popularity(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("fixed_rule", lambda s: FixedRule(column=0, epsilon=0.2, seed=s), "none", "immediate"),

@@ -105,9 +105,15 @@ def test_checkpoint_and_restore_end_where_a_service_that_never_stopped_is(tmp_pa
         assert report.checkpoint is not None and report.redone_decisions == 40
         a, b = service.engine, again.engine
         assert a.n_decisions == b.n_decisions and a.n_learned == b.n_learned
-        x = a.context("U000007", now=T0 + 86_400 + window)
-        ids = a.catalog.eligible_for(a.profile_of("U000007"), T0).ids
-        Z = a.catalog.features(ids)
-        np.testing.assert_array_equal(
-            a.policy.score_batch(x[None], ids, Z), b.policy.score_batch(x[None], ids, Z)
-        )
+        assert a.behaviour is not None and b.behaviour is not None
+        assert len(a.behaviour) == len(b.behaviour) > 0  # the journal redid the live behaviour
+        for user in ("U000007", *(f"U{u:06d}" for u in range(1, 2001, 97))):
+            # the checkpoint holds no profiles (the server keeps them in the log): pass a's
+            prof = a.profile_of(user)
+            x, ids, Z = a.policy_inputs(user, prof, now=T0 + 86_400 + window)
+            x2, ids2, Z2 = b.policy_inputs(user, prof, now=T0 + 86_400 + window)
+            assert ids == ids2
+            np.testing.assert_array_equal(Z, Z2)
+            np.testing.assert_array_equal(
+                a.policy.score_batch(x[None], ids, Z), b.policy.score_batch(x2[None], ids, Z2)
+            )

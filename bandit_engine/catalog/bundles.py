@@ -88,6 +88,10 @@ class BundleIndex:
         # .item() rather than int(a[row]): twice as fast (no numpy scalar in between).
         return self._deal.item(row), self._course.item(row)
 
+    def part_rows(self, rows: Sequence[int] | IntArray) -> tuple[IntArray, IntArray]:
+        """``(deal rows, course rows)`` of the given bundle rows (copies)."""
+        return self._deal[rows], self._course[rows]
+
     def part_ids(self, bundle_id: str) -> tuple[str, str]:
         """``(deal_id, course_id)`` of a bundle; :class:`NotFoundError` if unknown."""
         # Engine.decide asks this once per decision: one call, no intermediate tuple.

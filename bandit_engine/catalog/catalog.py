@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..features import FieldSpec, FittedBlock, fit_block, spec_from_dict
-from .bundles import BundleIndex, CandidateSet
+from .bundles import BundleIndex, CandidateSet, IntArray
 from .eligibility import ANY_CITY, Eligibility, EligibilityRules, apply_availability
 from .tables import (
     DEFAULT_COURSE_FEATURES,
@@ -223,6 +223,15 @@ class Catalog:
     def parts(self, bundle_id: str) -> tuple[str, str]:
         """``(deal_id, course_id)`` of a bundle."""
         return self._bundles.part_ids(bundle_id)
+
+    def row(self, bundle_id: str) -> int:
+        """The catalog row of a bundle (stable: rows are never removed); NotFoundError if unknown."""
+        return self._bundles.row(bundle_id)
+
+    def part_rows(self, rows: Sequence[int] | IntArray) -> tuple[IntArray, IntArray]:
+        """``(deal rows, course rows)`` of the given bundle rows. Deal and course rows are stable
+        (tables only grow), so they can index per-part state."""
+        return self._bundles.part_rows(rows)
 
     def features(self, bundle_ids: Sequence[str]) -> FloatArray:
         """Feature rows of the given bundles, shape ``(len(bundle_ids), n_arm_features)``."""

@@ -84,11 +84,14 @@ datetime64 columns are vectorized); keys that compare equal across types (``1``,
 from __future__ import annotations
 
 from ._values import tag_bucket
+from .behaviour import Behaviour, BehaviourStore
 from .block import FittedBlock, fit_block
 from .schema import FeatureMap, ProfileSchema
 from .specs import Boolean, Categorical, FieldSpec, Numeric, Recency, Tags, spec_from_dict
 
 __all__ = [
+    "Behaviour",
+    "BehaviourStore",
     "Boolean",
     "Categorical",
     "FeatureMap",

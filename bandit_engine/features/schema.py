@@ -11,6 +11,7 @@ import pandas as pd
 from ..errors import ConfigError, ValidationError
 from ._columns import canonical_frame, check_fields, check_now, check_out, check_time
 from ._values import FloatArray, RowLabel, invalid, show
+from .behaviour import Behaviour
 from .block import FittedBlock, fit_canonical, latest_time
 from .specs import FieldSpec, check_name, spec_from_dict
 
@@ -42,7 +43,7 @@ class ProfileSchema:
 
     def __init__(
         self,
-        platforms: Mapping[str, Sequence[FieldSpec]],
+        platforms: Mapping[str, Sequence[FieldSpec | Behaviour]],
         *,
         key: str = "user_id",
         intercept: bool = True,
@@ -56,11 +57,28 @@ class ProfileSchema:
         self.key = key
         self.intercept = intercept
         self._platforms: dict[str, tuple[FieldSpec, ...]] = {}
+        #: The live-behaviour block (:mod:`bandit_engine.features.behaviour`), if declared: a
+        #: platform whose only field is a :class:`Behaviour` spec. It is not read from tables.
+        self.behaviour: Behaviour | None = None
         for name, fields in platforms.items():
             check_name("platform", name)
             if name in _RESERVED_PLATFORMS:
                 raise ConfigError.for_field("platform", name, "is reserved")
+            if isinstance(fields, Sequence) and any(isinstance(f, Behaviour) for f in fields):
+                if len(fields) != 1 or self.behaviour is not None:
+                    raise ConfigError.for_field(
+                        name, fields, "a behaviour block is one Behaviour spec, declared once"
+                    )
+                block = fields[0]
+                if not isinstance(block, Behaviour):
+                    raise ConfigError.for_field(
+                        name, fields, "a behaviour block is one Behaviour spec, declared once"
+                    )
+                self.behaviour = block
+                continue
             self._platforms[name] = check_fields(fields, name, key)
+        if not self._platforms:
+            raise ConfigError.for_field("platforms", platforms, "must declare a profile platform")
 
     @property
     def platforms(self) -> dict[str, tuple[FieldSpec, ...]]:
@@ -118,27 +136,36 @@ class ProfileSchema:
             cols = canon[name] if name in canon else [_empty_canonical(s) for s in specs]
             fields = fit_canonical(specs, name, cols, ref)
             blocks.append(FittedBlock(name, fields, key=self.key, reference_time=ref))
-        return FeatureMap(blocks, key=self.key, intercept=self.intercept, reference_time=ref)
+        fm = FeatureMap(blocks, key=self.key, intercept=self.intercept, reference_time=ref)
+        fm.behaviour = self.behaviour
+        return fm
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable description."""
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "intercept": self.intercept,
             "platforms": {p: [s.to_dict() for s in f] for p, f in self._platforms.items()},
         }
+        if self.behaviour is not None:
+            out["behaviour"] = self.behaviour.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> ProfileSchema:
         """Rebuild from :meth:`to_dict` output; :class:`ValidationError` if malformed."""
-        if not isinstance(data, Mapping) or set(data) != {"key", "intercept", "platforms"}:
+        if not isinstance(data, Mapping) or set(data) - {"behaviour"} != {
+            "key",
+            "intercept",
+            "platforms",
+        }:
             raise ValidationError.for_field(
-                "schema", data, "must be a dict with keys key, intercept, platforms"
+                "schema", data, "must be a dict with keys key, intercept, platforms[, behaviour]"
             )
         platforms = data["platforms"]
         if not isinstance(platforms, Mapping):
             raise ValidationError.for_field("schema.platforms", platforms, "must be a dict")
-        specs: dict[str, list[FieldSpec]] = {}
+        specs: dict[str, list[FieldSpec | Behaviour]] = {}
         for name, fields in platforms.items():
             if not isinstance(fields, list):
                 raise ValidationError.for_field(
@@ -147,6 +174,8 @@ class ProfileSchema:
             specs[name] = [
                 spec_from_dict(d, f"schema.platforms.{name}[{i}]") for i, d in enumerate(fields)
             ]
+        if data.get("behaviour") is not None:
+            specs["behaviour"] = [Behaviour.from_dict(data["behaviour"])]
         try:
             return cls(specs, key=data["key"], intercept=data["intercept"])
         except ConfigError as err:
@@ -250,13 +279,16 @@ class FeatureMap:
             offset += b.width
         self._plan: tuple[tuple[str, FittedBlock, int, int], ...] = tuple(plan)
         self._platform_set = frozenset(self.platform_names)
+        #: The schema's live-behaviour block (the engine keeps its state), or ``None``.
+        self.behaviour: Behaviour | None = None
 
     @property
     def schema(self) -> ProfileSchema:
         """The schema this map was fitted from."""
-        return ProfileSchema(
-            {p: b.specs for p, b in self.blocks.items()}, key=self.key, intercept=self.intercept
-        )
+        platforms: dict[str, Any] = {p: b.specs for p, b in self.blocks.items()}
+        if self.behaviour is not None:
+            platforms[self.behaviour.name] = [self.behaviour]
+        return ProfileSchema(platforms, key=self.key, intercept=self.intercept)
 
     def __repr__(self) -> str:
         return (
@@ -405,7 +437,7 @@ class FeatureMap:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable state (str / int / float / bool / None / list / dict only)."""
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "key": self.key,
             "intercept": self.intercept,
@@ -414,12 +446,15 @@ class FeatureMap:
                 {"name": name, "fields": b.fields_to_list()} for name, b in self.blocks.items()
             ],
         }
+        if self.behaviour is not None:
+            out["behaviour"] = self.behaviour.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> FeatureMap:
         """Rebuild from :meth:`to_dict` output; :class:`ValidationError` if malformed."""
         expected = {"format", "key", "intercept", "reference_time", "platforms"}
-        if not isinstance(data, Mapping) or set(data) != expected:
+        if not isinstance(data, Mapping) or set(data) - {"behaviour"} != expected:
             raise ValidationError.for_field(
                 "feature_map", data, f"must be a dict with keys {sorted(expected)}"
             )
@@ -460,7 +495,10 @@ class FeatureMap:
             raise ValidationError(
                 f"feature_map: {err.message}", field=err.field, value=err.value
             ) from None
-        return cls(blocks, key=data["key"], intercept=data["intercept"], reference_time=ref)
+        fm = cls(blocks, key=data["key"], intercept=data["intercept"], reference_time=ref)
+        if data.get("behaviour") is not None:
+            fm.behaviour = Behaviour.from_dict(data["behaviour"])
+        return fm
 
 
 def _union_keys(columns: Sequence[pd.Series]) -> pd.Index:

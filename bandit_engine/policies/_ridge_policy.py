@@ -17,6 +17,7 @@ from ._checks import SeedLike, check_choice, check_positive
 from ._packed import PRECISIONS, PackedRows
 from ._ridge import check_forgetting
 from .base import BasePolicy
+from .scale import RewardMoments
 
 __all__ = ["RidgeArmsPolicy"]
 
@@ -41,6 +42,8 @@ class RidgeArmsPolicy(BasePolicy):
         self.precision = check_choice("precision", precision, PRECISIONS)
         self.arms_ = ArmTable()
         self.ridge_: PackedRows | None = None
+        # running moments of the learned rewards: the "auto" exploration scale (policies/scale.py)
+        self.moments_ = RewardMoments()
 
     def _new_ridge(self, d: int) -> PackedRows:
         return PackedRows(
@@ -88,6 +91,7 @@ class RidgeArmsPolicy(BasePolicy):
         if created:
             ridge.ensure_rows(len(self.arms_))
         ridge.update(row, x, r)
+        self.moments_.add(r)
         self.n_updates_ += 1
 
     def score_batch(
@@ -103,9 +107,13 @@ class RidgeArmsPolicy(BasePolicy):
         state: dict[str, Any] = {"arms": list(self.arms_.ids)}
         if self.ridge_ is not None:
             state.update(self.ridge_.get_state())
+        state["reward_moments"] = self.moments_.to_list()
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
+        moments = RewardMoments()
+        moments.set_list(state.get("reward_moments"))
+        self.moments_ = moments
         table = ArmTable.from_state(state)
         ridge = None
         if self.n_features_ is not None:

@@ -10,11 +10,12 @@ import numpy as np
 from ..errors import ValidationError
 from ..records import Choice
 from ._arrays import FloatArray, IntArray
-from ._checks import SeedLike, check_in_range, check_positive
+from ._checks import SeedLike, check_in_range
 from ._kernels import kernels
 from ._packed import PackedRows
 from ._ridge_policy import RidgeArmsPolicy
 from ._ties import TIE_RTOL, argmax_choice, argmax_distribution
+from .scale import check_scale
 
 __all__ = ["LinUCB"]
 
@@ -31,7 +32,9 @@ class LinUCB(RidgeArmsPolicy):
     Parameters
     ----------
     alpha
-        Width of the confidence bonus (``>= 0``; 0 is greedy on the ridge estimate).
+        Width of the confidence bonus (``>= 0``; 0 is greedy on the ridge estimate), or
+        ``"auto"`` (the default): ``0.1 x`` the running standard deviation of the learned
+        rewards, so the width follows the reward scale (:mod:`~bandit_engine.policies.scale`).
     l2
         Ridge prior ``A = l2*I`` of every new arm (``> 0``).
     epsilon
@@ -93,7 +96,7 @@ class LinUCB(RidgeArmsPolicy):
     def __init__(
         self,
         *,
-        alpha: float = 1.0,
+        alpha: float | str = "auto",
         l2: float = 1.0,
         epsilon: float = 0.0,
         discount: float | None = None,
@@ -102,7 +105,7 @@ class LinUCB(RidgeArmsPolicy):
         seed: SeedLike = None,
     ) -> None:
         super().__init__(l2=l2, discount=discount, window=window, seed=seed, precision=precision)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
+        self.alpha = check_scale("alpha", alpha)
         self.epsilon = check_in_range("epsilon", epsilon, 0.0, 1.0)
 
     def get_params(self) -> dict[str, Any]:
@@ -115,14 +118,14 @@ class LinUCB(RidgeArmsPolicy):
 
     def _ucb(self, m: FloatArray, q: FloatArray) -> FloatArray:
         np.sqrt(q, out=q)
-        q *= self.alpha
+        q *= self.moments_.scale(self.alpha)
         q += m
         return q
 
     def _scores(self, x: FloatArray, ridge: PackedRows, rows: IntArray) -> FloatArray:
         """UCB scores (float32 mode: see :func:`_ucb_float32`)."""
         if ridge.precision == "float32":
-            return _ucb_float32(ridge, x, rows, self.alpha)
+            return _ucb_float32(ridge, x, rows, self.moments_.scale(self.alpha))
         return self._ucb(*ridge.mean_var(x, rows))
 
     def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:

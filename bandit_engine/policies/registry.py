@@ -34,6 +34,8 @@ _BUILTIN: dict[str, str] = {
     "popularity": "bandit_engine.policies.baselines:Popularity",
     "fixed_rule": "bandit_engine.policies.baselines:FixedRule",
     "vw": "bandit_engine.policies.vw:VWPolicy",
+    "pair_ucb": "bandit_engine.policies.pair:PairUCB",
+    "pair_ts": "bandit_engine.policies.pair:PairTS",
 }
 
 

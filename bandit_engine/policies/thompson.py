@@ -29,6 +29,7 @@ from ._ridge_policy import RidgeArmsPolicy
 from ._ties import TIE_RTOL
 from ._ts_propensity import prob_max_normal_numpy
 from .base import BasePolicy
+from .scale import RewardMoments, check_scale
 
 __all__ = [
     "MODES",
@@ -75,7 +76,10 @@ class LinearTS(BasePolicy):
     Parameters
     ----------
     v
-        Posterior scale: ``theta ~ N(theta_hat, v^2 A^{-1})`` (``> 0``).
+        Posterior scale: ``theta ~ N(theta_hat, v^2 A^{-1})`` (``> 0``), or ``"auto"`` (the
+        default): ``0.1 x`` the running standard deviation of the learned rewards
+        (:mod:`~bandit_engine.policies.scale`; Agrawal & Goyal scale the posterior by the
+        reward noise, so a fixed ``v = 1`` suits one reward scale only).
     l2
         Ridge prior ``A = l2*I`` (``> 0``).
     epsilon
@@ -128,8 +132,9 @@ class LinearTS(BasePolicy):
     name = "lin_ts"
     _param_names = ("v", "l2", "epsilon", "mode", "propensity_samples", "discount", "window")
 
-    v: float
+    v: float | str
     epsilon: float
+    moments_: RewardMoments
     mode: str
     propensity_samples: int
     #: The ``mode`` a concrete subclass implements.
@@ -138,7 +143,7 @@ class LinearTS(BasePolicy):
     def __new__(
         cls,
         *,
-        v: float = 1.0,
+        v: float | str = "auto",
         l2: float = 1.0,
         epsilon: float = 0.0,
         mode: str = "disjoint",
@@ -153,9 +158,11 @@ class LinearTS(BasePolicy):
             cls = SharedLinearTS if mode == "shared" else DisjointLinearTS
         return super().__new__(cls)
 
-    def _set_ts_params(self, v: float, epsilon: float, mode: str, propensity_samples: int) -> None:
+    def _set_ts_params(
+        self, v: float | str, epsilon: float, mode: str, propensity_samples: int
+    ) -> None:
         """Validate and set the sampling hyperparameters; ``mode`` must be this class's."""
-        self.v = check_positive("v", v)
+        self.v = check_scale("v", v, allow_zero=False)
         self.epsilon = check_in_range("epsilon", epsilon, 0.0, 1.0)
         self.mode = check_choice("mode", mode, MODES)
         if self.mode != self._mode:
@@ -163,6 +170,10 @@ class LinearTS(BasePolicy):
                 "mode", mode, f"must be {self._mode!r} for {type(self).__name__}"
             )
         self.propensity_samples = check_int("propensity_samples", propensity_samples, minimum=1)
+
+    def _v(self) -> float:
+        """The posterior scale: ``v``, or ``0.1 x`` the running reward sd for ``"auto"``."""
+        return self.moments_.scale(self.v)
 
     def _mix(self, p: float, k: int) -> float:
         """The reported propensity: ``p`` floored at :data:`PROPENSITY_FLOOR`, mixed with
@@ -181,7 +192,7 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
     def __init__(
         self,
         *,
-        v: float = 1.0,
+        v: float | str = "auto",
         l2: float = 1.0,
         epsilon: float = 0.0,
         mode: str = "disjoint",
@@ -195,7 +206,7 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
 
     def _mean_sd(self, m: FloatArray, q: FloatArray) -> FloatArray:
         sd = np.sqrt(q, out=q)
-        sd *= self.v
+        sd *= self._v()
         floor = 1e-12 * max(1.0, float(np.abs(m).max()))
         np.maximum(sd, floor, out=sd)
         return sd
@@ -207,12 +218,12 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
         scores = cast(FloatArray, self.rng_.standard_normal(k))
         if self.epsilon == 0.0:
             # The draw and its propensity in one call (compiled: saves ~5 numpy calls).
-            index, p = kernels.ts_choose(m, q, scores, self.v)
+            index, p = kernels.ts_choose(m, q, scores, self._v())
             if not math.isfinite(float(scores[index])):
                 self._raise_nonfinite(x)
                 raise ValidationError.for_field("scores", "non-finite", "must be finite")
             return Choice(index, self._mix(p, k), scores, None)
-        index = int(kernels.ts_sample(m, q, scores, self.v))  # q becomes the sds
+        index = int(kernels.ts_sample(m, q, scores, self._v()))  # q becomes the sds
         if not math.isfinite(float(scores[index])):  # argmax lands on any NaN
             self._raise_nonfinite(x)
             raise ValidationError.for_field("scores", "non-finite", "must be finite")
@@ -245,7 +256,7 @@ class SharedLinearTS(LinearTS):
     def __init__(
         self,
         *,
-        v: float = 1.0,
+        v: float | str = "auto",
         l2: float = 1.0,
         epsilon: float = 0.0,
         mode: str = "shared",
@@ -262,6 +273,7 @@ class SharedLinearTS(LinearTS):
         # per arm), as in the files written before the two modes were two classes.
         self.arms_ = ArmTable()
         self.ridge_: RidgeRows | None = None
+        self.moments_ = RewardMoments()
 
     def _shared(self) -> RidgeRows:
         ridge = self.ridge_
@@ -301,7 +313,7 @@ class SharedLinearTS(LinearTS):
         L = self._sqrt_psd(C)
         E = self.rng_.standard_normal((L.shape[1], M))
         S = Z @ (L @ E)
-        S *= self.v
+        S *= self._v()
         S += mu[:, None]
         best = S.max(axis=0)
         wins = best - TIE_RTOL * np.maximum(1.0, np.abs(best)) <= S
@@ -348,6 +360,7 @@ class SharedLinearTS(LinearTS):
         if not np.all(np.isfinite(z)):
             self._raise_nonfinite(x, z)
         self._shared().update(0, np.multiply.outer(x, z).ravel(), r)
+        self.moments_.add(r)
         self.n_updates_ += 1
 
     def score_batch(
@@ -365,9 +378,13 @@ class SharedLinearTS(LinearTS):
         state: dict[str, Any] = {"arms": list(self.arms_.ids)}
         if self.ridge_ is not None:
             state.update(self.ridge_.get_state())
+        state["reward_moments"] = self.moments_.to_list()
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
+        moments = RewardMoments()
+        moments.set_list(state.get("reward_moments"))
+        self.moments_ = moments
         table = ArmTable.from_state(state)
         ridge = None
         d, p = self.n_features_, self.n_arm_features_

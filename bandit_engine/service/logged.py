@@ -38,6 +38,7 @@ from typing import Any
 
 from ..engine import Engine
 from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError, StoreBusyError
+from ..features.behaviour import KEY_BYTES
 from ..profiles import Profile, ProfileStore
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
@@ -46,6 +47,13 @@ from .admin import apply_admin
 from .checkpoints import Checkpointer, RestoreReport
 
 __all__ = ["AppliedOp", "LogProfiles", "LoggedEngine"]
+
+
+def _behaviour_key(pseudonym: str) -> bytes:
+    """A user's key in the engine's behaviour state: the first 12 bytes of the log's pseudonym
+    (96 bits: a collision among a billion users has probability about 1e-11)."""
+    return bytes.fromhex(pseudonym)[:KEY_BYTES]
+
 
 logger = logging.getLogger("bandit_engine.service")
 
@@ -124,6 +132,11 @@ class LoggedEngine:
 
     def _attach(self, engine: Engine) -> None:
         engine.auto_advance = False
+        if engine.behaviour is not None and self.log.pseudonymizes:
+            # the live behaviour state is keyed by the log's pseudonym, so the journal names the
+            # row a logged decision read and updated (roll_forward) and forgetting finds it
+            log = self.log
+            engine.behaviour.key_fn = lambda user_id: _behaviour_key(log.pseudonym(user_id))
         if self.profiles_in_log and not isinstance(engine.profiles, LogProfiles):
             held = engine.profiles
             store = LogProfiles(self.log)
@@ -255,6 +268,7 @@ class LoggedEngine:
         ids = self.log.decision_ids_of(user_id)
         deleted = self.log.forget_user(user_id)
         self.engine.profiles.forget(user_id)
+        self.engine.forget_behaviour(user_id)
         attribution = self.engine.attribution
         pending = [d for d in ids if d in attribution and attribution.status(d) == "pending"]
         for decision_id in pending:
@@ -295,8 +309,14 @@ class LoggedEngine:
                     continue
                 t = float(d["timestamp"])
                 self.advance(t)
+                user = d.get("user")
                 engine.redo_decision(
-                    d["decision_id"], d["x"], d["candidates"], now=t, expected_bundle=d["bundle_id"]
+                    d["decision_id"],
+                    d["x"],
+                    d["candidates"],
+                    now=t,
+                    expected_bundle=d["bundle_id"],
+                    user_key=_behaviour_key(user) if user and engine.behaviour else None,
                 )
                 n_dec += 1
             elif entry.kind == "event":

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..catalog import DEFAULT_COURSE_FEATURES, DEFAULT_DEAL_FEATURES, Catalog, EligibilityRules
 from ..engine import Engine
-from ..features import Categorical, Numeric, ProfileSchema, Recency, Tags
+from ..features import Behaviour, Categorical, Numeric, ProfileSchema, Recency, Tags
 from ..policies.base import Policy
 from ..rewards import RewardSpec
 from .world import World
@@ -41,6 +41,8 @@ def demo_schema() -> ProfileSchema:
                 Numeric("coupon_rate"),
                 Recency("last_order_at"),
             ],
+            # live behaviour kept by the engine (features/behaviour.py): not read from a table
+            "behaviour": [Behaviour("behaviour")],
         },
         key="user_id",
     )

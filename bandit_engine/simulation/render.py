@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .new_user_curve import WINDOWS
+
 __all__ = ["headline", "render"]
 
 
@@ -202,6 +204,7 @@ def _render_cold_start(summary: dict[str, Any], console: Console) -> None:
         console.print(
             f"[dim]Oracle on the same decisions: {nu['oracle_first_k_reward']:.4f}.[/dim]"
         )
+        _render_new_user_curve(nu.get("curve"), console)
     nb = cold.get("new_bundles")
     if nb is not None and "policies" in nb:
         t = Table(
@@ -290,3 +293,31 @@ def _render_replay(summary: dict[str, Any], console: Console) -> None:
         f"[dim]{rep['method']}. Truth inside the replay CI for {rep['covered']} of "
         f"{len(rep['seeds'])} seeds.[/dim]"
     )
+
+
+def _render_new_user_curve(curve: dict[str, Any] | None, console: Console) -> None:
+    """Print the windows and the growth ratio of every policy."""
+    if not curve or not curve.get("policies"):
+        return
+
+    t = Table(
+        title="New users: share of the oracle by decision index (95% CI)", title_justify="left"
+    )
+    t.add_column("policy")
+    for lo, hi in WINDOWS:
+        t.add_column(f"decisions {lo}-{hi}", justify="right")
+    t.add_column("11-20 / 1-5", justify="right")
+
+    def cell(w: dict[str, Any]) -> str:
+        if w["share"] is None:
+            return "-"
+        return f"{w['share'] * 100:.0f}% ({w['ci_low'] * 100:.0f}..{w['ci_high'] * 100:.0f})"
+
+    for lab, rec in curve["policies"].items():
+        g = rec["growth_11_20_over_1_5"]
+        t.add_row(
+            lab,
+            *(cell(rec["windows"][f"{lo}-{hi}"]) for lo, hi in WINDOWS),
+            "-" if g is None else f"{g:.2f}x",
+        )
+    console.print(t)

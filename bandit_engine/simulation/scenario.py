@@ -521,8 +521,10 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
 DEFAULT_SCENARIO: dict[str, Any] = {
     "name": "baseline",
     "description": (
-        "LinUCB against three control groups (uniform random, most popular, highest discount) "
-        "in a small two-platform world: 3 cities, 12 deals x 5 courses, 2000 users."
+        "The default contextual policy (pair_ucb: one shared model over user x bundle pair "
+        "features, live behaviour and a per-bundle term) against three control groups (uniform "
+        "random, most popular, highest discount) in a small two-platform world: 3 cities, "
+        "12 deals x 5 courses, 2000 users."
     ),
     "run": {"rounds": 25000, "seeds": 3, "seed": 0, "world_seed": 0},
     "world": {
@@ -534,7 +536,7 @@ DEFAULT_SCENARIO: dict[str, Any] = {
     },
     "rewards": {"click": 1.0, "order": 2.0, "value_weight": 0.01, "window": 1800.0},
     "orders": {"delay": "none", "value_noise": 0.3},
-    "policies": [{"name": "linucb", "alpha": 0.05}],
+    "policies": [{"name": "pair_ucb"}],
     "controls": [
         {"name": "uniform"},
         {"name": "popularity", "epsilon": 0.05},

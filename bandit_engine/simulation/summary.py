@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .arms import ArmSpec
+from .new_user_curve import new_user_curve
 from .traces import SeedTrace, SimulationResult
 from .uplift import mean_interval, paired_uplift
 
@@ -171,6 +172,10 @@ def _new_users(result: SimulationResult, controls: list[ArmSpec]) -> dict[str, A
             rec["vs"][c.label] = paired_uplift([p[0] for p in pairs], [p[1] for p in pairs])
         policies[arm.label] = rec
     out["policies"] = policies
+    # share of the oracle by decision index 1..20, with intervals (new_user_curve.py)
+    out["curve"] = new_user_curve(
+        result.seeds, [a.label for a in result.arms], [c.label for c in controls]
+    )
     return out
 
 

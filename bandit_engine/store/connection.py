@@ -230,6 +230,11 @@ class LogConnection:
             f"EventLog({self.path!r}, synchronous={self.synchronous!r}, read_only={self.read_only})"
         )
 
+    @property
+    def pseudonymizes(self) -> bool:
+        """Whether this log was opened with an HMAC key (can turn user ids into pseudonyms)."""
+        return self._key is not None
+
     def pseudonym(self, user_id: str) -> str:
         """``HMAC-SHA256(key, user_id)`` as 64 hex characters: what the log stores for a user id."""
         if self._key is None:
