@@ -220,6 +220,15 @@ class Engine:
             bundle_crosses=spec.bundle_crosses,
             part_slots=spec.part_slots or 0,
         )
+        self._tell_static_columns()
+
+    def _tell_static_columns(self) -> None:
+        """Tell a pair policy how many leading columns of a candidate row depend on the bundle
+        alone (bundle features, then the static pair columns): it caches their share of the
+        confidence widths per bundle (a speed hint, checked against the rows)."""
+        if self._pair_rows and hasattr(self.policy, "static_columns"):
+            assert self.pairs is not None
+            self.policy.static_columns = self.catalog.n_arm_features + self.pairs.n_static
 
     @property
     def n_context(self) -> int:
@@ -278,7 +287,8 @@ class Engine:
             return xe, Z
         rows_a = np.asarray(rows, dtype=np.intp)
         parts = self.catalog.part_rows(rows_a) if any(pairs.part_slots) else None
-        Ze = np.hstack([Z, pairs.compute(x, Z, parts), b.pair(key, t, rows_a)])
+        live = b.pair(key, t, rows_a)
+        Ze = np.hstack([Z, pairs.compute(x, Z, parts), live])
         return xe, Ze
 
     # -- deciding ---------------------------------------------------------------------------

@@ -209,3 +209,30 @@ def test_forget_behaviour_erases_the_row_and_nothing_else() -> None:
     _, _, Z = e.policy_inputs("U000001", now=t + 1)
     names = e.behaviour.spec.pair_feature_names()
     assert not Z[:, -len(names) :].any()  # the forgotten user reads as no history
+
+
+def test_static_width_cache_gives_the_same_scores_and_choices() -> None:
+    """The per-arm cache of the rows' bundle-only prefix (policies/_pair_cache.py) is speed only:
+    scores agree with the direct quadratic form to rounding, choices are identical, and a
+    row whose 'static' prefix changes is recomputed rather than trusted."""
+    rng = np.random.default_rng(3)
+    n_arms, ps, pd = 12, 9, 4
+    static = rng.normal(size=(n_arms, ps))
+    arms = [f"a{i}" for i in range(n_arms)]
+    plain, cached = PairUCB(seed=1, refresh=50), PairUCB(seed=1, refresh=50)
+    cached.static_columns = ps
+    for t in range(400):
+        offered = np.sort(rng.choice(n_arms, size=6, replace=False))
+        S = np.hstack([static[offered], rng.normal(size=(6, pd))])
+        if t == 200:
+            static[offered[0]] += 1.0  # a catalog change under the cache's feet
+            S[0, :ps] = static[offered[0]]
+        ids = [arms[i] for i in offered]
+        a, b = plain.choose(np.ones(1), ids, S), cached.choose(np.ones(1), ids, S)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-9, atol=1e-12)
+        assert a.index == b.index and a.propensity == b.propensity
+        r = float(rng.random() < 0.3)
+        plain.update(np.ones(1), ids[a.index], S[a.index], r)
+        cached.update(np.ones(1), ids[b.index], S[b.index], r)
+    cached.choose(np.ones(1), arms[:6], np.hstack([static[:6], rng.normal(size=(6, pd))]))
+    assert cached._wcache is not None and cached._wcache.valid.sum() >= 6  # the cache was used

@@ -261,3 +261,13 @@ def test_evaluate_log_is_the_library_behind_the_command(csv_log: Path) -> None:
     assert described.policy["spec"] == described.evaluation.policy
     with pytest.raises(ConfigError, match="exactly one of model"):
         evaluate_log(csv_log, estimators="ips")
+
+
+def test_pair_policies_are_refused_offline_with_the_reason(csv_log: Path) -> None:
+    """pair_ucb / pair_ts score per-user candidate rows a log does not hold: a clear error
+    pointing to the simulator, not a shape error from inside the policy."""
+    code, out, err = invoke(str(csv_log), "--policy", "pair_ucb")
+    assert code != 0
+    text = out + err
+    assert "pair_ucb" in text and "bandit simulate" in text
+    assert "Traceback" not in text

@@ -682,12 +682,16 @@ def _files_hold(root: Path, needles: list[bytes]) -> list[str]:
 
 
 def test_forget_leaves_no_copy_in_any_file(tmp_path: Path, clock: Clock) -> None:
+    from bandit_engine.demo import demo_engine
     from bandit_engine.engine import Engine
 
     s = settings_for(tmp_path)
-    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    # the demo engine: its schema has a live-behaviour block, whose row must go too
+    app, log = open_server(
+        s, hmac_key=KEY, clock=clock, base=lambda: demo_engine(seed=0, start_time=clock.t - 86_400)
+    )
     user = "forget-me-user-7731"
-    profile = {"groupbuy": {"city": "forgetmecity", "avg_ticket": 12345.678}}
+    profile = {"groupbuy": {"city": "shanghai", "avg_ticket": 12345.678}}
     with TestClient(app) as c:
         r = c.post("/v1/admin/profiles", json={"user_id": user, "profile": profile}, headers=AUTH)
         assert r.status_code == 200
@@ -697,8 +701,13 @@ def test_forget_leaves_no_copy_in_any_file(tmp_path: Path, clock: Clock) -> None
         c.portal.call(app.state.worker.checkpoint)  # a checkpoint with the user's pending decisions
         saved = Engine.load(s.checkpoints / sorted(p.name for p in s.checkpoints.iterdir())[-1])
         assert all(saved.attribution.status(d) == "pending" for d in ids)
-        needles = [user.encode(), log.pseudonym(user).encode(), b"forgetmecity", b"12345.678"]
+        needles = [user.encode(), log.pseudonym(user).encode(), b"12345.678"]
         assert _files_hold(tmp_path, needles)  # the test can see them before
+        # the user's live-behaviour row is keyed by the first 12 bytes of the pseudonym (raw)
+        behaviour_key = bytes.fromhex(log.pseudonym(user))[:12]
+        assert app.state.worker.engine.behaviour_key(user) == behaviour_key
+        assert _files_hold(s.checkpoints, [behaviour_key])  # in the checkpoint before
+        needles.append(behaviour_key)
         r = c.post("/v1/admin/users/forget", json={"user_id": user}, headers=AUTH)
         assert r.status_code == 200
         engine = app.state.worker.engine

@@ -221,6 +221,17 @@ def evaluate_log(
         spec = policy_spec if policy_spec is not None else describe_policy(policy)
         policy_info = {"source": "policy", "spec": spec}
 
+    if getattr(evaluated, "pair_features", False):
+        # a pair policy scores each user's own candidate rows (profile x bundle pairs and the
+        # user's live behaviour at that moment); a log holds one row per bundle, not those
+        raise ConfigError(
+            f"policy {evaluated.name!r} scores per-user candidate rows (pair features and live "
+            "behaviour) that a decision log does not hold, so it cannot be evaluated offline "
+            "here; compare it in the simulator (bandit simulate --policy "
+            f"{evaluated.name}) or with a live holdout",
+            field="model" if model is not None else "policy",
+            value=evaluated.name,
+        )
     log_info: dict[str, Any] = {"path": str(path), "format": kind}
     plog = _read_log(
         path,

@@ -112,13 +112,20 @@ class PairFeatures:
             cross_names += [f"{z_names[i]}*{z_names[j]}" for i in ia for j in ib]
         slots = (part_slots, part_slots) if isinstance(part_slots, int) else part_slots
         self.part_slots: tuple[int, int] = (int(slots[0]), int(slots[1]))
-        self.names = (
-            [f"match.{f}" for f, _, _ in self.match_blocks]
-            + [f"{z_names[j]}*{x_names[i]}" for j in self.z_num for i in self.x_num]
-            + [f"{z_names[j]}*{x_names[i]}" for i in self.x_known for j in self.z_all]
-            + cross_names
+        # bundle-only columns first (bundle crosses, part one-hots), then the user-dependent
+        # ones: a candidate row [z, static pairs] is then a fixed prefix per bundle, which the
+        # pair policies cache (see PairUCB)
+        static = (
+            cross_names
             + [f"deal[{i}]" for i in range(self.part_slots[0])]
             + [f"course[{i}]" for i in range(self.part_slots[1])]
+        )
+        self.n_static = len(static)
+        self.names = (
+            static
+            + [f"match.{f}" for f, _, _ in self.match_blocks]
+            + [f"{z_names[j]}*{x_names[i]}" for j in self.z_num for i in self.x_num]
+            + [f"{z_names[j]}*{x_names[i]}" for i in self.x_known for j in self.z_all]
         )
         self.width = len(self.names)
 
@@ -135,6 +142,19 @@ class PairFeatures:
         k = Z.shape[0]
         out = np.zeros((k, self.width))
         c = 0
+        for ia, ib in self.cross_blocks:
+            w = ia.size * ib.size
+            out[:, c : c + w] = (Z[:, ia][:, :, None] * Z[:, ib][:, None, :]).reshape(k, -1)
+            c += w
+        if any(self.part_slots):
+            if parts is not None:
+                rows = np.arange(k)
+                for part, n, start in zip(
+                    parts, self.part_slots, (c, c + self.part_slots[0]), strict=True
+                ):
+                    ok = part < n
+                    out[rows[ok], start + part[ok]] = 1.0
+            c += sum(self.part_slots)
         for _, ix, iz in self.match_blocks:
             out[:, c] = Z[:, iz] @ x[ix]
             c += 1
@@ -145,23 +165,11 @@ class PairFeatures:
             ).reshape(k, -1)
             c += w
         if self.x_known.size and self.z_all.size:
-            w = self.x_known.size * self.z_all.size
-            out[:, c : c + w] = (
+            out[:, c:] = (
                 (x[self.x_known][:, None, None] * Z[:, self.z_all][None, :, :])
                 .transpose(1, 0, 2)
                 .reshape(k, -1)
             )
-            c += w
-        for ia, ib in self.cross_blocks:
-            w = ia.size * ib.size
-            out[:, c : c + w] = (Z[:, ia][:, :, None] * Z[:, ib][:, None, :]).reshape(k, -1)
-            c += w
-        if any(self.part_slots) and parts is not None:
-            rows = np.arange(k)
-            for part, n in zip(parts, self.part_slots, strict=True):
-                ok = part < n
-                out[rows[ok], c + part[ok]] = 1.0
-                c += n
         return out
 
 

@@ -53,13 +53,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, ValidationError
+from ..errors import ConfigError
 from ..records import Choice
 from ._arms import ArmTable
 from ._arrays import FloatArray, state_array
 from ._checks import SeedLike, check_in_range, check_int, check_positive
+from ._pair_cache import StaticWidthCache
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
+from .scale import RewardMoments
 
 __all__ = ["PairTS", "PairUCB"]
 
@@ -115,10 +117,13 @@ class _PairHybrid(BasePolicy):
         self.arms_ = ArmTable()
         self._alloc(0)
         # running reward moments (Welford)
-        self.r_n_ = 0.0
-        self.r_mean_ = 0.0
-        self.r_m2_ = 0.0
+        self.moments_ = RewardMoments()
         self._since_refresh = 0
+        #: How many leading columns of every candidate row depend on the bundle alone (the
+        #: engine sets it from its row layout; 0: none). Only speed depends on it: the widths'
+        #: static part is cached per arm and checked against the row (``_pair_cache``).
+        self.static_columns = 0
+        self._wcache: StaticWidthCache | None = None
 
     # -- state -----------------------------------------------------------------------------
     def _alloc(self, p: int) -> None:
@@ -129,6 +134,7 @@ class _PairHybrid(BasePolicy):
         self.Ba_ = np.zeros((0, p))
         self.ba_ = np.zeros(0)
         self._beta: FloatArray | None = None
+        self._wcache = None
 
     def _init_dims(self, d: int, p: int) -> None:
         self._alloc(p)
@@ -152,8 +158,24 @@ class _PairHybrid(BasePolicy):
         """The exploration scale in use: ``alpha``, or ``kappa * sigma_hat`` when ``"auto"``."""
         if self.alpha != "auto":
             return float(self.alpha)
-        var = (self.r_m2_ + self.n0 * self.sigma0**2) / (self.r_n_ + self.n0)
-        return self.kappa * math.sqrt(var)
+        return self.kappa * self.moments_.sigma(self.sigma0, self.n0)
+
+    def _width_cache(self) -> StaticWidthCache | None:
+        """The per-arm cache of the static columns' part of the widths (``_pair_cache``), when
+        ``static_columns`` says the rows have such a prefix."""
+        p = self.b0_.shape[0]
+        ps = self.static_columns
+        if ps <= 0 or ps >= p:
+            self._wcache = None
+            return None
+        cache = self._wcache
+        if cache is None or cache.ps != ps or cache.p != p:
+            cache = self._wcache = StaticWidthCache(ps, p)
+        return cache
+
+    def _clear_cache(self) -> None:
+        if self._wcache is not None:
+            self._wcache.clear()
 
     def _beta_hat(self) -> FloatArray:
         if self._beta is None:
@@ -172,7 +194,11 @@ class _PairHybrid(BasePolicy):
         inv_a = 1.0 / Aa
         w = s - Ba * inv_a[:, None]
         mean = w @ beta + self.ba_[rows] * inv_a
-        var = np.einsum("ij,ij->i", w @ self.A0inv_, w)
+        cache = self._width_cache()
+        if cache is not None:
+            var = cache.widths(self.A0inv_, s, w, rows)
+        else:
+            var = np.einsum("ij,ij->i", w @ self.A0inv_, w)
         var += inv_a
         np.maximum(var, 0.0, out=var)
         return mean, var, Aa, Ba
@@ -196,9 +222,13 @@ class _PairHybrid(BasePolicy):
         AU = self.A0inv_ @ U
         core = np.diag(D) + U.T @ AU  # D^-1 = D
         try:
-            self.A0inv_ -= AU @ np.linalg.solve(core, AU.T)
+            core_inv: FloatArray = np.asarray(np.linalg.inv(core), dtype=np.float64)
         except np.linalg.LinAlgError:  # numerically lost: rebuild from A0
             self._since_refresh = self.refresh
+            return
+        self.A0inv_ -= AU @ core_inv @ AU.T
+        if self._wcache is not None:
+            self._wcache.woodbury(AU, core_inv)
 
     def update(
         self,
@@ -225,17 +255,17 @@ class _PairHybrid(BasePolicy):
         U[:, 1] = s
         U[:, 2] = B_new / math.sqrt(a_new)
         self._rank3(U)
+        if self._wcache is not None:
+            self._wcache.drop(row)  # this arm's B_a changed
         self.b0_ += B_old * (b_old / a_old) + r * s - B_new * (b_new / a_new)
         self._since_refresh += 1
         if self._since_refresh >= self.refresh:
             self.A0inv_ = np.asarray(np.linalg.inv(self.A0_), dtype=np.float64)
             self._since_refresh = 0
+            self._clear_cache()
         self._beta = None
         # reward moments
-        self.r_n_ += 1.0
-        delta = r - self.r_mean_
-        self.r_mean_ += delta / self.r_n_
-        self.r_m2_ += delta * (r - self.r_mean_)
+        self.moments_.add(r)
         self.n_updates_ += 1
 
     # -- scoring ---------------------------------------------------------------------------
@@ -257,7 +287,7 @@ class _PairHybrid(BasePolicy):
             "Aa": self.Aa_[:n].copy(),
             "Ba": self.Ba_[:n].copy(),
             "ba": self.ba_[:n].copy(),
-            "reward_moments": [self.r_n_, self.r_mean_, self.r_m2_],
+            "reward_moments": self.moments_.to_list(),
             # the inverse as maintained (Woodbury steps since the last exact inversion), so a
             # loaded policy scores exactly as the saved one, not up to rounding
             "A0inv": self.A0inv_.copy(),
@@ -273,9 +303,8 @@ class _PairHybrid(BasePolicy):
         Aa = state_array(state, "Aa", (n,))
         Ba = state_array(state, "Ba", (n, p))
         ba = state_array(state, "ba", (n,))
-        mom = [float(v) for v in state["reward_moments"]]
-        if len(mom) != 3:
-            raise ValidationError.for_field("state.reward_moments", mom, "must have 3 numbers")
+        moments = RewardMoments()
+        moments.set_list(state.get("reward_moments"))
         self.arms_.set_ids(arms)
         self.A0_, self.b0_ = A0, b0
         if "A0inv" in state:
@@ -287,7 +316,8 @@ class _PairHybrid(BasePolicy):
             self.A0inv_ = np.linalg.inv(A0) if p else np.zeros((0, 0))
             self._since_refresh = 0
         self.Aa_, self.Ba_, self.ba_ = Aa, Ba, ba
-        self.r_n_, self.r_mean_, self.r_m2_ = mom
+        self.moments_ = moments
+        self._wcache = None
         self._beta = None
 
     def _prepare(
@@ -369,6 +399,7 @@ class PairTS(_PairHybrid):
                 chol = np.asarray(np.linalg.cholesky(self.A0inv_), dtype=np.float64)
             except np.linalg.LinAlgError:
                 self.A0inv_ = np.asarray(np.linalg.inv(self.A0_), dtype=np.float64)
+                self._clear_cache()
                 chol = np.asarray(np.linalg.cholesky(self.A0inv_), dtype=np.float64)
             self._chol = chol
             self._chol_at = self.n_updates_

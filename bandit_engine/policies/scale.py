@@ -12,7 +12,7 @@ decision, standard deviation about 0.5) it explores for far too long.
 rewards the policy has learned from (Welford's algorithm), shrunk towards ``sigma0`` (one reward
 unit) by ``n0`` pseudo-observations so that the first decisions use a sane width;
 ``kappa = AUTO_KAPPA`` stands in for the theoretical ``sqrt(d log ...)`` factor, which is
-known to over-explore in practice (chosen on the simulator: FINDINGS.md). Rescaling every reward
+known to over-explore in practice (chosen on the simulator: benchmarks/README.md). Rescaling every reward
 by ``c`` rescales ``sigma_hat``, the posterior mean and hence the whole decision rule by ``c``:
 the choices do not change.
 """
