@@ -719,3 +719,19 @@ def test_forget_leaves_no_copy_in_any_file(tmp_path: Path, clock: Clock) -> None
             assert not any(d in Engine.load(path).attribution for d in ids)
         decide(c, "other0")  # still serving
     log.close()
+
+
+def test_demo_policy_is_a_registered_name_and_is_served(tmp_path: Path, clock: Clock) -> None:
+    with pytest.raises(ConfigError, match="demo_policy must be a registered policy") as info:
+        ServerSettings(
+            db=str(tmp_path / "x.sqlite"), api_token=Secret(TOKEN.encode()), demo_policy="nope"
+        )
+    assert info.value.field == "demo_policy" and info.value.value == "nope"
+    for name in ("pair_ucb", "linucb"):
+        s = ServerSettings(
+            db=str(tmp_path / f"{name}.sqlite"), api_token=Secret(TOKEN.encode()), demo_policy=name
+        )
+        app, log = open_server(s, hmac_key=KEY, clock=clock)
+        with TestClient(app):
+            assert app.state.worker.engine.policy.name == name
+        log.close()

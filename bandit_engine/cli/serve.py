@@ -73,6 +73,9 @@ def serve_policy(
         None, "--hmac-key-file", help="File holding the user-id HMAC key (else $BANDIT_HMAC_KEY)."
     ),
     demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine."),
+    demo_policy: str = typer.Option(
+        "pair_ucb", "--demo-policy", help="Registered policy of the demo engine (no --model)."
+    ),
     dev: bool = typer.Option(
         False,
         "--dev",
@@ -166,6 +169,7 @@ def serve_policy(
             role_tokens=role_tokens,
             model=model,
             demo_seed=demo_seed,
+            demo_policy=demo_policy,
             host=host,
             port=port,
             synchronous=sync,  # type: ignore[arg-type]

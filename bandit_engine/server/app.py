@@ -110,7 +110,7 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
             return Engine.load(settings.model)
         from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
 
-        return demo_engine(seed=settings.demo_seed)
+        return demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
 
     return build
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..policies.registry import POLICIES
 from ..store import Synchronous
 from .auth import ROLES, Role, Secret
 
@@ -41,6 +42,9 @@ class ServerSettings:
         Saved engine file, or ``None`` for the embedded demo engine (``demo_seed``).
     demo_seed
         Seed of the demo engine.
+    demo_policy
+        Registered policy of the demo engine (default ``pair_ucb``, the default contextual
+        policy). A restart resumes whatever the checkpoints hold, whichever policy is named.
     host, port
         Where uvicorn listens (loopback by default).
     synchronous
@@ -79,6 +83,7 @@ class ServerSettings:
     role_tokens: Mapping[Role, Secret] = field(default_factory=dict, repr=False)
     model: str | None = None
     demo_seed: int = 0
+    demo_policy: str = "pair_ucb"
     host: str = "127.0.0.1"
     port: int = 8080
     synchronous: Synchronous = "NORMAL"
@@ -118,6 +123,10 @@ class ServerSettings:
         ):
             raise ConfigError.for_field("port", self.port, "must be an integer in [0, 65535]")
         _positive("demo_seed", self.demo_seed, integer=True, allow_zero=True)
+        if not isinstance(self.demo_policy, str) or self.demo_policy not in POLICIES:
+            raise ConfigError.for_field(
+                "demo_policy", self.demo_policy, f"must be a registered policy ({sorted(POLICIES)})"
+            )
         _positive("checkpoint_every", self.checkpoint_every, integer=True)
         _positive("checkpoint_seconds", self.checkpoint_seconds)
         _positive("checkpoint_keep", self.checkpoint_keep, integer=True)
