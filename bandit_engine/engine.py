@@ -578,15 +578,17 @@ class Engine:
         t = self.now() if now is None else _check_time("now", now)
         X = self.features.transform(tables, now=t)
         everything = self.catalog.offered(t)
-        if self.behaviour is None:
+        b = self.behaviour
+        if b is None or (not self._pair_rows and not b.spec.n_user_features):
             scores = self.policy.score_batch(
                 X.to_numpy(dtype=np.float64), everything.ids, everything.features
             )
-        else:  # pair features depend on the user: one candidate matrix per user
+        else:  # live features depend on the user: one candidate matrix per user
             Xa = X.to_numpy(dtype=np.float64)
             scores = np.empty((Xa.shape[0], len(everything.ids)))
-            for r in range(Xa.shape[0]):
-                xe, Ze = self._live(Xa[r], None, everything.rows, everything.features, t)
+            for r, user in enumerate(X.index):
+                user_key = self._user_key(str(user))
+                xe, Ze = self._live(Xa[r], user_key, everything.rows, everything.features, t)
                 scores[r] = self.policy.score_batch(xe[None, :], everything.ids, Ze)[0]
         out = pd.DataFrame(scores, index=X.index, columns=list(everything.ids))
         if eligible_only and self.catalog.rules.user_city is not None:

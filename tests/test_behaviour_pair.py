@@ -236,3 +236,27 @@ def test_static_width_cache_gives_the_same_scores_and_choices() -> None:
         cached.update(np.ones(1), ids[b.index], S[b.index], r)
     cached.choose(np.ones(1), arms[:6], np.hstack([static[:6], rng.normal(size=(6, pd))]))
     assert cached._wcache is not None and cached._wcache.valid.sum() >= 6  # the cache was used
+
+
+def test_batch_scores_use_each_users_live_behaviour() -> None:
+    e = demo_engine(0, policy="pair_ucb", start_time=1.7e9)
+    t = 1.7e9 + 100
+    for i in range(300):  # some learning, and U000001's own clicks
+        user = "U000001" if i % 3 == 0 else f"U{2 + i:06d}"
+        d = e.decide(user, now=t + i)
+        if user == "U000001" or i % 7 == 0:
+            e.report(d.decision_id, "click", at=t + i)
+    e.flush(t + 400)
+    tables = _tables()
+    now = t + 500
+    frame = e.score(
+        {k: v[v["user_id"].isin(["U000001", "U000002"])] for k, v in tables.items()}, now=now
+    )
+    for user in ("U000001", "U000002"):
+        x, ids, Z = e.policy_inputs(user, now=now)
+        expected = e.policy.score_batch(x[None], ids, Z)[0]
+        np.testing.assert_allclose(frame.loc[user, list(ids)].to_numpy(), expected, rtol=1e-12)
+    # the clicks moved U000001's own rows: its scores differ from a no-history user's rows
+    x, ids, Z = e.policy_inputs("U000001", now=now)
+    anon = e.policy_inputs(None, e.profile_of("U000001"), now=now)[2]
+    assert not np.array_equal(Z, anon)
