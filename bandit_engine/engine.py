@@ -158,6 +158,7 @@ class Engine:
             # store saves the resolved spec, so a loaded engine keeps the policy's dimensions
             self._use_behaviour(BehaviourStore(spec.resolved(catalog)))
         self._swept_at = -math.inf
+        self._static_rows: tuple[tuple[int, int], FloatArray] | None = None
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
 
@@ -211,6 +212,7 @@ class Engine:
     def _use_behaviour(self, store: BehaviourStore) -> None:
         spec = store.spec
         self.behaviour = store
+        self._static_rows = None
         self.pairs = PairFeatures(
             self.features.feature_names,
             self.catalog.feature_names,
@@ -286,10 +288,28 @@ class Engine:
         if not self._pair_rows:
             return xe, Z
         rows_a = np.asarray(rows, dtype=np.intp)
-        parts = self.catalog.part_rows(rows_a) if any(pairs.part_slots) else None
-        live = b.pair(key, t, rows_a)
-        Ze = np.hstack([Z, pairs.compute(x, Z, parts), live])
+        Ze = np.hstack(
+            [
+                Z,
+                self._static_pair_rows()[rows_a],
+                pairs.compute_dynamic(x, Z),
+                b.pair(key, t, rows_a),
+            ]
+        )
         return xe, Ze
+
+    def _static_pair_rows(self) -> FloatArray:
+        """The bundle-only pair columns of every catalog row, rebuilt when the catalog changes
+        (they are the same for every user: computing them once saves most of the pair work)."""
+        catalog, pairs = self.catalog, self.pairs
+        assert pairs is not None
+        stamp = (catalog.version, len(catalog))
+        if self._static_rows is None or self._static_rows[0] != stamp:
+            rows = np.arange(len(catalog), dtype=np.intp)
+            Z = catalog.features(list(catalog.bundle_ids))
+            parts = catalog.part_rows(rows) if any(pairs.part_slots) else None
+            self._static_rows = (stamp, pairs.compute_static(Z, parts))
+        return self._static_rows[1]
 
     # -- deciding ---------------------------------------------------------------------------
     def profile_of(

@@ -260,3 +260,29 @@ def test_batch_scores_use_each_users_live_behaviour() -> None:
     x, ids, Z = e.policy_inputs("U000001", now=now)
     anon = e.policy_inputs(None, e.profile_of("U000001"), now=now)[2]
     assert not np.array_equal(Z, anon)
+
+
+def test_pair_update_is_li_et_al_algorithm_2() -> None:
+    """The rank-one update equals the paper's A0 / b0 steps (per-arm feature 1) and keeps the
+    inverse: A0 += B B'/A - B_new B_new'/A_new + s s', b0 += B b/A - B_new b_new/A_new + r s."""
+    rng = np.random.default_rng(11)
+    p, l2, l2_arm = 6, 1.0, 4.0
+    policy = PairUCB(l2=l2, l2_arm=l2_arm, refresh=10_000, seed=0)
+    A0, b0 = l2 * np.eye(p), np.zeros(p)
+    Aa: dict[str, float] = {}
+    Ba: dict[str, np.ndarray] = {}
+    ba: dict[str, float] = {}
+    arms = [f"a{i}" for i in range(5)]
+    for _ in range(300):
+        arm = arms[int(rng.integers(5))]
+        s, r = rng.normal(size=p), float(rng.normal())
+        a, B, b = Aa.get(arm, l2_arm), Ba.get(arm, np.zeros(p)), ba.get(arm, 0.0)
+        a2, B2, b2 = a + 1.0, B + s, b + r
+        A0 += np.outer(B, B) / a - np.outer(B2, B2) / a2 + np.outer(s, s)
+        b0 += B * b / a - B2 * b2 / a2 + r * s
+        Aa[arm], Ba[arm], ba[arm] = a2, B2, b2
+        policy.choose(np.ones(1), arms, rng.normal(size=(5, p)))
+        policy.update(np.ones(1), arm, s, r)
+    np.testing.assert_allclose(policy.A0_, A0, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(policy.b0_, b0, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(policy.A0inv_ @ A0, np.eye(p), atol=1e-8)

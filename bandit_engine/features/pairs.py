@@ -139,22 +139,33 @@ class PairFeatures:
 
         ``parts`` holds the candidates' (deal rows, course rows) in the catalog (needed when
         ``part_slots > 0``)."""
+        return np.hstack([self.compute_static(Z, parts), self.compute_dynamic(x, Z)])
+
+    def compute_static(
+        self, Z: FloatArray, parts: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None
+    ) -> FloatArray:
+        """The bundle-only columns (bundle crosses, part one-hots): ``(k, n_static)``."""
         k = Z.shape[0]
-        out = np.zeros((k, self.width))
+        out = np.zeros((k, self.n_static))
         c = 0
         for ia, ib in self.cross_blocks:
             w = ia.size * ib.size
             out[:, c : c + w] = (Z[:, ia][:, :, None] * Z[:, ib][:, None, :]).reshape(k, -1)
             c += w
-        if any(self.part_slots):
-            if parts is not None:
-                rows = np.arange(k)
-                for part, n, start in zip(
-                    parts, self.part_slots, (c, c + self.part_slots[0]), strict=True
-                ):
-                    ok = part < n
-                    out[rows[ok], start + part[ok]] = 1.0
-            c += sum(self.part_slots)
+        if any(self.part_slots) and parts is not None:
+            rows = np.arange(k)
+            for part, n, start in zip(
+                parts, self.part_slots, (c, c + self.part_slots[0]), strict=True
+            ):
+                ok = part < n
+                out[rows[ok], start + part[ok]] = 1.0
+        return out
+
+    def compute_dynamic(self, x: FloatArray, Z: FloatArray) -> FloatArray:
+        """The user-dependent columns (match flags, crosses): ``(k, width - n_static)``."""
+        k = Z.shape[0]
+        out = np.zeros((k, self.width - self.n_static))
+        c = 0
         for _, ix, iz in self.match_blocks:
             out[:, c] = Z[:, iz] @ x[ix]
             c += 1

@@ -84,10 +84,10 @@ class StaticWidthCache:
 
     def woodbury(self, AU: FloatArray, core_inv: FloatArray) -> None:
         """Carry every valid cache through ``M <- M - AU core^-1 AU'``."""
-        live = np.flatnonzero(self.valid)
-        if live.size == 0:
+        if not self.valid.any():
             return
-        T = self.ws[live] @ AU[: self.ps]  # (n, 3): ws' AU_s
+        # on every row, valid or not (stale rows are recomputed before use): no gather/scatter
+        T = self.ws @ AU[: self.ps]  # (n, m): ws' AU_s
         TC = T @ core_inv
-        self.q[live] -= np.einsum("ij,ij->i", TC, T)
-        self.r[live] -= TC @ AU[self.ps :].T
+        self.q -= np.einsum("ij,ij->i", TC, T)
+        self.r -= TC @ AU[self.ps :].T

@@ -58,6 +58,7 @@ from ..records import Choice
 from ._arms import ArmTable
 from ._arrays import FloatArray, state_array
 from ._checks import SeedLike, check_in_range, check_int, check_positive
+from ._linalg import rank1_update
 from ._pair_cache import StaticWidthCache
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
@@ -213,22 +214,18 @@ class _PairHybrid(BasePolicy):
         return self.arms_.lookup(arms, len(self.arms_))
 
     # -- learning --------------------------------------------------------------------------
-    _SIGNS = np.array([1.0, 1.0, -1.0])
-
-    def _rank3(self, U: FloatArray) -> None:
-        """A0 += U diag(1, 1, -1) U' and its inverse by the Woodbury identity."""
-        D = self._SIGNS
-        self.A0_ += (U * D) @ U.T
-        AU = self.A0inv_ @ U
-        core = np.diag(D) + U.T @ AU  # D^-1 = D
-        try:
-            core_inv: FloatArray = np.asarray(np.linalg.inv(core), dtype=np.float64)
-        except np.linalg.LinAlgError:  # numerically lost: rebuild from A0
+    def _rank1(self, v: FloatArray, c: float) -> None:
+        """``A0 += c v v'`` and its inverse by Sherman-Morrison."""
+        rank1_update(self.A0_, c, v, v)
+        Mv = self.A0inv_ @ v
+        denom = 1.0 + c * float(v @ Mv)
+        if not denom > 0.0 or not math.isfinite(denom):  # numerically lost: rebuild from A0
             self._since_refresh = self.refresh
             return
-        self.A0inv_ -= AU @ core_inv @ AU.T
+        g = c / denom
+        rank1_update(self.A0inv_, -g, Mv, Mv)
         if self._wcache is not None:
-            self._wcache.woodbury(AU, core_inv)
+            self._wcache.woodbury(Mv[:, None], np.array([[g]]))
 
     def update(
         self,
@@ -249,15 +246,17 @@ class _PairHybrid(BasePolicy):
         B_new = B_old + s
         b_new = b_old + r
         self.Aa_[row], self.Ba_[row], self.ba_[row] = a_new, B_new, b_new
-        # A0 += B_old B_old'/a_old + s s' - B_new B_new'/a_new (one rank-3 Woodbury step)
-        U = np.empty((s.shape[0], 3))
-        U[:, 0] = B_old / math.sqrt(a_old)
-        U[:, 1] = s
-        U[:, 2] = B_new / math.sqrt(a_new)
-        self._rank3(U)
+        # Algorithm 2 adds B_old B_old'/a_old + s s' - B_new B_new'/a_new to A0 (and the matching
+        # terms to b0). With u = B_old / a_old and m = b_old / a_old that sum is the rank-one
+        # c (s - u)(s - u)' with c = a_old / (a_old + 1), and b0 gains c (r - m)(s - u): the
+        # observation's deviation from the bundle's own mean, weighted by how much the bundle
+        # term has already absorbed (one Sherman-Morrison step instead of a rank-3 Woodbury one)
+        c = a_old / a_new
+        v = s - B_old / a_old
+        self._rank1(v, c)
         if self._wcache is not None:
             self._wcache.drop(row)  # this arm's B_a changed
-        self.b0_ += B_old * (b_old / a_old) + r * s - B_new * (b_new / a_new)
+        self.b0_ += (c * (r - b_old / a_old)) * v
         self._since_refresh += 1
         if self._since_refresh >= self.refresh:
             self.A0inv_ = np.asarray(np.linalg.inv(self.A0_), dtype=np.float64)
@@ -306,9 +305,9 @@ class _PairHybrid(BasePolicy):
         moments = RewardMoments()
         moments.set_list(state.get("reward_moments"))
         self.arms_.set_ids(arms)
-        self.A0_, self.b0_ = A0, b0
+        self.A0_, self.b0_ = np.ascontiguousarray(A0), b0
         if "A0inv" in state:
-            self.A0inv_ = state_array(state, "A0inv", (p, p))
+            self.A0inv_ = np.ascontiguousarray(state_array(state, "A0inv", (p, p)))
             self._since_refresh = check_int(
                 "state.since_refresh", state.get("since_refresh", -1), minimum=0
             )
