@@ -35,7 +35,8 @@ refused by :meth:`Engine.report <bandit_engine.Engine.report>` before anything c
 earlier than a row's clock (a clock going backwards, a late order) is taken as the row's own
 time: nothing is decayed backwards and the event counts in full. Counts decay, so a user with
 100,000 events keeps one fixed-size row with finite values. A missing or non-finite price in the
-catalog counts as 0 (``log1p(0)``). Rows idle for more than ``ttl_days`` read as no history
+catalog counts as 0 (``log1p(0)``); a missing categorical value is summarised as a value of its
+own (its text, e.g. ``"nan"``), and values beyond ``max_values - 1`` share the last slot. Rows idle for more than ``ttl_days`` read as no history
 whether or not :meth:`BehaviourStore.sweep` has freed them yet.
 
 Privacy and memory
