@@ -111,9 +111,7 @@ class RidgeArmsPolicy(BasePolicy):
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        moments = RewardMoments()
-        moments.set_list(state.get("reward_moments"))
-        self.moments_ = moments
+        self.moments_ = RewardMoments.from_state(state)
         table = ArmTable.from_state(state)
         ridge = None
         if self.n_features_ is not None:

@@ -302,8 +302,7 @@ class _PairHybrid(BasePolicy):
         Aa = state_array(state, "Aa", (n,))
         Ba = state_array(state, "Ba", (n, p))
         ba = state_array(state, "ba", (n,))
-        moments = RewardMoments()
-        moments.set_list(state.get("reward_moments"))
+        moments = RewardMoments.from_state(state)
         self.arms_.set_ids(arms)
         self.A0_, self.b0_ = np.ascontiguousarray(A0), b0
         if "A0inv" in state:

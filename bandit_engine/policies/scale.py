@@ -20,7 +20,7 @@ the choices do not change.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError, ValidationError
@@ -68,6 +68,13 @@ class RewardMoments:
 
     def to_list(self) -> list[float]:
         return [self.n, self.mean, self.m2]
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RewardMoments:
+        """The moments saved under ``state["reward_moments"]`` (zero for older files)."""
+        moments = cls()
+        moments.set_list(state.get("reward_moments"))
+        return moments
 
     def set_list(self, values: Sequence[Any] | None) -> None:
         if values is None:  # a model saved before moments existed

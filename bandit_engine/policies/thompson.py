@@ -382,9 +382,7 @@ class SharedLinearTS(LinearTS):
         return state
 
     def _set_learned_state(self, state: Mapping[str, Any]) -> None:
-        moments = RewardMoments()
-        moments.set_list(state.get("reward_moments"))
-        self.moments_ = moments
+        self.moments_ = RewardMoments.from_state(state)
         table = ArmTable.from_state(state)
         ridge = None
         d, p = self.n_features_, self.n_arm_features_
