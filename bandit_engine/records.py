@@ -15,6 +15,8 @@ __all__ = [
     "EventType",
     "LearnedReward",
     "OutcomeEvent",
+    "PairChoice",
+    "PairGrid",
     "RewardStatus",
 ]
 
@@ -42,6 +44,69 @@ class Choice:
     propensity: float
     scores: NDArray[np.float64]
     probabilities: NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PairGrid:
+    """Every eligible deal paired with every eligible course, described by its parts.
+
+    A catalog of ``n_deals x n_courses`` pairs is never listed pair by pair: a structured policy
+    (:mod:`bandit_engine.policies.factored`) scores a pair from its deal row, its course row and
+    the pairing cell ``(deal_cell[d], course_cell[c])`` (for example cuisine x topic).
+
+    Attributes
+    ----------
+    deal_ids, course_ids
+        The eligible deals and courses. Pair ``(i, j)`` is deal ``deal_ids[i]`` with course
+        ``course_ids[j]``.
+    deal_features, course_features
+        One row per deal / course, shape ``(n_deals, k_deal)`` / ``(n_courses, k_course)``: the
+        deal's (course's) side of the pair row for this user (its own attributes, and user x part
+        terms such as profile-match flags).
+    deal_cell, course_cell
+        The pairing category of each deal and course, integers in ``[0, n_deal_cells)`` and
+        ``[0, n_course_cells)``.
+    n_deal_cells, n_course_cells
+        Sizes of the pairing table (its cell ``(g, h)`` is one shared parameter).
+    """
+
+    deal_ids: tuple[str, ...]
+    course_ids: tuple[str, ...]
+    deal_features: NDArray[np.float64]
+    course_features: NDArray[np.float64]
+    deal_cell: NDArray[np.intp]
+    course_cell: NDArray[np.intp]
+    n_deal_cells: int
+    n_course_cells: int
+
+    @property
+    def size(self) -> int:
+        """Number of pairs, ``len(deal_ids) * len(course_ids)``."""
+        return len(self.deal_ids) * len(self.course_ids)
+
+
+@dataclass(frozen=True, eq=False)
+class PairChoice:
+    """What a structured policy returns for a :class:`PairGrid`.
+
+    Attributes
+    ----------
+    deal, course
+        Positions of the chosen deal and course in the grid.
+    propensity
+        The exact probability with which the policy chose this pair among all ``grid.size``.
+    score
+        The chosen pair's score (upper confidence bound or sampled value).
+    scored
+        How many pairs were scored exactly to prove the choice is the argmax (the rest were
+        excluded by upper bounds); ``grid.size`` when every pair was scored.
+    """
+
+    deal: int
+    course: int
+    propensity: float
+    score: float
+    scored: int
 
 
 @dataclass(frozen=True, eq=False)
