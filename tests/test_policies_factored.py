@@ -87,6 +87,8 @@ def test_ucb_choice_is_the_argmax_of_a_full_scan(seed: int) -> None:
     _train(policy, grid, int(rng.integers(0, 400)), seed)
     mean, var = policy.score_pairs(grid)
     ucb = mean + policy.scale * np.sqrt(var)
+    # the vectorised scorer (decomposed variance) equals the explicit quadratic form
+    np.testing.assert_allclose(policy.ucb_grid(grid), ucb, rtol=1e-10, atol=1e-10)
     ties = _dense_ties(ucb)
     choice = policy.choose_grid(grid)
     assert (choice.deal, choice.course) in ties
@@ -151,7 +153,7 @@ def test_ts_plays_an_exact_argmax_of_its_draws(seed: int) -> None:
     twin.set_state(json.loads(json.dumps(policy.get_state())))
     prep = twin._prepare(grid)
     md, mc, tables = twin._draws(grid, prep)
-    E, _ = twin._bundle_terms(prep, np.arange(80), 12, False)
+    E, _ = prep.bundle_terms(np.arange(80), False)
     wins: list[set[tuple[int, int]]] = []
     for s in range(5):
         dense = md[:, s][:, None] + mc[:, s][None, :] + E
@@ -304,3 +306,41 @@ def test_bad_input_names_the_field() -> None:
         policy.choose_grid(other)
     with pytest.raises(ValidationError, match="reward"):
         policy.update_pair("d0", "c0", np.zeros(3), np.zeros(2), 0, 0, float("nan"))
+
+
+def test_cached_grids_stay_equal_to_fresh_lookups_while_learning() -> None:
+    # Two grids in turn, learning after every choice: the patched per-grid caches must give the
+    # same choices as a policy restored from the state (which rebuilds every lookup).
+    rng = np.random.default_rng(11)
+    grids = [_grid(rng, 40, 8), _grid(rng, 40, 8)]
+    grids[1] = PairGrid(
+        tuple(f"x{i}" for i in range(20)) + grids[0].deal_ids[:20],
+        grids[0].course_ids,
+        grids[1].deal_features,
+        grids[1].course_features,
+        grids[1].deal_cell,
+        grids[1].course_cell,
+        3,
+        4,
+    )
+    policy = FactoredUCB(seed=2)
+    for t in range(300):
+        g = grids[t % 2]
+        ch = policy.choose_grid(g)
+        policy.update_pair(
+            g.deal_ids[ch.deal],
+            g.course_ids[ch.course],
+            g.deal_features[ch.deal],
+            g.course_features[ch.course],
+            int(g.deal_cell[ch.deal]),
+            int(g.course_cell[ch.course]),
+            float(rng.random() < 0.3),
+        )
+        if t % 50 == 49:
+            twin = FactoredUCB(seed=2)
+            twin.set_state(json.loads(json.dumps(policy.get_state())))
+            for gg in grids:
+                m1, v1 = policy.score_pairs(gg)
+                m2, v2 = twin.score_pairs(gg)
+                np.testing.assert_allclose(m1, m2, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(v1, v2, rtol=1e-12, atol=1e-12)

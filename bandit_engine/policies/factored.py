@@ -71,7 +71,7 @@ Memory is O(k^2 + deals + courses + bundles seen). The bound is loose while the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,6 +80,7 @@ from ..errors import ValidationError
 from ..records import PairChoice, PairGrid
 from ._arrays import FloatArray, IntArray
 from ._checks import SeedLike, check_in_range, check_int, check_positive
+from ._grid_cache import GridCache, PreparedGrid
 from ._linalg import rank1_update, spd_inverse
 from ._pair_search import GridArgmax, grid_argmax
 from .base import BasePolicy
@@ -152,29 +153,6 @@ class _Effects:
         return out
 
 
-class _Prepared:
-    """Per-grid lookups, cached while the same id tuples are passed (the engine reuses them) and
-    no deal or course was added to the model since."""
-
-    __slots__ = ("course_ids", "course_pos", "cslots", "deal_ids", "dslots", "known")
-
-    def __init__(
-        self,
-        deal_ids: tuple[str, ...],
-        course_ids: tuple[str, ...],
-        dslots: IntArray,
-        cslots: IntArray,
-        course_pos: IntArray,
-        known: tuple[int, int],
-    ) -> None:
-        self.deal_ids = deal_ids
-        self.course_ids = course_ids
-        self.dslots = dslots
-        self.cslots = cslots
-        self.course_pos = course_pos
-        self.known = known
-
-
 class _Factored(BasePolicy):
     """State, learning and the shared pieces of scoring of the factored policies."""
 
@@ -223,7 +201,7 @@ class _Factored(BasePolicy):
         self.deals_ = _Effects(1.0 / self.l2_deal)
         self.courses_ = _Effects(1.0 / self.l2_course)
         self._reset_bundles()
-        self._prepared: _Prepared | None = None
+        self._grids = GridCache()
 
     # -- state -------------------------------------------------------------------------------
     def _alloc(self, k: int) -> None:
@@ -301,10 +279,18 @@ class _Factored(BasePolicy):
         _k_d, _k_c, g, h_cells = self.shape_
         self._layout(hd.shape[0], hc.shape[0], g, h_cells, "deal_row")
         cell = self._cell_index(deal_cell, course_cell)
-        d = self.deals_.add(str(deal_id))
-        c = self.courses_.add(str(course_id))
+        deal_id, course_id = str(deal_id), str(course_id)
+        new_deal = deal_id not in self.deals_.slot
+        new_course = course_id not in self.courses_.slot
+        d = self.deals_.add(deal_id)
+        c = self.courses_.add(course_id)
+        if new_deal:
+            self._grids.new_deal(deal_id, d)
+        if new_course:
+            self._grids.new_course(course_id, c)
         e = self._bundle_slot(d, c)
         self._learn(hd, hc, cell, d, c, e, reward)
+        self._grids.bundle(deal_id, course_id, self.bundles_.mean[e], self.bundles_.var[e])
 
     def _cell_index(self, deal_cell: int, course_cell: int) -> int:
         assert self.shape_ is not None
@@ -377,7 +363,7 @@ class _Factored(BasePolicy):
         self._emax[d] = 0.0 if not slots else max(0.0, float(self.bundles_.mean[slots].max()))
 
     # -- scoring pieces ----------------------------------------------------------------------
-    def _prepare(self, grid: PairGrid) -> _Prepared:
+    def _prepare(self, grid: PairGrid) -> PreparedGrid:
         if not isinstance(grid, PairGrid):
             raise ValidationError.for_field("grid", type(grid).__name__, "must be a PairGrid")
         n_d, n_c = len(grid.deal_ids), len(grid.course_ids)
@@ -405,46 +391,27 @@ class _Factored(BasePolicy):
                 "must give one cell per deal and course, inside the table",
             )
         self._layout(D.shape[1], C.shape[1], grid.n_deal_cells, grid.n_course_cells, "grid")
-        known = (len(self.deals_), len(self.courses_))
-        prep = self._prepared
-        if (
-            prep is not None
-            and prep.deal_ids is grid.deal_ids
-            and prep.course_ids is grid.course_ids
-            and prep.known == known
-        ):
+        prep = self._grids.get(grid.deal_ids, grid.course_ids)
+        if prep is not None:
             return prep
-        dslots = self.deals_.slots(grid.deal_ids)
-        cslots = self.courses_.slots(grid.course_ids)
-        course_pos = np.full(self.courses_.mean.shape[0], -1, dtype=np.intp)
-        seen = cslots > 0
-        course_pos[cslots[seen]] = np.flatnonzero(seen)
-        prep = _Prepared(grid.deal_ids, grid.course_ids, dslots, cslots, course_pos, known)
-        self._prepared = prep
+        prep = PreparedGrid(
+            grid.deal_ids,
+            grid.course_ids,
+            self.deals_.slots(grid.deal_ids),
+            self.courses_.slots(grid.course_ids),
+            self.bundles_.prior_var,
+        )
+        if self._by_deal:
+            cpos = np.full(self.courses_.mean.shape[0], -1, dtype=np.intp)
+            seen = prep.cslots > 0
+            cpos[prep.cslots[seen]] = np.flatnonzero(seen)
+            for i, slot in enumerate(prep.dslots.tolist()):
+                for e in self._by_deal.get(slot, ()):
+                    j = int(cpos[self._bundle_course[e]])
+                    if j >= 0:
+                        prep.set_bundle(i, j, self.bundles_.mean[e], self.bundles_.var[e])
+        self._grids.put(prep)
         return prep
-
-    def _bundle_terms(
-        self, prep: _Prepared, deals: IntArray, n_c: int, with_var: bool
-    ) -> tuple[FloatArray, FloatArray | None]:
-        """Means (and variances) of the bundle effects of these grid deals' pairs."""
-        E = np.zeros((deals.shape[0], n_c))
-        V = np.full((deals.shape[0], n_c), self.bundles_.prior_var) if with_var else None
-        if not self._by_deal:
-            return E, V
-        by_deal = self._by_deal
-        for i, slot in enumerate(prep.dslots[deals].tolist()):
-            seen = by_deal.get(slot)
-            if not seen:
-                continue
-            seen_a = np.asarray(seen, dtype=np.intp)
-            pos = prep.course_pos[self._bundle_course[seen_a]]
-            ok = pos >= 0
-            if not ok.any():
-                continue
-            E[i, pos[ok]] = self.bundles_.mean[seen_a[ok]]
-            if V is not None:
-                V[i, pos[ok]] = self.bundles_.var[seen_a[ok]]
-        return E, V
 
     def _split(self) -> tuple[int, int, int, int, int]:
         assert self.shape_ is not None
@@ -547,7 +514,7 @@ class _Factored(BasePolicy):
         for d in self._by_deal:
             self._refresh_emax(d)
         self.moments_ = moments
-        self._prepared = None
+        self._grids.clear()
 
 
 class FactoredUCB(_Factored):
@@ -573,6 +540,18 @@ class FactoredUCB(_Factored):
 
     def choose_grid(self, grid: PairGrid) -> PairChoice:
         """The pair with the largest upper confidence bound, ties broken uniformly."""
+        ub, evaluate = self._ucb(grid)
+        res = grid_argmax(ub, evaluate)
+        return self._choice(grid, [res], res.scored)
+
+    def ucb_grid(self, grid: PairGrid) -> FloatArray:
+        """Every pair's upper confidence bound, shape ``(n_deals, n_courses)``: the full scan that
+        :meth:`choose_grid` avoids (for tests, reports and benchmarks)."""
+        _, evaluate = self._ucb(grid)
+        return evaluate(np.arange(len(grid.deal_ids)))
+
+    def _ucb(self, grid: PairGrid) -> tuple[FloatArray, Callable[[IntArray], FloatArray]]:
+        """Per-deal upper bounds and the exact scorer of a batch of deals."""
         prep = self._prepare(grid)
         _k_d, k_c, g, h, lo = self._split()
         D = self._with_intercept(grid.deal_features)
@@ -608,13 +587,11 @@ class FactoredUCB(_Factored):
         Pdcell = P[:lo, hi:].reshape(lo, g, h)
         Pccell = P[lo:hi, hi:].reshape(k_c, g, h)
         xc = np.einsum("ck,kgc->cg", C, Pccell[:, :, ccell])  # (n_C, g)
-        n_c = C.shape[0]
 
         def evaluate(deals: IntArray) -> FloatArray:
             Db = D[deals]
             cells = dcell[deals]
-            E, V = self._bundle_terms(prep, deals, n_c, True)
-            assert V is not None
+            E, V = prep.bundle_terms(deals, True)
             mean = md[deals][:, None] + mc[None, :] + table[cells][:, ccell] + E
             xd = np.einsum("bk,kbh->bh", Db, Pdcell[:, cells, :])[:, ccell]
             var = (
@@ -629,8 +606,7 @@ class FactoredUCB(_Factored):
             out: FloatArray = mean + w * np.sqrt(np.maximum(var, 0.0))
             return out
 
-        res = grid_argmax(ub, evaluate)
-        return self._choice(grid, [res], res.scored)
+        return ub, evaluate
 
     def score_pairs(self, grid: PairGrid) -> tuple[FloatArray, FloatArray]:
         """``(mean, variance)`` of every pair, shape ``(n_deals, n_courses)`` each, in units of the
@@ -646,8 +622,7 @@ class FactoredUCB(_Factored):
         H[:, :, lo:hi] = C[None, :, :]
         cells = hi + grid.deal_cell[:, None] * h + grid.course_cell[None, :]
         np.put_along_axis(H, cells[:, :, None], 1.0, axis=2)
-        E, V = self._bundle_terms(prep, np.arange(n_d), n_c, True)
-        assert V is not None
+        E, V = prep.bundle_terms(np.arange(n_d), True)
         mean = H @ self._beta_hat() + self.deals_.mean[prep.dslots][:, None]
         mean += self.courses_.mean[prep.cslots][None, :] + E
         var = np.einsum("ijk,kl,ijl->ij", H, self.P_, H)
@@ -707,7 +682,6 @@ class FactoredTS(_Factored):
         dcell, ccell = grid.deal_cell, grid.course_cell
         present = np.unique(ccell)
         emax = self._emax[prep.dslots] if self._by_deal else np.zeros(len(grid.deal_ids))
-        n_c = len(grid.course_ids)
         found: list[GridArgmax] = []
         scored = 0
         for s in range(md_all.shape[1]):
@@ -718,7 +692,7 @@ class FactoredTS(_Factored):
             def evaluate(
                 deals: IntArray, md: FloatArray = md, mc: FloatArray = mc, table: FloatArray = table
             ) -> FloatArray:
-                E, _ = self._bundle_terms(prep, deals, n_c, False)
+                E, _ = prep.bundle_terms(deals, False)
                 out: FloatArray = md[deals][:, None] + mc[None, :] + table[dcell[deals]][:, ccell]
                 return out + E
 
@@ -727,7 +701,9 @@ class FactoredTS(_Factored):
             found.append(res)
         return self._choice(grid, found, scored)
 
-    def _draws(self, grid: PairGrid, prep: _Prepared) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _draws(
+        self, grid: PairGrid, prep: PreparedGrid
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``M + 1`` posterior draws: each deal's and course's sampled part of the score, shape
         ``(n, M + 1)``, and the sampled pairing tables, shape ``(M + 1, g, h)``."""
         _k_d, k_c, g, h, lo = self._split()
