@@ -29,15 +29,16 @@ from numpy.typing import NDArray
 
 from ._version import __version__
 from .catalog import Catalog
-from .errors import BanditError, ConflictError, ModelFileError, ValidationError
+from .errors import BanditError, ConfigError, ConflictError, ModelFileError, ValidationError
 from .features import FeatureMap
 from .features.behaviour import BehaviourStore
+from .features.grid import GridFeatures
 from .features.pairs import PairFeatures
 from .fileformat import read_state, write_state
-from .policies.base import Policy
+from .policies.base import GridPolicy, Policy
 from .policies.registry import policy_from_dict, policy_to_dict
 from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
-from .records import Decision, LearnedReward
+from .records import Decision, LearnedReward, PairGrid
 from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
 
 __all__ = ["Engine"]
@@ -115,6 +116,13 @@ class Engine:
     -----
     A decision learns once, when its attribution window closes (see :mod:`bandit_engine.rewards`).
     The engine is not thread-safe; the HTTP server serializes access to it.
+
+    With a grid policy (``factored_ucb``, ``factored_ts``; a pair-all catalog, listed or not) a
+    decision scores the user's eligible deals x active courses through their sides
+    (:mod:`bandit_engine.features.grid`) instead of listing candidates. Not yet on that path: the
+    live behaviour block (the schema's Behaviour is ignored), availability masks
+    (``candidates=``), :meth:`redo_decision`, :meth:`score` and :meth:`policy_inputs`; each says so
+    with a :class:`~bandit_engine.errors.ConfigError`.
     """
 
     def __init__(
@@ -130,9 +138,22 @@ class Engine:
         auto_advance: bool = True,
         model_id: str | None = None,
     ) -> None:
-        if not isinstance(policy, Policy):
+        grid_policy = callable(getattr(policy, "choose_grid", None))
+        if not (isinstance(policy, GridPolicy) if grid_policy else isinstance(policy, Policy)):
             raise ValidationError.for_field(
                 "policy", type(policy).__name__, "must implement the Policy protocol"
+            )
+        self.grid: GridFeatures | None = None
+        if grid_policy:
+            self.grid = GridFeatures(
+                features.feature_names, catalog.deal_feature_names, catalog.course_feature_names
+            )
+        elif not catalog.materialized:
+            raise ConfigError.for_field(
+                "policy",
+                getattr(policy, "name", type(policy).__name__),
+                "cannot decide over an unlisted catalog (materialize=False): use a grid "
+                "policy (factored_ucb, factored_ts) or list the bundles",
             )
         self.features = features
         self.catalog = catalog
@@ -153,12 +174,13 @@ class Engine:
         spec = getattr(features, "behaviour", None)
         self.behaviour: BehaviourStore | None = None
         self.pairs: PairFeatures | None = None
-        if spec is not None:
+        if spec is not None and self.grid is None:
             # part_slots=None ("auto") is resolved here, once, from the catalog's size; the
             # store saves the resolved spec, so a loaded engine keeps the policy's dimensions
             self._use_behaviour(BehaviourStore(spec.resolved(catalog)))
         self._swept_at = -math.inf
         self._static_rows: tuple[tuple[int, int], FloatArray] | None = None
+        self._cells: tuple[int, NDArray[np.intp], NDArray[np.intp]] | None = None
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
 
@@ -240,7 +262,10 @@ class Engine:
 
     @property
     def n_arm_features(self) -> int:
-        """Length of a candidate row the policy sees (bundle + pair + behaviour features)."""
+        """Length of a candidate row the policy sees (bundle + pair + behaviour features); for a
+        grid policy, of the learned row ``[deal side, course side, deal cell, course cell]``."""
+        if self.grid is not None:
+            return self.grid.deal_width + self.grid.course_width + 2
         p = self.catalog.n_arm_features
         if self._pair_rows:
             assert self.behaviour is not None and self.pairs is not None
@@ -345,6 +370,7 @@ class Engine:
     ) -> tuple[FloatArray, tuple[str, ...], FloatArray]:
         """``(x, candidate ids, candidate rows)``: what the policy would see if this user were
         decided for now (live behaviour and pair features included). Changes nothing."""
+        self._not_for_grid("policy_inputs")
         t = self.now() if now is None else _check_time("now", now)
         if user_id is not None:
             _check_id("user_id", user_id)
@@ -406,6 +432,11 @@ class Engine:
         else:
             prof = self.profile_of(user_id, profile)
         x = self.features.transform_one(prof, now=t)
+        if self.grid is not None:
+            if candidates is not None:
+                self._not_for_grid("candidates")
+            did = decision_id if decision_id is not None else self.id_factory()
+            return self._choose_grid(did, prof, x, t)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
         key = self._user_key(user_id)
@@ -450,6 +481,72 @@ class Engine:
             z=z,
         )
 
+    def _not_for_grid(self, what: str) -> None:
+        if self.grid is not None:
+            raise ConfigError.for_field(
+                what,
+                self.policy.name,
+                "is not supported with a grid policy yet (see the Engine docstring)",
+            )
+
+    def _grid_cells(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Every deal's and course's pairing cell, recomputed when the catalog changes."""
+        assert self.grid is not None
+        cached = self._cells
+        if cached is None or cached[0] != self.catalog.version:
+            cached = self._cells = (
+                self.catalog.version,
+                self.grid.deal_cells(self.catalog.deal_z),
+                self.grid.course_cells(self.catalog.course_z),
+            )
+        return cached[1], cached[2]
+
+    def _choose_grid(self, decision_id: str, prof: Profile, x: FloatArray, t: float) -> Decision:
+        gf = self.grid
+        assert gf is not None
+        g = self.catalog.grid_for(prof, t)
+        dcells, ccells = self._grid_cells()
+        D = gf.deal_side(x, self.catalog.deal_z[g.deal_rows])
+        C = gf.course_side(x, self.catalog.course_z[g.course_rows])
+        grid = PairGrid(
+            g.deal_ids,
+            g.course_ids,
+            D,
+            C,
+            dcells[g.deal_rows],
+            ccells[g.course_rows],
+            gf.n_deal_cells,
+            gf.n_course_cells,
+            g.allowed,
+        )
+        policy: GridPolicy = self.policy  # type: ignore[assignment]
+        choice = policy.choose_grid(grid)
+        d, c = choice.deal, choice.course
+        deal_id, course_id = g.deal_ids[d], g.course_ids[c]
+        if g.bundle_rows is None:
+            bundle_id = f"{deal_id}+{course_id}"
+        else:
+            bundle_id = self.catalog.bundle_at(int(g.bundle_rows[d, c]))
+        z = np.concatenate([D[d], C[c], [float(grid.deal_cell[d]), float(grid.course_cell[c])]])
+        self.attribution.add_decision(
+            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, None, -1)
+        )
+        self.n_decisions += 1
+        return Decision(
+            decision_id=decision_id,
+            bundle_id=bundle_id,
+            deal_id=deal_id,
+            course_id=course_id,
+            propensity=float(choice.propensity),
+            candidates=(bundle_id,),
+            scores=(float(choice.score),),
+            policy_version=self.policy_version,
+            timestamp=t,
+            x=x,
+            z=z,
+            n_candidates=grid.size,
+        )
+
     def redo_decision(
         self,
         decision_id: str,
@@ -474,6 +571,7 @@ class Engine:
         raised (the log and the checkpoint disagree): the decision is not recorded, but the policy's
         generator has advanced, so the caller must stop and rebuild from an earlier checkpoint.
         """
+        self._not_for_grid("redo_decision")
         t = _check_time("now", now)
         _check_id("decision_id", decision_id)
         if decision_id in self.attribution:
@@ -562,9 +660,24 @@ class Engine:
 
     def _learn(self, closed: Sequence[ClosedDecision[_Pending]]) -> list[LearnedReward]:
         out = []
+        grid = self.grid
         for c in closed:
             p = c.payload
-            self.policy.update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
+            if grid is not None:
+                kd = grid.deal_width
+                deal_id, course_id = self.catalog.parts(p.bundle_id)
+                self.policy.update_pair(  # type: ignore[attr-defined]
+                    deal_id,
+                    course_id,
+                    p.z[:kd],
+                    p.z[kd:-2],
+                    int(p.z[-2]),
+                    int(p.z[-1]),
+                    c.reward,
+                    p.propensity,
+                )
+            else:
+                self.policy.update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
             self.n_learned += 1
             rec = LearnedReward(
                 c.decision_id, p.bundle_id, c.reward, c.status, c.n_events, c.closed_at
@@ -595,6 +708,7 @@ class Engine:
         """Deterministic scores (estimated mean reward) of every user in ``tables`` for every active
         bundle: a frame indexed by user with one column per bundle. Ineligible (user, bundle) cells
         are NaN when ``eligible_only``."""
+        self._not_for_grid("score")
         t = self.now() if now is None else _check_time("now", now)
         X = self.features.transform(tables, now=t)
         everything = self.catalog.offered(t)

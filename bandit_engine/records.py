@@ -68,6 +68,9 @@ class PairGrid:
         ``[0, n_course_cells)``.
     n_deal_cells, n_course_cells
         Sizes of the pairing table (its cell ``(g, h)`` is one shared parameter).
+    allowed
+        ``None`` when every pair is a candidate, else a ``(n_deals, n_courses)`` mask of the pairs
+        that are (a catalog with an explicit bundle list is a grid with holes).
     """
 
     deal_ids: tuple[str, ...]
@@ -78,10 +81,13 @@ class PairGrid:
     course_cell: NDArray[np.intp]
     n_deal_cells: int
     n_course_cells: int
+    allowed: NDArray[np.bool_] | None = None
 
     @property
     def size(self) -> int:
-        """Number of pairs, ``len(deal_ids) * len(course_ids)``."""
+        """Number of candidate pairs (``len(deal_ids) * len(course_ids)`` without a mask)."""
+        if self.allowed is not None:
+            return int(np.count_nonzero(self.allowed))
         return len(self.deal_ids) * len(self.course_ids)
 
 
@@ -117,6 +123,10 @@ class Decision:
     under the policy at decision time, which offline evaluation needs. ``x`` (the context vector)
     and ``z`` (the chosen bundle's feature vector) are what the policy will learn from; the event
     log stores them with the decision. They are not part of :meth:`to_dict`.
+
+    A grid policy's decision (``n_candidates`` set) chose among ``n_candidates`` pairs that are not
+    listed: ``candidates`` holds only the chosen bundle and ``scores`` its score; the eligible set
+    is the catalog's grid for the user's city at ``timestamp``.
     """
 
     decision_id: str
@@ -131,9 +141,10 @@ class Decision:
     probabilities: tuple[float, ...] | None = None
     x: NDArray[np.float64] | None = field(default=None, repr=False)
     z: NDArray[np.float64] | None = field(default=None, repr=False)
+    n_candidates: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "decision_id": self.decision_id,
             "bundle_id": self.bundle_id,
             "deal_id": self.deal_id,
@@ -145,6 +156,9 @@ class Decision:
             "timestamp": self.timestamp,
             "probabilities": None if self.probabilities is None else list(self.probabilities),
         }
+        if self.n_candidates is not None:  # grid decisions only: listed ones keep their layout
+            out["n_candidates"] = self.n_candidates
+        return out
 
 
 @dataclass(frozen=True)

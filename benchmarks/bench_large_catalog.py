@@ -3,6 +3,14 @@ factorised posterior is from the exact one.
 
     python benchmarks/bench_large_catalog.py [--decisions 5000] [--warmup 20000] [--policy ucb]
 
+Part 0 (the issue-9 target, engine level): an :class:`~bandit_engine.Engine` with the demo profile
+schema (fitted on the demo world's 2,000 users, 5 cities) and an unlisted catalog
+(``materialize=False``) of 1,000 deals in each of the 5 cities x 200 courses: 200,000 eligible
+pairs per user, 1,000,000 bundle ids. Each round ``decide`` for a demo user, a click 5% of the
+time and an order 1%, learned when the one-second window closes. Reports decisions/s (decide +
+report + learn), decide p50/p99, the memory the engine allocated (tracemalloc, after warm-up),
+the process's peak RSS, and save / load times of the engine file.
+
 Part 1 (speed, policy level): 5 cities, each 1,000 deals x 200 courses (200,000 eligible pairs
 per decision, 1,000,000 bundle ids), deal side 30 columns, course side 25, a 10 x 8 pairing table
 (k = 136). Each decision builds the user's grid (four user-dependent columns per side, as
@@ -22,14 +30,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import tempfile
 import time
 import tracemalloc
 
 import numpy as np
+import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from bandit_engine import Engine
+from bandit_engine.catalog import Catalog, EligibilityRules
+from bandit_engine.demo import demo_world
+from bandit_engine.policies import make_policy
 from bandit_engine.policies.factored import FactoredTS, FactoredUCB
 from bandit_engine.records import PairGrid
+from bandit_engine.rewards import RewardSpec
+from bandit_engine.simulation.engines import DEMO_SCHEMA
+from bandit_engine.simulation.population import CITIES, CUISINES, FORMATS, TOPICS
 
 N_CITIES, N_DEALS, N_COURSES = 5, 1000, 200
 K_DEAL, K_COURSE, G, H = 30, 25, 10, 8
@@ -160,6 +179,106 @@ def speed(kind: str, n: int, warmup: int) -> None:
         )
 
 
+def large_catalog(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,000 deals in each of 5 cities and 200 courses, attributes drawn like the demo's."""
+    rng = np.random.default_rng(seed)
+    n = N_CITIES * N_DEALS
+    deals = pd.DataFrame(
+        {
+            "deal_id": [f"D{i:05d}" for i in range(n)],
+            "city": np.repeat(np.asarray(CITIES[:N_CITIES], dtype=object), N_DEALS),
+            "cuisine": rng.choice(np.asarray(CUISINES, dtype=object), n),
+            "price": np.round(np.exp(rng.normal(np.log(120.0), 0.4, n))),
+            "discount": np.round(rng.uniform(0.0, 0.5, n), 2),
+        }
+    )
+    courses = pd.DataFrame(
+        {
+            "course_id": [f"C{j:04d}" for j in range(N_COURSES)],
+            "topic": rng.choice(np.asarray(TOPICS, dtype=object), N_COURSES),
+            "format": rng.choice(np.asarray(FORMATS, dtype=object), N_COURSES),
+            "price": np.round(np.exp(rng.normal(np.log(120.0), 0.5, N_COURSES))),
+            "rating": np.round(rng.uniform(3.8, 5.0, N_COURSES), 1),
+        }
+    )
+    return deals, courses
+
+
+def engine_speed(policy_name: str, n: int, warmup: int) -> None:
+    world = demo_world(0, start_time=1.7e9)
+    tables = {"knowledge": world.knowledge, "groupbuy": world.groupbuy}
+    deals, courses = large_catalog()
+    tracemalloc.start()
+    features = DEMO_SCHEMA.fit(tables, now=world.config.start_time)
+    catalog = Catalog(
+        deals,
+        courses,
+        rules=EligibilityRules(user_city="groupbuy.city", deal_city="city"),
+        materialize=False,
+    )
+    engine = Engine(
+        features,
+        catalog,
+        make_policy(policy_name, seed=0),
+        RewardSpec(click=1, order=2, window=1.0),
+        model_id="bench-large-catalog",
+    )
+    engine.load_profiles(tables)
+    rng = np.random.default_rng(0)
+    total_n = warmup + n
+    # users with a city (a group-buying profile): their grid is one city's 200,000 pairs
+    with_city = [world.user_id(int(u)) for u in range(world.n_users)]
+    with_city = [u for u in with_city if (engine.profiles.get(u) or {}).get("groupbuy")]
+    users = [with_city[int(i)] for i in rng.integers(0, len(with_city), total_n)]
+    u_click = rng.random(total_n)
+    t0 = 1.7e9 + 3600
+
+    def one(i: int) -> float:
+        t = t0 + 2.0 * i
+        a = time.perf_counter()
+        d = engine.decide(users[i], now=t)
+        took = time.perf_counter() - a
+        if u_click[i] < 0.05:
+            engine.report(d.decision_id, "click", at=t)
+            if u_click[i] < 0.01:
+                engine.report(d.decision_id, "order", value=100.0, at=t)
+        return took
+
+    for i in range(warmup):
+        one(i)
+    engine_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    lat = np.empty(n)
+    start = time.perf_counter()
+    for i in range(n):
+        lat[i] = one(warmup + i)
+    total = time.perf_counter() - start
+    path = os.path.join(tempfile.mkdtemp(), "large.bandit")
+    a = time.perf_counter()
+    engine.save(path)
+    save = time.perf_counter() - a
+    a = time.perf_counter()
+    Engine.load(path)
+    load = time.perf_counter() - a
+    size = os.path.getsize(path)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"engine, {policy_name}: {N_CITIES} cities x {N_DEALS} deals x {N_COURSES} courses "
+        f"({len(catalog):,} bundle ids, {N_DEALS * N_COURSES:,} eligible per user), unlisted "
+        f"catalog, after {warmup} decisions"
+    )
+    print(f"  decisions/s (decide + report + learn): {n / total:,.0f}")
+    print(
+        f"  decide p50 {np.percentile(lat, 50) * 1e3:.2f} ms, p99 "
+        f"{np.percentile(lat, 99) * 1e3:.2f} ms, max {lat.max() * 1e3:.2f} ms"
+    )
+    print(
+        f"  memory allocated by the engine (tracemalloc): {engine_bytes / 1e6:,.1f} MB; "
+        f"process peak RSS {rss:,.0f} MB"
+    )
+    print(f"  save {save:.2f} s, load {load:.2f} s ({size / 1e6:.1f} MB file)")
+
+
 def approximation(seed: int = 0) -> None:
     """ADF vs the exact joint posterior of the same model on a small grid."""
     rng = np.random.default_rng(seed)
@@ -245,6 +364,7 @@ def main() -> None:
     # One BLAS thread, as `bandit simulate` pins it: the policy's matrices are small (k = 136)
     # and OpenBLAS's second thread only adds synchronisation, badly so when the other core is busy.
     with threadpool_limits(1):
+        engine_speed(f"factored_{args.policy}", args.decisions, args.warmup)
         speed(args.policy, args.decisions, args.warmup)
         approximation()
 

@@ -344,3 +344,36 @@ def test_cached_grids_stay_equal_to_fresh_lookups_while_learning() -> None:
                 m2, v2 = twin.score_pairs(gg)
                 np.testing.assert_allclose(m1, m2, rtol=1e-12, atol=1e-12)
                 np.testing.assert_allclose(v1, v2, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [FactoredUCB, FactoredTS])
+def test_a_mask_keeps_the_choice_among_allowed_pairs_with_exact_propensities(
+    cls: type[FactoredUCB],
+) -> None:
+    rng = np.random.default_rng(12)
+    base = _grid(rng, 50, 9)
+    allowed = rng.random((50, 9)) < 0.15
+    grid = PairGrid(
+        base.deal_ids,
+        base.course_ids,
+        base.deal_features,
+        base.course_features,
+        base.deal_cell,
+        base.course_cell,
+        3,
+        4,
+        allowed,
+    )
+    policy = cls(seed=4, epsilon=0.1)
+    policy.choose_grid(grid)
+    _train(policy, base, 200, 12)
+    for _ in range(40):
+        ch = policy.choose_grid(grid)
+        assert allowed[ch.deal, ch.course]
+        assert ch.propensity >= 0.1 / grid.size - 1e-15
+    if cls is FactoredUCB:
+        ucb = np.where(allowed, policy.ucb_grid(base), -np.inf)  # type: ignore[attr-defined]
+        ties = _dense_ties(ucb)
+        ch = policy.choose_grid(grid)
+        inside = (ch.deal, ch.course) in ties
+        assert ch.propensity == pytest.approx(0.9 * inside / len(ties) + 0.1 / grid.size)

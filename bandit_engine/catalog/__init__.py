@@ -30,6 +30,8 @@ Modules, each importing only those listed before it:
   :class:`CandidateSet`; the only module that knows how bundles are stored;
 - :mod:`.eligibility`: :class:`EligibilityRules`, the per-deal rules (city, validity window,
   unknown city), the availability mask and the per-city cache;
+- :mod:`.grid`: the candidate set of a pair-all catalog as eligible deals x active courses
+  (:class:`GridCandidates`), cached per city, for grid policies and unlisted catalogs;
 - :mod:`.catalog`: :class:`Catalog`, which ties them together and saves / loads them.
 """
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 from .bundles import CandidateSet
 from .catalog import Catalog
 from .eligibility import EligibilityRules
+from .grid import GridCandidates
 from .tables import DEFAULT_COURSE_FEATURES, DEFAULT_DEAL_FEATURES
 
 __all__ = [
@@ -46,4 +49,5 @@ __all__ = [
     "CandidateSet",
     "Catalog",
     "EligibilityRules",
+    "GridCandidates",
 ]

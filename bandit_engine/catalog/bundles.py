@@ -170,6 +170,10 @@ class BundleIndex:
         rows = [self.row(b) for b in bundle_ids]
         self._retired[rows] = True
 
+    def id_at(self, row: int) -> str:
+        """The id of bundle row ``row``."""
+        return self._ids[row]
+
     def set_retired(self, flags: Sequence[Any]) -> None:
         """Restore saved retired flags (one per row, from the start)."""
         for row, flag in enumerate(flags):

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..features import FieldSpec, FittedBlock, fit_block, spec_from_dict
 from .bundles import BundleIndex, CandidateSet, IntArray
 from .eligibility import ANY_CITY, Eligibility, EligibilityRules, apply_availability
+from .grid import GridCandidates, GridEligibility
 from .tables import (
     DEFAULT_COURSE_FEATURES,
     DEFAULT_DEAL_FEATURES,
@@ -47,6 +49,14 @@ class Catalog:
         Field specs encoding deals and courses (see :mod:`bandit_engine.features`).
     rules
         Eligibility rules.
+    materialize
+        With ``bundles=None``: ``True`` (default) lists every pair as a row; ``False`` keeps only
+        the deals and courses, and a bundle ``"<deal_id>+<course_id>"`` exists as that pair,
+        computed when needed (its features, eligibility, parts). Catalogs of thousands of deals
+        and courses need ``False``: 1,000,000 listed pairs cost about 0.5 GB before any model.
+        Only grid policies (``factored_ucb``, ``factored_ts``) decide over an unlisted catalog,
+        deal ids must not contain ``"+"`` (bundle ids are split at the first one), and single
+        bundles cannot be retired (retire the deal or the course).
 
     Examples
     --------
@@ -70,9 +80,17 @@ class Catalog:
         deal_features: Sequence[FieldSpec] = DEFAULT_DEAL_FEATURES,
         course_features: Sequence[FieldSpec] = DEFAULT_COURSE_FEATURES,
         rules: EligibilityRules | None = None,
+        materialize: bool = True,
     ) -> None:
         self.rules = rules if rules is not None else EligibilityRules()
         self.pair_all = bundles is None
+        if not isinstance(materialize, bool):
+            raise ConfigError.for_field("materialize", materialize, "must be True or False")
+        if not materialize and bundles is not None:
+            raise ConfigError.for_field(
+                "materialize", materialize, "can be False only with bundles=None (all pairs)"
+            )
+        self.materialized = materialize
         self.deal_features = tuple(deal_features)
         self.course_features = tuple(course_features)
         check_table(deals, "deals", "deal_id", self._deal_columns())
@@ -87,7 +105,9 @@ class Catalog:
         )
         self.add_deals(deals, _pair=False)
         self.add_courses(courses, _pair=False)
-        if bundles is None:
+        if bundles is None and not self.materialized:
+            self._touch()
+        elif bundles is None:
             self._bundles.pair(range(len(self._deals)), range(len(self._courses)))
             self._touch()
         else:
@@ -99,6 +119,9 @@ class Catalog:
         self._courses = ItemTable("courses", "course_id", course_block, self._course_columns())
         self._bundles = BundleIndex(self._deals, self._courses)
         self._eligibility = Eligibility(self.rules, self._bundles)
+        self._grids = GridEligibility(
+            self.rules, self._deals, self._courses, self._bundles if self.materialized else None
+        )
         self.version = 0
 
     def _deal_columns(self) -> list[str]:
@@ -114,6 +137,7 @@ class Catalog:
         """Record a change: bump the version and empty the eligibility cache."""
         self.version += 1
         self._eligibility.clear()
+        self._grids.clear()
 
     # -- sizes and names ---------------------------------------------------------------------
     @property
@@ -127,23 +151,57 @@ class Catalog:
 
     @property
     def bundle_ids(self) -> tuple[str, ...]:
-        """Every bundle id ever added, retired ones included."""
+        """Every bundle id ever added, retired ones included (listed catalogs only)."""
+        self._need_listed("bundle_ids")
         return self._bundles.ids
 
     def __len__(self) -> int:
+        """Number of bundles: listed rows, or every (deal, course) pair of an unlisted catalog."""
+        if not self.materialized:
+            return len(self._deals) * len(self._courses)
         return len(self._bundles)
 
     def __contains__(self, bundle_id: object) -> bool:
+        if not self.materialized:
+            return isinstance(bundle_id, str) and self._split(bundle_id) is not None
         return bundle_id in self._bundles
+
+    def _need_listed(self, what: str) -> None:
+        if not self.materialized:
+            raise ConfigError.for_field(
+                what,
+                f"a catalog of {len(self):,} unlisted pairs",
+                "needs a listed catalog (materialize=True); decide over this one with a grid "
+                "policy (factored_ucb, factored_ts)",
+            )
+
+    def _split(self, bundle_id: str) -> tuple[int, int] | None:
+        """``(deal row, course row)`` of ``"<deal_id>+<course_id>"`` in an unlisted catalog."""
+        deal_id, plus, course_id = bundle_id.partition("+")
+        d = self._deals.index.get(deal_id) if plus else None
+        c = self._courses.index.get(course_id) if d is not None else None
+        return None if d is None or c is None else (d, c)
+
+    def _split_or_raise(self, bundle_id: str) -> tuple[int, int]:
+        parts = self._split(str(bundle_id))
+        if parts is None:
+            raise NotFoundError.for_field("bundle_id", bundle_id, "is not in the catalog")
+        return parts
 
     # -- adding ------------------------------------------------------------------------------
     def add_deals(self, deals: pd.DataFrame, *, _pair: bool = True) -> list[str]:
         """Add deals (same columns as at construction). In all-pairs mode they pair with every active
         course. Returns the new bundle ids. Re-adding a retired deal id re-activates it."""
+        if not self.materialized and "deal_id" in deals.columns:
+            for deal_id in deals["deal_id"].astype(str):
+                if "+" in deal_id:
+                    raise ValidationError.for_field(
+                        "deals.deal_id", deal_id, "must not contain '+' in an unlisted catalog"
+                    )
         new_rows, updated = self._deals.upsert(deals)
         self._bundles.refresh(deal_rows=updated)
         self._touch()
-        if _pair and self.pair_all and new_rows:
+        if _pair and self.pair_all and self.materialized and new_rows:
             active_courses = self._courses.active.nonzero()[0].tolist()
             added = self._bundles.pair(new_rows, active_courses)
             self._touch()
@@ -155,7 +213,7 @@ class Catalog:
         new_rows, updated = self._courses.upsert(courses)
         self._bundles.refresh(course_rows=updated)
         self._touch()
-        if _pair and self.pair_all and new_rows:
+        if _pair and self.pair_all and self.materialized and new_rows:
             active_deals = self._deals.active.nonzero()[0].tolist()
             added = self._bundles.pair(active_deals, new_rows)
             self._touch()
@@ -164,6 +222,7 @@ class Catalog:
 
     def add_bundles(self, bundles: pd.DataFrame) -> list[str]:
         """Add explicit (deal, course) bundles; their deal and course must exist. Returns their ids."""
+        self._need_listed("add_bundles")
         if not isinstance(bundles, pd.DataFrame):
             raise ValidationError.for_field(
                 "bundles", type(bundles).__name__, "must be a DataFrame"
@@ -205,12 +264,21 @@ class Catalog:
 
     def retire_bundles(self, bundle_ids: Iterable[str]) -> None:
         """Stop offering these bundles. Learned state is kept; ``add_bundles`` re-activates."""
+        self._need_listed("retire_bundles")
         self._bundles.retire(bundle_ids)
         self._touch()
 
     # -- lookups -----------------------------------------------------------------------------
     def bundle(self, bundle_id: str) -> dict[str, Any]:
         """A bundle's deal and course records, its feature vector and whether it is retired."""
+        if not self.materialized:
+            d, c = self._split_or_raise(bundle_id)
+            return {
+                "bundle_id": bundle_id,
+                "deal": dict(self._deals.records[d]),
+                "course": dict(self._courses.records[c]),
+                "active": bool(self._deals.active[d] and self._courses.active[c]),
+            }
         row = self._bundles.row(bundle_id)
         d, c = self._bundles.parts(row)
         return {
@@ -222,19 +290,34 @@ class Catalog:
 
     def parts(self, bundle_id: str) -> tuple[str, str]:
         """``(deal_id, course_id)`` of a bundle."""
+        if not self.materialized:
+            d, c = self._split_or_raise(bundle_id)
+            return self._deals.ids[d], self._courses.ids[c]
         return self._bundles.part_ids(bundle_id)
 
     def row(self, bundle_id: str) -> int:
         """The catalog row of a bundle (stable: rows are never removed); NotFoundError if unknown."""
+        self._need_listed("row")
         return self._bundles.row(bundle_id)
+
+    def bundle_at(self, row: int) -> str:
+        """The id of bundle row ``row`` (listed catalogs)."""
+        self._need_listed("bundle_at")
+        return self._bundles.id_at(row)
 
     def part_rows(self, rows: Sequence[int] | IntArray) -> tuple[IntArray, IntArray]:
         """``(deal rows, course rows)`` of the given bundle rows. Deal and course rows are stable
         (tables only grow), so they can index per-part state."""
+        self._need_listed("part_rows")
         return self._bundles.part_rows(rows)
 
     def features(self, bundle_ids: Sequence[str]) -> FloatArray:
         """Feature rows of the given bundles, shape ``(len(bundle_ids), n_arm_features)``."""
+        if not self.materialized:
+            parts = [self._split_or_raise(b) for b in bundle_ids]
+            d = np.asarray([p[0] for p in parts], dtype=np.intp)
+            c = np.asarray([p[1] for p in parts], dtype=np.intp)
+            return np.hstack([np.ones((len(parts), 1)), self._deals.z[d], self._courses.z[c]])
         return self._bundles.features([self._bundles.row(b) for b in bundle_ids])
 
     # -- eligibility -------------------------------------------------------------------------
@@ -251,6 +334,7 @@ class Catalog:
         :class:`~bandit_engine.errors.NotFoundError`, known but ineligible ones are dropped, and an
         empty result raises :class:`~bandit_engine.errors.ValidationError`.
         """
+        self._need_listed("candidates")
         base = self._eligibility.eligible(city, now, self.version)
         if restrict is None:
             if not base.ids:
@@ -263,6 +347,7 @@ class Catalog:
     def offered(self, now: float) -> CandidateSet:
         """Every bundle offered to someone at time ``now``: active and valid, in any city (batch
         scoring uses it; per-user decisions use :meth:`candidates`)."""
+        self._need_listed("offered")
         return self._eligibility.eligible(ANY_CITY, now, self.version)
 
     def eligible_for(
@@ -273,6 +358,45 @@ class Catalog:
     ) -> CandidateSet:
         """Candidates for a profile dict (its city read through ``rules.user_city``)."""
         return self.candidates(city=self.rules.city_of(profile), now=now, restrict=restrict)
+
+    def grid(self, *, city: str | None, now: float) -> GridCandidates:
+        """Eligible deals x active courses for a user in ``city`` at ``now`` (pair-all catalogs):
+        every pair is a candidate. The same tuples come back while nothing changed (cached per
+        city like :meth:`candidates`)."""
+        grid = self._grids.eligible(city, now, self.version)
+        if not grid.deal_ids or not grid.course_ids:
+            raise ValidationError.for_field(
+                "candidates", [], f"no bundle is eligible for city {city!r} at time {now}"
+            )
+        return grid
+
+    def grid_for(
+        self, profile: Mapping[str, Mapping[str, Any] | None] | None, now: float
+    ) -> GridCandidates:
+        """:meth:`grid` for a profile dict (its city read through ``rules.user_city``)."""
+        return self.grid(city=self.rules.city_of(profile), now=now)
+
+    @property
+    def deal_z(self) -> FloatArray:
+        """Encoded deal features, one row per deal row (read-only view)."""
+        z = self._deals.z.view()
+        z.setflags(write=False)
+        return z
+
+    @property
+    def course_z(self) -> FloatArray:
+        """Encoded course features, one row per course row (read-only view)."""
+        z = self._courses.z.view()
+        z.setflags(write=False)
+        return z
+
+    @property
+    def deal_feature_names(self) -> list[str]:
+        return list(self._deals.block.names)
+
+    @property
+    def course_feature_names(self) -> list[str]:
+        return list(self._courses.block.names)
 
     # -- tables out --------------------------------------------------------------------------
     def deals(self) -> pd.DataFrame:
@@ -285,12 +409,13 @@ class Catalog:
 
     def bundles(self) -> pd.DataFrame:
         """One row per bundle: ``bundle_id``, ``deal_id``, ``course_id``, ``active``."""
+        self._need_listed("bundles")
         return self._bundles.frame()
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON state (encoders, tables, bundles, retired flags, rules)."""
-        return {
+        out: dict[str, Any] = {
             "rules": self.rules.to_dict(),
             "pair_all": self.pair_all,
             "deal_features": [f.to_dict() for f in self.deal_features],
@@ -303,6 +428,9 @@ class Catalog:
             "course_active": self._courses.active.tolist(),
             "bundles": self._bundles.to_list(),
         }
+        if not self.materialized:  # written only when set: listed catalogs keep their layout
+            out["materialize"] = False
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
@@ -311,6 +439,7 @@ class Catalog:
             self = cls.__new__(cls)
             self.rules = EligibilityRules.from_dict(data["rules"])
             self.pair_all = bool(data["pair_all"])
+            self.materialized = bool(data.get("materialize", True))
             self.deal_features = tuple(spec_from_dict(f) for f in data["deal_features"])
             self.course_features = tuple(spec_from_dict(f) for f in data["course_features"])
             self._init_storage(

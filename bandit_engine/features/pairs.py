@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
-__all__ = ["PairFeatures"]
+__all__ = ["PairFeatures", "one_hot_columns"]
 
 FloatArray = NDArray[np.float64]
 _SKIP_LABELS = frozenset({"<unknown>", "<other>", "<missing>"})
@@ -101,7 +101,7 @@ class PairFeatures:
         self.cross_blocks: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = []
         cross_names: list[str] = []
         for a, b in bundle_crosses:
-            ia, ib = _one_hot_columns(z_names, a), _one_hot_columns(z_names, b)
+            ia, ib = one_hot_columns(z_names, a), one_hot_columns(z_names, b)
             if ia.size == 0 or ib.size == 0:
                 raise ConfigError.for_field(
                     "behaviour.bundle_crosses",
@@ -184,7 +184,7 @@ class PairFeatures:
         return out
 
 
-def _one_hot_columns(z_names: Sequence[str], field: str) -> NDArray[np.intp]:
+def one_hot_columns(z_names: Sequence[str], field: str) -> NDArray[np.intp]:
     """Columns ``<field>=<label>`` of ``z_names`` (the unknown/other labels excluded)."""
     out = []
     for j, n in enumerate(z_names):

@@ -53,7 +53,8 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
         ``ub[d] >= score(d, c)`` for every course ``c`` (the caller pads it for rounding).
     evaluate
         ``evaluate(deals)`` returns the exact scores of those deals' pairs, shape
-        ``(len(deals), n_courses)``.
+        ``(len(deals), n_courses)``; ``-inf`` marks a pair that is not a candidate (at least one
+        pair must be).
 
     Returns
     -------
@@ -76,10 +77,14 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
         s = evaluate(batch)
         scored += s.size
         top = float(s.max())
-        if not math.isfinite(top):
+        if math.isnan(top) or top == math.inf:
             raise ValidationError.for_field(
                 "scores", "non-finite", "must be finite (check the grid's features for NaN or inf)"
             )
+        if top == -math.inf:  # no candidate pair among these deals
+            i += batch.shape[0]
+            size = min(2 * size, _MAX_BATCH)
+            continue
         if top >= best - _tol(max(best, top)):
             best = max(best, top)
             r, c = np.nonzero(s >= best - _tol(best))
@@ -88,6 +93,8 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
             hits_s.append(s[r, c])
         i += batch.shape[0]
         size = min(2 * size, _MAX_BATCH)
+    if not hits_d:
+        raise ValidationError.for_field("grid", "no candidate pair", "must hold a candidate")
     d = np.concatenate(hits_d)
     c = np.concatenate(hits_c)
     keep = np.concatenate(hits_s) >= best - _tol(best)

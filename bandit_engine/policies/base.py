@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ValidationError
-from ..records import Choice
+from ..records import Choice, PairChoice, PairGrid
 from ._arrays import FloatArray, IntArray
 from ._checks import (
     SeedLike,
@@ -46,6 +46,7 @@ from ._checks import (
 __all__ = [
     "BasePolicy",
     "FloatArray",
+    "GridPolicy",
     "IntArray",
     "Policy",
     "SeedLike",
@@ -115,6 +116,40 @@ class Policy(Protocol):
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`get_state` returned."""
         ...
+
+
+@runtime_checkable
+class GridPolicy(Protocol):
+    """What a grid policy implements: it chooses among every (deal, course) pair of a
+    :class:`~bandit_engine.records.PairGrid` without a row per pair
+    (:mod:`bandit_engine.policies.factored`)."""
+
+    name: ClassVar[str]
+    n_updates_: int
+
+    def choose_grid(self, grid: PairGrid) -> PairChoice:
+        """Choose a pair of ``grid``, with its exact propensity."""
+        ...
+
+    def update_pair(
+        self,
+        deal_id: str,
+        course_id: str,
+        deal_row: FloatArray,
+        course_row: FloatArray,
+        deal_cell: int,
+        course_cell: int,
+        reward: float,
+        propensity: float = 1.0,
+    ) -> None:
+        """Learn ``reward`` for the pair shown (its rows and cell as in the grid)."""
+        ...
+
+    def get_params(self) -> dict[str, Any]: ...
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: Mapping[str, Any]) -> None: ...
 
 
 class BasePolicy:

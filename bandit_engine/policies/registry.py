@@ -36,6 +36,8 @@ _BUILTIN: dict[str, str] = {
     "vw": "bandit_engine.policies.vw:VWPolicy",
     "pair_ucb": "bandit_engine.policies.pair:PairUCB",
     "pair_ts": "bandit_engine.policies.pair:PairTS",
+    "factored_ucb": "bandit_engine.policies.factored:FactoredUCB",
+    "factored_ts": "bandit_engine.policies.factored:FactoredTS",
 }
 
 
