@@ -58,18 +58,25 @@ durable throughput does not pay that cost per request.
 """
 
 from .connection import Synchronous
+from .factory import open_log
 from .frames import bundle_matrix, context_matrix
 from .keys import load_hmac_key
 from .log import EventLog
+from .protocol import EventStore
 from .rows import JournalEntry
 from .schema import SCHEMA_VERSION
+from .target import is_url, redact
 
 __all__ = [
     "SCHEMA_VERSION",
     "EventLog",
+    "EventStore",
     "JournalEntry",
     "Synchronous",
     "bundle_matrix",
     "context_matrix",
+    "is_url",
     "load_hmac_key",
+    "open_log",
+    "redact",
 ]
