@@ -211,3 +211,45 @@ def test_purge_and_forget_user_on_a_url(
     assert result.exit_code == 0 and "decisions=1" in result.output, result.output
     with open_log(pg_url, hmac_key=None, read_only=True) as log:
         assert log.counts()["decisions"] == 0
+
+
+def test_acknowledged_writes_survive_kill_9_of_a_postgres_backed_server(
+    tmp_path: Path, pg_url: str, model: Path
+) -> None:
+    extra = ["--checkpoint-dir", str(tmp_path / "cps")]
+    server = ServerProcess(
+        model=model,
+        db=pg_url,
+        log_path=tmp_path / "a.log",
+        extra=extra,  # type: ignore[arg-type]
+    ).start()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    acknowledged: list[str] = []
+    try:
+        with httpx.Client(base_url=server.url, headers=auth, timeout=10.0) as http:
+            for i in range(30):
+                r = http.post("/v1/decisions", json={"user_id": f"user{i % 5}"})
+                assert r.status_code == 200, r.text
+                acknowledged.append(r.json()["decision_id"])
+                r = http.post("/v1/events", json={"decision_id": acknowledged[-1], "type": "click"})
+                assert r.status_code == 202, r.text
+    finally:
+        server.kill()  # SIGKILL: no shutdown hook, no final checkpoint
+    with open_log(pg_url, hmac_key=None, read_only=True) as log:
+        assert all(log.has_decision(d) for d in acknowledged)
+        assert log.counts()["events"] == 30
+    # a restart rolls the journal forward from nothing and goes on serving
+    again = ServerProcess(
+        model=model,
+        db=pg_url,
+        log_path=tmp_path / "b.log",
+        extra=extra,  # type: ignore[arg-type]
+    ).start()
+    try:
+        with httpx.Client(base_url=again.url, headers=auth, timeout=10.0) as http:
+            r = http.get(f"/v1/decisions/{acknowledged[-1]}")
+            assert r.status_code == 200 and len(r.json()["events"]) == 1
+            assert http.post("/v1/decisions", json={"user_id": "user9"}).status_code == 200
+    finally:
+        assert again.stop() == 0
+    assert "rolled forward 30 decisions, 30 events" in (tmp_path / "b.log").read_text()

@@ -476,3 +476,18 @@ def test_the_shared_sql_has_no_percent_signs(pg_url: str, monkeypatch: pytest.Mo
         lg.integrity_check()
     assert len(set(seen)) > 20
     assert not [s for s in seen if "%" in s]
+
+
+def test_an_unreachable_service_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import require_service
+
+    def down() -> None:
+        raise ConnectionRefusedError("nothing listens on 127.0.0.1:9")
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"Thing is unreachable .*127\.0\.0\.1:9"):
+        require_service("Thing", down)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_service("Thing", down)
+    require_service("Thing", lambda: None)  # a service that answers: nothing happens
