@@ -81,7 +81,7 @@ class ServerSettings:
         logged state (learning since that checkpoint is lost); refused by default.
     """
 
-    db: str = field(repr=False)  # a URL may hold a password: see db_shown
+    db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
     api_token: Secret = field(repr=False)
     role_tokens: Mapping[Role, Secret] = field(default_factory=dict, repr=False)
     model: str | None = None
@@ -145,11 +145,6 @@ class ServerSettings:
         _positive("commit_delay", self.commit_delay, allow_zero=True)
         _positive("advance_interval", self.advance_interval)
         _positive("busy_timeout", self.busy_timeout)
-
-    @property
-    def db_shown(self) -> str:
-        """``db`` for messages and logs (a URL without its password)."""
-        return redact(self.db)
 
     @property
     def tokens(self) -> dict[Role, Secret]:

@@ -14,7 +14,7 @@ Each request is answered only after the commit holding its writes returned (**gr
 during the fsync; jobs that arrive meanwhile wait for it and form the next batch. Under ``NORMAL`` /
 ``OFF`` a commit does not sync and runs inline. On PostgreSQL every commit is a round trip to the
 server and runs in the helper thread (``EventStore.commit_waits``); the statements of a job are
-round trips too and do run on the loop (about 0.1 ms each on loopback), which bounds the rate of a
+round trips too and do run on the loop (0.1-0.3 ms each on loopback), which bounds the rate of a
 PostgreSQL-backed server below that of a SQLite one.
 
 Every ``advance_interval`` seconds a timer closes due attribution windows (``LoggedEngine.advance``), so

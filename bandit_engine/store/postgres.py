@@ -319,8 +319,13 @@ class PostgresConnection(LogConnection):
                 raise NotFoundError.for_field("db", self._where, "is not an existing event log")
             if not self.read_only:
                 pg_schema.migrate(probe, self._where)
-        except psycopg.OperationalError as exc:
-            raise StoreBusyError.opening(self._where, exc) from None
+        except psycopg.OperationalError as exc:  # a lock held past lock_timeout, a lost link
+            reason = str(exc).splitlines()[0]
+            raise StoreBusyError(
+                f"the event log {self._where!r} could not be opened ({reason}); retry later",
+                field="db",
+                value=self._where,
+            ) from None
         except psycopg.Error as exc:
             reason = str(exc).splitlines()[0]
             raise DataError(
