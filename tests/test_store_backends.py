@@ -491,3 +491,12 @@ def test_an_unreachable_service_skips_but_fails_under_ci(monkeypatch: pytest.Mon
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_service("Thing", down)
     require_service("Thing", lambda: None)  # a service that answers: nothing happens
+
+
+def test_a_url_without_psycopg_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bandit_engine.store.postgres", None)  # import fails
+    with pytest.raises(ConfigError, match=r"pip install 'bandit-engine\[postgres\]'") as info:
+        open_log("postgresql://app:s3cret@127.0.0.1/test", hmac_key=KEY)
+    assert info.value.field == "db" and "s3cret" not in str(info.value)
