@@ -14,7 +14,8 @@ one for its statement. The pool (``psycopg_pool.ConnectionPool``) is there to ke
 open between calls and to replace a broken one: a connection lost with the server (a restart, a
 network cut) fails the call that was using it with :class:`~bandit_engine.errors.StoreBusyError`
 (nothing of it is committed; the server answers 503), and the pool checks each connection it hands
-out, so the next call gets a fresh one once the server is back.
+out, so the next call gets a fresh one once the server is back. TCP keepalives (unless the URL
+sets its own) notice a server that vanished without a word within about 25 s.
 
 The journal
 -----------
@@ -70,6 +71,12 @@ from .writes import LogWrites
 __all__ = ["PgSession", "PostgresConnection", "PostgresEventLog", "to_pg"]
 
 _COMMIT_SETTING = {"OFF": "off", "FULL": "on"}  # "NORMAL": the server's own setting
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -267,6 +274,10 @@ class PostgresConnection(LogConnection):
             extra["connect_timeout"] = max(1, round(connect_timeout))
         if "application_name" not in params:
             extra["application_name"] = "bandit-engine"
+        # TCP keepalives: a server that vanished from the network (no reset ever arrives) is
+        # found out in about 25 s instead of the kernel's two hours, so a call waiting on it
+        # fails with StoreBusyError rather than hanging the server; the URL may set its own
+        extra.update({k: v for k, v in _KEEPALIVES.items() if k not in params})
         self._prepare(text, extra, must_exist=must_exist or read_only)
         pool: ConnectionPool[Any] = ConnectionPool(
             text,
