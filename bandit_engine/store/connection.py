@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, Self, TypeVar
 from ..errors import ConfigError, DataError, StoreBusyError, ValidationError
 from .keys import MIN_KEY_BYTES, key_check, pseudonymize
 
-__all__ = ["LogConnection", "SqlConnection", "SqlCursor", "Synchronous"]
+__all__ = ["LogConnection", "SqlConnection", "SqlCursor", "Synchronous", "check_settings"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
 T = TypeVar("T")

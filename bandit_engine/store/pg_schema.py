@@ -35,7 +35,7 @@ from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
 
 _VERSION_1 = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
