@@ -24,6 +24,10 @@ Usage::
     python benchmarks/bench_server.py --seconds 10 --sync FULL
     python benchmarks/bench_server.py --model my.bandit --rate 1500
     python benchmarks/bench_server.py --policy pair_ucb   # the demo engine on the default policy
+    python benchmarks/bench_server.py --db postgresql://postgres@127.0.0.1:5432/test --sync NORMAL
+
+With ``--db URL`` the server logs to PostgreSQL instead of a SQLite file: each setting gets a new
+schema in that database (``bench_<setting>_<pid>``), dropped when the run ends.
 """
 
 from __future__ import annotations
@@ -240,19 +244,35 @@ async def _server_p99(port: int) -> dict[str, float]:
     return out
 
 
+def _pg_schema(url: str, name: str, *, drop: bool = False) -> str:
+    """Create (or drop) schema ``name`` in the database of ``url``; returns the URL of a log in it."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE" if drop else f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={name}', safe='')}"
+
+
 def _start_server(
     args: argparse.Namespace, sync: str, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = dict(os.environ)
     env.update({"BANDIT_API_TOKEN": TOKEN, "BANDIT_HMAC_KEY": HMAC_KEY})
+    if args.db:
+        db = _pg_schema(args.db, f"bench_{sync.lower()}_{os.getpid()}")
+        where = ["--db", db, "--checkpoint-dir", str(workdir / f"cps-{sync}")]
+    else:
+        where = ["--db", str(workdir / f"bench-{sync}.sqlite")]
     cmd = [
         sys.executable,
         "-c",
         _LAUNCH,
         "serve-policy",
-        "--db",
-        str(workdir / f"bench-{sync}.sqlite"),
+        *where,
         "--port",
         str(port),
         "--synchronous",
@@ -347,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sync", choices=["OFF", "NORMAL", "FULL", "all"], default="all")
     p.add_argument("--model", default=None, help="engine file (default: the demo engine)")
     p.add_argument(
+        "--db",
+        default=None,
+        help="postgresql:// URL of a database to log to (a new schema per setting, dropped "
+        "afterwards); default: a SQLite file per setting",
+    )
+    p.add_argument(
         "--policy",
         default="linucb",
         help="policy of the demo engine without --model (issue 5's workload: linucb; the "
@@ -364,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = ["OFF", "NORMAL", "FULL"] if args.sync == "all" else [args.sync]
     print(
         f"cores: {os.cpu_count()}  load average before: {os.getloadavg()[0]:.2f}  "
-        f"client loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}"
+        f"client loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}  "
+        f"log: {'PostgreSQL' if args.db else 'SQLite'}"
     )
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
@@ -412,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
+                if args.db:
+                    _pg_schema(args.db, f"bench_{sync.lower()}_{os.getpid()}", drop=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
 

@@ -1,10 +1,15 @@
-"""Shared fixtures: small hand-made platform tables and a catalog, built without any data files."""
+"""Shared fixtures: small hand-made platform tables and a catalog, built without any data files;
+and the rule for tests that need an outside service (:func:`require_service`)."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -121,3 +126,79 @@ def small_scenario(
     }
     data.update(overrides)
     return Scenario.from_dict(data)
+
+
+# -- outside services ---------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``CI=true``, as ``.ci/run`` is started)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def service_unavailable(name: str, reason: str) -> NoReturn:
+    """Skip a test whose service is unreachable, with the reason; under ``CI=true`` fail it
+    instead, so a CI machine that lost a service cannot pass by skipping everything that uses it."""
+    message = f"{name} is unreachable ({reason})"
+    if in_ci():
+        pytest.fail(f"{message}; CI=true, where every service the tests use must be up")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def require_service(name: str, probe: Callable[[], object]) -> None:
+    """Run ``probe`` (which raises when ``name`` cannot be used) and apply the rule of
+    :func:`service_unavailable` when it raises. Every test needing a service goes through this."""
+    try:
+        probe()
+    except Exception as exc:
+        service_unavailable(name, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+
+
+#: The PostgreSQL server the tests use (a database in which the test user may create schemas).
+PG_URL = os.environ.get("BANDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """:data:`PG_URL`, once it answers (skip, or fail under ``CI=true``, when it does not)."""
+
+    def probe() -> None:
+        with _pg_admin() as conn:
+            conn.execute("SELECT 1")
+
+    require_service(f"PostgreSQL at {PG_URL}", probe)
+    return PG_URL
+
+
+def pg_schema_url(base: str, schema: str) -> str:
+    """``base`` with ``search_path`` set to ``schema`` (libpq's ``options`` parameter)."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A URL whose log lives in a new, empty schema of its own, dropped after the test."""
+    schema = f"bandit_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield pg_schema_url(pg_server, schema)
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A fresh event log location on each backend: a SQLite path, or a PostgreSQL URL with a
+    schema of its own (requested lazily, so the SQLite half runs without PostgreSQL)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "events.sqlite")
+    return str(request.getfixturevalue("pg_url"))

@@ -34,17 +34,25 @@ def serve_policy(
         None, "--model", help="Saved engine file; without it the embedded demo engine is served."
     ),
     db: str | None = typer.Option(
-        None, "--db", help="SQLite event log (created if missing). Default: events.sqlite."
+        None,
+        "--db",
+        help="Event log: a SQLite file (created if missing) or a postgresql:// URL (created in an "
+        "empty schema; needs --checkpoint-dir). Default: events.sqlite.",
     ),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind (loopback by default)."
     ),
     port: int = typer.Option(8080, "--port", help="TCP port."),
     synchronous: str = typer.Option(
-        "NORMAL", "--synchronous", help="SQLite durability: OFF, NORMAL or FULL (see docs)."
+        "NORMAL",
+        "--synchronous",
+        help="Durability: OFF, NORMAL or FULL (SQLite's synchronous; PostgreSQL's "
+        "synchronous_commit off / server default / on; see docs).",
     ),
     checkpoint_dir: str | None = typer.Option(
-        None, "--checkpoint-dir", help="Checkpoint folder (default <db>.checkpoints)."
+        None,
+        "--checkpoint-dir",
+        help="Checkpoint folder (default <db>.checkpoints; required with a PostgreSQL URL).",
     ),
     checkpoint_every: int = typer.Option(
         10_000, "--checkpoint-every", help="Checkpoint after this many decisions."
@@ -99,7 +107,8 @@ def serve_policy(
         False, "--access-log/--no-access-log", help="Log each request."
     ),
 ) -> None:
-    """Serve decisions over HTTP with a durable SQLite event log and online learning."""
+    """Serve decisions over HTTP with a durable event log (SQLite or PostgreSQL) and online
+    learning."""
     from .exits import run
 
     def body() -> None:
@@ -113,7 +122,7 @@ def serve_policy(
         from ..server import ServerSettings, load_api_token, open_server
         from ..server.auth import ROLE_ENV, Secret, generate_token_file, load_role_tokens
         from ..server.protocol import guarded_protocol
-        from ..store import load_hmac_key
+        from ..store import is_url, load_hmac_key, redact
 
         if blas_threads < 1:
             raise ConfigError.for_field("blas_threads", blas_threads, "must be >= 1")
@@ -134,7 +143,12 @@ def serve_policy(
         )
         roles = {r: env for r, env in ROLE_ENV.items() if os.environ.get(env, "").strip()}
         if dev and token_file is None:
-            token_path = Path(f"{path}.token")
+            # beside a SQLite file; a URL names no folder, so a private temporary one
+            token_path = (
+                Path(tempfile.mkdtemp(prefix="bandit-dev-")) / "api.token"
+                if is_url(path)
+                else Path(f"{path}.token")
+            )
             token = generate_token_file(token_path)
             typer.echo(f"dev mode: API token written to {token_path} (mode 0600)", err=True)
         elif (
@@ -185,7 +199,7 @@ def serve_policy(
         engine = app.state.worker.engine
         typer.echo(
             f"serving model {engine.model_id} ({engine.policy.name}) on http://{host}:{port} "
-            f"(db {path}, synchronous={sync}, docs at /docs)",
+            f"(db {redact(path)}, synchronous={sync}, docs at /docs)",
             err=True,
         )
         loop = "uvloop" if _has("uvloop") else "asyncio"
@@ -233,14 +247,6 @@ def _ignore(sig: int, frame: FrameType | None) -> None:
     """Stands in for the default handlers while serving (see serve_policy)."""
 
 
-def _existing(db: str) -> None:
-    """Maintenance commands never create an event log by accident."""
-    from ..errors import NotFoundError
-
-    if not Path(db).is_file():
-        raise NotFoundError.for_field("db", db, "is not an existing event log")
-
-
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -248,12 +254,14 @@ def _has(module: str) -> bool:
 
 
 def purge(
-    db: str = typer.Option(..., "--db", help="SQLite event log."),
+    db: str = typer.Option(..., "--db", help="Event log: a SQLite file or a postgresql:// URL."),
     older_than: float = typer.Option(
         ..., "--older-than", help="Delete decisions and events older than this many days."
     ),
     checkpoint_dir: str | None = typer.Option(
-        None, "--checkpoint-dir", help="The server's checkpoint folder (default <db>.checkpoints)."
+        None,
+        "--checkpoint-dir",
+        help="The server's checkpoint folder (default <db>.checkpoints; required with a URL).",
     ),
 ) -> None:
     """Delete logged rows older than a number of days. Every entry after the oldest checkpoint
@@ -262,15 +270,19 @@ def purge(
 
     def body() -> None:
         from ..engine import Engine
-        from ..errors import ModelFileError, ValidationError
+        from ..errors import ConfigError, ModelFileError, ValidationError
         from ..service import Checkpointer
-        from ..store import EventLog
+        from ..store import is_url, open_log
 
         if not older_than > 0:
             raise ValidationError.for_field("older_than", older_than, "must be > 0 days")
-        _existing(db)
+        if checkpoint_dir is None and is_url(db):
+            raise ConfigError.for_field(
+                "checkpoint_dir", None, "must be given when db is a PostgreSQL URL"
+            )
         folder = Path(checkpoint_dir) if checkpoint_dir else Path(f"{db}.checkpoints")
-        with EventLog(db, hmac_key=None) as log:
+        # must_exist: maintenance commands never create an event log by accident
+        with open_log(db, hmac_key=None, must_exist=True) as log:
             lineage = log.get_meta("engine_model_id")
             usable = []
             for seq, path in Checkpointer(folder).list():
@@ -283,7 +295,7 @@ def purge(
             if keep_after is None and lineage is not None:  # keep the whole served lineage
                 keep_after = int(log.get_meta("engine_base_seq") or 0)
             counts = log.purge(older_than * 86400.0, keep_after=keep_after)
-            log.truncate_wal()  # no older copy of the purged rows stays in the -wal file
+            log.truncate_wal()  # SQLite: no older copy of the purged rows stays in the -wal file
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 
     run(body)
@@ -293,7 +305,7 @@ def forget_user(
     user_id: str = typer.Argument(
         ..., help="The user id to forget, or '-' to read ids from stdin (one per line)."
     ),
-    db: str = typer.Option(..., "--db", help="SQLite event log."),
+    db: str = typer.Option(..., "--db", help="Event log: a SQLite file or a postgresql:// URL."),
     hmac_key_file: str | None = typer.Option(
         None, "--hmac-key-file", help="File holding the HMAC key (else $BANDIT_HMAC_KEY)."
     ),
@@ -305,17 +317,16 @@ def forget_user(
     from .exits import run
 
     def body() -> None:
-        from ..store import EventLog, load_hmac_key
+        from ..store import load_hmac_key, open_log
 
-        _existing(db)
         ids = [u.strip() for u in sys.stdin] if user_id == "-" else [user_id]
         key = load_hmac_key(file=hmac_key_file)
         total: dict[str, int] = {}
-        with EventLog(db, hmac_key=key) as log:
+        with open_log(db, hmac_key=key, must_exist=True) as log:
             for uid in (u for u in ids if u):
                 for k, v in log.forget_user(uid).items():
                     total[k] = total.get(k, 0) + v
-            log.truncate_wal()  # no older copy of the deleted rows stays in the -wal file
+            log.truncate_wal()  # SQLite: no older copy of the deleted rows stays in the -wal file
         typer.echo(" ".join(f"{k}={v}" for k, v in sorted(total.items())) or "nothing to forget")
 
     run(body)

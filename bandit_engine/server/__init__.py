@@ -1,5 +1,5 @@
 """HTTP policy server: FastAPI over the :class:`~bandit_engine.Engine` and the
-:class:`~bandit_engine.store.EventLog` (``bandit serve-policy``)."""
+event log it opens with :func:`~bandit_engine.store.open_log` (``bandit serve-policy``)."""
 
 from __future__ import annotations
 

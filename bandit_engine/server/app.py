@@ -33,7 +33,7 @@ from .._version import __version__
 from ..engine import Engine
 from ..records import LearnedReward
 from ..service import Checkpointer, LoggedEngine
-from ..store import EventLog
+from ..store import EventStore, open_log
 from .errors import (
     install_error_handlers,
 )
@@ -121,13 +121,13 @@ def open_server(
     hmac_key: bytes,
     clock: Callable[[], float] | None = None,
     base: Callable[[], Engine] | None = None,
-) -> tuple[FastAPI, EventLog]:
+) -> tuple[FastAPI, EventStore]:
     """Open the event log, restore the engine (checkpoint + journal roll-forward) and build the app.
 
     ``clock`` overrides the engine clock (tests, simulations); ``base`` overrides how the base engine
     is built (default: :func:`base_engine_factory`).
     """
-    log = EventLog(
+    log = open_log(
         settings.db,
         hmac_key=hmac_key,
         synchronous=settings.synchronous,
@@ -168,7 +168,7 @@ def open_server(
 
 def create_app(
     engine: Engine,
-    log: EventLog,
+    log: EventStore,
     settings: ServerSettings,
     *,
     base: Callable[[], Engine] | None = None,

@@ -67,7 +67,10 @@ class Metrics:
             ),
             ("bandit_late_events_total", "Events that arrived after their attribution window."),
             ("bandit_checkpoints_total", "Model checkpoints written."),
-            ("bandit_commits_total", "SQLite transactions committed by the server (group commit)."),
+            (
+                "bandit_commits_total",
+                "Event log transactions committed by the server (group commit).",
+            ),
             ("bandit_http_requests_total", "HTTP requests by route and status code."),
         ):
             self._help[name] = ("counter", text)

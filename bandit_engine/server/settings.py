@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..policies.registry import POLICIES
-from ..store import Synchronous
+from ..store import Synchronous, is_url, redact
 from .auth import ROLES, Role, Secret
 
 __all__ = ["ServerSettings"]
@@ -32,7 +32,8 @@ class ServerSettings:
     Parameters
     ----------
     db
-        Path of the SQLite event log.
+        The event log: a SQLite file path, or a ``postgresql://`` URL
+        (:func:`~bandit_engine.store.open_log`).
     api_token
         The bearer token of every role that has none of its own in ``role_tokens``.
     role_tokens
@@ -48,9 +49,11 @@ class ServerSettings:
     host, port
         Where uvicorn listens (loopback by default).
     synchronous
-        SQLite durability level (see :mod:`bandit_engine.store`).
+        Durability level (see :mod:`bandit_engine.store`; on PostgreSQL the session's
+        ``synchronous_commit``).
     checkpoint_dir
-        Folder of model checkpoints (default ``<db>.checkpoints``).
+        Folder of model checkpoints (default ``<db>.checkpoints`` for a SQLite file; required with
+        a PostgreSQL URL, which names no folder).
     checkpoint_every, checkpoint_seconds
         Write a checkpoint after this many decisions or this many seconds, whichever comes first
         (only when something changed).
@@ -78,7 +81,7 @@ class ServerSettings:
         logged state (learning since that checkpoint is lost); refused by default.
     """
 
-    db: str
+    db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
     api_token: Secret = field(repr=False)
     role_tokens: Mapping[Role, Secret] = field(default_factory=dict, repr=False)
     model: str | None = None
@@ -112,6 +115,13 @@ class ServerSettings:
                 raise ConfigError.for_field(
                     f"role_tokens.{role}", type(token).__name__, "must be a Secret"
                 )
+        if is_url(self.db) and self.checkpoint_dir is None:
+            raise ConfigError.for_field(
+                "checkpoint_dir",
+                None,
+                f"must be given when db is a PostgreSQL URL ({redact(self.db)}): a URL names no "
+                "folder to put checkpoints beside",
+            )
         if self.synchronous not in ("OFF", "NORMAL", "FULL"):
             raise ConfigError.for_field(
                 "synchronous", self.synchronous, "must be 'OFF', 'NORMAL' or 'FULL'"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..engine import Engine
 from ..errors import ConfigError
-from ..store import EventLog
+from ..store import EventStore
 
 __all__ = ["Checkpointer", "RestoreReport"]
 
@@ -80,7 +80,7 @@ class Checkpointer:
         """The file name of the checkpoint covering the journal up to ``seq``."""
         return self.directory / f"checkpoint-{seq:012d}.bandit"
 
-    def save(self, engine: Engine, log: EventLog, seq: int) -> Path:
+    def save(self, engine: Engine, log: EventStore, seq: int) -> Path:
         """Save ``engine`` (which includes every journal entry up to ``seq``), then record ``seq`` in
         the log's meta and delete old checkpoints."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ class Checkpointer:
                 with contextlib.suppress(OSError):
                     old.unlink()
 
-    def saved(self, log: EventLog, seq: int) -> None:
+    def saved(self, log: EventStore, seq: int) -> None:
         """After a checkpoint file for ``seq`` is on disk: record it and delete old ones."""
         log.set_meta("checkpoint_seq", str(seq))
         for _, old in self.list()[self.keep :]:

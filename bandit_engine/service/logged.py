@@ -42,7 +42,7 @@ from ..features.behaviour import KEY_BYTES
 from ..profiles import Profile, ProfileStore
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
-from ..store import EventLog
+from ..store import EventStore
 from .admin import apply_admin
 from .checkpoints import Checkpointer, RestoreReport
 
@@ -63,7 +63,7 @@ class LogProfiles:
     (:class:`~bandit_engine.profiles.ProfileSource`): profiles live under keyed pseudonyms, durable,
     and one ``forget`` removes them for the log and the engine alike."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventStore) -> None:
         self.log = log
 
     def get(self, user_id: str) -> Profile | None:
@@ -96,7 +96,8 @@ class AppliedOp:
 
 
 class LoggedEngine:
-    """An :class:`~bandit_engine.Engine` and its :class:`~bandit_engine.store.EventLog`, kept in step.
+    """An :class:`~bandit_engine.Engine` and its event log (an
+    :class:`~bandit_engine.store.EventStore`), kept in step.
 
     Parameters
     ----------
@@ -117,7 +118,7 @@ class LoggedEngine:
     def __init__(
         self,
         engine: Engine,
-        log: EventLog,
+        log: EventStore,
         *,
         checkpoints: Checkpointer | None = None,
         profiles_in_log: bool = False,
@@ -343,7 +344,7 @@ class LoggedEngine:
     def restore(
         cls,
         base: Callable[[], Engine],
-        log: EventLog,
+        log: EventStore,
         checkpoints: Checkpointer,
         *,
         clock: Callable[[], float] | None = None,

@@ -1,87 +1,91 @@
-"""The log's connection: opening, the one transaction path, the journal sequence and ``meta``.
+"""The log's connection, whatever the database: the one transaction path, the journal sequence,
+``meta``, the pseudonym key.
 
-:class:`LogConnection` is the base of :class:`~bandit_engine.store.EventLog`; the writing, reading,
-retention and frame methods live in their own modules as mixins over it.
+:class:`LogConnection` is the base of both event logs (:class:`~bandit_engine.store.EventLog` on
+SQLite, :class:`~bandit_engine.store.postgres.PostgresEventLog` on PostgreSQL). The writing,
+reading, retention and frame methods live in their own modules as mixins over it and run the same
+SQL on both: it is written in the subset the two databases share (``?`` placeholders, which the
+PostgreSQL backend turns into ``%s``; ``ON CONFLICT``; ``"user"`` quoted, since ``user`` is a
+reserved word in PostgreSQL). What differs (opening, ``BEGIN``, how the journal row is locked,
+which driver errors mean "busy or failing", how a pseudonym is stored) is a handful of hooks that
+each backend implements.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
-import os
-import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
-from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError, ValidationError
-from . import schema
+from ..errors import ConfigError, DataError, StoreBusyError, ValidationError
 from .keys import MIN_KEY_BYTES, key_check, pseudonymize
 
-__all__ = ["LogConnection", "Synchronous", "is_busy"]
+__all__ = ["LogConnection", "SqlConnection", "SqlCursor", "Synchronous", "check_settings"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
 T = TypeVar("T")
-_BUSY_RETRIES = 50
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Whether SQLite reported a lock held by another connection."""
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
+class SqlCursor(Protocol):
+    """What the shared SQL reads back from a statement (a DB-API cursor's common part)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
-def _cannot_write(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "unable to open" in text or "readonly" in text or "read-only" in text
+class SqlConnection(Protocol):
+    """What the shared SQL needs of a connection: ``execute`` with ``?`` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> SqlCursor: ...
 
 
-def _unwritable(path: str, exc: sqlite3.OperationalError) -> ConfigError:
-    return ConfigError(
-        f"path {path!r} cannot be opened for writing as an event log ({exc}): is its folder "
-        "writable, and is the file not read-only?",
-        field="path",
-        value=path,
-    )
+def check_settings(hmac_key: bytes | None, synchronous: str, busy_timeout: float) -> None:
+    """The settings every backend takes, checked before anything is opened."""
+    if synchronous not in ("OFF", "NORMAL", "FULL"):
+        raise ConfigError.for_field("synchronous", synchronous, "must be 'OFF', 'NORMAL' or 'FULL'")
+    if isinstance(busy_timeout, bool) or not (
+        isinstance(busy_timeout, int | float) and busy_timeout > 0 and math.isfinite(busy_timeout)
+    ):
+        raise ConfigError.for_field("busy_timeout", busy_timeout, "must be > 0 seconds")
+    if hmac_key is not None:
+        if not isinstance(hmac_key, bytes | bytearray):
+            raise ConfigError.for_field(
+                "hmac_key", type(hmac_key).__name__, "must be bytes (see load_hmac_key)"
+            )
+        if len(hmac_key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"hmac_key must hold at least {MIN_KEY_BYTES} bytes, got {len(hmac_key)}",
+                field="hmac_key",
+            )
 
 
 class LogConnection:
-    """One SQLite connection in WAL mode with the log's schema (see
-    :class:`~bandit_engine.store.EventLog` for the parameters)."""
+    """The backend-independent part of an event log (see :class:`~bandit_engine.store.EventLog`
+    for the parameters). Subclasses open ``_conn`` and implement the hooks below."""
 
-    def __init__(
+    _conn: SqlConnection
+    #: the field that names the database in error messages ("path" for a file, "db" for a URL)
+    _field = "path"
+
+    def _init_state(
         self,
-        path: str | os.PathLike[str],
+        path: str,
         *,
         hmac_key: bytes | None,
-        synchronous: Synchronous = "NORMAL",
-        read_only: bool = False,
-        busy_timeout: float = 30.0,
+        synchronous: Synchronous,
+        read_only: bool,
+        busy_timeout: float,
     ) -> None:
-        if synchronous not in ("OFF", "NORMAL", "FULL"):
-            raise ConfigError.for_field(
-                "synchronous", synchronous, "must be 'OFF', 'NORMAL' or 'FULL'"
-            )
-        if isinstance(busy_timeout, bool) or not (
-            isinstance(busy_timeout, int | float)
-            and busy_timeout > 0
-            and math.isfinite(busy_timeout)
-        ):
-            raise ConfigError.for_field("busy_timeout", busy_timeout, "must be > 0 seconds")
-        if hmac_key is not None:
-            if not isinstance(hmac_key, bytes | bytearray):
-                raise ConfigError.for_field(
-                    "hmac_key", type(hmac_key).__name__, "must be bytes (see load_hmac_key)"
-                )
-            if len(hmac_key) < MIN_KEY_BYTES:
-                raise ConfigError(
-                    f"hmac_key must hold at least {MIN_KEY_BYTES} bytes, got {len(hmac_key)}",
-                    field="hmac_key",
-                )
-        self.path = str(path)
+        self.path = path
         self.synchronous: Synchronous = synchronous
         self.read_only = bool(read_only)
         self.busy_timeout = float(busy_timeout)
@@ -95,100 +99,101 @@ class LogConnection:
         self._sets: dict[tuple[str, ...], int] = {}
         self._set_ids: dict[int, tuple[str, ...]] = {}
         self._pseudonyms: dict[str, str] = {}
-        memory = self.path == ":memory:"
-        if read_only:
-            if memory or not Path(self.path).is_file():
-                raise NotFoundError.for_field("path", self.path, "is not an existing event log")
-            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
-            self._conn = sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout
-            )
-        else:
-            if not memory:
-                parent = Path(self.path).resolve().parent
-                if not parent.is_dir():
-                    raise NotFoundError.for_field(
-                        "path", self.path, "is in a folder that does not exist"
-                    )
-            try:
-                self._conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
-                )
-            except sqlite3.OperationalError as exc:
-                raise _unwritable(self.path, exc) from None
-        try:
-            self._setup(memory)
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-                raise StoreBusyError.opening(self.path, exc) from exc
-            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
-                raise _unwritable(self.path, exc) from None
-            raise DataError.for_field(
-                "path", self.path, f"is not a bandit-engine event log or is damaged ({exc})"
-            ) from None
-        except BaseException:
-            self._conn.close()
-            raise
+
+    # -- hooks of a backend ------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """The database as shown in messages (a URL without its password)."""
+        return self.path
+
+    def _schema_version(self) -> int:
+        """The newest schema version this library knows for the backend."""
+        raise NotImplementedError
+
+    def _database_errors(self) -> tuple[type[BaseException], ...]:
+        """Driver errors that mean "not (yet) an event log" when ``meta`` is read."""
+        raise NotImplementedError
+
+    def _failure(self, exc: BaseException) -> StoreBusyError | None:
+        """The :class:`StoreBusyError` a driver error stands for (lock held, connection lost,
+        disk failing), or ``None`` for any other exception."""
+        raise NotImplementedError
+
+    def _open_tx(self) -> int:
+        """Start a write transaction that holds the journal (no other writer can allocate a seq
+        until it ends) and return the journal's current ``seq``."""
+        raise NotImplementedError
+
+    def _close_tx(self, seq: int | None) -> None:
+        """Store the new journal ``seq`` (when it moved) and commit."""
+        raise NotImplementedError
+
+    def _abort_tx(self) -> None:
+        """Roll back the open transaction, if any (must not raise for a dead connection)."""
+        raise NotImplementedError
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a backend may retry transient lock errors here)."""
+        return fn()
+
+    def _stored_user(self, pseudonym: str) -> Any:
+        """A pseudonym as the database stores it (hex text in SQLite)."""
+        return pseudonym
+
+    def _user_text(self, stored: Any) -> str | None:
+        """A stored pseudonym back as 64 hex characters (``None`` stays ``None``)."""
+        return None if stored is None else str(stored)
+
+    def close(self) -> None:
+        """Release the database (idempotent)."""
+        raise NotImplementedError
+
+    def truncate_wal(self) -> bool:
+        """Drop older copies of deleted rows that the database keeps outside its tables, where the
+        backend can; ``True`` when done (see each backend for what it covers)."""
+        raise NotImplementedError
+
+    def integrity_check(self) -> str:
+        """``"ok"`` when the database reports itself sound."""
+        raise NotImplementedError
+
+    @property
+    def commit_waits(self) -> bool:
+        """Whether a commit waits on the disk or the network long enough that a caller on an event
+        loop should run it in a thread (the server does)."""
+        return self.synchronous == "FULL"
 
     # -- opening -----------------------------------------------------------------------------
-    def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying on SQLITE_BUSY that the busy handler does not cover (WAL recovery,
-        journal-mode switches by a second process opening the file at the same moment)."""
-        delay = 0.005
-        for attempt in range(_BUSY_RETRIES):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or attempt == _BUSY_RETRIES - 1:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _setup(self, memory: bool) -> None:
-        c = self._conn
-        c.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        if not self.read_only:
-            mode = self._retry(lambda: c.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            if not memory and str(mode).lower() != "wal":
-                raise DataError.for_field("journal_mode", mode, "could not be set to WAL")
-        c.execute(f"PRAGMA synchronous = {self.synchronous}")
-        # deleted rows (forget, purge) are overwritten with zeros, not left in free pages
-        c.execute("PRAGMA secure_delete = ON")
-        if self.read_only:
-            self._check_meta(create=False)
-            return
-        self._retry(lambda: schema.migrate(c, self.path))
-        self._check_meta(create=True)
-
     def _check_meta(self, *, create: bool) -> None:
         c = self._conn
         try:
             rows = dict(c.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
+        except self._database_errors() as exc:
             raise DataError.for_field(
-                "path", self.path, f"is not a bandit-engine event log ({exc})"
+                self._field, self.where, f"is not a bandit-engine event log ({exc})"
             ) from None
         check = None if self._key is None else key_check(self._key)
         if create:
             if "key_check" not in rows and check is not None:
                 self._retry(
                     lambda: c.execute(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (check,)
+                        "INSERT INTO meta (key, value) VALUES ('key_check', ?) "
+                        "ON CONFLICT (key) DO NOTHING",
+                        (check,),
                     )
                 )
             rows = dict(c.execute("SELECT key, value FROM meta").fetchall())
         version = rows.get("schema_version")
         if version is None:
             raise DataError.for_field(
-                "path", self.path, "is not a bandit-engine event log (no schema)"
+                self._field, self.where, "is not a bandit-engine event log (no schema)"
             )
-        if int(version) > schema.SCHEMA_VERSION:
+        newest = self._schema_version()
+        if int(version) > newest:
             raise DataError.for_field(
                 "schema_version",
                 int(version),
-                f"is newer than this library supports ({schema.SCHEMA_VERSION}); upgrade bandit-engine",
+                f"is newer than this library supports ({newest}); upgrade bandit-engine",
             )
         stored = rows.get("key_check")
         if check is not None and stored is not None and not hmac.compare_digest(stored, check):
@@ -199,36 +204,11 @@ class LogConnection:
             )
 
     # -- basics ------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Copy the write-ahead log into the main file, truncate it, and close (idempotent).
-
-        After a clean close the database file alone holds every committed write, so a backup
-        that copies only the ``.sqlite`` file misses nothing. (SQLite does the same when the last
-        connection closes, but not while another process still has the file open.)
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if not self.read_only and self.path != ":memory:":
-                try:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                except sqlite3.Error:  # busy readers elsewhere: the WAL stays, nothing is lost
-                    pass
-            self._conn.close()
-
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"EventLog({self.path!r}, synchronous={self.synchronous!r}, read_only={self.read_only})"
-        )
 
     @property
     def pseudonymizes(self) -> bool:
@@ -261,11 +241,12 @@ class LogConnection:
     def transaction(self) -> Iterator[Self]:
         """Group writes into one transaction (one commit, one fsync under ``FULL``).
 
-        Nested calls join the outer transaction. The write lock is taken at the start
-        (``BEGIN IMMEDIATE``), so a second process waits up to ``busy_timeout`` there instead of
-        failing half-way. An exception rolls everything back and propagates. When the ``with`` block
-        exits normally the commit has returned: the writes are as durable as ``synchronous``
-        promises. A lock still held by another process after ``busy_timeout``, or a failing disk,
+        Nested calls join the outer transaction. The journal is taken at the start (SQLite:
+        ``BEGIN IMMEDIATE``; PostgreSQL: a row lock on the journal's sequence), so a second process
+        waits up to ``busy_timeout`` there instead of failing half-way. An exception rolls
+        everything back and propagates. When the ``with`` block exits normally the commit has
+        returned: the writes are as durable as the backend promises (module docstring). A lock
+        still held by another process after ``busy_timeout``, a lost connection or a failing disk
         raises :class:`~bandit_engine.errors.StoreBusyError` (nothing was written).
         """
         with self._lock:
@@ -281,13 +262,14 @@ class LogConnection:
                 yield self
             except BaseException as exc:
                 self._rollback()
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StoreBusyError.during(self.path, exc) from exc
+                busy = self._failure(exc)
+                if busy is not None:
+                    raise busy from exc
                 raise
             self._commit()
 
     def begin(self) -> None:
-        """Open a transaction explicitly (``BEGIN IMMEDIATE``); writes join it until :meth:`commit`.
+        """Open a transaction explicitly; writes join it until :meth:`commit`.
 
         For a caller that groups writes across calls it cannot wrap in one ``with`` block (the
         server's group commit). Unlike :meth:`transaction` it does not hold the instance lock in
@@ -314,37 +296,30 @@ class LogConnection:
     # The one transaction path: transaction(), begin() and commit() all come here (lock held).
     def _begin(self) -> None:
         self._writable()
-        c = self._conn
         try:
-            self._retry(lambda: c.execute("BEGIN IMMEDIATE"))
-            self._seq = self._seq0 = int(
-                c.execute("SELECT seq FROM journal_seq WHERE id = 0").fetchone()[0]
-            )
-        except sqlite3.OperationalError as exc:
+            self._seq = self._seq0 = self._open_tx()
+        except BaseException as exc:
             self._rollback()
-            raise StoreBusyError.during(self.path, exc) from exc
-        except BaseException:
-            self._rollback()
+            busy = self._failure(exc)
+            if busy is not None:
+                raise busy from exc
             raise
         self._depth = 1
 
     def _commit(self) -> None:
-        c = self._conn
         try:
-            if self._seq != self._seq0:
-                c.execute("UPDATE journal_seq SET seq = ? WHERE id = 0", (self._seq,))
-            c.execute("COMMIT")
+            self._close_tx(self._seq if self._seq != self._seq0 else None)
         except BaseException as exc:
             self._rollback()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StoreBusyError.during(self.path, exc) from exc
+            busy = self._failure(exc)
+            if busy is not None:
+                raise busy from exc
             raise
         self._depth = 0
         self._seq = None
 
     def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        self._abort_tx()
         self._sets.clear()  # may name candidate sets the rollback removed
         self._depth = 0
         self._seq = None
@@ -375,22 +350,3 @@ class LogConnection:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, str(value)),
             )
-
-    def truncate_wal(self) -> bool:
-        """Copy the write-ahead log into the main file and truncate it to zero bytes, so that no
-        older version of a page (a forgotten user's rows, say) stays in the ``-wal`` file.
-        Returns ``False`` when another connection's reader kept it from finishing (retry later);
-        call it outside a transaction."""
-        with self._lock:
-            if self.read_only or self.path == ":memory:":
-                return True
-            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            return int(busy) == 0
-
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""
-        with self._lock:
-            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
-        return "\n".join(str(r[0]) for r in rows)
-
-    # -- writing -----------------------------------------------------------------------------

@@ -59,11 +59,13 @@ class LogFrames(LogConnection):
             " coalesce(e.n_late, 0), d.policy_version, d.model_id, d.x, d.x_dim, d.z, d.z_dim"
             " FROM decisions d LEFT JOIN ("
             "  SELECT decision_id,"
-            "   sum(status = 'accepted' AND type = 'click') AS click,"
-            "   sum(status = 'accepted' AND type = 'order') AS n_order,"
+            # CASE, not sum(<boolean>): PostgreSQL does not add up booleans
+            "   sum(CASE WHEN status = 'accepted' AND type = 'click' THEN 1 ELSE 0 END) AS click,"
+            "   sum(CASE WHEN status = 'accepted' AND type = 'order' THEN 1 ELSE 0 END)"
+            "    AS n_order,"
             "   sum(CASE WHEN status = 'accepted' AND type = 'order' THEN value ELSE 0.0 END)"
             "    AS order_value,"
-            "   sum(status = 'late') AS n_late"
+            "   sum(CASE WHEN status = 'late' THEN 1 ELSE 0 END) AS n_late"
             "  FROM events GROUP BY decision_id"
             " ) e ON e.decision_id = d.decision_id"
         )

@@ -1,16 +1,17 @@
-"""The event log class: one SQLite connection with every method of the log."""
+"""The SQLite event log: the shared methods of the log over one SQLite connection."""
 
 from __future__ import annotations
 
 from .frames import LogFrames
 from .reads import LogReads
 from .retention import LogRetention
+from .sqlite import SQLiteConnection
 from .writes import LogWrites
 
 __all__ = ["EventLog"]
 
 
-class EventLog(LogWrites, LogReads, LogRetention, LogFrames):
+class EventLog(LogWrites, LogReads, LogRetention, LogFrames, SQLiteConnection):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 
     Parameters

@@ -35,10 +35,10 @@ class LogReads(LogConnection):
 
     def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None:
         """``{platform: fields}`` stored for a user (looked up by pseudonym), or ``None``."""
-        user = self.pseudonym(user_id)
+        user = self._stored_user(self.pseudonym(user_id))
         with self._lock:
             rows = self._conn.execute(
-                "SELECT platform, fields FROM profiles WHERE user = ?", (user,)
+                'SELECT platform, fields FROM profiles WHERE "user" = ?', (user,)
             ).fetchall()
         if not rows:
             return None
@@ -46,10 +46,10 @@ class LogReads(LogConnection):
 
     def decision_ids_of(self, user_id: str) -> list[str]:
         """The ids of every logged decision of a user (looked up by pseudonym)."""
-        user = self.pseudonym(user_id)
+        user = self._stored_user(self.pseudonym(user_id))
         with self._lock:
             rows = self._conn.execute(
-                "SELECT decision_id FROM decisions WHERE user = ? ORDER BY seq", (user,)
+                'SELECT decision_id FROM decisions WHERE "user" = ? ORDER BY seq', (user,)
             ).fetchall()
         return [str(r[0]) for r in rows]
 
@@ -125,7 +125,7 @@ class LogReads(LogConnection):
             out["events"] = int(c.execute("SELECT count(*) FROM events").fetchone()[0])
             out["learned"] = int(c.execute("SELECT count(*) FROM learned").fetchone()[0])
             out["profiles"] = int(
-                c.execute("SELECT count(DISTINCT user) FROM profiles").fetchone()[0]
+                c.execute('SELECT count(DISTINCT "user") FROM profiles').fetchone()[0]
             )
         return out
 
@@ -136,7 +136,7 @@ class LogReads(LogConnection):
         with self._lock:
             c = self._conn
             decisions = c.execute(
-                "SELECT seq, decision_id, ts, user, bundle_id, candidate_set, propensity,"
+                'SELECT seq, decision_id, ts, "user", bundle_id, candidate_set, propensity,'
                 " policy_version, model_id, x, x_dim FROM decisions WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
@@ -161,7 +161,7 @@ class LogReads(LogConnection):
                 {
                     "decision_id": r[1],
                     "timestamp": r[2],
-                    "user": r[3],
+                    "user": self._user_text(r[3]),
                     "bundle_id": r[4],
                     "candidates": list(self._candidates(int(r[5]))),
                     "propensity": r[6],

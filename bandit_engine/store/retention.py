@@ -21,14 +21,14 @@ class LogRetention(LogConnection):
         in a running engine keeps learning in memory, but nothing about it is written back (see
         :meth:`log_learned`); a replay from an older checkpoint will not see it.
         """
-        user = self.pseudonym(user_id)
+        user = self._stored_user(self.pseudonym(user_id))
         with self.transaction():
             c = self._conn
-            ids = "SELECT decision_id FROM decisions WHERE user = ?"
+            ids = 'SELECT decision_id FROM decisions WHERE "user" = ?'
             n_ev = c.execute(f"DELETE FROM events WHERE decision_id IN ({ids})", (user,)).rowcount
             n_le = c.execute(f"DELETE FROM learned WHERE decision_id IN ({ids})", (user,)).rowcount
-            n_de = c.execute("DELETE FROM decisions WHERE user = ?", (user,)).rowcount
-            n_pr = c.execute("DELETE FROM profiles WHERE user = ?", (user,)).rowcount
+            n_de = c.execute('DELETE FROM decisions WHERE "user" = ?', (user,)).rowcount
+            n_pr = c.execute('DELETE FROM profiles WHERE "user" = ?', (user,)).rowcount
         self._pseudonyms.pop(user_id, None)  # not even the in-memory cache keeps the raw id
         return {"profiles": n_pr, "decisions": n_de, "events": n_ev, "learned": n_le}
 

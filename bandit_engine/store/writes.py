@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,7 +40,7 @@ class LogWrites(LogConnection):
         """
         xa = vector("x", x)
         za = vector("z", z)
-        user = self.pseudonym(user_id) if user_id is not None else None
+        user = self._stored_user(self.pseudonym(user_id)) if user_id is not None else None
         probs = decision.probabilities
         params: list[Any] = [
             0,
@@ -66,18 +65,20 @@ class LogWrites(LogConnection):
             params[8] = self._candidate_set(tuple(decision.candidates))
             seq = self._next_seq()
             params[0] = seq
-            try:
-                self._conn.execute(
-                    "INSERT INTO decisions (seq, decision_id, ts, user, bundle_id, deal_id,"
-                    " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
-                    " model_id, x, x_dim, z, z_dim) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    params,
-                )
-            except sqlite3.IntegrityError:
+            # DO NOTHING rather than catching the unique violation: in PostgreSQL an error
+            # aborts the whole transaction, and with it every other write of a server's batch
+            cur = self._conn.execute(
+                'INSERT INTO decisions (seq, decision_id, ts, "user", bundle_id, deal_id,'
+                " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
+                " model_id, x, x_dim, z, z_dim) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (decision_id) DO NOTHING",
+                params,
+            )
+            if cur.rowcount != 1:
                 self._seq = seq - 1
                 raise ValidationError.for_field(
                     "decision_id", decision.decision_id, "is already in the event log"
-                ) from None
+                )
         return seq
 
     def _candidate_set(self, ids: tuple[str, ...]) -> int:
@@ -218,10 +219,10 @@ class LogWrites(LogConnection):
             raise ValidationError.for_field("platform", platform, "must be a non-empty string")
         if not isinstance(fields, Mapping):
             raise ValidationError.for_field("fields", fields, "must be a mapping field -> value")
-        user = self.pseudonym(user_id)
+        user = self._stored_user(self.pseudonym(user_id))
         with self.transaction():
             row = self._conn.execute(
-                "SELECT fields FROM profiles WHERE user = ? AND platform = ?", (user, platform)
+                'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?', (user, platform)
             ).fetchone()
             merged: dict[str, Any] = {} if (row is None or replace) else json.loads(row[0])
             merged.update(fields)
@@ -232,8 +233,8 @@ class LogWrites(LogConnection):
                     "fields", dict(fields), f"must be JSON values with finite numbers ({exc})"
                 ) from None
             self._conn.execute(
-                "INSERT INTO profiles (user, platform, fields, updated_at) VALUES (?,?,?,?) "
-                "ON CONFLICT(user, platform) DO UPDATE SET fields = excluded.fields, "
+                'INSERT INTO profiles ("user", platform, fields, updated_at) VALUES (?,?,?,?) '
+                'ON CONFLICT("user", platform) DO UPDATE SET fields = excluded.fields, '
                 "updated_at = excluded.updated_at",
                 (user, platform, text, time.time() if now is None else float(now)),
             )

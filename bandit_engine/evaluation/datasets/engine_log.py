@@ -46,7 +46,8 @@ def load_engine_log(
     until: float | None = None,
     reward_spec: RewardSpec | None = None,
 ) -> EngineLogData:
-    """Load the decisions of an engine event log (SQLite, :class:`~bandit_engine.store.EventLog`).
+    """Load the decisions of an engine event log (a SQLite file or a ``postgresql://`` URL,
+    opened read-only by :func:`~bandit_engine.store.open_log`).
 
     Reads :meth:`EventLog.decisions_frame` (read-only; no HMAC key is needed) and validates it
     exactly like :func:`load_log`: actions are the logged ``bundle_id``, candidate sets the logged
@@ -58,7 +59,7 @@ def load_engine_log(
     Parameters
     ----------
     path
-        The event log file (for example the ``--log`` of ``bandit serve-policy``).
+        The event log file (for example the ``--db`` of ``bandit serve-policy``), or its URL.
     model_id, since, until
         Passed to :meth:`EventLog.decisions_frame`: keep one model's decisions (needed when the log
         holds models with different context lengths), and ``since <= timestamp < until``.
@@ -77,11 +78,11 @@ def load_engine_log(
     ValidationError
         As :func:`load_log` (propensities, actions outside the candidate set, rewards).
     """
-    from ...store import EventLog, bundle_matrix
+    from ...store import bundle_matrix, open_log, redact
 
-    with EventLog(path, hmac_key=None, read_only=True) as log:
+    with open_log(path, hmac_key=None, read_only=True) as log:
         frame = log.decisions_frame(since=since, until=until, model_id=model_id)
-    source = str(path)
+    source = redact(path)  # a PostgreSQL URL may hold a password
     if frame.shape[0] == 0:
         raise DataError(
             f"{source}: the event log holds no decisions"

@@ -1,0 +1,459 @@
+"""The PostgreSQL backend: the same event log on a PostgreSQL database, through psycopg 3 and a
+connection pool.
+
+:class:`PostgresEventLog` has every method of :class:`~bandit_engine.store.EventLog` and runs the
+same SQL (the shared mixins); this module supplies the connection. Open it through
+:func:`~bandit_engine.store.open_log` with a ``postgresql://`` URL. Needs the ``postgres`` extra
+(``pip install 'bandit-engine[postgres]'``).
+
+Connections
+-----------
+The log serializes its calls (one lock, as on SQLite), so it uses one connection at a time: a
+write transaction keeps one from ``begin`` to ``commit``, and a read outside a transaction borrows
+one for its statement. The pool (``psycopg_pool.ConnectionPool``) is there to keep a connection
+open between calls and to replace a broken one: a connection lost with the server (a restart, a
+network cut) fails the call that was using it with :class:`~bandit_engine.errors.StoreBusyError`
+(nothing of it is committed; the server answers 503), and the pool checks each connection it hands
+out, so the next call gets a fresh one once the server is back. TCP keepalives (unless the URL
+sets its own) notice a server that vanished without a word within about 25 s.
+
+The journal
+-----------
+A write transaction starts by locking the journal's sequence row (``SELECT ... FOR UPDATE``), the
+counterpart of SQLite's ``BEGIN IMMEDIATE``: writers from any number of processes or machines
+take turns, ``seq`` order is commit order, and a writer waits at most ``busy_timeout``
+(``lock_timeout``) before failing with ``StoreBusyError``. As on SQLite the journal assumes one
+engine per database (per schema): several servers may write to one log safely, but their
+interleaved journal cannot be rolled forward into one engine.
+
+Durability
+----------
+``COMMIT`` returns after PostgreSQL has made the transaction durable as its ``synchronous_commit``
+says, and the server answers a request only after that. ``synchronous`` maps onto it per session:
+``"OFF"`` sets ``synchronous_commit = off`` (a PostgreSQL crash may lose the last few hundred
+milliseconds of acknowledged writes, never corrupt the database), ``"FULL"`` sets it ``on``, and
+``"NORMAL"`` (the default) keeps what the PostgreSQL server is configured with (``on`` unless an
+administrator changed it). See the README for the whole statement.
+
+Privacy
+-------
+Deleted rows (:meth:`forget_user`, :meth:`purge`) disappear from every query at commit, but
+PostgreSQL keeps their old versions in the table files until ``VACUUM`` (autovacuum, usually
+within minutes) reuses the space, and in its write-ahead log and any base backup or WAL archive
+until those are recycled. :meth:`truncate_wal` cannot reach any of that (it returns ``True`` and
+does nothing); the database administrator's retention of WAL archives and backups decides how long
+such copies last.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool
+
+from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError
+from . import pg_schema
+from .connection import LogConnection, Synchronous, check_settings
+from .frames import LogFrames
+from .reads import LogReads
+from .retention import LogRetention
+from .target import is_url, redact
+from .writes import LogWrites
+
+__all__ = ["PgSession", "PostgresConnection", "PostgresEventLog", "to_pg"]
+
+_COMMIT_SETTING = {"OFF": "off", "FULL": "on"}  # "NORMAL": the server's own setting
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def to_pg(sql: str) -> str:
+    """The shared SQL (``?`` placeholders) in psycopg's form (``%s``). The shared statements hold
+    no other ``?`` and no ``%`` (a test checks every statement the log runs)."""
+    return sql.replace("?", "%s")
+
+
+class _Rows:
+    """A statement's result, fetched at once (the connection goes back to the pool right after)."""
+
+    __slots__ = ("_next", "_rows", "rowcount")
+
+    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+        self.rowcount = rowcount
+        self._rows = rows
+        self._next = 0
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest = self._rows[self._next :]
+        self._next = len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+def _fetch(cur: psycopg.Cursor[Any]) -> _Rows:
+    return _Rows(cur.rowcount, cur.fetchall() if cur.description is not None else [])
+
+
+class PgSession:
+    """Runs the shared SQL on PostgreSQL: inside a transaction on that transaction's connection,
+    otherwise on a pooled connection (autocommit) for the one statement.
+
+    A lost connection, a pool that cannot hand one out in time or a lock wait past
+    ``lock_timeout`` raises :class:`~bandit_engine.errors.StoreBusyError` naming the database
+    (never its password).
+    """
+
+    def __init__(self, pool: ConnectionPool[Any], where: str) -> None:
+        self.pool = pool
+        self.where = where
+        self.tx: psycopg.Connection[Any] | None = None
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
+        query = to_pg(sql)
+        try:
+            if self.tx is not None:
+                return _fetch(self.tx.execute(query, parameters))
+            with self.pool.connection() as conn:
+                return _fetch(conn.execute(query, parameters))
+        except psycopg.OperationalError as exc:
+            raise StoreBusyError.during(self.where, exc) from exc
+
+    def begin(self) -> None:
+        """Take a connection from the pool and open a transaction on it."""
+        try:
+            conn = self.pool.getconn()
+        except psycopg.OperationalError as exc:
+            raise StoreBusyError.during(self.where, exc) from exc
+        try:
+            conn.execute("BEGIN")
+        except BaseException as exc:
+            self.pool.putconn(conn)
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreBusyError.during(self.where, exc) from exc
+            raise
+        self.tx = conn
+
+    def commit(self) -> None:
+        """Commit and give the connection back. A transaction that failed earlier is never
+        reported as committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
+        conn = self.tx
+        if conn is None:
+            return
+        try:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                raise StoreBusyError(
+                    f"the event log {self.where!r} could not commit: an earlier statement of the "
+                    "transaction failed; retry",
+                    field="db",
+                )
+            cur = conn.execute("COMMIT")
+            if cur.statusmessage != "COMMIT":
+                raise StoreBusyError(
+                    f"the event log {self.where!r} rolled the transaction back at commit "
+                    f"({cur.statusmessage}); retry",
+                    field="db",
+                )
+        except psycopg.OperationalError as exc:
+            raise StoreBusyError.during(self.where, exc) from exc
+        finally:
+            self.rollback()  # no-op after a commit; gives the connection back either way
+
+    def rollback(self) -> None:
+        """Roll back (if a transaction is open) and give the connection back; never raises for a
+        dead connection (the pool drops it)."""
+        conn, self.tx = self.tx, None
+        if conn is None:
+            return
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
+                conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass
+        finally:
+            self.pool.putconn(conn)
+
+
+def _parse(url: str, where: str) -> dict[str, Any]:
+    """The URL's connection parameters, or a ConfigError naming the field ``db``."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"db must be a valid PostgreSQL URL (postgresql://user@host:port/database), got "
+            f"{where!r} ({str(exc).splitlines()[0]})",
+            field="db",
+            value=where,
+        ) from None
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(
+                f"db must name a port between 1 and 65535, got {port!r} in {where!r}",
+                field="db",
+                value=where,
+            )
+    return params
+
+
+def _unreachable(where: str, exc: psycopg.Error) -> Exception:
+    """The error of a database that could not be opened: refused by the server (a wrong user,
+    password or database name: a configuration error) or not reached at all (retry later)."""
+    reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if "FATAL" in reason:  # the server answered, and said no
+        return ConfigError(
+            f"db must name a PostgreSQL database this user may open, got {where!r} ({reason})",
+            field="db",
+            value=where,
+        )
+    return StoreBusyError(
+        f"db must name a reachable PostgreSQL server, got {where!r} ({reason})",
+        field="db",
+        value=where,
+    )
+
+
+class PostgresConnection(LogConnection):
+    """A pool of PostgreSQL connections holding the log's schema (see :class:`PostgresEventLog`
+    for the parameters)."""
+
+    _conn: PgSession
+    _field = "db"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        hmac_key: bytes | None,
+        synchronous: Synchronous = "NORMAL",
+        read_only: bool = False,
+        busy_timeout: float = 30.0,
+        must_exist: bool = False,
+        connect_timeout: float = 10.0,
+        pool_size: int = 2,
+    ) -> None:
+        check_settings(hmac_key, synchronous, busy_timeout)
+        text = os.fspath(url)
+        where = redact(text)
+        if not is_url(text):
+            raise ConfigError.for_field("db", where, "must be a postgresql:// URL")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigError.for_field("pool_size", pool_size, "must be an integer >= 1")
+        if not connect_timeout > 0:
+            raise ConfigError.for_field("connect_timeout", connect_timeout, "must be > 0 seconds")
+        self._init_state(
+            text,
+            hmac_key=hmac_key,
+            synchronous=synchronous,
+            read_only=read_only,
+            busy_timeout=busy_timeout,
+        )
+        self._where = where
+        params = _parse(text, where)
+        extra: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            extra["connect_timeout"] = max(1, round(connect_timeout))
+        if "application_name" not in params:
+            extra["application_name"] = "bandit-engine"
+        # TCP keepalives: a server that vanished from the network (no reset ever arrives) is
+        # found out in about 25 s instead of the kernel's two hours, so a call waiting on it
+        # fails with StoreBusyError rather than hanging the server; the URL may set its own
+        extra.update({k: v for k, v in _KEEPALIVES.items() if k not in params})
+        self._prepare(text, extra, must_exist=must_exist or read_only)
+        pool: ConnectionPool[Any] = ConnectionPool(
+            text,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=extra,
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=self.busy_timeout,
+            name="bandit-event-log",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=connect_timeout)
+        except psycopg.Error as exc:
+            pool.close()
+            raise _unreachable(where, exc) from None
+        self._pool = pool
+        self._conn = PgSession(pool, where)
+        try:
+            self._check_meta(create=not self.read_only)
+        except BaseException:
+            pool.close()
+            raise
+
+    # -- opening -----------------------------------------------------------------------------
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Session settings of every connection (the pool calls it for each new one)."""
+        # JSON columns come back as their text, as from SQLite: the shared code parses them
+        conn.adapters.register_loader("json", TextLoader)
+        settings = [f"SET lock_timeout = {int(self.busy_timeout * 1000)}"]
+        if self.synchronous in _COMMIT_SETTING:
+            settings.append(f"SET synchronous_commit = {_COMMIT_SETTING[self.synchronous]}")
+        if self.read_only:
+            settings.append("SET default_transaction_read_only = on")
+        for statement in settings:
+            conn.execute(statement)
+
+    def _prepare(self, url: str, extra: dict[str, Any], *, must_exist: bool) -> None:
+        """Connect once outside the pool: a clear error for a database that cannot be reached,
+        then the migrations (or, for ``must_exist``, the check that a log is there)."""
+        try:
+            probe = psycopg.connect(url, **extra)
+        except psycopg.Error as exc:
+            raise _unreachable(self._where, exc) from None
+        try:
+            self._configure(probe)
+            pg_schema.current_schema(probe, self._where)
+            if must_exist and pg_schema.stored_version(probe) == 0:
+                raise NotFoundError.for_field("db", self._where, "is not an existing event log")
+            if not self.read_only:
+                pg_schema.migrate(probe, self._where)
+        except psycopg.OperationalError as exc:  # a lock held past lock_timeout, a lost link
+            reason = str(exc).splitlines()[0]
+            raise StoreBusyError(
+                f"the event log {self._where!r} could not be opened ({reason}); retry later",
+                field="db",
+                value=self._where,
+            ) from None
+        except psycopg.Error as exc:
+            reason = str(exc).splitlines()[0]
+            raise DataError(
+                f"db cannot hold an event log: {self._where!r} refused the schema ({reason})",
+                field="db",
+                value=self._where,
+            ) from None
+        finally:
+            probe.close()
+
+    @property
+    def where(self) -> str:
+        """The URL without its password."""
+        return self._where
+
+    def _schema_version(self) -> int:
+        return pg_schema.SCHEMA_VERSION
+
+    def _database_errors(self) -> tuple[type[BaseException], ...]:
+        return (pg_errors.UndefinedTable,)
+
+    def _failure(self, exc: BaseException) -> StoreBusyError | None:
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreBusyError.during(self._where, exc)
+        return None
+
+    def _stored_user(self, pseudonym: str) -> Any:
+        return bytes.fromhex(pseudonym)
+
+    def _user_text(self, stored: Any) -> str | None:
+        return None if stored is None else bytes(stored).hex()
+
+    @property
+    def commit_waits(self) -> bool:
+        """Always: a commit is a round trip to the server (and its WAL flush)."""
+        return True
+
+    # -- the transaction hooks ---------------------------------------------------------------
+    def _open_tx(self) -> int:
+        s = self._conn
+        s.begin()
+        # the row lock is what BEGIN IMMEDIATE is on SQLite: one writer at a time holds the journal
+        row = s.execute("SELECT seq FROM journal_seq WHERE id = 0 FOR UPDATE").fetchone()
+        return int(row[0])
+
+    def _close_tx(self, seq: int | None) -> None:
+        s = self._conn
+        if seq is not None:
+            s.execute("UPDATE journal_seq SET seq = ? WHERE id = 0", (seq,))
+        s.commit()
+
+    def _abort_tx(self) -> None:
+        self._conn.rollback()
+
+    # -- basics ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Roll back an open transaction and close the pool (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.rollback()
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresEventLog({self._where!r}, synchronous={self.synchronous!r}, "
+            f"read_only={self.read_only})"
+        )
+
+    def truncate_wal(self) -> bool:
+        """Nothing to do from here: PostgreSQL's old row versions, WAL and archives are its own
+        (module docstring). Returns ``True``."""
+        return True
+
+    def integrity_check(self) -> str:
+        """The log's own invariant: the journal's sequence is at or past every stored ``seq``
+        (PostgreSQL checks its pages itself, with checksums where the cluster enables them).
+        ``"ok"``, or what is wrong."""
+        problems = []
+        with self._lock:
+            top = int(self._conn.execute("SELECT seq FROM journal_seq WHERE id = 0").fetchone()[0])
+            for table in ("decisions", "events", "learned", "admin"):
+                high = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()
+                if int(high[0]) > top:
+                    problems.append(f"journal_seq ({top}) is behind {table} (seq {int(high[0])})")
+        return "\n".join(problems) or "ok"
+
+
+class PostgresEventLog(LogWrites, LogReads, LogRetention, LogFrames, PostgresConnection):
+    """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
+
+    Parameters
+    ----------
+    url
+        ``postgresql://user@host:port/database`` (libpq's URL format; ``postgres://`` too). The log
+        lives in the connection's current schema (``?options=-csearch_path%3Dname`` picks one); a
+        new log is created only in an empty schema.
+    hmac_key
+        Secret key that pseudonymizes user ids (see :func:`~bandit_engine.store.load_hmac_key`).
+        ``None`` opens the log for analysis only.
+    synchronous
+        ``"OFF"``, ``"NORMAL"`` or ``"FULL"``: the session's ``synchronous_commit`` (module
+        docstring).
+    read_only
+        Open an existing log without writing anything (read-only transactions).
+    busy_timeout
+        Seconds a writer waits for another writer's journal lock (``lock_timeout``), and for a
+        connection from the pool, before failing.
+    must_exist
+        Refuse (:class:`~bandit_engine.errors.NotFoundError`) instead of creating a new log.
+    connect_timeout
+        Seconds to wait for the server when opening (unless the URL sets ``connect_timeout``).
+    pool_size
+        Most connections the pool keeps open.
+
+    Notes
+    -----
+    One instance may be shared by threads (an internal lock serializes them), as on SQLite.
+    """

@@ -1,0 +1,134 @@
+"""What an event store is to the code above it: the :class:`EventStore` protocol.
+
+Both backends (:class:`~bandit_engine.store.EventLog` on SQLite,
+:class:`~bandit_engine.store.postgres.PostgresEventLog` on PostgreSQL) satisfy it; the service, the
+server, the CLI and the evaluation loaders are typed against it and get one from
+:func:`~bandit_engine.store.open_log`, so none of them knows which database it writes to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, Self
+
+import pandas as pd
+
+from ..records import Decision, LearnedReward
+from .connection import Synchronous
+from .rows import FloatArray, JournalEntry
+
+__all__ = ["EventStore"]
+
+
+class EventStore(Protocol):
+    """The event log's methods; see :class:`~bandit_engine.store.EventLog` for each one's
+    contract, which both backends keep."""
+
+    path: str
+    synchronous: Synchronous
+    read_only: bool
+
+    @property
+    def where(self) -> str:
+        """The database as shown in messages (a URL without its password)."""
+
+    @property
+    def pseudonymizes(self) -> bool: ...
+
+    @property
+    def commit_waits(self) -> bool: ...
+
+    def pseudonym(self, user_id: str) -> str: ...
+
+    # transactions and the journal
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def last_seq(self) -> int: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    # writing
+    def log_decision(
+        self,
+        decision: Decision,
+        *,
+        user_id: str | None,
+        x: FloatArray,
+        z: FloatArray,
+        model_id: str,
+    ) -> int: ...
+
+    def log_event(
+        self,
+        decision_id: str,
+        type: str,
+        value: float,
+        ts: float,
+        event_id: str | None,
+        status: str,
+    ) -> bool: ...
+
+    def log_learned(self, learned: LearnedReward) -> bool: ...
+
+    def log_admin(self, op: str, payload: Mapping[str, Any], *, ts: float | None = None) -> int: ...
+
+    def upsert_profile(
+        self,
+        user_id: str,
+        platform: str,
+        fields: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        now: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    # reading
+    def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None: ...
+
+    def decision_ids_of(self, user_id: str) -> list[str]: ...
+
+    def has_decision(self, decision_id: str) -> bool: ...
+
+    def decision(self, decision_id: str) -> dict[str, Any]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def entries_since(self, seq: int) -> Iterator[JournalEntry]: ...
+
+    def decisions_frame(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        model_id: str | None = None,
+    ) -> pd.DataFrame: ...
+
+    # retention and housekeeping
+    def forget_user(self, user_id: str) -> dict[str, int]: ...
+
+    def purge(
+        self,
+        older_than_seconds: float,
+        now: float | None = None,
+        *,
+        keep_after: int | None = None,
+    ) -> dict[str, int]: ...
+
+    def truncate_wal(self) -> bool: ...
+
+    def integrity_check(self) -> str: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
