@@ -224,7 +224,13 @@ def run_stream(
             t0 = perf()
             d = engine.decide(uid, now=t)
             seconds[a] += perf() - t0
-            cands = d.candidates
+            # a grid policy's decision lists only its choice: the candidates are the catalog's
+            # eligible set for this user (the same cached tuple every listed engine offers)
+            if d.n_candidates is None:
+                cands = d.candidates
+            else:
+                core = engine.engine if isinstance(engine, LoggedEngine) else engine
+                cands = core.catalog.eligible_for(core.profile_of(uid), t).ids
             if info is None:
                 info = cache.get(cands)
                 w0 = perf()
