@@ -26,6 +26,7 @@ __all__ = ["GridArgmax", "grid_argmax"]
 
 _FIRST_BATCH = 8
 _MAX_BATCH = 512
+_HEAD = 64
 
 
 def _tol(best: float) -> float:
@@ -61,8 +62,14 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
     The maximum, the ``(deal, course)`` positions of every pair within the tie tolerance of it (in
     row-major order), and how many pairs were scored.
     """
-    order = np.argsort(-ub, kind="stable")
-    n = order.shape[0]
+    n = ub.shape[0]
+    # Usually a few dozen deals settle the search: order the best _HEAD bounds first (a partial
+    # sort) and sort the rest only if the search gets that far.
+    if n > _HEAD:
+        head = np.argpartition(-ub, _HEAD - 1)[:_HEAD]
+        order = head[np.argsort(-ub[head], kind="stable")]
+    else:
+        order = np.argsort(-ub, kind="stable")
     best = -math.inf
     hits_d: list[IntArray] = []
     hits_c: list[IntArray] = []
@@ -71,9 +78,14 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
     i = 0
     size = _FIRST_BATCH
     while i < n:
+        if i == order.shape[0]:  # past the head: the remaining deals, in bound order
+            rest = np.ones(n, dtype=bool)
+            rest[order] = False
+            tail = np.flatnonzero(rest)
+            order = np.concatenate([order, tail[np.argsort(-ub[tail], kind="stable")]])
         if scored and float(ub[order[i]]) < best - _tol(best):
             break
-        batch = order[i : i + size]
+        batch = order[i : min(i + size, order.shape[0])]
         s = evaluate(batch)
         scored += s.size
         top = float(s.max())
@@ -81,9 +93,9 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
             raise ValidationError.for_field(
                 "scores", "non-finite", "must be finite (check the grid's features for NaN or inf)"
             )
+        i += batch.shape[0]
+        size = min(2 * size, _MAX_BATCH)
         if top == -math.inf:  # no candidate pair among these deals
-            i += batch.shape[0]
-            size = min(2 * size, _MAX_BATCH)
             continue
         if top >= best - _tol(max(best, top)):
             best = max(best, top)
@@ -91,8 +103,6 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
             hits_d.append(batch[r])
             hits_c.append(c.astype(np.intp))
             hits_s.append(s[r, c])
-        i += batch.shape[0]
-        size = min(2 * size, _MAX_BATCH)
     if not hits_d:
         raise ValidationError.for_field("grid", "no candidate pair", "must hold a candidate")
     d = np.concatenate(hits_d)

@@ -73,6 +73,7 @@ Memory is O(k^2 + deals + courses + bundles seen). The bound is loose while the 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -96,6 +97,13 @@ __all__ = ["FactoredTS", "FactoredUCB"]
 _BOUND_PAD = 1e-9
 # Points at which the centroid bound tabulates its course part (see FactoredUCB._ucb_bound).
 _BOUND_EDGES = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_index(n: int) -> IntArray:
+    """Positions of ``_BOUND_EDGES`` quantiles in a sorted array of ``n`` (the last included)."""
+    out: IntArray = np.linspace(0, n - 1, _BOUND_EDGES).round().astype(np.intp)
+    return out
 
 
 class _Effects:
@@ -566,63 +574,54 @@ class FactoredUCB(_Factored):
         self,
         D: FloatArray,
         md: FloatArray,
-        mc: FloatArray,
-        table: FloatArray,
         qd: FloatArray,
-        qc: FloatArray,
-        cell_var: FloatArray,
         pd: FloatArray,
+        course_mean: FloatArray,
+        n_c2: FloatArray,
         pc: FloatArray,
-        G: FloatArray,
-        Pdcell: FloatArray,
-        xc: FloatArray,
+        cross_d: Callable[[FloatArray], FloatArray],
         prep: PreparedGrid,
         grid: PairGrid,
     ) -> FloatArray:
         """``ub[d] >= max_c UCB(d, c)``, the smaller of two valid bounds.
 
         With ``h_D(d)`` the deal side and ``h_C(g, c)`` the course side plus the cell of row ``g``,
-        the variance of a pair is ``||h_D||_P^2 + ||h_C||_P^2 + 2 <h_D, h_C>_P + p_d + p_c + p_dc``.
+        the variance of a pair is ``||h_D||_P^2 + ||h_C||_P^2 + 2 <h_D, h_C>_P + p_d + p_c + p_dc``
+        (``n_c2[g, c] = ||h_C||_P^2``; ``cross_d(v) = v' P [s_C; cell]`` for any deal-side ``v``).
 
         1. Triangle: ``sqrt(var) <= ||h_D|| + sqrt(p_d + p_dc) + sqrt(||h_C||^2 + p_c)``, the course
            part maximised exactly per cell row ``g``, jointly with the course's mean.
         2. Centroid: with ``h_D(d) = hbar + delta_d`` (``hbar`` the grid's mean deal side),
            ``<h_D, h_C> <= <hbar, h_C> + ||delta_d|| max_c ||h_C||``, so ``var <= Z_d + Y_gc``
            with ``Z_d`` a number per deal; ``max_c [mean_gc + w sqrt(Z + Y_gc)]`` increases
-           with ``Z`` and is tabulated at 16 quantiles of ``Z`` (the largest included). Deals that differ little (the
-           usual catalog: many similar deals) get a bound close to their exact maximum, where
-           the triangle inequality is loose by up to 40% of the width.
+           with ``Z`` and is tabulated at 16 quantiles of ``Z`` (the largest included). Deals
+           that differ little (the usual catalog: many similar deals) get a bound close to their
+           exact maximum, where the triangle inequality is loose by up to 40% of the width.
         """
         w = self.scale
-        dcell, ccell = grid.deal_cell, grid.course_cell
-        g = table.shape[0]
-        emax = self._emax[prep.dslots] if self._by_deal else np.zeros(len(grid.deal_ids))
+        dcell = grid.deal_cell
+        emax = self._emax[prep.dslots] if self._by_deal else 0.0
         pb = self.bundles_.prior_var
-        n_c2 = np.maximum(qc[None, :] + cell_var[:, ccell] + 2.0 * xc.T, 0.0)  # (g, n_C)
-        course_mean = mc[None, :] + table[:, ccell]  # (g, n_C)
         # 1. triangle
         row_best = (course_mean + w * np.sqrt(n_c2 + pc[None, :])).max(axis=1)
-        norm_d = np.sqrt(np.maximum(qd, 0.0))
-        ub1 = md + emax + w * (norm_d + np.sqrt(pd + pb)) + row_best[dcell]
+        ub1 = md + emax + w * (np.sqrt(qd) + np.sqrt(pd + pb)) + row_best[dcell]
         # 2. centroid
         lo = D.shape[1]
         hbar = D.mean(axis=0)
         # ||D_d - hbar||_P^2 = q_d - 2 D_d P hbar + hbar' P hbar: no second n x lo x lo product
         Ph = self.P_[:lo, :lo] @ hbar
         eps = np.sqrt(np.maximum(qd - 2.0 * (D @ Ph) + float(hbar @ Ph), 0.0))
-        cross_bar = (hbar @ G)[None, :] + (hbar @ Pdcell.reshape(lo, -1)).reshape(g, -1)[:, ccell]
-        Y = n_c2 + 2.0 * cross_bar + pc[None, :]
+        Y = n_c2 + 2.0 * cross_d(hbar) + pc[None, :]
         n_max = np.sqrt(n_c2.max(axis=1))
         Z = qd + pd + pb + 2.0 * eps * n_max[dcell]
         zs = np.sort(Z)
-        edges = zs[np.linspace(0, zs.shape[0] - 1, _BOUND_EDGES).round().astype(np.intp)]
+        edges = zs[_edge_index(zs.shape[0])]
         F = (
             course_mean[:, None, :]
             + w * np.sqrt(np.maximum(edges[None, :, None] + Y[:, None, :], 0.0))
         ).max(axis=2)  # (g, edges)
         at = np.minimum(np.searchsorted(edges, Z, side="left"), edges.shape[0] - 1)
-        ub2 = md + emax + F[dcell, at]
-        ub: FloatArray = np.minimum(ub1, ub2)
+        ub: FloatArray = np.minimum(ub1, md + emax + F[dcell, at])
         ub += _BOUND_PAD * (1.0 + np.abs(ub))
         return ub
 
@@ -654,32 +653,45 @@ class FactoredUCB(_Factored):
         pd = self.deals_.var[prep.dslots]
         pc = self.courses_.var[prep.cslots]
         # pieces of the exact variance shared by every batch
-        G = P[:lo, lo:hi] @ C.T  # deal side x course side cross term
-        Pdcell = P[:lo, hi:].reshape(lo, g, h)
-        Pccell = P[lo:hi, hi:].reshape(k_c, g, h)
+        n_c = C.shape[0]
+        # one product gives a deal-side row's cross terms with every course side and every cell
+        GX = np.empty((lo, n_c + g * h))
+        GX[:, :n_c] = P[:lo, lo:hi] @ C.T
+        GX[:, n_c:] = P[:lo, hi:]
+        cell_of = np.arange(g)[:, None] * h + ccell[None, :]  # (g, n_C): column of cell (g, c)
+        xc = np.einsum("ck,kgc->cg", C, P[lo:hi, hi:].reshape(k_c, g, h)[:, :, ccell])
+        n_c2 = np.maximum(qc[None, :] + cell_var[:, ccell] + 2.0 * xc.T, 0.0)  # (g, n_C)
+        course_mean = mc[None, :] + table[:, ccell]  # (g, n_C)
+        course_var = n_c2 + pc[None, :]
         allowed = grid.allowed
-        xc = np.einsum("ck,kgc->cg", C, Pccell[:, :, ccell])  # (n_C, g)
-        ub = self._ucb_bound(D, md, mc, table, qd, qc, cell_var, pd, pc, G, Pdcell, xc, prep, grid)
+        qd = np.maximum(qd, 0.0)
+
+        def cross_d(v: FloatArray) -> FloatArray:
+            r = v @ GX
+            out: FloatArray = r[:n_c][None, :] + r[n_c:][cell_of]
+            return out
+
+        ub = self._ucb_bound(D, md, qd, pd, course_mean, n_c2, pc, cross_d, prep, grid)
 
         def evaluate(deals: IntArray) -> FloatArray:
-            Db = D[deals]
             cells = dcell[deals]
             E, V = prep.bundle_terms(deals, True)
-            mean = md[deals][:, None] + mc[None, :] + table[cells][:, ccell] + E
-            xd = np.einsum("bk,kbh->bh", Db, Pdcell[:, cells, :])[:, ccell]
-            var = (
-                qd[deals][:, None]
-                + qc[None, :]
-                + cell_var[cells][:, ccell]
-                + 2.0 * (Db @ G + xd + xc[:, cells].T)
-                + pd[deals][:, None]
-                + pc[None, :]
-                + V
-            )
-            out: FloatArray = mean + w * np.sqrt(np.maximum(var, 0.0))
+            R = D[deals] @ GX
+            cross = R[:, :n_c]
+            cross += np.take_along_axis(R[:, n_c:], cell_of[cells], axis=1)
+            var = V
+            var += course_var[cells]
+            var += (qd[deals] + pd[deals])[:, None]
+            var += 2.0 * cross
+            np.maximum(var, 0.0, out=var)
+            np.sqrt(var, out=var)
+            var *= w
+            var += course_mean[cells]
+            var += md[deals][:, None]
+            var += E
             if allowed is not None:
-                out[~allowed[deals]] = -math.inf
-            return out
+                var[~allowed[deals]] = -math.inf
+            return var
 
         return ub, evaluate
 
