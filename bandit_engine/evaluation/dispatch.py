@@ -43,7 +43,15 @@ from numpy.typing import ArrayLike
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import Policy, SeedLike, make_rng
 from ..records import Estimate
-from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_array, check_level
+from ._validate import (
+    FloatArray,
+    IntArray,
+    as_action,
+    as_float_1d,
+    as_float_array,
+    check_level,
+    validate_rows,
+)
 from .dm import DMAccumulator
 from .dr import DRAccumulator
 from .intervals import check_ci
@@ -57,6 +65,7 @@ from .reward_models import cross_fit_rewards, make_reward_model
 from .sndr import SNDRAccumulator
 from .snips import SNIPSAccumulator
 from .streaming import OPEAccumulator, TermBatch
+from .support import SupportStats
 from .switch_dr import SwitchDRAccumulator
 from .uplift import Uplift, finish_estimate, logged_estimate, paired_uplift
 
@@ -112,6 +121,7 @@ class _Run:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     uplifts: dict[str, Uplift] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    support: SupportStats | None = None
 
     def add(self, name: str, acc: OPEAccumulator, batch: TermBatch) -> None:
         est = finish_estimate(
@@ -158,6 +168,11 @@ class _Run:
         order = [k for k in names if k in self.estimates]
         n_nonzero = int(np.count_nonzero(self.reward))
         skipped = {k: self.skipped[k] for k in names if k in self.skipped}
+        uplifts = {k: self.uplifts[k] for k in order}
+        if self.support is not None and not self.support.supported:
+            # the one place the support rule touches the verdicts (support.py states the rule)
+            uplifts = {k: replace(u, supported=False) for k, u in uplifts.items()}
+        warnings = evaluation_warnings(n, n_nonzero, self.estimates, skipped, self.support)
         return PolicyEvaluation(
             policy=policy,
             method=method,
@@ -166,10 +181,11 @@ class _Run:
             n_nonzero_rewards=n_nonzero,
             logged=logged,
             estimates={k: self.estimates[k] for k in order},
-            uplifts={k: self.uplifts[k] for k in order},
+            uplifts=uplifts,
             skipped=skipped,
-            warnings=tuple(evaluation_warnings(n, n_nonzero, self.estimates, skipped)),
+            warnings=tuple(warnings),
             settings=settings,
+            support=self.support,
         )
 
 
@@ -180,6 +196,33 @@ def _missing_pscore(name: str) -> DataError:
         field="pscore",
         value=None,
     )
+
+
+def _log_support(
+    reward: FloatArray,
+    action: IntArray,
+    dist: FloatArray,
+    pscore: ArrayLike | None,
+    position: ArrayLike | None,
+) -> SupportStats | None:
+    """Support of the evaluated policy on the log (``None`` without complete, valid pscores: then
+    the weighting estimators are skipped or refused with their own message)."""
+    if pscore is None:
+        return None
+    try:
+        rows = validate_rows(
+            estimator="support",
+            reward=reward,
+            action=action,
+            pscore=pscore,
+            action_dist=dist,
+            position=position,
+            need_pscore=True,
+        )
+    except (DataError, ValidationError):
+        return None
+    assert rows.pi is not None and rows.pscore is not None
+    return SupportStats.of(rows.pi, rows.pscore)
 
 
 def _run_offline(
@@ -203,6 +246,7 @@ def _run_offline(
     """Run the distribution-based estimators into ``run`` (DataErrors become ``skipped``)."""
     r, lvl = run.reward, run.level
     fold_ss, replay_ss = seeds.spawn(2)
+    run.support = _log_support(r, action, dist, pscore, position)
     qhat: ArrayLike | None = estimated_rewards
     if qhat is None and any(n in _MODEL_ESTIMATORS for n in names):
         ctx = np.zeros((r.shape[0], 0)) if context is None else context

@@ -44,6 +44,7 @@ from ..policies.base import SeedLike
 from ..records import Estimate
 from ._validate import FloatArray, check_level
 from .intervals import bootstrap_interval, check_ci, delta_method_se, normal_interval
+from .support import SupportStats
 
 __all__ = [
     "Moments",
@@ -115,6 +116,9 @@ class TermBatch:
         Rows whose weight was clipped (or switched to the model, for Switch-DR).
     n_rows
         Logged rows in the chunk (replay keeps only some of them as ``n``).
+    support
+        Support statistics of the chunk (:mod:`~bandit_engine.evaluation.support`), for the
+        estimators that weight by the logged propensity; ``None`` otherwise.
     """
 
     terms: FloatArray
@@ -122,6 +126,7 @@ class TermBatch:
     max_raw_weight: float
     n_clipped: int
     n_rows: int
+    support: SupportStats | None = None
 
 
 class OPEAccumulator:
@@ -140,6 +145,7 @@ class OPEAccumulator:
         self.max_weight_ = float("-inf")
         self.max_raw_weight_ = float("-inf")
         self.n_clipped_ = 0
+        self.support_ = SupportStats()
 
     # -- to be specialised -------------------------------------------------------------------
     def value_of(self, means: FloatArray) -> FloatArray:
@@ -168,6 +174,8 @@ class OPEAccumulator:
         self.moments_.add(batch.terms)
         self.n_rows_ += batch.n_rows
         self.n_clipped_ += batch.n_clipped
+        if batch.support is not None:
+            self.support_ = self.support_.merge(batch.support)
         if batch.weight is not None and batch.weight.shape[0]:
             w = batch.weight
             self.sum_w_ += float(w.sum())
@@ -193,6 +201,10 @@ class OPEAccumulator:
             ess = self.sum_w_**2 / self.sum_w2_ if self.sum_w2_ > 0 else 0.0
             max_w = self.max_weight_
             extra["max_raw_weight"] = self.max_raw_weight_
+            if self.support_.n_rows:
+                extra["deterministic_share"] = self.support_.deterministic_share
+                extra["unsupported_share"] = self.support_.unsupported_share
+                extra["unsupported_mass"] = self.support_.unsupported_mass
         else:
             ess, max_w = float("nan"), float("nan")
         return Estimate(

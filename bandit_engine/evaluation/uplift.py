@@ -54,9 +54,11 @@ _ROUNDING = 1e-12
 class Uplift:
     """The candidate's value minus the logging policy's, with its interval (module notes).
 
-    ``significant`` is true when the interval excludes 0 and the uplift is more than floating-point
-    rounding (``|value| > 1e-12``): evaluating the logging policy itself gives an uplift of 0 with an
-    interval of rounding width, which must not read as a finding.
+    ``significant`` is true when the interval excludes 0, the uplift is more than floating-point
+    rounding (``|value| > 1e-12``) and the log supports the evaluated policy (``supported``, set
+    from :class:`~bandit_engine.evaluation.support.SupportStats`): evaluating the logging policy
+    itself gives an uplift of 0 with an interval of rounding width, and an estimate the log cannot
+    support has an interval that says nothing about its bias; neither must read as a finding.
     """
 
     estimator: str
@@ -66,9 +68,12 @@ class Uplift:
     std_error: float
     level: float = 0.95
     ci_method: str = "normal"
+    supported: bool = True
 
     @property
     def significant(self) -> bool:
+        if not self.supported:
+            return False
         if not abs(self.value) > _ROUNDING:
             return False
         return bool(self.ci_low > 0.0 or self.ci_high < 0.0)
@@ -83,6 +88,7 @@ class Uplift:
             "level": self.level,
             "ci_method": self.ci_method,
             "significant": self.significant,
+            "supported": self.supported,
         }
 
 

@@ -1,0 +1,185 @@
+"""Support (overlap) of the evaluated policy by the logging policy: the one rule that decides
+whether the importance-weighting estimates can be trusted at all.
+
+IPS is unbiased only if every action the evaluated policy ``pi`` can take on a row had a positive
+logging probability ``mu`` there. A log records the propensity of the *logged* action only, so
+the missing support that can be seen from it is this: a row logged with propensity (near) 1 means
+the logger played that action with certainty, so every *other* candidate had logging probability
+0, and the evaluated policy's mass on them, ``1 - pi(a_i | x_i)``, is mass no logged row can ever
+reweight. IPS then silently drops that part of the policy's value (a uniform policy over four
+candidates evaluated on an always-action-0 log gets a quarter of the logged value), SNIPS returns
+the logged actions' mean reward, and DR / DM fill it in with the reward model's extrapolation,
+which the log cannot check.
+
+:class:`SupportStats` holds the sufficient statistics (counts and sums, so it merges exactly across
+chunks and workers: integer counts, float sums up to rounding) and :meth:`SupportStats.assess`
+applies the rule:
+
+    support is missing  <=>  mean_i u_i > MAX_UNSUPPORTED_MASS,
+    u_i = max(0, 1 - pi(a_i | x_i))  if  pscore_i >= DETERMINISTIC_PSCORE,  else 0.
+
+Limits: rows logged with a propensity below 1 count as supported (the log does not say which
+other actions the logger could play there), so ``unsupported_mass`` is a lower bound; a logger
+that randomises among a few candidates only is caught by the weight diagnostics (effective sample
+size, largest weight), not by this rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import SUM_TOLERANCE, FloatArray
+
+__all__ = [
+    "DETERMINISTIC_PSCORE",
+    "MAX_UNSUPPORTED_MASS",
+    "SupportStats",
+    "no_randomisation_warning",
+]
+
+#: A logged propensity at or above this is 1: the logger played that action with certainty (the
+#: margin absorbs float32 storage and rounding of ``1 - epsilon + epsilon / K``-style sums).
+DETERMINISTIC_PSCORE = 1.0 - 1e-6
+#: Above this mean share of the evaluated policy's probability mass on actions the logger never
+#: plays, the importance-weighting estimates are declared unsupported: 1% of the policy's mass
+#: can move its value by 1% of the reward range, the size of the uplifts people act on.
+MAX_UNSUPPORTED_MASS = 0.01
+
+
+@dataclass(frozen=True)
+class SupportStats:
+    """Sufficient statistics of support and weights over logged rows (mergeable).
+
+    Attributes
+    ----------
+    n_rows
+        Rows seen.
+    n_deterministic
+        Rows logged with propensity >= :data:`DETERMINISTIC_PSCORE`.
+    n_unsupported
+        Of those, rows where the evaluated policy puts more than rounding (``SUM_TOLERANCE``)
+        probability on other actions.
+    unsupported_mass_sum
+        Sum over rows of ``u_i`` (module docstring).
+    sum_w, sum_w2, max_w
+        Sum, sum of squares and largest of the raw (unclipped) weights ``pi / pscore``.
+    """
+
+    n_rows: int = 0
+    n_deterministic: int = 0
+    n_unsupported: int = 0
+    unsupported_mass_sum: float = 0.0
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+    max_w: float = float("-inf")
+
+    @classmethod
+    def of(cls, pi: FloatArray, pscore: FloatArray) -> SupportStats:
+        """The statistics of rows with evaluated probability ``pi`` and logged ``pscore`` of the
+        logged action (both (n,), ``pscore`` in (0, 1])."""
+        n = int(pi.shape[0])
+        if n == 0:
+            return cls()
+        certain = pscore >= DETERMINISTIC_PSCORE
+        elsewhere = np.where(certain, np.maximum(1.0 - pi, 0.0), 0.0)
+        w = pi / pscore
+        return cls(
+            n_rows=n,
+            n_deterministic=int(np.count_nonzero(certain)),
+            n_unsupported=int(np.count_nonzero(elsewhere > SUM_TOLERANCE)),
+            unsupported_mass_sum=float(elsewhere.sum()),
+            sum_w=float(w.sum()),
+            sum_w2=float(w @ w),
+            max_w=float(w.max()),
+        )
+
+    def merge(self, other: SupportStats) -> SupportStats:
+        """The statistics of both sets of rows (counts exact; sums up to float rounding)."""
+        return SupportStats(
+            n_rows=self.n_rows + other.n_rows,
+            n_deterministic=self.n_deterministic + other.n_deterministic,
+            n_unsupported=self.n_unsupported + other.n_unsupported,
+            unsupported_mass_sum=self.unsupported_mass_sum + other.unsupported_mass_sum,
+            sum_w=self.sum_w + other.sum_w,
+            sum_w2=self.sum_w2 + other.sum_w2,
+            max_w=max(self.max_w, other.max_w),
+        )
+
+    # -- summaries -------------------------------------------------------------------------------
+    def _share(self, count: float) -> float:
+        return count / self.n_rows if self.n_rows else float("nan")
+
+    @property
+    def deterministic_share(self) -> float:
+        """Share of rows logged with propensity (near) 1."""
+        return self._share(self.n_deterministic)
+
+    @property
+    def unsupported_share(self) -> float:
+        """Share of rows where the evaluated policy puts mass on actions the logger never plays."""
+        return self._share(self.n_unsupported)
+
+    @property
+    def unsupported_mass(self) -> float:
+        """Mean over rows of the evaluated policy's mass on actions the logger never plays."""
+        return self._share(self.unsupported_mass_sum)
+
+    @property
+    def ess(self) -> float:
+        """Effective sample size of the raw weights, ``(sum w)^2 / sum w^2``."""
+        return self.sum_w**2 / self.sum_w2 if self.sum_w2 > 0 else 0.0
+
+    @property
+    def supported(self) -> bool:
+        """The rule of the module docstring (``True`` for no rows: nothing to judge)."""
+        return not self.n_rows or self.unsupported_mass <= MAX_UNSUPPORTED_MASS
+
+    def message(self) -> str | None:
+        """The warning to show when support is missing, else ``None``."""
+        if self.supported:
+            return None
+        return (
+            f"NO SUPPORT: {100 * self.deterministic_share:.0f}% of the logged decisions have "
+            "propensity 1 (the logging policy played that action with certainty, so it never "
+            f"played the other candidates), and on {100 * self.unsupported_share:.0f}% of the "
+            "rows the evaluated policy puts probability on those never-played actions "
+            f"({100 * self.unsupported_mass:.1f}% of its probability mass on average, above "
+            f"the {100 * MAX_UNSUPPORTED_MASS:g}% limit). The log holds no reward for them: "
+            "IPS and SNIPS are biased (they only see the logged actions), DM and the DR family "
+            "rest on the reward model's untested extrapolation, and no uplift is called "
+            "significant. Evaluate on a log whose logging policy randomises (epsilon > 0, "
+            "Thompson sampling, uniform), or compare live."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: the counts, the shares, the weight diagnostics and the verdict."""
+        return {
+            "n_rows": self.n_rows,
+            "deterministic_share": self.deterministic_share,
+            "unsupported_share": self.unsupported_share,
+            "unsupported_mass": self.unsupported_mass,
+            "ess": self.ess,
+            "max_weight": self.max_w if self.n_rows else float("nan"),
+            "max_unsupported_mass": MAX_UNSUPPORTED_MASS,
+            "supported": self.supported,
+        }
+
+
+def no_randomisation_warning(pscore: FloatArray, who: str) -> str | None:
+    """The warning for a logging policy whose logged propensities are all (near) 1, else ``None``.
+
+    Such a log shows one action per context and nothing else: no later off-policy evaluation of
+    any other policy is supported by it (see :class:`SupportStats`). ``who`` names the policy.
+    """
+    known = pscore[~np.isnan(pscore)]
+    if known.shape[0] == 0 or not bool((known >= DETERMINISTIC_PSCORE).all()):
+        return None
+    return (
+        f"{who} logged propensity 1 on all {known.shape[0]} decisions (it does not "
+        "randomise): such a log cannot support IPS / DR evaluation of any other policy later. "
+        "Give it exploration that randomises (e.g. epsilon=0.05) if the log is meant for "
+        "offline evaluation."
+    )
