@@ -165,6 +165,15 @@ def _evaluate(
         model_id=model_id,
     )
     ev = result.evaluation
+    # said out loud on stderr (also with --json), not only in the report's warnings
+    for i, alert in enumerate(result.alerts):
+        loud = i == 0 and not ev.supported
+        typer.secho(
+            f"warning: {alert}",
+            err=True,
+            fg=typer.colors.RED if loud else typer.colors.YELLOW,
+            bold=loud,
+        )
     if plot is not None:
         plot_evaluation(ev, plot, title=f"{ev.policy} on {path.name}")
     if as_json:

@@ -15,12 +15,12 @@ The command line only parses its options into these arguments and renders the re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..engine import Engine
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, DataError, NotFoundError, ValidationError
 from ..policies.base import Policy
 from .datasets import load_engine_log, load_log, load_obd
 from .dispatch import DEFAULT_ESTIMATORS, evaluate_policy
@@ -81,8 +81,11 @@ class LogEvaluation:
         Estimates, uplifts, skipped estimators and warnings.
     log
         What was read: ``path``, ``format``, for the OBD ``behavior`` and ``campaign``, for an
-        engine log ``n_pending_skipped`` (decisions whose window was still open), then
-        ``n_rows_loaded``, ``uniform_logging`` and ``n_rows_evaluated``.
+        engine log ``n_pending_skipped`` (decisions whose window was still open) and, when it
+        holds several, ``model_ids`` (decisions per model id), then ``n_rows_loaded``,
+        ``uniform_logging``, ``n_rows_evaluated`` and ``notes`` (how the log was read: an
+        aliased propensity column, columns not read, several model ids pooled; also the first
+        warnings of the evaluation after the support one).
     policy
         What was evaluated: ``source`` (``"model"``, ``"engine"`` or ``"policy"``), ``model`` (the
         file) or ``spec`` (the policy's description), and ``train_rows`` (rows it was trained on
@@ -92,6 +95,14 @@ class LogEvaluation:
     evaluation: PolicyEvaluation
     log: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alerts(self) -> tuple[str, ...]:
+        """What a command should say out loud (on stderr), not only in the report: missing
+        support first, then the notes on how the log was read."""
+        support = self.evaluation.support
+        message = support.message() if support is not None else None
+        return ((message,) if message is not None else ()) + tuple(self.log.get("notes", ()))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``bandit-evaluate/1`` JSON document (:func:`~bandit_engine.evaluation.report.evaluation_json`)."""
@@ -120,12 +131,49 @@ def _read_log(
         log_info.update(behavior=obd_behavior, campaign=obd_campaign)
         return policy_log_from_obd(obd)
     if kind == "sqlite":
-        engine_data = load_engine_log(path, model_id=model_id)
+        try:
+            engine_data = load_engine_log(path, model_id=model_id)
+        except DataError as exc:
+            if exc.field != "x_dim":
+                raise
+            raise DataError(
+                f"{exc.message}; choose one model with --model-id (model_id)",
+                field=exc.field,
+                value=exc.value,
+            ) from None
         plog = policy_log_from_logged(engine_data, catalog=catalog, source=str(path))
         log_info["n_pending_skipped"] = engine_data.n_pending
+        if len(engine_data.model_ids) > 1:
+            counts = engine_data.frame["model_id"].astype(str).value_counts()
+            per_id = {m: int(counts[m]) for m in engine_data.model_ids}
+            log_info["model_ids"] = per_id
+            log_info.setdefault("notes", []).append(_pooled_note(per_id))
         return plog
     data = load_log(path, format=kind)  # type: ignore[arg-type]
+    if data.notes:
+        log_info.setdefault("notes", []).extend(data.notes)
     return policy_log_from_logged(data, catalog=catalog, source=str(path))
+
+
+def _pooled_note(per_id: dict[str, int]) -> str:
+    """The note for an engine log holding several model ids, evaluated pooled.
+
+    Pooling is a decision, not an accident: IPS, SNIPS and the DR family weight every row by its
+    *own* logged propensity, and a row logged by model m has expectation ``E_x sum_a pi(a|x)
+    r(x, a)`` under that weight whatever m was, so the pooled estimates stay unbiased for a
+    mixture of logging policies (support permitting: the support check runs on the pooled
+    rows). What changes is the baseline: the "logging policy" value is the mixture's mean
+    reward, not any one model's, so the uplift is over that mixture. Refusing would only force
+    users to re-run with --model-id; pooling with the ids, the counts and the flag in view
+    serves both questions.
+    """
+    listed = ", ".join(f"{m} ({n} decisions)" for m, n in per_id.items())
+    return (
+        f"the log holds decisions of {len(per_id)} model ids: {listed}. They are evaluated "
+        "pooled: each row is weighted by its own logged propensity, so IPS / DR stay unbiased "
+        "for this mix of logging policies, but the 'logging policy' value and every uplift are "
+        "against the mix, not one model; pass --model-id ID to evaluate against one of them"
+    )
 
 
 def evaluate_log(
@@ -273,4 +321,9 @@ def evaluate_log(
         seed=seed,
     )
     log_info["n_rows_evaluated"] = ev.n_rows
+    notes = tuple(log_info.get("notes", ()))
+    if notes:
+        # after the support warning (the loudest), before the precision ones
+        head = ev.warnings[:1] if not ev.supported else ()
+        ev = replace(ev, warnings=(*head, *notes, *ev.warnings[len(head) :]))
     return LogEvaluation(ev, log_info, policy_info)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from ...errors import ConfigError, DataError, ValidationError
 from ...rewards import RewardSpec
 from .._validate import FloatArray, IntArray, preview_rows
+from .columns import column_notes, normalise_columns
 from .problems import Problems
 
 __all__ = ["LoggedData", "load_frame", "load_log"]
@@ -47,6 +48,10 @@ class LoggedData:
         (n,) decision ids as text, or ``None``.
     frame
         The table as read.
+    notes
+        What the reader of the evaluation should know about how the log was read: an aliased
+        propensity column, columns not read (with a hint when they look relevant), a missing
+        propensity column (:mod:`~bandit_engine.evaluation.datasets.columns`).
     """
 
     action: IntArray
@@ -58,6 +63,7 @@ class LoggedData:
     timestamp: NDArray[Any] | None
     decision_id: NDArray[Any] | None
     frame: pd.DataFrame
+    notes: tuple[str, ...] = field(default=(), kw_only=True)
 
     @property
     def n_rows(self) -> int:
@@ -303,9 +309,10 @@ def load_log(
     -------
     ``action`` (or ``bundle_id``)
         Required. Id of the logged action (text or integer ids; mapped to indices).
-    ``propensity``
+    ``propensity`` (or ``pscore``, Open Bandit Pipeline's name)
         Logging probability of the logged action, in (0, 1]. May be absent or empty: such rows
-        load (``pscore`` NaN) but the weighting estimators refuse them and point at DM.
+        load (``pscore`` NaN) but the weighting estimators refuse them and point at DM. A missing
+        column, and every column not read, is reported in ``notes``.
     ``reward`` or ``click`` [, ``order``, ``order_value``]
         Required. Either the reward itself, or event counts combined by ``reward_spec``
         (:class:`~bandit_engine.rewards.RewardSpec`; default: reward = clicks). With a spec, a
@@ -336,7 +343,9 @@ def load_log(
         Unreadable or missing file, or an empty log.
     """
     frame, source = _read_table(path_or_frame, format)
-    return load_frame(frame, source, reward_spec)
+    frame, notes = normalise_columns(frame)
+    data = load_frame(frame, source, reward_spec)
+    return replace(data, notes=tuple(notes + column_notes(frame)))
 
 
 def load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None) -> LoggedData:

@@ -1,0 +1,303 @@
+"""The traps of offline evaluation (issue 16): logs that cannot answer the question, columns that
+were never read, several loggers pooled, a chart that reads wrong. Each test holds the goal: the
+evaluation says so, out loud, and never calls an unsupported uplift significant."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import T0
+from test_policy_eval import KEY, write_engine_log
+from typer.testing import CliRunner
+
+from bandit_engine import Catalog, Engine, ProfileSchema, RewardSpec
+from bandit_engine.cli import app
+from bandit_engine.errors import DataError
+from bandit_engine.evaluation import IPSAccumulator, evaluate_log
+from bandit_engine.evaluation.datasets import load_log
+from bandit_engine.evaluation.dispatch import evaluate_action_dist
+from bandit_engine.evaluation.report import UPLIFT_COLOURS, format_table, uplift_colour
+from bandit_engine.evaluation.support import (
+    MAX_UNSUPPORTED_MASS,
+    SupportStats,
+    no_randomisation_warning,
+)
+from bandit_engine.evaluation.uplift import Uplift
+from bandit_engine.policies import LinUCB, UniformRandom
+from bandit_engine.store import EventLog
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["evaluate", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- (a) support / overlap -------------------------------------------------------------------
+
+
+@pytest.fixture
+def deterministic_log(tmp_path: Path) -> Path:
+    """The issue's log: always action a (propensity 1) among four candidates, 11% clicks."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "action": "a",
+            "candidates": "a|b|c|d",
+            "propensity": 1.0,
+            "reward": (rng.random(n) < 0.11).astype(int),
+        }
+    )
+    path = tmp_path / "deterministic.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_support_stats_of_a_deterministic_log_and_a_uniform_target() -> None:
+    n = 1000
+    stats = SupportStats.of(np.full(n, 0.25), np.ones(n))
+    assert stats.deterministic_share == 1.0
+    assert stats.unsupported_share == 1.0
+    assert stats.unsupported_mass == pytest.approx(0.75, abs=1e-15)
+    assert stats.ess == pytest.approx(n)
+    assert stats.max_w == 0.25
+    assert not stats.supported
+    message = stats.message()
+    assert message is not None and "NO SUPPORT" in message and "75.0%" in message
+
+
+def test_a_target_that_follows_the_deterministic_logger_is_supported() -> None:
+    # the logged action with probability 1 - (rounding): nothing falls outside the support
+    stats = SupportStats.of(np.full(50, 1.0 - 1e-9), np.ones(50))
+    assert stats.n_unsupported == 0 and stats.supported and stats.message() is None
+    # a randomised logger (propensity < 1) is never declared unsupported by this rule
+    assert SupportStats.of(np.full(50, 0.5), np.full(50, 0.25)).supported
+
+
+def test_the_limit_is_on_the_mean_unsupported_mass() -> None:
+    # 1% of the rows deterministic with the target elsewhere: exactly the limit, still supported
+    pscore = np.where(np.arange(100) == 0, 1.0, 0.5)
+    at_limit = SupportStats.of(np.where(np.arange(100) == 0, 0.0, 0.5), pscore)
+    assert at_limit.unsupported_mass == pytest.approx(MAX_UNSUPPORTED_MASS)
+    assert at_limit.supported
+    over = SupportStats.of(
+        np.where(np.arange(100) < 2, 0.0, 0.5), np.where(np.arange(100) < 2, 1.0, 0.5)
+    )
+    assert not over.supported
+
+
+def test_accumulators_compute_the_support_diagnostic() -> None:
+    acc = IPSAccumulator()
+    for _ in range(3):
+        acc.update(reward=np.ones(10), action=np.zeros(10), pscore=np.ones(10),
+                   action_dist=np.full((10, 4), 0.25))  # fmt: skip
+    est = acc.result()
+    assert est.extra["deterministic_share"] == 1.0
+    assert est.extra["unsupported_share"] == 1.0
+    assert est.extra["unsupported_mass"] == pytest.approx(0.75)
+    assert not acc.support_.supported
+
+
+def test_evaluation_without_support_calls_no_uplift_significant() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    reward = (rng.random(n) < 0.11).astype(float)
+    ev = evaluate_action_dist(
+        reward=reward,
+        action=np.zeros(n, dtype=int),
+        pscore=np.ones(n),
+        action_dist=np.full((n, 4), 0.25),
+        estimators=["ips", "snips", "dm", "dr"],
+    )
+    assert ev.support is not None and not ev.supported
+    # IPS's interval excludes 0 by far (the biased 0.0275 against 0.11): without the rule it
+    # would be "significantly worse"
+    assert ev.uplifts["ips"].ci_high < 0.0
+    assert not any(u.significant for u in ev.uplifts.values())
+    assert all(u.supported is False for u in ev.uplifts.values())
+    assert ev.warnings[0].startswith("NO SUPPORT")
+    table = format_table(ev)
+    assert table.startswith("!!!") and "no (support)" in table
+
+
+def test_cli_warns_loudly_on_the_deterministic_log(deterministic_log: Path) -> None:
+    code, out, err = invoke(str(deterministic_log), "--policy", "uniform", "--json")
+    assert code == 0, err
+    assert "NO SUPPORT" in err and "propensity 1" in err
+    doc = json.loads(out)
+    assert doc["support"]["supported"] is False
+    assert doc["support"]["unsupported_mass"] == pytest.approx(0.75)
+    assert doc["support"]["deterministic_share"] == 1.0
+    assert doc["warnings"][0].startswith("NO SUPPORT")
+    for e in doc["estimates"]:
+        assert e["uplift"]["significant"] is False and e["uplift"]["supported"] is False
+    code, out, err = invoke(str(deterministic_log), "--policy", "uniform")
+    assert code == 0 and out.startswith("!!!") and "NO SUPPORT" in out
+
+
+def test_a_randomised_log_is_supported_and_quiet(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "action": np.array(list("abcd"))[rng.integers(0, 4, n)],
+            "candidates": "a|b|c|d",
+            "propensity": 0.25,
+            "reward": (rng.random(n) < 0.2).astype(int),
+        }
+    )
+    path = tmp_path / "uniform.csv"
+    frame.to_csv(path, index=False)
+    result = evaluate_log(path, policy=UniformRandom(seed=0))
+    assert result.evaluation.supported and result.alerts == ()
+    assert result.to_dict()["support"]["supported"] is True
+
+
+def test_no_randomisation_warning() -> None:
+    assert no_randomisation_warning(np.ones(5), "hybrid_linucb") is not None
+    assert no_randomisation_warning(np.array([1.0, 0.5]), "x") is None
+    assert no_randomisation_warning(np.array([np.nan]), "x") is None
+
+
+# -- (b) the propensity column under another name --------------------------------------------
+
+
+def _log_frame(n: int = 800, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "action": np.array(list("abcd"))[rng.integers(0, 4, n)],
+            "candidates": "a|b|c|d",
+            "reward": (rng.random(n) < 0.2).astype(int),
+        }
+    )
+
+
+def test_obp_pscore_column_is_read_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "obp.csv"
+    _log_frame().assign(pscore=0.25).to_csv(path, index=False)
+    data = load_log(path)
+    assert data.pscore is not None and np.all(data.pscore == 0.25)
+    code, out, err = invoke(str(path), "--policy", "uniform", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [e["estimator"] for e in doc["estimates"]] == ["ips", "snips", "dm", "dr"]
+    assert doc["skipped"] == []
+    assert "'pscore'" in err and "Open Bandit Pipeline" in err
+
+
+def test_a_log_without_propensities_says_only_dm_runs_and_how_to_name_the_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "noprop.csv"
+    _log_frame().assign(prob=0.25, clicked=0, feature_3=1.0, misc="q").to_csv(path, index=False)
+    code, out, err = invoke(str(path), "--policy", "uniform")
+    assert code == 0, err
+    assert "no propensity column, so only DM can run" in err
+    assert "'prob' look like propensities" in err
+    assert "name that column 'propensity' (or 'pscore')" in err
+    assert "'clicked' look like rewards" in err
+    assert "'feature_3' look like context features" in err and "x_0" in err
+    assert "'misc' are not read" in err
+    assert "only DM can run" in out  # in the report's warnings too
+
+
+def test_two_propensity_columns_say_which_one_is_read() -> None:
+    frame = _log_frame(50).assign(propensity=0.25, pscore=0.5)
+    data = load_log(frame)
+    assert data.pscore is not None and np.all(data.pscore == 0.25)
+    assert any("'pscore' is ignored" in n for n in data.notes)
+
+
+def test_a_clean_log_has_no_notes() -> None:
+    assert load_log(_log_frame(50).assign(propensity=0.25, x_0=1.0)).notes == ()
+
+
+# -- (c) several model ids in one engine log -------------------------------------------------
+
+
+def _second_model_log(path: Path, engine: Engine, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with EventLog(path, hmac_key=KEY) as log:
+        engine.on_learned = log.log_learned
+        for i in range(n):
+            user = ["u1", "u2", "u3", "u4"][int(rng.integers(4))]
+            now = T0 + 10.0 * i
+            d = engine.decide(user, now=now)
+            x = engine.context(user, now=now)
+            z = engine.catalog.features([d.bundle_id])[0]
+            log.log_decision(d, user_id=user, x=x, z=z, model_id=engine.model_id)
+
+
+def _engine(schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog,
+            policy: object, prefix: str) -> Engine:  # fmt: skip
+    counter = itertools.count()
+    return Engine.build(
+        schema=schema,
+        profiles=tables,
+        catalog=catalog,
+        policy=policy,
+        rewards=RewardSpec(click=1.0, order=2.0, window=600.0),
+        id_factory=lambda: f"{prefix}{next(counter)}",
+    )
+
+
+def test_several_model_ids_are_pooled_with_ids_counts_and_the_flag(
+    tmp_path: Path, schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
+) -> None:
+    db = tmp_path / "events.sqlite"
+    first = _engine(schema, tables, catalog, UniformRandom(seed=1), "a")
+    write_engine_log(db, first, 200, 4)
+    second = _engine(schema, tables, catalog, LinUCB(alpha=0.2, epsilon=0.5, seed=2), "b")
+    _second_model_log(db, second, 150, 5)
+    assert first.model_id != second.model_id
+    model = tmp_path / "model.bandit"
+    _engine(schema, tables, catalog, LinUCB(alpha=0.2, epsilon=0.2, seed=3), "c").save(model)
+
+    code, out, err = invoke(str(db), "--model", str(model), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    ids = doc["log"]["model_ids"]
+    assert set(ids) == {first.model_id, second.model_id}
+    assert sum(ids.values()) == doc["log"]["n_rows_loaded"]
+    for m in (first.model_id, second.model_id):
+        assert m in err
+    assert "--model-id" in err and "pooled" in err
+    assert any("--model-id" in w for w in doc["warnings"])
+
+    code, out, err = invoke(str(db), "--model", str(model), "--json", "--model-id", first.model_id)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert "model_ids" not in doc["log"] and "--model-id" not in err
+
+
+def test_no_decisions_for_an_unknown_model_id(tmp_path: Path, schema: ProfileSchema,
+                                              tables: dict[str, pd.DataFrame],
+                                              catalog: Catalog) -> None:  # fmt: skip
+    db = tmp_path / "events.sqlite"
+    write_engine_log(db, _engine(schema, tables, catalog, UniformRandom(seed=1), "a"), 50, 4)
+    with pytest.raises(DataError, match="model_id 'nope'"):
+        evaluate_log(db, policy=UniformRandom(seed=0), model_id="nope")
+
+
+# -- (d) the chart's colours -----------------------------------------------------------------
+
+
+def _uplift(value: float, low: float, high: float, supported: bool = True) -> Uplift:
+    return Uplift("ips", value, low, high, 0.01, supported=supported)
+
+
+def test_uplift_colour_follows_significance_and_sign() -> None:
+    assert uplift_colour(_uplift(0.05, 0.01, 0.09)) == UPLIFT_COLOURS["better"] == "tab:green"
+    assert uplift_colour(_uplift(-0.05, -0.09, -0.01)) == UPLIFT_COLOURS["worse"] == "tab:red"
+    assert uplift_colour(_uplift(0.05, -0.01, 0.11)) == UPLIFT_COLOURS["neutral"]
+    assert uplift_colour(_uplift(-0.05, -0.11, 0.01)) == UPLIFT_COLOURS["neutral"]
+    # significantly worse by its interval, but the log does not support it: neutral
+    assert uplift_colour(_uplift(-0.08, -0.09, -0.07, supported=False)) == "tab:gray"
