@@ -18,6 +18,11 @@ applies the rule:
     support is missing  <=>  mean_i u_i > MAX_UNSUPPORTED_MASS,
     u_i = max(0, 1 - pi(a_i | x_i))  if  pscore_i >= DETERMINISTIC_PSCORE,  else 0.
 
+The same facts warn before a log is written: :func:`greedy_policy_warning` (``bandit
+serve-policy`` at startup: a policy of :data:`GREEDY_POLICIES` with ``epsilon == 0`` will log
+propensity 1) and :func:`no_randomisation_warning` (``bandit simulate --log``, from the logged
+propensities themselves).
+
 Limits: rows logged with a propensity below 1 count as supported (the log does not say which
 other actions the logger could play there), so ``unsupported_mass`` is a lower bound; a logger
 that randomises among a few candidates only is caught by the weight diagnostics (effective sample
@@ -26,6 +31,7 @@ size, largest weight), not by this rule.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +41,11 @@ from ._validate import SUM_TOLERANCE, FloatArray
 
 __all__ = [
     "DETERMINISTIC_PSCORE",
+    "GREEDY_POLICIES",
     "MAX_UNSUPPORTED_MASS",
+    "MOSTLY_DETERMINISTIC",
     "SupportStats",
+    "greedy_policy_warning",
     "no_randomisation_warning",
 ]
 
@@ -47,6 +56,21 @@ DETERMINISTIC_PSCORE = 1.0 - 1e-6
 #: plays, the importance-weighting estimates are declared unsupported: 1% of the policy's mass
 #: can move its value by 1% of the reward range, the size of the uplifts people act on.
 MAX_UNSUPPORTED_MASS = 0.01
+#: A logging policy that logged propensity 1 on at least this share of its decisions is called
+#: non-randomising (:func:`no_randomisation_warning`).
+MOSTLY_DETERMINISTIC = 0.5
+#: Registered policies that play the argmax of their scores and randomise only through
+#: ``epsilon`` (and uniform tie-breaking): README, "Policies and their propensities", the
+#: tie/epsilon rule. ``tests/test_evaluation_traps.py`` checks every one of them logs propensity 1
+#: at ``epsilon=0`` once it has learned, and that the policies left out do not.
+GREEDY_POLICIES = (
+    "linucb",
+    "hybrid_linucb",
+    "pair_ucb",
+    "epsilon_greedy",
+    "popularity",
+    "fixed_rule",
+)
 
 
 @dataclass(frozen=True)
@@ -150,8 +174,8 @@ class SupportStats:
             f"the {100 * MAX_UNSUPPORTED_MASS:g}% limit). The log holds no reward for them: "
             "IPS and SNIPS are biased (they only see the logged actions), DM and the DR family "
             "rest on the reward model's untested extrapolation, and no uplift is called "
-            "significant. Evaluate on a log whose logging policy randomises (epsilon > 0, "
-            "Thompson sampling, uniform), or compare live."
+            "significant. Evaluate on a log whose logging policy keeps randomising (epsilon > "
+            "0, uniform), or compare live."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,17 +193,38 @@ class SupportStats:
 
 
 def no_randomisation_warning(pscore: FloatArray, who: str) -> str | None:
-    """The warning for a logging policy whose logged propensities are all (near) 1, else ``None``.
+    """The warning for a logging policy that logged propensity (near) 1 on at least
+    :data:`MOSTLY_DETERMINISTIC` of its decisions, else ``None``.
 
-    Such a log shows one action per context and nothing else: no later off-policy evaluation of
-    any other policy is supported by it (see :class:`SupportStats`). ``who`` names the policy.
+    Such a log shows one action per context and nothing else: no later off-policy evaluation of a
+    policy that disagrees with it is supported (:class:`SupportStats`). A greedy policy logs a
+    few propensities below 1 while its scores tie (early on), hence a share, not "all". ``who``
+    names the policy.
     """
     known = pscore[~np.isnan(pscore)]
-    if known.shape[0] == 0 or not bool((known >= DETERMINISTIC_PSCORE).all()):
+    if known.shape[0] == 0:
+        return None
+    share = float(np.count_nonzero(known >= DETERMINISTIC_PSCORE)) / known.shape[0]
+    if share < MOSTLY_DETERMINISTIC:
         return None
     return (
-        f"{who} logged propensity 1 on all {known.shape[0]} decisions (it does not "
-        "randomise): such a log cannot support IPS / DR evaluation of any other policy later. "
-        "Give it exploration that randomises (e.g. epsilon=0.05) if the log is meant for "
-        "offline evaluation."
+        f"{who} logged propensity 1 on {100 * share:.0f}% of its {known.shape[0]} decisions (it "
+        "randomises at most to break ties): such a log cannot support IPS / DR evaluation of "
+        "other policies later. Give it exploration that randomises (e.g. epsilon=0.05) if the "
+        "log is meant for offline evaluation."
+    )
+
+
+def greedy_policy_warning(name: str, params: Mapping[str, Any]) -> str | None:
+    """The warning for serving a policy of :data:`GREEDY_POLICIES` with ``epsilon == 0``, else
+    ``None``: such a policy logs propensity 1 whenever one candidate scores best (UCB's
+    exploration bonus is deterministic optimism, not randomisation), so its log will not
+    support off-policy evaluation (:func:`no_randomisation_warning` says the same from a log)."""
+    if name not in GREEDY_POLICIES or params.get("epsilon", 0.0) != 0.0:
+        return None
+    return (
+        f"policy {name} has epsilon=0: it plays its best-scoring candidate with probability 1 "
+        "(ties apart), so the decisions it logs have propensity 1 and the log cannot support "
+        "IPS / DR evaluation of other policies later; serve it with epsilon > 0 (e.g. "
+        "epsilon=0.05) if the log is meant for offline evaluation"
     )

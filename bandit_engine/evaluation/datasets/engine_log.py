@@ -3,17 +3,20 @@ decisions as a :class:`~bandit_engine.evaluation.datasets.LoggedData`, validated
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ...errors import DataError
 from ...rewards import RewardSpec
 from .._validate import FloatArray
+from ..support import no_randomisation_warning
 from .tables import LoggedData, load_frame
 
-__all__ = ["EngineLogData", "load_engine_log"]
+__all__ = ["EngineLogData", "load_engine_log", "randomisation_warnings"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,3 +122,35 @@ def load_engine_log(
         model_ids=tuple(dict.fromkeys(str(m) for m in kept["model_id"])),
         path=source,
     )
+
+
+def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per logging policy of an event log whose logged propensities are mostly 1
+    (:func:`~bandit_engine.evaluation.support.no_randomisation_warning`): logs that will not
+    support off-policy evaluation of other policies. ``names`` maps model ids to the names to
+    show (model ids with the same name are judged together); others are shown as their model
+    id. Empty for a log without decisions.
+
+    Limitation: when the log's models have contexts or bundle features of different lengths it
+    cannot be read as one table, and only the model ids in ``names`` are checked (one by one).
+    """
+    from ...store import EventLog
+
+    with EventLog(path, hmac_key=None, read_only=True) as log:
+        try:
+            frames = [log.decisions_frame()]
+        except DataError:
+            frames = [log.decisions_frame(model_id=m) for m in (names or {})]
+    frame = pd.concat([f[["model_id", "propensity"]] for f in frames], ignore_index=True)
+    out: list[str] = []
+    if frame.shape[0] == 0:
+        return out
+    shown = {str(m): f"model {m}" for m in frame["model_id"].unique()}
+    shown.update(names or {})
+    who = frame["model_id"].astype(str).map(shown)
+    for name, group in frame.groupby(who, sort=False):
+        pscore = group["propensity"].to_numpy(dtype=np.float64)
+        message = no_randomisation_warning(pscore, str(name))
+        if message is not None:
+            out.append(message)
+    return out
