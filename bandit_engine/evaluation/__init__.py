@@ -39,7 +39,7 @@ from .results import PolicyEvaluation
 from .reward_models import RidgeRewardModel, cross_fit_rewards
 from .sndr import SNDRAccumulator, sndr
 from .snips import SNIPSAccumulator, snips
-from .streaming import OPEAccumulator
+from .streaming import OPEAccumulator, merge
 from .switch_dr import SwitchDRAccumulator, switch_dr
 from .uplift import Uplift
 
@@ -66,6 +66,7 @@ __all__ = [
     "evaluate_log",
     "evaluate_policy",
     "ips",
+    "merge",
     "normal_interval",
     "online_replay",
     "per_position",

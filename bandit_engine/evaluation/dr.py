@@ -162,6 +162,7 @@ class DRAccumulator(DRFamily):
 
     estimator: ClassVar[str] = "dr"
     term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual")
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "_clip")
 
     def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
         super().__init__(level=level)

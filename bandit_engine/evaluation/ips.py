@@ -93,6 +93,7 @@ class IPSAccumulator(OPEAccumulator):
 
     estimator: ClassVar[str] = "ips"
     term_names: ClassVar[tuple[str, ...]] = ("w_r",)
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "_clip")
 
     def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
         super().__init__(level=level)
