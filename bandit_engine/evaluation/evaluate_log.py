@@ -9,11 +9,17 @@ over the logging policy (:func:`~bandit_engine.evaluation.dispatch.evaluate_poli
 was read and evaluated (the ``log`` and ``policy`` objects of the ``bandit-evaluate/1`` JSON
 document of :mod:`bandit_engine.evaluation.report`).
 
+A ``log`` with glob characters (``"logs/*.parquet"``) names several CSV or Parquet files, read
+as one log in sorted file-name order (:func:`~bandit_engine.evaluation.datasets.load_logs`). With
+``workers`` the policy runs on that many Dask processes, part by part, merged to the same result
+(:mod:`~bandit_engine.evaluation.parallel`).
+
 The command line only parses its options into these arguments and renders the result.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,14 +28,21 @@ from typing import Any
 from ..engine import Engine
 from ..errors import ConfigError, DataError, NotFoundError, ValidationError
 from ..policies.base import Policy
-from .datasets import load_engine_log, load_log, load_obd
+from .datasets import load_engine_log, load_logs, load_obd
 from .dispatch import DEFAULT_ESTIMATORS, evaluate_policy
 from .policy_log import PolicyLog, policy_log_from_logged, policy_log_from_obd
 from .policy_run import describe_policy, fit_policy
 from .report import evaluation_json
 from .results import PolicyEvaluation
 
-__all__ = ["LOG_FORMATS", "LogEvaluation", "evaluate_log", "infer_format", "resolve_log"]
+__all__ = [
+    "LOG_FORMATS",
+    "LogEvaluation",
+    "evaluate_log",
+    "infer_format",
+    "resolve_log",
+    "resolve_logs",
+]
 
 #: The log formats :func:`evaluate_log` reads.
 LOG_FORMATS = ("sqlite", "csv", "parquet", "obd")
@@ -71,6 +84,24 @@ def resolve_log(log: str | Path, fmt: str | None = None) -> tuple[Path, str]:
     return path, kind
 
 
+def resolve_logs(log: str | Path, fmt: str | None = None) -> tuple[list[Path], str]:
+    """``(paths, format)``: one existing log (:func:`resolve_log`), or the files a glob pattern
+    (``*``, ``?``, ``[``) matches, sorted by name, all CSV or all Parquet."""
+    text = str(log)
+    if not glob.has_magic(text):
+        path, kind = resolve_log(log, fmt)
+        return [path], kind
+    paths = [Path(p) for p in sorted(glob.glob(text))]
+    if not paths:
+        raise NotFoundError.for_field("log", text, "matches no file")
+    kinds = {infer_format(p, fmt) for p in paths}
+    if len(kinds) > 1 or not kinds <= {"csv", "parquet"}:
+        raise ConfigError.for_field(
+            "log", text, f"must match CSV or Parquet files of one format, got {sorted(kinds)}"
+        )
+    return paths, kinds.pop()
+
+
 @dataclass(frozen=True, eq=False)
 class LogEvaluation:
     """The result of :func:`evaluate_log`.
@@ -110,7 +141,7 @@ class LogEvaluation:
 
 
 def _read_log(
-    path: Path,
+    paths: list[Path],
     kind: str,
     *,
     engine: Engine | None,
@@ -121,6 +152,7 @@ def _read_log(
     log_info: dict[str, Any],
 ) -> PolicyLog:
     catalog = engine.catalog if engine is not None else None
+    path = paths[0]
     if kind == "obd":
         obd = load_obd(
             path,
@@ -149,7 +181,9 @@ def _read_log(
             log_info["model_ids"] = per_id
             log_info.setdefault("notes", []).append(_pooled_note(per_id))
         return plog
-    data = load_log(path, format=kind)  # type: ignore[arg-type]
+    data = load_logs(paths, format=kind)  # type: ignore[arg-type]
+    if len(paths) > 1:
+        log_info["files"] = [str(p) for p in paths]
     if data.notes:
         log_info.setdefault("notes", []).extend(data.notes)
     return policy_log_from_logged(data, catalog=catalog, source=str(path))
@@ -196,6 +230,7 @@ def evaluate_log(
     obd_campaign: str = "all",
     max_rows: int | None = None,
     model_id: str | None = None,
+    workers: int | None = None,
 ) -> LogEvaluation:
     """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
 
@@ -231,6 +266,11 @@ def evaluate_log(
         Open Bandit Dataset logs: which logging policy and campaign, and how many rows to read.
     model_id
         Engine logs: only the decisions of this model id.
+    workers
+        Run the policy on this many Dask worker processes
+        (:func:`~bandit_engine.evaluation.parallel.evaluate_policy_parallel`: the same estimates
+        up to rounding; ``ips``, ``snips``, ``dm`` and the DR family only, exact probabilities,
+        normal intervals). ``None``: in this process.
 
     Raises
     ------
@@ -249,7 +289,7 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=None,
         )
-    path, kind = resolve_log(log, format)
+    paths, kind = resolve_logs(log, format)
     engine: Engine | None = None
     evaluated: Policy
     policy_info: dict[str, Any]
@@ -280,9 +320,10 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=evaluated.name,
         )
-    log_info: dict[str, Any] = {"path": str(path), "format": kind}
+    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
+    log_info["format"] = kind
     plog = _read_log(
-        path,
+        paths,
         kind,
         engine=engine,
         obd_behavior=obd_behavior,
@@ -308,18 +349,33 @@ def evaluate_log(
     target: Policy | Engine = engine if engine is not None else evaluated
     if train is not None:
         target = fit_policy(evaluated, train, seed=seed)
-    ev = evaluate_policy(
-        target,
-        test,
-        estimators=estimators,
-        n_draws=n_draws,
-        reward_model=reward_model,
-        clip=clip,
-        tau=tau,
-        ci=ci,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-    )
+    if workers is not None:
+        from .parallel import evaluate_policy_parallel
+
+        ev = evaluate_policy_parallel(
+            target,
+            test,
+            workers=workers,
+            estimators=estimators,
+            reward_model=reward_model,
+            clip=clip,
+            tau=tau,
+            ci=ci,
+            seed=seed,
+        )
+    else:
+        ev = evaluate_policy(
+            target,
+            test,
+            estimators=estimators,
+            n_draws=n_draws,
+            reward_model=reward_model,
+            clip=clip,
+            tau=tau,
+            ci=ci,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
     log_info["n_rows_evaluated"] = ev.n_rows
     notes = tuple(log_info.get("notes", ()))
     if notes:

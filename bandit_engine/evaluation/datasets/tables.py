@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from .._validate import FloatArray, IntArray, preview_rows
 from .columns import column_notes, normalise_columns
 from .problems import Problems
 
-__all__ = ["LoggedData", "load_frame", "load_log"]
+__all__ = ["LoggedData", "load_frame", "load_log", "load_logs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,6 +344,27 @@ def load_log(
         Unreadable or missing file, or an empty log.
     """
     frame, source = _read_table(path_or_frame, format)
+    frame, notes = normalise_columns(frame)
+    data = load_frame(frame, source, reward_spec)
+    return replace(data, notes=tuple(notes + column_notes(frame)))
+
+
+def load_logs(
+    paths: Sequence[str | Path],
+    *,
+    format: Literal["csv", "parquet"] | None = None,
+    reward_spec: RewardSpec | None = None,
+) -> LoggedData:
+    """Load several log files as one log: their rows in the order given (files in turn), with
+    one action vocabulary, validated together as :func:`load_log` does (row numbers in messages
+    count the rows of all the files in that order)."""
+    if not paths:
+        raise DataError("no log files given", field="path", value=[])
+    if len(paths) == 1:
+        return load_log(paths[0], format=format, reward_spec=reward_spec)
+    frames = [_read_table(p, format)[0] for p in paths]
+    frame = pd.concat(frames, ignore_index=True)
+    source = f"{paths[0]} and {len(paths) - 1} more file(s)"
     frame, notes = normalise_columns(frame)
     data = load_frame(frame, source, reward_spec)
     return replace(data, notes=tuple(notes + column_notes(frame)))
