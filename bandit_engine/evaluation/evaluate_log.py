@@ -111,7 +111,8 @@ class LogEvaluation:
     evaluation
         Estimates, uplifts, skipped estimators and warnings.
     log
-        What was read: ``path``, ``format``, for the OBD ``behavior`` and ``campaign``, for an
+        What was read: ``path``, ``format``, ``files`` (a glob: the files, in order), for the
+        OBD ``behavior`` and ``campaign``, for an
         engine log ``n_pending_skipped`` (decisions whose window was still open) and, when it
         holds several, ``model_ids`` (decisions per model id), then ``n_rows_loaded``,
         ``uniform_logging``, ``n_rows_evaluated`` and ``notes`` (how the log was read: an
