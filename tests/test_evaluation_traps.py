@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ from bandit_engine import Catalog, Engine, ProfileSchema, RewardSpec
 from bandit_engine.cli import app
 from bandit_engine.errors import DataError
 from bandit_engine.evaluation import IPSAccumulator, evaluate_log
-from bandit_engine.evaluation.datasets import load_log
+from bandit_engine.evaluation.datasets import load_engine_log, load_log
 from bandit_engine.evaluation.datasets.engine_log import randomisation_warnings
-from bandit_engine.evaluation.dispatch import evaluate_action_dist
+from bandit_engine.evaluation.dispatch import evaluate_action_dist, evaluate_policy
+from bandit_engine.evaluation.policy_log import PolicyLog, policy_log_from_logged
 from bandit_engine.evaluation.report import UPLIFT_COLOURS, format_table, uplift_colour
 from bandit_engine.evaluation.support import (
     DETERMINISTIC_PSCORE,
@@ -171,6 +173,50 @@ def test_no_randomisation_warning() -> None:
     assert no_randomisation_warning(np.ones(5), "hybrid_linucb") is not None
     assert no_randomisation_warning(np.array([1.0, 0.5, 0.5]), "x") is None
     assert no_randomisation_warning(np.array([np.nan]), "x") is None
+    # propensity 1/2 everywhere, but the logged distributions leave two candidates at 0
+    half = np.full(4, 0.5)
+    assert no_randomisation_warning(half, "x", np.zeros(4)) is not None
+    assert no_randomisation_warning(half, "x", np.full(4, 0.25)) is None
+    assert no_randomisation_warning(half, "x", np.full(4, np.nan)) is None  # unknown: pscore
+
+
+def test_support_is_exact_where_the_log_holds_the_logging_distribution() -> None:
+    # a greedy logger tying two of four candidates: propensity 1/2, yet c and d are never played
+    n = 400
+    rng = np.random.default_rng(4)
+    action = rng.integers(0, 2, n)
+    logging = np.tile([0.5, 0.5, 0.0, 0.0], (n, 1))
+    log = PolicyLog(
+        context=np.ones((n, 1)),
+        arm_ids=("a", "b", "c", "d"),
+        arm_features=np.eye(4),
+        action=action,
+        reward=(rng.random(n) < 0.2).astype(float),
+        pscore=np.full(n, 0.5),
+        logging_dist=logging,
+    )
+    ev = evaluate_policy(UniformRandom(seed=0), log, estimators=["ips", "snips"])
+    assert ev.support is not None and not ev.supported
+    assert ev.support.exact_share == 1.0 and ev.support.deterministic_share == 0.0
+    assert ev.support.unsupported_mass == pytest.approx(0.5)
+    assert "judged from its logged distribution on 100% of the rows" in ev.warnings[0]
+    assert not any(u.significant for u in ev.uplifts.values())
+    # without the distributions only the propensities speak: supported (the lower bound)
+    blind = evaluate_policy(UniformRandom(seed=0), replace(log, logging_dist=None))
+    assert blind.supported and blind.support is not None and blind.support.n_exact == 0
+
+
+def test_engine_logs_carry_the_logging_distribution(
+    tmp_path: Path, schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
+) -> None:
+    db = tmp_path / "events.sqlite"
+    write_engine_log(db, _engine(schema, tables, catalog, UniformRandom(seed=1), "a"), 80, 4)
+    data = load_engine_log(db)
+    assert data.logging_dist is not None and data.candidates is not None
+    for row, cand in zip(data.logging_dist, data.candidates, strict=True):
+        assert row[cand] == pytest.approx(1.0 / cand.shape[0])
+        assert row.sum() == pytest.approx(1.0)
+    assert policy_log_from_logged(data).logging_dist is data.logging_dist
 
 
 # -- (b) the propensity column under another name --------------------------------------------
@@ -378,10 +424,16 @@ def test_simulate_log_warns_about_a_non_randomising_logger(tmp_path: Path) -> No
     )
     assert code == 0, err
     text = " ".join(err.split())
-    assert "hybrid_linucb logged propensity 1" in text and "cannot support IPS" in text
-    assert "uniform logged" not in text
+    assert "hybrid_linucb never played some of the candidates" in text
+    assert "cannot support IPS" in text
+    # fixed_rule ties bundles of one deal (propensity 1/3, say) but never plays the others: the
+    # logged distributions show it although few of its propensities are 1
+    assert "highest discount never played" in text
+    assert "uniform never played" not in text
     names = {f"sim-tiny-s{s}-0": "hybrid_linucb" for s in (1, 2)}
     assert any(m.startswith("hybrid_linucb") for m in randomisation_warnings(db, names))
+    with pytest.raises(DataError, match="model_id"):  # several feature widths, no names
+        randomisation_warnings(db)
 
 
 def _drift_scenario(tmp_path: Path) -> Path:

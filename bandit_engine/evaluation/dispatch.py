@@ -65,7 +65,7 @@ from .reward_models import cross_fit_rewards, make_reward_model
 from .sndr import SNDRAccumulator
 from .snips import SNIPSAccumulator
 from .streaming import OPEAccumulator, TermBatch
-from .support import SupportStats
+from .support import SupportStats, exact_unsupported_mass
 from .switch_dr import SwitchDRAccumulator
 from .uplift import Uplift, finish_estimate, logged_estimate, paired_uplift
 
@@ -248,9 +248,11 @@ def log_support(
     dist: FloatArray,
     pscore: ArrayLike | None,
     position: ArrayLike | None,
+    logging_dist: FloatArray | None = None,
 ) -> SupportStats | None:
     """Support of the evaluated policy on the log (``None`` without complete, valid pscores: then
-    the weighting estimators are skipped or refused with their own message)."""
+    the weighting estimators are skipped or refused with their own message); exact on the rows
+    whose logging distribution ``logging_dist`` (n, K) the log holds."""
     if pscore is None:
         return None
     try:
@@ -265,8 +267,11 @@ def log_support(
         )
     except (DataError, ValidationError):
         return None
-    assert rows.pi is not None and rows.pscore is not None
-    return SupportStats.of(rows.pi, rows.pscore)
+    assert rows.pi is not None and rows.pscore is not None and rows.dist is not None
+    exact = None
+    if logging_dist is not None and logging_dist.shape == rows.dist.shape:
+        exact = exact_unsupported_mass(rows.dist, logging_dist)
+    return SupportStats.of(rows.pi, rows.pscore, exact)
 
 
 def fit_rewards(
@@ -389,11 +394,12 @@ def _run_offline(
     clip: float | None,
     tau: float,
     seeds: np.random.SeedSequence,
+    logging_dist: FloatArray | None = None,
 ) -> None:
     """Run the distribution-based estimators into ``run`` (DataErrors become ``skipped``)."""
     r, lvl = run.reward, run.level
     fold_ss, replay_ss = seeds.spawn(2)
-    run.support = log_support(r, action, dist, pscore, position)
+    run.support = log_support(r, action, dist, pscore, position, logging_dist)
     qhat: ArrayLike | None = estimated_rewards
     if qhat is None:
         qhat = fit_rewards(
@@ -653,6 +659,7 @@ def evaluate_policy(
             clip=clip,
             tau=tau,
             seeds=offline_ss,
+            logging_dist=log.logging_dist,
         )
     if "online_replay" in names:
         try:

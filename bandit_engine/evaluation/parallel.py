@@ -138,7 +138,7 @@ def partial_evaluation(
     out = PartialEvaluation(
         reward=moments,
         n_nonzero=int(np.count_nonzero(r)),
-        support=log_support(r, part.action, dist, part.pscore, part.position),
+        support=log_support(r, part.action, dist, part.pscore, part.position, part.logging_dist),
     )
     for name in names:
         try:

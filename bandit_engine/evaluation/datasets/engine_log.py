@@ -105,6 +105,7 @@ def load_engine_log(
     kept = frame.loc[~pending].reset_index(drop=True)
     table = kept.drop(columns=["reward"]) if reward_spec is not None else kept
     data = load_frame(table, source, reward_spec)
+    logging = _logging_dist(kept, data.action_ids)
     has_z = "z_0" in kept.columns
     chosen = bundle_matrix(kept) if has_z else np.zeros((kept.shape[0], 0))
     return EngineLogData(
@@ -121,7 +122,24 @@ def load_engine_log(
         n_pending=n_pending,
         model_ids=tuple(dict.fromkeys(str(m) for m in kept["model_id"])),
         path=source,
+        logging_dist=logging,
     )
+
+
+def _logging_dist(frame: pd.DataFrame, action_ids: tuple[str, ...]) -> FloatArray | None:
+    """(n, K) logged distributions over the candidates (NaN rows where the policy logged none),
+    or ``None`` when no decision has one."""
+    probs = frame["probabilities"].tolist()
+    if all(p is None for p in probs):
+        return None
+    index = {a: j for j, a in enumerate(action_ids)}
+    out = np.zeros((len(probs), len(action_ids)))
+    for i, (cands, p) in enumerate(zip(frame["candidates"].tolist(), probs, strict=True)):
+        if p is None or len(p) != len(cands):
+            out[i] = np.nan
+            continue
+        out[i, [index[str(c)] for c in cands]] = p
+    return out
 
 
 def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = None) -> list[str]:
@@ -132,7 +150,8 @@ def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = N
     id. Empty for a log without decisions.
 
     Limitation: when the log's models have contexts or bundle features of different lengths it
-    cannot be read as one table, and only the model ids in ``names`` are checked (one by one).
+    cannot be read as one table: then only the model ids in ``names`` are checked (one by one),
+    and without ``names`` the DataError saying so is raised.
     """
     from ...store import EventLog
 
@@ -140,8 +159,12 @@ def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = N
         try:
             frames = [log.decisions_frame()]
         except DataError:
-            frames = [log.decisions_frame(model_id=m) for m in (names or {})]
-    frame = pd.concat([f[["model_id", "propensity"]] for f in frames], ignore_index=True)
+            if not names:
+                raise
+            frames = [log.decisions_frame(model_id=m) for m in names]
+    frame = pd.concat(
+        [f[["model_id", "propensity", "probabilities"]] for f in frames], ignore_index=True
+    )
     out: list[str] = []
     if frame.shape[0] == 0:
         return out
@@ -150,7 +173,13 @@ def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = N
     who = frame["model_id"].astype(str).map(shown)
     for name, group in frame.groupby(who, sort=False):
         pscore = group["propensity"].to_numpy(dtype=np.float64)
-        message = no_randomisation_warning(pscore, str(name))
+        smallest = np.array(
+            [
+                np.nan if p is None or len(p) == 0 else float(np.min(p))
+                for p in group["probabilities"]
+            ]
+        )
+        message = no_randomisation_warning(pscore, str(name), smallest)
         if message is not None:
             out.append(message)
     return out

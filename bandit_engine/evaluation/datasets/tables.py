@@ -49,6 +49,10 @@ class LoggedData:
         (n,) decision ids as text, or ``None``.
     frame
         The table as read.
+    logging_dist
+        (n, K) the logging policy's whole distribution over the actions on each row (0 outside
+        the row's candidates; NaN rows where unknown), or ``None``: only the engine's event log
+        records it (:mod:`~bandit_engine.evaluation.support` uses it to judge support exactly).
     notes
         What the reader of the evaluation should know about how the log was read: an aliased
         propensity column, columns not read (with a hint when they look relevant), a missing
@@ -64,6 +68,7 @@ class LoggedData:
     timestamp: NDArray[Any] | None
     decision_id: NDArray[Any] | None
     frame: pd.DataFrame
+    logging_dist: FloatArray | None = field(default=None, kw_only=True)
     notes: tuple[str, ...] = field(default=(), kw_only=True)
 
     @property
