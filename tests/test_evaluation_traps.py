@@ -434,6 +434,9 @@ def test_simulate_log_warns_about_a_non_randomising_logger(tmp_path: Path) -> No
     assert any(m.startswith("hybrid_linucb") for m in randomisation_warnings(db, names))
     with pytest.raises(DataError, match="model_id"):  # several feature widths, no names
         randomisation_warnings(db)
+    # bandit evaluate cannot pool models whose feature widths differ: it points at --model-id
+    code, _, err = invoke(str(db), "--policy", "uniform")
+    assert code == 6 and "--model-id" in err
 
 
 def _drift_scenario(tmp_path: Path) -> Path:

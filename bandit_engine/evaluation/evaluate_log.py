@@ -112,12 +112,12 @@ class LogEvaluation:
         Estimates, uplifts, skipped estimators and warnings.
     log
         What was read: ``path``, ``format``, ``files`` (a glob: the files, in order), for the
-        OBD ``behavior`` and ``campaign``, for an
-        engine log ``n_pending_skipped`` (decisions whose window was still open) and, when it
-        holds several, ``model_ids`` (decisions per model id), then ``n_rows_loaded``,
-        ``uniform_logging``, ``n_rows_evaluated`` and ``notes`` (how the log was read: an
-        aliased propensity column, columns not read, several model ids pooled; also the first
-        warnings of the evaluation after the support one).
+        OBD ``behavior`` and ``campaign``, for an engine log ``n_pending_skipped`` (decisions
+        whose window was still open) and, when it holds several, ``model_ids`` (decisions per
+        model id), then ``n_rows_loaded``, ``uniform_logging``, ``n_rows_evaluated`` and
+        ``notes`` (how the log was read: an aliased propensity column, columns not read,
+        several model ids pooled; they are also among the evaluation's warnings, right after
+        the support one).
     policy
         What was evaluated: ``source`` (``"model"``, ``"engine"`` or ``"policy"``), ``model`` (the
         file) or ``spec`` (the policy's description), and ``train_rows`` (rows it was trained on
