@@ -26,7 +26,12 @@ from bandit_engine.evaluation.datasets import load_engine_log, load_log
 from bandit_engine.evaluation.datasets.engine_log import randomisation_warnings
 from bandit_engine.evaluation.dispatch import evaluate_action_dist, evaluate_policy
 from bandit_engine.evaluation.policy_log import PolicyLog, policy_log_from_logged
-from bandit_engine.evaluation.report import UPLIFT_COLOURS, format_table, uplift_colour
+from bandit_engine.evaluation.report import (
+    UPLIFT_COLOURS,
+    format_table,
+    plot_title,
+    uplift_colour,
+)
 from bandit_engine.evaluation.support import (
     DETERMINISTIC_PSCORE,
     GREEDY_POLICIES,
@@ -134,6 +139,8 @@ def test_evaluation_without_support_calls_no_uplift_significant() -> None:
     assert ev.warnings[0].startswith("NO SUPPORT")
     table = format_table(ev)
     assert table.startswith("!!!") and "no (support)" in table
+    text, colour = plot_title(ev, "uniform on det.csv")
+    assert "NO SUPPORT" in text and colour == UPLIFT_COLOURS["worse"]
 
 
 def test_cli_warns_loudly_on_the_deterministic_log(deterministic_log: Path) -> None:

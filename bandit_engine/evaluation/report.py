@@ -26,7 +26,14 @@ from ..records import Estimate
 from .results import PolicyEvaluation
 from .uplift import Uplift
 
-__all__ = ["JSON_SCHEMA", "evaluation_json", "format_table", "plot_evaluation", "uplift_colour"]
+__all__ = [
+    "JSON_SCHEMA",
+    "evaluation_json",
+    "format_table",
+    "plot_evaluation",
+    "plot_title",
+    "uplift_colour",
+]
 
 JSON_SCHEMA = "bandit-evaluate/1"
 
@@ -175,6 +182,18 @@ def _estimate_row(name: str, est: Estimate) -> str:
     )
 
 
+def plot_title(ev: PolicyEvaluation, title: str | None = None) -> tuple[str, str]:
+    """``(text, colour)`` of the chart's title: red, with a second line, without support."""
+    text = title or f"Off-policy evaluation of {ev.policy} on {ev.n_rows} logged rows"
+    if ev.supported:
+        return text, "black"
+    return (
+        f"{text}\nNO SUPPORT: the log never shows actions this policy plays; the estimates are "
+        "biased and no uplift is significant (see the warnings)",
+        UPLIFT_COLOURS["worse"],
+    )
+
+
 def plot_evaluation(ev: PolicyEvaluation, path: str | Path, *, title: str | None = None) -> Path:
     """Write a PNG: each estimate with its interval beside the logging policy's value, and each
     uplift with its interval beside zero. Uses matplotlib's Agg canvas (no display needed)."""
@@ -223,6 +242,7 @@ def plot_evaluation(ev: PolicyEvaluation, path: str | Path, *, title: str | None
     ax_u.set_title(f"Uplift over the logging policy ({pct} CI)")
     for ax in (ax_v, ax_u):
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(title or f"Off-policy evaluation of {ev.policy} on {ev.n_rows} logged rows")
+    text, colour = plot_title(ev, title)
+    fig.suptitle(text, color=colour)
     fig.savefig(out, format="png", dpi=110)
     return out
