@@ -494,11 +494,17 @@ def test_simulations_readme_evaluate_command_names_what_evaluate_needs() -> None
 def test_serve_policy_warns_at_startup_about_a_greedy_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, warned: bool
 ) -> None:
+    import logging
+
+    import threadpoolctl
     import uvicorn
 
     monkeypatch.setenv("BANDIT_API_TOKEN", "a-long-enough-token-0123")
     monkeypatch.setenv("BANDIT_HMAC_KEY", "test-key-0123456789abcdef")
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start, do not serve
+    # what serve-policy sets for its own process must not stay set in the test process
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda **kwargs: None)
     db = str(tmp_path / "e.sqlite")
     result = runner.invoke(app, ["serve-policy", "--db", db, "--demo-policy", policy])
     assert result.exit_code == 0, result.output

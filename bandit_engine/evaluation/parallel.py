@@ -322,6 +322,7 @@ def evaluate_policy_parallel(
         n_bootstrap=0,
         seed=seed,
     )
+    settings["n_draws"] = None  # as evaluate_policy says of an exact distribution
     settings["workers"] = workers
     return _finish(
         merged,
