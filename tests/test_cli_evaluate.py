@@ -97,6 +97,7 @@ def test_json_schema_is_stable_and_strict(csv_log: Path, tmp_path: Path) -> None
         "logging_policy",
         "estimates",
         "skipped",
+        "support",
         "warnings",
         "settings",
     ]
@@ -117,6 +118,7 @@ def test_json_schema_is_stable_and_strict(csv_log: Path, tmp_path: Path) -> None
             "level",
             "ci_method",
             "significant",
+            "supported",
         }
         assert e["uplift"]["value"] == pytest.approx(e["value"] - doc["logging_policy"]["value"])
     dm = next(e for e in doc["estimates"] if e["estimator"] == "dm")

@@ -202,6 +202,11 @@ def serve_policy(
             f"(db {redact(path)}, synchronous={sync}, docs at /docs)",
             err=True,
         )
+        from ..evaluation.support import greedy_policy_warning
+
+        greedy = greedy_policy_warning(engine.policy.name, engine.policy.get_params())
+        if greedy is not None:
+            typer.secho(f"warning: {greedy}", err=True, fg=typer.colors.YELLOW)
         loop = "uvloop" if _has("uvloop") else "asyncio"
         for name, value in (
             ("max_header_bytes", max_header_bytes),

@@ -145,6 +145,17 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
         console.print(f"[dim]Report written to {out}/ (summary.json, curves.csv, plots).[/dim]")
     if log is not None:
         console.print(f"[dim]Event log written to {log}.[/dim]")
+        from ..evaluation.datasets.engine_log import randomisation_warnings
+
+        # said once the log exists, from what it holds: the logged propensities themselves
+        # (model ids as the runner names them: sim-<scenario>-s<seed>-<arm index>)
+        names = {
+            f"sim-{sc.name}-s{s.seed}-{a}": arm.label
+            for s in result.seeds
+            for a, arm in enumerate(result.arms)
+        }
+        for message in randomisation_warnings(log, names):
+            err.print(f"warning: {message}", style="yellow", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,11 @@ largest weight, share clipped).
 
 Position-based logs: values are averages over logged rows, positions pooled; use
 :func:`per_position` for one value per position. Logs too large for an (n, K) array are evaluated
-chunk by chunk with the accumulators of :mod:`bandit_engine.evaluation.streaming`.
+chunk by chunk with the accumulators of :mod:`bandit_engine.evaluation.streaming`, which also
+:func:`merge` across files and processes (:mod:`~bandit_engine.evaluation.parallel` runs the parts
+on Dask workers). Whether the log supports the evaluated policy at all (a logger that played one
+action with certainty never shows the others) is decided by one rule,
+:mod:`~bandit_engine.evaluation.support`; without support no uplift is called significant.
 
 Evaluating an engine or a policy on a log (its action distribution on every logged context, the
 estimators, and the uplift over the logging policy with a confidence interval):
@@ -39,7 +43,7 @@ from .results import PolicyEvaluation
 from .reward_models import RidgeRewardModel, cross_fit_rewards
 from .sndr import SNDRAccumulator, sndr
 from .snips import SNIPSAccumulator, snips
-from .streaming import OPEAccumulator
+from .streaming import OPEAccumulator, merge
 from .switch_dr import SwitchDRAccumulator, switch_dr
 from .uplift import Uplift
 
@@ -66,6 +70,7 @@ __all__ = [
     "evaluate_log",
     "evaluate_policy",
     "ips",
+    "merge",
     "normal_interval",
     "online_replay",
     "per_position",

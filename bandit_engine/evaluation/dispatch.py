@@ -43,7 +43,15 @@ from numpy.typing import ArrayLike
 from ..errors import ConfigError, DataError, ValidationError
 from ..policies.base import Policy, SeedLike, make_rng
 from ..records import Estimate
-from ._validate import FloatArray, IntArray, as_action, as_float_1d, as_float_array, check_level
+from ._validate import (
+    FloatArray,
+    IntArray,
+    as_action,
+    as_float_1d,
+    as_float_array,
+    check_level,
+    validate_rows,
+)
 from .dm import DMAccumulator
 from .dr import DRAccumulator
 from .intervals import check_ci
@@ -57,6 +65,7 @@ from .reward_models import cross_fit_rewards, make_reward_model
 from .sndr import SNDRAccumulator
 from .snips import SNIPSAccumulator
 from .streaming import OPEAccumulator, TermBatch
+from .support import SupportStats, exact_unsupported_mass
 from .switch_dr import SwitchDRAccumulator
 from .uplift import Uplift, finish_estimate, logged_estimate, paired_uplift
 
@@ -66,8 +75,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
+    "assemble_evaluation",
+    "check_estimators",
+    "estimator_batch",
     "evaluate_action_dist",
     "evaluate_policy",
+    "fit_rewards",
+    "log_support",
+    "seed_sequence",
+    "settings_of",
 ]
 
 
@@ -78,7 +94,7 @@ _MODEL_ESTIMATORS = ("dm", "dr", "sndr", "switch_dr")
 _ALL_ESTIMATORS = (*ESTIMATORS, "online_replay")
 
 
-def _check_estimators(estimators: Sequence[str]) -> tuple[str, ...]:
+def check_estimators(estimators: Sequence[str]) -> tuple[str, ...]:
     if isinstance(estimators, str):
         estimators = [e.strip() for e in estimators.split(",") if e.strip()]
     names = tuple(estimators)
@@ -92,7 +108,7 @@ def _check_estimators(estimators: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
+def seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
     """A SeedSequence from a seed (validated), a generator (one draw from it) or ``None``."""
     if isinstance(seed, np.random.Generator):
         return np.random.SeedSequence(int(seed.integers(2**63)))
@@ -112,6 +128,7 @@ class _Run:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     uplifts: dict[str, Uplift] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    support: SupportStats | None = None
 
     def add(self, name: str, acc: OPEAccumulator, batch: TermBatch) -> None:
         est = finish_estimate(
@@ -141,13 +158,7 @@ class _Run:
         settings: dict[str, Any],
     ) -> PolicyEvaluation:
         if not self.estimates:
-            reasons = "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
-            raise DataError(
-                f"no estimator could run on this log ({reasons})",
-                field="estimators",
-                value=list(self.skipped),
-            )
-        n = int(self.reward.shape[0])
+            raise _nothing_ran(self.skipped)
         logged, _ = logged_estimate(
             self.reward,
             level=self.level,
@@ -155,22 +166,71 @@ class _Run:
             n_bootstrap=self.n_bootstrap,
             rng=self.boot_rng,
         )
-        order = [k for k in names if k in self.estimates]
-        n_nonzero = int(np.count_nonzero(self.reward))
-        skipped = {k: self.skipped[k] for k in names if k in self.skipped}
-        return PolicyEvaluation(
+        return assemble_evaluation(
+            names,
+            estimates=self.estimates,
+            uplifts=self.uplifts,
+            skipped=self.skipped,
+            support=self.support,
+            logged=logged,
+            n_nonzero=int(np.count_nonzero(self.reward)),
             policy=policy,
             method=method,
-            n_rows=n,
             n_actions=n_actions,
-            n_nonzero_rewards=n_nonzero,
-            logged=logged,
-            estimates={k: self.estimates[k] for k in order},
-            uplifts={k: self.uplifts[k] for k in order},
-            skipped=skipped,
-            warnings=tuple(evaluation_warnings(n, n_nonzero, self.estimates, skipped)),
             settings=settings,
         )
+
+
+def _nothing_ran(skipped: dict[str, str]) -> DataError:
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    return DataError(
+        f"no estimator could run on this log ({reasons})",
+        field="estimators",
+        value=list(skipped),
+    )
+
+
+def assemble_evaluation(
+    names: Sequence[str],
+    *,
+    estimates: dict[str, Estimate],
+    uplifts: dict[str, Uplift],
+    skipped: dict[str, str],
+    support: SupportStats | None,
+    logged: Estimate,
+    n_nonzero: int,
+    policy: str,
+    method: str,
+    n_actions: int,
+    settings: dict[str, Any],
+) -> PolicyEvaluation:
+    """The :class:`PolicyEvaluation` of what the estimators produced (in the requested order),
+    with the support verdict and the warnings; DataError when no estimator ran. Shared by the
+    in-memory and the parallel (:mod:`~bandit_engine.evaluation.parallel`) paths."""
+    if not estimates:
+        raise _nothing_ran(skipped)
+    n = logged.n
+    order = [k for k in names if k in estimates]
+    skipped = {k: skipped[k] for k in names if k in skipped}
+    ordered = {k: uplifts[k] for k in order}
+    if support is not None and not support.supported:
+        # the one place the support rule touches the verdicts (support.py states the rule)
+        ordered = {k: replace(u, supported=False) for k, u in ordered.items()}
+    warnings = evaluation_warnings(n, n_nonzero, estimates, skipped, support)
+    return PolicyEvaluation(
+        policy=policy,
+        method=method,
+        n_rows=n,
+        n_actions=n_actions,
+        n_nonzero_rewards=n_nonzero,
+        logged=logged,
+        estimates={k: estimates[k] for k in order},
+        uplifts=ordered,
+        skipped=skipped,
+        warnings=tuple(warnings),
+        settings=settings,
+        support=support,
+    )
 
 
 def _missing_pscore(name: str) -> DataError:
@@ -180,6 +240,141 @@ def _missing_pscore(name: str) -> DataError:
         field="pscore",
         value=None,
     )
+
+
+def log_support(
+    reward: FloatArray,
+    action: IntArray,
+    dist: FloatArray,
+    pscore: ArrayLike | None,
+    position: ArrayLike | None,
+    logging_dist: FloatArray | None = None,
+) -> SupportStats | None:
+    """Support of the evaluated policy on the log (``None`` without complete, valid pscores: then
+    the weighting estimators are skipped or refused with their own message); exact on the rows
+    whose logging distribution ``logging_dist`` (n, K) the log holds."""
+    if pscore is None:
+        return None
+    try:
+        rows = validate_rows(
+            estimator="support",
+            reward=reward,
+            action=action,
+            pscore=pscore,
+            action_dist=dist,
+            position=position,
+            need_pscore=True,
+        )
+    except (DataError, ValidationError):
+        return None
+    assert rows.pi is not None and rows.pscore is not None and rows.dist is not None
+    exact = None
+    if logging_dist is not None and logging_dist.shape == rows.dist.shape:
+        exact = exact_unsupported_mass(rows.dist, logging_dist)
+    return SupportStats.of(rows.pi, rows.pscore, exact)
+
+
+def fit_rewards(
+    names: Sequence[str],
+    *,
+    reward: FloatArray,
+    action: IntArray,
+    n_actions: int,
+    position: ArrayLike | None,
+    context: ArrayLike | None,
+    action_context: ArrayLike | None,
+    reward_model: Any,
+    n_folds: int,
+    seed: np.random.SeedSequence,
+) -> FloatArray | None:
+    """The cross-fitted (n, K) reward predictions DM and the DR family need (``None`` when no
+    requested estimator needs them)."""
+    if not any(n in _MODEL_ESTIMATORS for n in names):
+        return None
+    ctx = np.zeros((reward.shape[0], 0)) if context is None else context
+    return cross_fit_rewards(
+        context=ctx,
+        action=action,
+        reward=reward,
+        n_actions=n_actions,
+        model=make_reward_model(reward_model, reward),
+        action_context=action_context,
+        n_folds=n_folds,
+        seed=np.random.default_rng(seed),
+        position=position,
+    )
+
+
+def estimator_batch(
+    name: str,
+    *,
+    reward: FloatArray,
+    action: IntArray,
+    dist: FloatArray,
+    pscore: ArrayLike | None,
+    position: ArrayLike | None,
+    n_candidates: ArrayLike | None,
+    qhat: ArrayLike | None,
+    clip: float | None,
+    tau: float,
+    level: float,
+    replay_seed: np.random.SeedSequence | None = None,
+) -> tuple[OPEAccumulator, TermBatch]:
+    """A fresh accumulator of estimator ``name`` and the per-row terms of these rows (not yet
+    pushed). DataError when the estimator cannot run on them (e.g. no propensities)."""
+    acc: OPEAccumulator
+    if name == "replay":
+        racc = ReplayAccumulator(seed=np.random.default_rng(replay_seed), level=level)
+        batch = racc.row_terms(
+            reward=reward,
+            action=action,
+            action_dist=dist,
+            position=position,
+            pscore=pscore,
+            n_candidates=n_candidates,
+        )
+        return racc, batch
+    if name in ("ips", "snips"):
+        if pscore is None:
+            raise _missing_pscore(name)
+        wacc = (
+            IPSAccumulator(clip=clip, level=level)
+            if name == "ips"
+            else SNIPSAccumulator(clip=clip, level=level)
+        )
+        batch = wacc.row_terms(
+            reward=reward, action=action, pscore=pscore, action_dist=dist, position=position
+        )
+        return wacc, batch
+    if name == "dm":
+        dacc = DMAccumulator(level=level)
+        assert qhat is not None
+        batch = dacc.row_terms(
+            action_dist=dist,
+            estimated_rewards=qhat,
+            reward=reward,
+            action=action,
+            position=position,
+        )
+        return dacc, batch
+    if pscore is None:
+        raise _missing_pscore(name)
+    if name == "dr":
+        acc = DRAccumulator(clip=clip, level=level)
+    elif name == "sndr":
+        acc = SNDRAccumulator(clip=clip, level=level)
+    else:
+        acc = SwitchDRAccumulator(tau=tau, level=level)
+    assert qhat is not None and isinstance(acc, DRAccumulator | SwitchDRAccumulator)
+    batch = acc.row_terms(
+        reward=reward,
+        action=action,
+        pscore=pscore,
+        action_dist=dist,
+        estimated_rewards=qhat,
+        position=position,
+    )
+    return acc, batch
 
 
 def _run_offline(
@@ -199,87 +394,48 @@ def _run_offline(
     clip: float | None,
     tau: float,
     seeds: np.random.SeedSequence,
+    logging_dist: FloatArray | None = None,
 ) -> None:
     """Run the distribution-based estimators into ``run`` (DataErrors become ``skipped``)."""
     r, lvl = run.reward, run.level
     fold_ss, replay_ss = seeds.spawn(2)
+    run.support = log_support(r, action, dist, pscore, position, logging_dist)
     qhat: ArrayLike | None = estimated_rewards
-    if qhat is None and any(n in _MODEL_ESTIMATORS for n in names):
-        ctx = np.zeros((r.shape[0], 0)) if context is None else context
-        qhat = cross_fit_rewards(
-            context=ctx,
-            action=action,
+    if qhat is None:
+        qhat = fit_rewards(
+            names,
             reward=r,
+            action=action,
             n_actions=int(dist.shape[1]),
-            model=make_reward_model(reward_model, r),
-            action_context=action_context,
-            n_folds=n_folds,
-            seed=np.random.default_rng(fold_ss),
             position=position,
+            context=context,
+            action_context=action_context,
+            reward_model=reward_model,
+            n_folds=n_folds,
+            seed=fold_ss,
         )
     for name in names:
-        acc: OPEAccumulator
         try:
-            if name == "replay":
-                racc = ReplayAccumulator(seed=np.random.default_rng(replay_ss), level=lvl)
-                batch = racc.row_terms(
-                    reward=r,
-                    action=action,
-                    action_dist=dist,
-                    position=position,
-                    pscore=pscore,
-                    n_candidates=n_candidates,
-                )
-                acc = racc
-            elif name in ("ips", "snips"):
-                if pscore is None:
-                    raise _missing_pscore(name)
-                wacc = (
-                    IPSAccumulator(clip=clip, level=lvl)
-                    if name == "ips"
-                    else SNIPSAccumulator(clip=clip, level=lvl)
-                )
-                batch = wacc.row_terms(
-                    reward=r, action=action, pscore=pscore, action_dist=dist, position=position
-                )
-                acc = wacc
-            elif name == "dm":
-                dacc = DMAccumulator(level=lvl)
-                assert qhat is not None
-                batch = dacc.row_terms(
-                    action_dist=dist,
-                    estimated_rewards=qhat,
-                    reward=r,
-                    action=action,
-                    position=position,
-                )
-                acc = dacc
-            else:
-                if pscore is None:
-                    raise _missing_pscore(name)
-                facc: DRAccumulator | SwitchDRAccumulator
-                if name == "dr":
-                    facc = DRAccumulator(clip=clip, level=lvl)
-                elif name == "sndr":
-                    facc = SNDRAccumulator(clip=clip, level=lvl)
-                else:
-                    facc = SwitchDRAccumulator(tau=tau, level=lvl)
-                assert qhat is not None
-                batch = facc.row_terms(
-                    reward=r,
-                    action=action,
-                    pscore=pscore,
-                    action_dist=dist,
-                    estimated_rewards=qhat,
-                    position=position,
-                )
-                acc = facc
+            acc, batch = estimator_batch(
+                name,
+                reward=r,
+                action=action,
+                dist=dist,
+                pscore=pscore,
+                position=position,
+                n_candidates=n_candidates,
+                qhat=qhat,
+                clip=clip,
+                tau=tau,
+                level=lvl,
+                replay_seed=replay_ss,
+            )
             run.add(name, acc, batch)
         except DataError as exc:
             run.skipped[name] = exc.message
 
 
-def _settings(
+def settings_of(
     names: Sequence[str],
     *,
     reward_model: Any,
@@ -363,7 +519,7 @@ def evaluate_action_dist(
         When no requested estimator could run (each one's reason is listed); an estimator that
         cannot run while others can is listed in ``skipped`` and in the warnings.
     """
-    names = _check_estimators(estimators)
+    names = check_estimators(estimators)
     if "online_replay" in names:
         raise ConfigError(
             "online_replay needs the policy itself, not its action distribution: use "
@@ -388,7 +544,7 @@ def evaluate_action_dist(
             field="action_dist",
             value=dist.shape,
         )
-    offline_ss, boot_ss = _seed_sequence(seed).spawn(2)
+    offline_ss, boot_ss = seed_sequence(seed).spawn(2)
     run = _Run(r, lvl, ci, n_bootstrap, np.random.default_rng(boot_ss))
     _run_offline(
         run,
@@ -407,7 +563,7 @@ def evaluate_action_dist(
         tau=tau,
         seeds=offline_ss,
     )
-    settings = _settings(
+    settings = settings_of(
         names,
         reward_model=reward_model,
         n_folds=n_folds,
@@ -465,7 +621,7 @@ def evaluate_policy(
     """
     from ..engine import Engine
 
-    names = _check_estimators(estimators)
+    names = check_estimators(estimators)
     lvl = check_level(level)
     check_ci(ci, n_bootstrap)
     if isinstance(policy, Engine):
@@ -478,7 +634,7 @@ def evaluate_policy(
                 value=log.context.shape,
             )
     pol = policy_of(policy)
-    dist_ss, offline_ss, online_ss, boot_ss = _seed_sequence(seed).spawn(4)
+    dist_ss, offline_ss, online_ss, boot_ss = seed_sequence(seed).spawn(4)
     run = _Run(log.reward, lvl, ci, n_bootstrap, np.random.default_rng(boot_ss))
     offline = [n for n in names if n != "online_replay"]
     used = "online"
@@ -503,6 +659,7 @@ def evaluate_policy(
             clip=clip,
             tau=tau,
             seeds=offline_ss,
+            logging_dist=log.logging_dist,
         )
     if "online_replay" in names:
         try:
@@ -519,7 +676,7 @@ def evaluate_policy(
             run.add("online_replay", acc, batch)
         except DataError as exc:
             run.skipped["online_replay"] = exc.message
-    settings = _settings(
+    settings = settings_of(
         names,
         reward_model=reward_model,
         n_folds=n_folds,

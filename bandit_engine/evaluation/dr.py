@@ -19,6 +19,7 @@ from ._validate import FloatArray, LoggedRows, check_clip, pick, validate_rows
 from .dm import dm_terms
 from .intervals import check_ci
 from .streaming import OPEAccumulator, TermBatch, clip_weights, run_in_memory
+from .support import SupportStats
 
 __all__ = ["DRAccumulator", "DRFamily", "dr"]
 
@@ -123,9 +124,12 @@ class DRFamily(OPEAccumulator):
             need_qhat=True,
         )
         dm = dm_terms(rows)
+        assert rows.pi is not None and rows.pscore is not None
+        support = SupportStats.of(rows.pi, rows.pscore)
         w, n_clipped, max_raw = self._weights(rows.weight)
         residual = rows.reward - _q_logged(rows)
-        return TermBatch(self._family_terms(dm, w, residual), w, max_raw, n_clipped, rows.n)
+        terms = self._family_terms(dm, w, residual)
+        return TermBatch(terms, w, max_raw, n_clipped, rows.n, support)
 
     def update(
         self,
@@ -158,6 +162,7 @@ class DRAccumulator(DRFamily):
 
     estimator: ClassVar[str] = "dr"
     term_names: ClassVar[tuple[str, ...]] = ("dm", "w_residual")
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "_clip")
 
     def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
         super().__init__(level=level)

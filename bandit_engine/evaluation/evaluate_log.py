@@ -9,27 +9,40 @@ over the logging policy (:func:`~bandit_engine.evaluation.dispatch.evaluate_poli
 was read and evaluated (the ``log`` and ``policy`` objects of the ``bandit-evaluate/1`` JSON
 document of :mod:`bandit_engine.evaluation.report`).
 
+A ``log`` with glob characters (``"logs/*.parquet"``) names several CSV or Parquet files, read
+as one log in sorted file-name order (:func:`~bandit_engine.evaluation.datasets.load_logs`). With
+``workers`` the policy runs on that many Dask processes, part by part, merged to the same result
+(:mod:`~bandit_engine.evaluation.parallel`).
+
 The command line only parses its options into these arguments and renders the result.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..engine import Engine
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, DataError, NotFoundError, ValidationError
 from ..policies.base import Policy
-from .datasets import load_engine_log, load_log, load_obd
+from .datasets import load_engine_log, load_logs, load_obd
 from .dispatch import DEFAULT_ESTIMATORS, evaluate_policy
 from .policy_log import PolicyLog, policy_log_from_logged, policy_log_from_obd
 from .policy_run import describe_policy, fit_policy
 from .report import evaluation_json
 from .results import PolicyEvaluation
 
-__all__ = ["LOG_FORMATS", "LogEvaluation", "evaluate_log", "infer_format", "resolve_log"]
+__all__ = [
+    "LOG_FORMATS",
+    "LogEvaluation",
+    "evaluate_log",
+    "infer_format",
+    "resolve_log",
+    "resolve_logs",
+]
 
 #: The log formats :func:`evaluate_log` reads.
 LOG_FORMATS = ("sqlite", "csv", "parquet", "obd")
@@ -71,6 +84,24 @@ def resolve_log(log: str | Path, fmt: str | None = None) -> tuple[Path, str]:
     return path, kind
 
 
+def resolve_logs(log: str | Path, fmt: str | None = None) -> tuple[list[Path], str]:
+    """``(paths, format)``: one existing log (:func:`resolve_log`), or the files a glob pattern
+    (``*``, ``?``, ``[``) matches, sorted by name, all CSV or all Parquet."""
+    text = str(log)
+    if not glob.has_magic(text):
+        path, kind = resolve_log(log, fmt)
+        return [path], kind
+    paths = [Path(p) for p in sorted(glob.glob(text))]
+    if not paths:
+        raise NotFoundError.for_field("log", text, "matches no file")
+    kinds = {infer_format(p, fmt) for p in paths}
+    if len(kinds) > 1 or not kinds <= {"csv", "parquet"}:
+        raise ConfigError.for_field(
+            "log", text, f"must match CSV or Parquet files of one format, got {sorted(kinds)}"
+        )
+    return paths, kinds.pop()
+
+
 @dataclass(frozen=True, eq=False)
 class LogEvaluation:
     """The result of :func:`evaluate_log`.
@@ -80,9 +111,13 @@ class LogEvaluation:
     evaluation
         Estimates, uplifts, skipped estimators and warnings.
     log
-        What was read: ``path``, ``format``, for the OBD ``behavior`` and ``campaign``, for an
-        engine log ``n_pending_skipped`` (decisions whose window was still open), then
-        ``n_rows_loaded``, ``uniform_logging`` and ``n_rows_evaluated``.
+        What was read: ``path``, ``format``, ``files`` (a glob: the files, in order), for the
+        OBD ``behavior`` and ``campaign``, for an engine log ``n_pending_skipped`` (decisions
+        whose window was still open) and, when it holds several, ``model_ids`` (decisions per
+        model id), then ``n_rows_loaded``, ``uniform_logging``, ``n_rows_evaluated`` and
+        ``notes`` (how the log was read: an aliased propensity column, columns not read,
+        several model ids pooled; they are also among the evaluation's warnings, right after
+        the support one).
     policy
         What was evaluated: ``source`` (``"model"``, ``"engine"`` or ``"policy"``), ``model`` (the
         file) or ``spec`` (the policy's description), and ``train_rows`` (rows it was trained on
@@ -93,13 +128,21 @@ class LogEvaluation:
     log: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def alerts(self) -> tuple[str, ...]:
+        """What a command should say out loud (on stderr), not only in the report: missing
+        support first, then the notes on how the log was read."""
+        support = self.evaluation.support
+        message = support.message() if support is not None else None
+        return ((message,) if message is not None else ()) + tuple(self.log.get("notes", ()))
+
     def to_dict(self) -> dict[str, Any]:
         """The ``bandit-evaluate/1`` JSON document (:func:`~bandit_engine.evaluation.report.evaluation_json`)."""
         return evaluation_json(self.evaluation, log=self.log, policy=self.policy)
 
 
 def _read_log(
-    path: Path,
+    paths: list[Path],
     kind: str,
     *,
     engine: Engine | None,
@@ -110,6 +153,7 @@ def _read_log(
     log_info: dict[str, Any],
 ) -> PolicyLog:
     catalog = engine.catalog if engine is not None else None
+    path = paths[0]
     if kind == "obd":
         obd = load_obd(
             path,
@@ -120,12 +164,51 @@ def _read_log(
         log_info.update(behavior=obd_behavior, campaign=obd_campaign)
         return policy_log_from_obd(obd)
     if kind == "sqlite":
-        engine_data = load_engine_log(path, model_id=model_id)
+        try:
+            engine_data = load_engine_log(path, model_id=model_id)
+        except DataError as exc:
+            if exc.field != "x_dim":
+                raise
+            raise DataError(
+                f"{exc.message}; choose one model with --model-id (model_id)",
+                field=exc.field,
+                value=exc.value,
+            ) from None
         plog = policy_log_from_logged(engine_data, catalog=catalog, source=str(path))
         log_info["n_pending_skipped"] = engine_data.n_pending
+        if len(engine_data.model_ids) > 1:
+            counts = engine_data.frame["model_id"].astype(str).value_counts()
+            per_id = {m: int(counts[m]) for m in engine_data.model_ids}
+            log_info["model_ids"] = per_id
+            log_info.setdefault("notes", []).append(_pooled_note(per_id))
         return plog
-    data = load_log(path, format=kind)  # type: ignore[arg-type]
+    data = load_logs(paths, format=kind)  # type: ignore[arg-type]
+    if len(paths) > 1:
+        log_info["files"] = [str(p) for p in paths]
+    if data.notes:
+        log_info.setdefault("notes", []).extend(data.notes)
     return policy_log_from_logged(data, catalog=catalog, source=str(path))
+
+
+def _pooled_note(per_id: dict[str, int]) -> str:
+    """The note for an engine log holding several model ids, evaluated pooled.
+
+    Pooling is a decision, not an accident: IPS, SNIPS and the DR family weight every row by its
+    *own* logged propensity, and a row logged by model m has expectation ``E_x sum_a pi(a|x)
+    r(x, a)`` under that weight whatever m was, so the pooled estimates stay unbiased for a
+    mixture of logging policies (support permitting: the support check runs on the pooled
+    rows). What changes is the baseline: the "logging policy" value is the mixture's mean
+    reward, not any one model's, so the uplift is over that mixture. Refusing would only force
+    users to re-run with --model-id; pooling with the ids, the counts and the flag in view
+    serves both questions.
+    """
+    listed = ", ".join(f"{m} ({n} decisions)" for m, n in per_id.items())
+    return (
+        f"the log holds decisions of {len(per_id)} model ids: {listed}. They are evaluated "
+        "pooled: each row is weighted by its own logged propensity, so IPS / DR stay unbiased "
+        "for this mix of logging policies, but the 'logging policy' value and every uplift are "
+        "against the mix, not one model; pass --model-id ID to evaluate against one of them"
+    )
 
 
 def evaluate_log(
@@ -148,6 +231,7 @@ def evaluate_log(
     obd_campaign: str = "all",
     max_rows: int | None = None,
     model_id: str | None = None,
+    workers: int | None = None,
 ) -> LogEvaluation:
     """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
 
@@ -183,6 +267,11 @@ def evaluate_log(
         Open Bandit Dataset logs: which logging policy and campaign, and how many rows to read.
     model_id
         Engine logs: only the decisions of this model id.
+    workers
+        Run the policy on this many Dask worker processes
+        (:func:`~bandit_engine.evaluation.parallel.evaluate_policy_parallel`: the same estimates
+        up to rounding; ``ips``, ``snips``, ``dm`` and the DR family only, exact probabilities,
+        normal intervals). ``None``: in this process.
 
     Raises
     ------
@@ -201,7 +290,7 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=None,
         )
-    path, kind = resolve_log(log, format)
+    paths, kind = resolve_logs(log, format)
     engine: Engine | None = None
     evaluated: Policy
     policy_info: dict[str, Any]
@@ -232,9 +321,10 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=evaluated.name,
         )
-    log_info: dict[str, Any] = {"path": str(path), "format": kind}
+    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
+    log_info["format"] = kind
     plog = _read_log(
-        path,
+        paths,
         kind,
         engine=engine,
         obd_behavior=obd_behavior,
@@ -260,17 +350,37 @@ def evaluate_log(
     target: Policy | Engine = engine if engine is not None else evaluated
     if train is not None:
         target = fit_policy(evaluated, train, seed=seed)
-    ev = evaluate_policy(
-        target,
-        test,
-        estimators=estimators,
-        n_draws=n_draws,
-        reward_model=reward_model,
-        clip=clip,
-        tau=tau,
-        ci=ci,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-    )
+    if workers is not None:
+        from .parallel import evaluate_policy_parallel
+
+        ev = evaluate_policy_parallel(
+            target,
+            test,
+            workers=workers,
+            estimators=estimators,
+            reward_model=reward_model,
+            clip=clip,
+            tau=tau,
+            ci=ci,
+            seed=seed,
+        )
+    else:
+        ev = evaluate_policy(
+            target,
+            test,
+            estimators=estimators,
+            n_draws=n_draws,
+            reward_model=reward_model,
+            clip=clip,
+            tau=tau,
+            ci=ci,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
     log_info["n_rows_evaluated"] = ev.n_rows
+    notes = tuple(log_info.get("notes", ()))
+    if notes:
+        # after the support warning (the loudest), before the precision ones
+        head = ev.warnings[:1] if not ev.supported else ()
+        ev = replace(ev, warnings=(*head, *notes, *ev.warnings[len(head) :]))
     return LogEvaluation(ev, log_info, policy_info)

@@ -17,6 +17,7 @@ from ..records import Estimate
 from ._validate import FloatArray, check_clip, validate_rows
 from .intervals import check_ci
 from .streaming import OPEAccumulator, TermBatch, clip_weights, run_in_memory
+from .support import SupportStats
 
 __all__ = ["IPSAccumulator", "ips"]
 
@@ -92,6 +93,7 @@ class IPSAccumulator(OPEAccumulator):
 
     estimator: ClassVar[str] = "ips"
     term_names: ClassVar[tuple[str, ...]] = ("w_r",)
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "_clip")
 
     def __init__(self, *, clip: float | None = None, level: float = 0.95) -> None:
         super().__init__(level=level)
@@ -119,8 +121,10 @@ class IPSAccumulator(OPEAccumulator):
             need_pscore=True,
             allow_action_prob=True,
         )
+        assert rows.pi is not None and rows.pscore is not None
+        support = SupportStats.of(rows.pi, rows.pscore)
         w, n_clipped, max_raw = clip_weights(rows.weight, self._clip)
-        return TermBatch(self._terms(w, rows.reward), w, max_raw, n_clipped, rows.n)
+        return TermBatch(self._terms(w, rows.reward), w, max_raw, n_clipped, rows.n, support)
 
     def _terms(self, w: FloatArray, r: FloatArray) -> FloatArray:
         return (w * r)[None, :]

@@ -53,6 +53,9 @@ class PolicyLog:
         ``None`` when every arm was a candidate on every row.
     position
         (n,) 0-based display position (position-based logs such as the OBD), or ``None``.
+    logging_dist
+        (n, K) the logging policy's distribution over the arms on each row (NaN rows where
+        unknown), or ``None``: the engine's event log records it, other logs do not.
     source
         Where the log came from (shown in reports).
     """
@@ -66,6 +69,7 @@ class PolicyLog:
     candidates: tuple[IntArray, ...] | None = None
     position: IntArray | None = None
     source: str = ""
+    logging_dist: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n, k = int(self.action.shape[0]), len(self.arm_ids)
@@ -94,6 +98,12 @@ class PolicyLog:
                     field=name,
                     value=arr.shape,
                 )
+        if self.logging_dist is not None and self.logging_dist.shape != (n, k):
+            raise ValidationError(
+                f"logging_dist must have shape (n, K) = ({n}, {k}), got {self.logging_dist.shape}",
+                field="logging_dist",
+                value=self.logging_dist.shape,
+            )
         if self.action.min() < 0 or self.action.max() >= k:
             raise ValidationError.for_field(
                 "action", int(self.action.max()), f"must index arm_ids, in [0, {k})"
@@ -151,6 +161,7 @@ class PolicyLog:
             pscore=None if self.pscore is None else self.pscore[idx],
             candidates=None if self.candidates is None else tuple(self.candidates[i] for i in idx),
             position=None if self.position is None else self.position[idx],
+            logging_dist=None if self.logging_dist is None else self.logging_dist[idx],
         )
 
     def split(self, train_fraction: float) -> tuple[PolicyLog | None, PolicyLog]:
@@ -257,6 +268,7 @@ def policy_log_from_logged(
         candidates=data.candidates,
         position=None,
         source=source,
+        logging_dist=data.logging_dist,
     )
 
 

@@ -99,11 +99,14 @@ class ReplayAccumulator(RatioOfMeans):
     Keeps the rows where the logged action equals the evaluated policy's action; the value is the
     mean reward of the kept rows (a ratio of means, so its interval is the ratio-estimator one and
     ``n`` is the number of kept rows). A stochastic policy given as ``action_dist`` is sampled once
-    per row from ``seed``; the draws do not depend on the chunking.
+    per row from ``seed``; the draws do not depend on the chunking. Merged accumulators keep the
+    first one's generator: parts that each sampled ``action_dist`` with their own generator give
+    a valid replay estimate, but not the single pass's draws (``policy_action`` merges exactly).
     """
 
     estimator: ClassVar[str] = "replay"
     term_names: ClassVar[tuple[str, ...]] = ("match_r", "match")
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "check_uniform")
 
     def __init__(
         self, *, seed: SeedLike = None, check_uniform: bool = True, level: float = 0.95
@@ -116,6 +119,19 @@ class ReplayAccumulator(RatioOfMeans):
 
     def _n_reported(self) -> int:
         return round(self.sum_w_)
+
+    def _merge_extra(self, other: ReplayAccumulator) -> None:
+        # the uniform-logging check spans both parts: one propensity for all of them
+        mine, theirs = self.uniform_pscore_, other.uniform_pscore_
+        if mine is None:
+            self.uniform_pscore_ = theirs
+        elif theirs is not None and not np.isclose(mine, theirs, rtol=1e-6, atol=0.0):
+            raise DataError(
+                "replay assumes uniformly random logging, but the merged parts have different "
+                f"constant propensities ({mine:.6g} and {theirs:.6g}); use ips() or dr()",
+                field="pscore",
+                value=[mine, theirs],
+            )
 
     def _extra(self, means: FloatArray) -> dict[str, float]:
         return {"n_logged": float(self.n_rows_), "match_rate": float(means[1])}

@@ -6,7 +6,10 @@ The JSON document (``schema: "bandit-evaluate/1"``) has the keys ``schema``, ``l
 requested order, each with ``estimator``, ``value``, ``ci_low``, ``ci_high``, ``std_error``, ``n``,
 ``ess``, ``max_weight``, ``clipped_share``, ``ci_method``, ``level``, optional ``extra`` and an
 ``uplift`` object with ``value``, ``ci_low``, ``ci_high``, ``std_error``, ``level``,
-``ci_method``, ``significant``), ``skipped``, ``warnings`` and ``settings``. Numbers that are not
+``ci_method``, ``significant``, ``supported``), ``skipped``, ``support`` (the support / overlap
+diagnostic of :mod:`~bandit_engine.evaluation.support`: ``deterministic_share``,
+``unsupported_share``, ``unsupported_mass``, ``ess``, ``max_weight``, ``supported``; ``null``
+when the log has no propensities), ``warnings`` and ``settings``. Numbers that are not
 finite (an undefined effective sample size for DM, for instance) are written as ``null`` so the
 output is strict JSON.
 """
@@ -21,10 +24,30 @@ from typing import Any
 from ..errors import ConfigError
 from ..records import Estimate
 from .results import PolicyEvaluation
+from .uplift import Uplift
 
-__all__ = ["JSON_SCHEMA", "evaluation_json", "format_table", "plot_evaluation"]
+__all__ = [
+    "JSON_SCHEMA",
+    "evaluation_json",
+    "format_table",
+    "plot_evaluation",
+    "plot_title",
+    "uplift_colour",
+]
 
 JSON_SCHEMA = "bandit-evaluate/1"
+
+#: Plot colours of an uplift: significantly better, significantly worse, not significant.
+UPLIFT_COLOURS = {"better": "tab:green", "worse": "tab:red", "neutral": "tab:gray"}
+
+
+def uplift_colour(up: Uplift) -> str:
+    """The plot colour of an uplift: green when significantly better than the logging policy,
+    red when significantly worse, grey when not significant (interval covering 0, rounding-size
+    uplift, or an evaluation without support: :attr:`Uplift.significant` decides)."""
+    if not up.significant:
+        return UPLIFT_COLOURS["neutral"]
+    return UPLIFT_COLOURS["better"] if up.value > 0.0 else UPLIFT_COLOURS["worse"]
 
 
 def _finite(value: Any) -> Any:
@@ -64,6 +87,7 @@ def evaluation_json(
         "logging_policy": body["logged"],
         "estimates": body["estimates"],
         "skipped": body["skipped"],
+        "support": body["support"],
         "warnings": body["warnings"],
         "settings": body["settings"],
     }
@@ -93,6 +117,12 @@ def format_table(
     """A plain-text report: header, one row per estimator, the uplifts, then the warnings."""
     pct = f"{100 * ev.logged.level:.0f}%"
     lines: list[str] = []
+    if not ev.supported:
+        # first, before any number: the numbers below cannot be read as they stand
+        lines.append("!" * 100)
+        lines.extend(_wrap(f"!! {ev.warnings[0]}", 100))
+        lines.append("!" * 100)
+        lines.append("")
     info = dict(log or {})
     where = info.get("path", "")
     fmt = f" ({info['format']})" if "format" in info else ""
@@ -125,7 +155,7 @@ def format_table(
     lines.append(uheader)
     lines.append("-" * len(uheader))
     for name, up in ev.uplifts.items():
-        sig = "yes" if up.significant else "no"
+        sig = "yes" if up.significant else ("no (support)" if not up.supported else "no")
         lines.append(
             f"{name:<14}{_num(up.value, 9, sign=True)}  {_ci(up.ci_low, up.ci_high, True)}{sig:>12}"
         )
@@ -136,6 +166,12 @@ def format_table(
     return "\n".join(lines) + "\n"
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, subsequent_indent="!! ")
+
+
 def _estimate_row(name: str, est: Estimate) -> str:
     ess = f"{est.ess:.1f}" if math.isfinite(est.ess) else "-"
     max_w = f"{est.max_weight:.3g}" if math.isfinite(est.max_weight) else "-"
@@ -143,6 +179,18 @@ def _estimate_row(name: str, est: Estimate) -> str:
     return (
         f"{name:<14}{_num(est.value, 9)}  {_ci(est.ci_low, est.ci_high)}"
         f"{_num(est.std_error, 8)}{ess:>10}{est.n:>8}{max_w:>9}{clipped:>9}"
+    )
+
+
+def plot_title(ev: PolicyEvaluation, title: str | None = None) -> tuple[str, str]:
+    """``(text, colour)`` of the chart's title: red, with a second line, without support."""
+    text = title or f"Off-policy evaluation of {ev.policy} on {ev.n_rows} logged rows"
+    if ev.supported:
+        return text, "black"
+    return (
+        f"{text}\nNO SUPPORT: the log never shows actions this policy plays; the estimates are "
+        "biased and no uplift is significant (see the warnings)",
+        UPLIFT_COLOURS["worse"],
     )
 
 
@@ -182,7 +230,7 @@ def plot_evaluation(ev: PolicyEvaluation, path: str | Path, *, title: str | None
             y,
             xerr=[[up.value - up.ci_low], [up.ci_high - up.value]],
             fmt="o",
-            color="tab:green" if up.significant else "tab:gray",
+            color=uplift_colour(up),
             capsize=4,
         )
     ax_u.axvline(0.0, color="0.4", linestyle="--", linewidth=1)
@@ -194,6 +242,7 @@ def plot_evaluation(ev: PolicyEvaluation, path: str | Path, *, title: str | None
     ax_u.set_title(f"Uplift over the logging policy ({pct} CI)")
     for ax in (ax_v, ax_u):
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(title or f"Off-policy evaluation of {ev.policy} on {ev.n_rows} logged rows")
+    text, colour = plot_title(ev, title)
+    fig.suptitle(text, color=colour)
     fig.savefig(out, format="png", dpi=110)
     return out

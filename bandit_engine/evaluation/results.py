@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import Estimate
+from .support import SupportStats
 from .uplift import Uplift
 
 __all__ = [
@@ -60,6 +61,11 @@ class PolicyEvaluation:
         sample size, few replay matches, many clipped weights, skipped estimators).
     settings
         The evaluation settings (estimators, reward model, interval, seed ...).
+    support
+        Support of the evaluated policy by the logging policy on the evaluated rows
+        (:mod:`~bandit_engine.evaluation.support`), or ``None`` when the log has no (complete)
+        propensities. When it is missing, every uplift has ``supported=False`` (never
+        significant) and the first warning says so.
     """
 
     policy: str
@@ -73,6 +79,12 @@ class PolicyEvaluation:
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    support: SupportStats | None = None
+
+    @property
+    def supported(self) -> bool:
+        """The log supports the evaluated policy (``True`` when it cannot be judged: no pscore)."""
+        return self.support is None or self.support.supported
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with stable keys (non-finite numbers are kept as floats; see report)."""
@@ -90,6 +102,7 @@ class PolicyEvaluation:
             "skipped": [{"estimator": k, "reason": v} for k, v in self.skipped.items()],
             "warnings": list(self.warnings),
             "settings": dict(self.settings),
+            "support": None if self.support is None else self.support.to_dict(),
         }
 
 
@@ -98,8 +111,13 @@ def evaluation_warnings(
     n_nonzero: int,
     estimates: Mapping[str, Estimate],
     skipped: Mapping[str, str],
+    support: SupportStats | None = None,
 ) -> list[str]:
+    """The warnings of an evaluation, the loudest first (missing support)."""
     out: list[str] = []
+    message = support.message() if support is not None else None
+    if message is not None:
+        out.append(message)
     if n_nonzero < MIN_NONZERO_REWARDS:
         out.append(
             f"only {n_nonzero} of {n_rows} rows have a non-zero reward (clicks): the estimates "

@@ -87,6 +87,7 @@ class SwitchDRAccumulator(DRFamily):
 
     estimator: ClassVar[str] = "switch_dr"
     term_names: ClassVar[tuple[str, ...]] = ("dm", "switched_w_residual")
+    merge_settings: ClassVar[tuple[str, ...]] = ("level", "tau")
 
     def __init__(self, *, tau: float, level: float = 0.95) -> None:
         super().__init__(level=level)

@@ -27,7 +27,6 @@ interval is approximate.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,13 +35,16 @@ import numpy as np
 from ..records import Estimate
 from ._validate import FloatArray
 from .intervals import bootstrap_interval, delta_method_se, normal_interval
-from .streaming import OPEAccumulator, TermBatch
+from .streaming import Moments, OPEAccumulator, TermBatch
 
 __all__ = [
     "Uplift",
     "finish_estimate",
     "logged_estimate",
+    "logged_from_moments",
+    "paired_moments",
     "paired_uplift",
+    "uplift_from_moments",
 ]
 
 
@@ -54,9 +56,11 @@ _ROUNDING = 1e-12
 class Uplift:
     """The candidate's value minus the logging policy's, with its interval (module notes).
 
-    ``significant`` is true when the interval excludes 0 and the uplift is more than floating-point
-    rounding (``|value| > 1e-12``): evaluating the logging policy itself gives an uplift of 0 with an
-    interval of rounding width, which must not read as a finding.
+    ``significant`` is true when the interval excludes 0, the uplift is more than floating-point
+    rounding (``|value| > 1e-12``) and the log supports the evaluated policy (``supported``, set
+    from :class:`~bandit_engine.evaluation.support.SupportStats`): evaluating the logging policy
+    itself gives an uplift of 0 with an interval of rounding width, and an estimate the log cannot
+    support has an interval that says nothing about its bias; neither must read as a finding.
     """
 
     estimator: str
@@ -66,9 +70,12 @@ class Uplift:
     std_error: float
     level: float = 0.95
     ci_method: str = "normal"
+    supported: bool = True
 
     @property
     def significant(self) -> bool:
+        if not self.supported:
+            return False
         if not abs(self.value) > _ROUNDING:
             return False
         return bool(self.ci_low > 0.0 or self.ci_high < 0.0)
@@ -83,33 +90,62 @@ class Uplift:
             "level": self.level,
             "ci_method": self.ci_method,
             "significant": self.significant,
+            "supported": self.supported,
         }
+
+
+def logged_from_moments(moments: Moments, *, level: float) -> Estimate:
+    """The logging policy's value, ``mean(r)``, with its normal interval, from the moments of
+    the rewards (one term)."""
+    value = float(moments.mean[0])
+    se = delta_method_se(np.ones(1), moments.covariance(), moments.n)
+    low, high = normal_interval(value, se, level)
+    return Estimate(
+        estimator="logged",
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        std_error=se,
+        n=moments.n,
+        ci_method="normal",
+        level=level,
+    )
 
 
 def logged_estimate(
     reward: FloatArray, *, level: float, ci: str, n_bootstrap: int, rng: np.random.Generator
 ) -> tuple[Estimate, TermBatch]:
     n = reward.shape[0]
-    value = float(reward.mean())
-    se = float(reward.std(ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
-    low, high = normal_interval(value, se, level)
-    method = "normal"
+    moments = Moments(1)
+    moments.add(reward[None, :])
+    est = logged_from_moments(moments, level=level)
     if ci == "bootstrap":
         low, high, _ = bootstrap_interval(
             reward[None, :], lambda m: m[:, 0], n_bootstrap=n_bootstrap, level=level, seed=rng
         )
-        method = "bootstrap"
-    est = Estimate(
-        estimator="logged",
-        value=value,
-        ci_low=low,
-        ci_high=high,
-        std_error=se,
-        n=n,
-        ci_method=method,
-        level=level,
-    )
+        est = replace(est, ci_low=low, ci_high=high, ci_method="bootstrap")
     return est, TermBatch(reward[None, :], None, float("nan"), 0, n)
+
+
+def paired_moments(batch: TermBatch, reward: FloatArray) -> Moments:
+    """The moments of the stacked per-row vectors ``(T_i, r_i)`` of a batch (mergeable)."""
+    moments = Moments(batch.terms.shape[0] + 1)
+    moments.add(np.vstack((batch.terms, reward[None, :])))
+    return moments
+
+
+def uplift_from_moments(
+    name: str, acc: OPEAccumulator, moments: Moments, *, level: float
+) -> Uplift:
+    """``f(mean T) - mean r`` with the joint delta-method interval (module notes), from the
+    moments of ``(T_i, r_i)`` (:func:`paired_moments`, merged over parts or not)."""
+    m = moments.mean.shape[0] - 1
+    means = moments.mean
+    value = float(acc.value_of(means[:m])) - float(means[m])
+    grad = np.append(acc.gradient(means[:m]), -1.0)
+    se = delta_method_se(grad, moments.covariance(), moments.n)
+    low, high = normal_interval(value, se, level)
+    return Uplift(name, value, float(low), float(high), float(se), level, "normal")
 
 
 def paired_uplift(
@@ -124,28 +160,21 @@ def paired_uplift(
     rng: np.random.Generator,
 ) -> Uplift:
     """``f(mean T) - mean r`` with the joint delta-method (or joint bootstrap) interval."""
+    up = uplift_from_moments(name, acc, paired_moments(batch, reward), level=level)
+    if ci != "bootstrap":
+        return up
     m = batch.terms.shape[0]
     stacked = np.vstack((batch.terms, reward[None, :]))
-    n = stacked.shape[1]
-    means = stacked.mean(axis=1)
-    value = float(acc.value_of(means[:m])) - float(means[m])
-    grad = np.append(acc.gradient(means[:m]), -1.0)
-    cov = np.cov(stacked, ddof=1) if n >= 2 else np.full((m + 1, m + 1), np.nan)
-    se = delta_method_se(grad, np.atleast_2d(cov), n)
-    low, high = normal_interval(value, se, level)
-    method = "normal"
-    if ci == "bootstrap":
 
-        def stat(M: FloatArray) -> FloatArray:
-            out: FloatArray = acc.value_of(M[:, :m]) - M[:, m]
-            return out
+    def stat(M: FloatArray) -> FloatArray:
+        out: FloatArray = acc.value_of(M[:, :m]) - M[:, m]
+        return out
 
-        with np.errstate(divide="ignore", invalid="ignore"):
-            low, high, _ = bootstrap_interval(
-                stacked, stat, n_bootstrap=n_bootstrap, level=level, seed=rng
-            )
-        method = "bootstrap"
-    return Uplift(name, value, float(low), float(high), float(se), level, method)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high, _ = bootstrap_interval(
+            stacked, stat, n_bootstrap=n_bootstrap, level=level, seed=rng
+        )
+    return replace(up, ci_low=float(low), ci_high=float(high), ci_method="bootstrap")
 
 
 def finish_estimate(

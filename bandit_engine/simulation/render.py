@@ -239,7 +239,11 @@ def _render_cold_start(summary: dict[str, Any], console: Console) -> None:
 
 def _render_drift(summary: dict[str, Any], console: Console) -> None:
     dr = summary.get("drift")
-    if dr is None or "policies" not in dr:
+    if dr is None:
+        return
+    if "policies" not in dr:
+        # a sentence instead of a table of n/a cells (and no drift.png: plots.py skips it)
+        console.print(f"Preference drift ({dr['kind']}) not measured: {dr['note']}.")
         return
     t = Table(
         title=(

@@ -252,7 +252,10 @@ def _drift(result: SimulationResult) -> dict[str, Any] | None:
         return None
     block = result.scenario.report.block
     level = result.scenario.report.recovery
-    seeds = [s for s in result.seeds if s.drift_at is not None and s.drift_at >= block]
+    rounds = int(result.seeds[0].oracle.shape[0])
+    # a seed is measured when a full block precedes the drift and a full block follows it
+    started = [s for s in result.seeds if s.drift_at is not None]
+    seeds = [s for s in started if s.drift_at is not None and block <= s.drift_at <= rounds - block]
     out: dict[str, Any] = {
         "kind": drift.kind,
         "at_days": drift.at_days,
@@ -261,7 +264,7 @@ def _drift(result: SimulationResult) -> dict[str, Any] | None:
         "recovery_level": level,
     }
     if not seeds:
-        out["note"] = "the drift starts too early or after the last round; nothing to compare"
+        out["note"] = _drift_note(started, rounds, block, drift.at_days)
         return out
     out["drift_at_round"] = int(np.mean([s.drift_at for s in seeds]))
     policies: dict[str, Any] = {}
@@ -296,6 +299,26 @@ def _drift(result: SimulationResult) -> dict[str, Any] | None:
         }
     out["policies"] = policies
     return out
+
+
+def _drift_note(started: list[Any], rounds: int, block: int, at_days: float) -> str:
+    """Why a run measures no recovery after the drift, in a sentence."""
+    if not started:
+        return (
+            f"the run ({rounds:,} rounds) ends before the drift starts (day {at_days:g}); run "
+            "more rounds to measure the recovery"
+        )
+    first = min(int(s.drift_at) for s in started)
+    if first < block:
+        return (
+            f"the drift starts at round {first:,}, before one report block ({block:,} rounds) "
+            "has passed, so there is no level before it to compare with"
+        )
+    return (
+        f"the run ends {rounds - first:,} rounds after the drift starts (round {first:,}), less "
+        f"than one report block ({block:,} rounds), so nothing after it is measured; run at "
+        f"least {first + block:,} rounds"
+    )
 
 
 def _winner(policies: list[dict[str, Any]]) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .engine_log import EngineLogData, load_engine_log
 from .obd import OBD_BEHAVIORS, OBD_CAMPAIGNS, ObdData, load_obd
-from .tables import LoggedData, load_log
+from .tables import LoggedData, load_log, load_logs
 
 __all__ = [
     "OBD_BEHAVIORS",
@@ -24,5 +24,6 @@ __all__ = [
     "ObdData",
     "load_engine_log",
     "load_log",
+    "load_logs",
     "load_obd",
 ]

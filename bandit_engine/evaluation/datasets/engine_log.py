@@ -3,17 +3,20 @@ decisions as a :class:`~bandit_engine.evaluation.datasets.LoggedData`, validated
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ...errors import DataError
 from ...rewards import RewardSpec
 from .._validate import FloatArray
+from ..support import no_randomisation_warning
 from .tables import LoggedData, load_frame
 
-__all__ = ["EngineLogData", "load_engine_log"]
+__all__ = ["EngineLogData", "load_engine_log", "randomisation_warnings"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +106,7 @@ def load_engine_log(
     kept = frame.loc[~pending].reset_index(drop=True)
     table = kept.drop(columns=["reward"]) if reward_spec is not None else kept
     data = load_frame(table, source, reward_spec)
+    logging = _logging_dist(kept, data.action_ids)
     has_z = "z_0" in kept.columns
     chosen = bundle_matrix(kept) if has_z else np.zeros((kept.shape[0], 0))
     return EngineLogData(
@@ -119,4 +123,64 @@ def load_engine_log(
         n_pending=n_pending,
         model_ids=tuple(dict.fromkeys(str(m) for m in kept["model_id"])),
         path=source,
+        logging_dist=logging,
     )
+
+
+def _logging_dist(frame: pd.DataFrame, action_ids: tuple[str, ...]) -> FloatArray | None:
+    """(n, K) logged distributions over the candidates (NaN rows where the policy logged none),
+    or ``None`` when no decision has one."""
+    probs = frame["probabilities"].tolist()
+    if all(p is None for p in probs):
+        return None
+    index = {a: j for j, a in enumerate(action_ids)}
+    out = np.zeros((len(probs), len(action_ids)))
+    for i, (cands, p) in enumerate(zip(frame["candidates"].tolist(), probs, strict=True)):
+        if p is None or len(p) != len(cands):
+            out[i] = np.nan
+            continue
+        out[i, [index[str(c)] for c in cands]] = p
+    return out
+
+
+def randomisation_warnings(path: str | Path, names: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per logging policy of an event log whose logged propensities are mostly 1
+    (:func:`~bandit_engine.evaluation.support.no_randomisation_warning`): logs that will not
+    support off-policy evaluation of other policies. ``names`` maps model ids to the names to
+    show (model ids with the same name are judged together); others are shown as their model
+    id. Empty for a log without decisions.
+
+    Limitation: when the log's models have contexts or bundle features of different lengths it
+    cannot be read as one table: then only the model ids in ``names`` are checked (one by one),
+    and without ``names`` the DataError saying so is raised.
+    """
+    from ...store import EventLog
+
+    with EventLog(path, hmac_key=None, read_only=True) as log:
+        try:
+            frames = [log.decisions_frame()]
+        except DataError:
+            if not names:
+                raise
+            frames = [log.decisions_frame(model_id=m) for m in names]
+    frame = pd.concat(
+        [f[["model_id", "propensity", "probabilities"]] for f in frames], ignore_index=True
+    )
+    out: list[str] = []
+    if frame.shape[0] == 0:
+        return out
+    shown = {str(m): f"model {m}" for m in frame["model_id"].unique()}
+    shown.update(names or {})
+    who = frame["model_id"].astype(str).map(shown)
+    for name, group in frame.groupby(who, sort=False):
+        pscore = group["propensity"].to_numpy(dtype=np.float64)
+        smallest = np.array(
+            [
+                np.nan if p is None or len(p) == 0 else float(np.min(p))
+                for p in group["probabilities"]
+            ]
+        )
+        message = no_randomisation_warning(pscore, str(name), smallest)
+        if message is not None:
+            out.append(message)
+    return out

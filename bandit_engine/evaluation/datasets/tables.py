@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,9 +16,10 @@ from numpy.typing import NDArray
 from ...errors import ConfigError, DataError, ValidationError
 from ...rewards import RewardSpec
 from .._validate import FloatArray, IntArray, preview_rows
+from .columns import column_notes, normalise_columns
 from .problems import Problems
 
-__all__ = ["LoggedData", "load_frame", "load_log"]
+__all__ = ["LoggedData", "load_frame", "load_log", "load_logs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +49,14 @@ class LoggedData:
         (n,) decision ids as text, or ``None``.
     frame
         The table as read.
+    logging_dist
+        (n, K) the logging policy's whole distribution over the actions on each row (0 outside
+        the row's candidates; NaN rows where unknown), or ``None``: only the engine's event log
+        records it (:mod:`~bandit_engine.evaluation.support` uses it to judge support exactly).
+    notes
+        What the reader of the evaluation should know about how the log was read: an aliased
+        propensity column, columns not read (with a hint when they look relevant), a missing
+        propensity column (:mod:`~bandit_engine.evaluation.datasets.columns`).
     """
 
     action: IntArray
@@ -58,6 +68,8 @@ class LoggedData:
     timestamp: NDArray[Any] | None
     decision_id: NDArray[Any] | None
     frame: pd.DataFrame
+    logging_dist: FloatArray | None = field(default=None, kw_only=True)
+    notes: tuple[str, ...] = field(default=(), kw_only=True)
 
     @property
     def n_rows(self) -> int:
@@ -303,9 +315,10 @@ def load_log(
     -------
     ``action`` (or ``bundle_id``)
         Required. Id of the logged action (text or integer ids; mapped to indices).
-    ``propensity``
+    ``propensity`` (or ``pscore``, Open Bandit Pipeline's name)
         Logging probability of the logged action, in (0, 1]. May be absent or empty: such rows
-        load (``pscore`` NaN) but the weighting estimators refuse them and point at DM.
+        load (``pscore`` NaN) but the weighting estimators refuse them and point at DM. A missing
+        column, and every column not read, is reported in ``notes``.
     ``reward`` or ``click`` [, ``order``, ``order_value``]
         Required. Either the reward itself, or event counts combined by ``reward_spec``
         (:class:`~bandit_engine.rewards.RewardSpec`; default: reward = clicks). With a spec, a
@@ -336,7 +349,30 @@ def load_log(
         Unreadable or missing file, or an empty log.
     """
     frame, source = _read_table(path_or_frame, format)
-    return load_frame(frame, source, reward_spec)
+    frame, notes = normalise_columns(frame)
+    data = load_frame(frame, source, reward_spec)
+    return replace(data, notes=tuple(notes + column_notes(frame)))
+
+
+def load_logs(
+    paths: Sequence[str | Path],
+    *,
+    format: Literal["csv", "parquet"] | None = None,
+    reward_spec: RewardSpec | None = None,
+) -> LoggedData:
+    """Load several log files as one log: their rows in the order given (files in turn), with
+    one action vocabulary, validated together as :func:`load_log` does (row numbers in messages
+    count the rows of all the files in that order)."""
+    if not paths:
+        raise DataError("no log files given", field="path", value=[])
+    if len(paths) == 1:
+        return load_log(paths[0], format=format, reward_spec=reward_spec)
+    frames = [_read_table(p, format)[0] for p in paths]
+    frame = pd.concat(frames, ignore_index=True)
+    source = f"{paths[0]} and {len(paths) - 1} more file(s)"
+    frame, notes = normalise_columns(frame)
+    data = load_frame(frame, source, reward_spec)
+    return replace(data, notes=tuple(notes + column_notes(frame)))
 
 
 def load_frame(frame: pd.DataFrame, source: str, reward_spec: RewardSpec | None) -> LoggedData:
