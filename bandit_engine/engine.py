@@ -181,6 +181,8 @@ class Engine:
         self._swept_at = -math.inf
         self._static_rows: tuple[tuple[int, int], FloatArray] | None = None
         self._cells: tuple[int, NDArray[np.intp], NDArray[np.intp]] | None = None
+        # recent grids' user-independent side rows (features/grid.py), keyed by the grid object
+        self._sides: dict[int, tuple[Any, Any, Any]] = {}
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
 
@@ -506,8 +508,18 @@ class Engine:
         assert gf is not None
         g = self.catalog.grid_for(prof, t)
         dcells, ccells = self._grid_cells()
-        D = gf.deal_side(x, self.catalog.deal_z[g.deal_rows])
-        C = gf.course_side(x, self.catalog.course_z[g.course_rows])
+        sides = self._sides.get(id(g))
+        if sides is None or sides[0] is not g:
+            if len(self._sides) >= 16:
+                self._sides.clear()
+            sides = (
+                g,
+                gf.deal_rows(self.catalog.deal_z[g.deal_rows]),
+                gf.course_rows(self.catalog.course_z[g.course_rows]),
+            )
+            self._sides[id(g)] = sides
+        D = gf.deal_side(x, sides[1])
+        C = gf.course_side(x, sides[2])
         grid = PairGrid(
             g.deal_ids,
             g.course_ids,

@@ -16,6 +16,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bandit_engine.demo import build_engine, demo_schema, demo_world
 from bandit_engine.features import ProfileSchema
@@ -99,9 +100,12 @@ if __name__ == "__main__":
     ap.add_argument("--policy", action="append")
     args = ap.parse_args()
     if args.decisions:
-        peer = engine_path(args.decisions, "linucb", behaviour=False)
-        for p in args.policy or ["linucb", "pair_ucb", "pair_ts"]:
-            rate = engine_path(args.decisions, p)
-            print(f"  {p} with behaviour / LinUCB without: {rate / peer:.2f}x")
+        # one BLAS thread, as `bandit simulate` and `serve-policy --blas-threads 1` run: with two
+        # OpenBLAS threads on a 2-core machine a per-decision Cholesky (factored_ts) spins badly
+        with threadpool_limits(limits=1, user_api="blas"):
+            peer = engine_path(args.decisions, "linucb", behaviour=False)
+            for p in args.policy or ["linucb", "pair_ucb", "pair_ts"]:
+                rate = engine_path(args.decisions, p)
+                print(f"  {p} with behaviour / LinUCB without: {rate / peer:.2f}x")
     if args.users:
         memory(args.users)

@@ -256,3 +256,20 @@ def test_what_the_grid_path_does_not_do_yet_is_refused_clearly() -> None:
         engine.policy_inputs(uid, now=T0)
     with pytest.raises(ConfigError, match="redo_decision"):
         engine.redo_decision("x", np.zeros(engine.n_context), ["D0+C0"], now=T0)
+
+
+def test_grid_sides_equal_the_pair_feature_rules_on_each_side() -> None:
+    engine = _engine()
+    gf = engine.grid
+    assert gf is not None
+    rng = np.random.default_rng(2)
+    for uid in _users_with_city(engine, 5):
+        x = engine.features.transform_one(engine.profile_of(uid), now=T0)
+        for side, pairs, Z in (
+            (gf.deal_side, gf.deal_pairs, engine.catalog.deal_z),
+            (gf.course_side, gf.course_pairs, engine.catalog.course_z),
+        ):
+            rows = rng.choice(Z.shape[0], 7, replace=False)
+            expected = np.hstack([Z[rows], pairs.compute_dynamic(x, Z[rows])])
+            np.testing.assert_array_equal(side(x, Z[rows]), expected)
+    assert gf.deal_pairs.width and gf.course_pairs.width  # match flags and crosses exist

@@ -27,10 +27,22 @@ from numpy.typing import NDArray
 from ..errors import ConfigError
 from .pairs import PairFeatures, one_hot_columns
 
-__all__ = ["GridFeatures"]
+__all__ = ["GridFeatures", "SideRows"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+
+
+class SideRows:
+    """One side's encoded rows with the columns its pair features read, gathered once (they do
+    not depend on the user): a grid that comes back decision after decision reuses them."""
+
+    __slots__ = ("Z", "match", "num")
+
+    def __init__(self, pairs: PairFeatures, Z: FloatArray) -> None:
+        self.Z = Z
+        self.match = [Z[:, iz] for _, _, iz in pairs.match_blocks]
+        self.num = Z[:, pairs.z_num] if pairs.x_num.size and pairs.z_num.size else None
 
 
 class GridFeatures:
@@ -76,13 +88,22 @@ class GridFeatures:
         self.deal_width = len(deal_names) + self.deal_pairs.width
         self.course_width = len(course_names) + self.course_pairs.width
 
-    def deal_side(self, x: FloatArray, Zd: FloatArray) -> FloatArray:
-        """Deal-side rows ``[z_d, match flags, crosses]`` for context ``x``: ``(n, deal_width)``."""
-        return _side(self.deal_pairs, x, Zd)
+    def deal_rows(self, Zd: FloatArray) -> SideRows:
+        """The user-independent part of the deal sides of these encoded deals (cache it)."""
+        return SideRows(self.deal_pairs, Zd)
 
-    def course_side(self, x: FloatArray, Zc: FloatArray) -> FloatArray:
+    def course_rows(self, Zc: FloatArray) -> SideRows:
+        return SideRows(self.course_pairs, Zc)
+
+    def deal_side(self, x: FloatArray, Zd: FloatArray | SideRows) -> FloatArray:
+        """Deal-side rows ``[z_d, match flags, crosses]`` for context ``x``: ``(n, deal_width)``."""
+        rows = Zd if isinstance(Zd, SideRows) else self.deal_rows(Zd)
+        return _side(self.deal_pairs, x, rows)
+
+    def course_side(self, x: FloatArray, Zc: FloatArray | SideRows) -> FloatArray:
         """Course-side rows for context ``x``: ``(n, course_width)``."""
-        return _side(self.course_pairs, x, Zc)
+        rows = Zc if isinstance(Zc, SideRows) else self.course_rows(Zc)
+        return _side(self.course_pairs, x, rows)
 
     def deal_cells(self, Zd: FloatArray) -> IntArray:
         """Each deal's cell row (the label of the deal field; the last for unknown / other)."""
@@ -92,12 +113,24 @@ class GridFeatures:
         return _cells(Zc, self.course_cell_cols)
 
 
-def _side(pairs: PairFeatures, x: FloatArray, Z: FloatArray) -> FloatArray:
-    if not pairs.width:
-        return np.array(Z, dtype=np.float64)
-    out = np.empty((Z.shape[0], Z.shape[1] + pairs.width))
-    out[:, : Z.shape[1]] = Z
-    out[:, Z.shape[1] :] = pairs.compute_dynamic(x, Z)
+def _side(pairs: PairFeatures, x: FloatArray, rows: SideRows) -> FloatArray:
+    """``[Z, match flags, numeric crosses]``: the same columns as ``PairFeatures.compute_dynamic``
+    (grid sides have no known-crosses), from the pre-gathered columns."""
+    Z = rows.Z
+    n, wz = Z.shape
+    out = np.empty((n, wz + pairs.width))
+    out[:, :wz] = Z
+    c = wz
+    for (_, ix, _), m in zip(pairs.match_blocks, rows.match, strict=True):
+        out[:, c] = m @ x[ix]
+        c += 1
+    if rows.num is not None:
+        xs = x[pairs.x_num]
+        w = rows.num.shape[1] * xs.shape[0]
+        out[:, c : c + w] = (rows.num[:, :, None] * xs[None, None, :]).reshape(n, w)
+        c += w
+    if c != out.shape[1]:  # pragma: no cover - the plan and PairFeatures.width disagree
+        raise AssertionError("grid side width mismatch")
     return out
 
 

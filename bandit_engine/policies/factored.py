@@ -223,6 +223,7 @@ class _Factored(BasePolicy):
         self.b_ = np.zeros(k)
         self._beta: FloatArray | None = None
         self._since_refresh = 0
+        self._cols: IntArray = np.zeros(0, dtype=np.intp)  # reused index of h's non-zero columns
 
     def _reset_bundles(self) -> None:
         self.bundles_ = _Effects(1.0 / self.l2_bundle)
@@ -346,7 +347,10 @@ class _Factored(BasePolicy):
         h[lo:hi] = hc
         h[cell] = 1.0
         # only the non-zero columns of h touch P (the cell block is one-hot)
-        cols = np.r_[0:hi, cell]
+        cols = self._cols
+        if cols.shape[0] != hi + 1:
+            cols = self._cols = np.arange(hi + 1, dtype=np.intp)
+        cols[hi] = cell
         Ph = self.P_[:, cols] @ h[cols]
         hPh = float(h[cols] @ Ph[cols])
         dm, cm, em = self.deals_.mean, self.courses_.mean, self.bundles_.mean
@@ -607,7 +611,7 @@ class FactoredUCB(_Factored):
         ub1 = md + emax + w * (np.sqrt(qd) + np.sqrt(pd + pb)) + row_best[dcell]
         # 2. centroid
         lo = D.shape[1]
-        hbar = D.mean(axis=0)
+        hbar = D.sum(axis=0) / D.shape[0]
         # ||D_d - hbar||_P^2 = q_d - 2 D_d P hbar + hbar' P hbar: no second n x lo x lo product
         Ph = self.P_[:lo, :lo] @ hbar
         eps = np.sqrt(np.maximum(qd - 2.0 * (D @ Ph) + float(hbar @ Ph), 0.0))
@@ -659,7 +663,8 @@ class FactoredUCB(_Factored):
         GX[:, :n_c] = P[:lo, lo:hi] @ C.T
         GX[:, n_c:] = P[:lo, hi:]
         cell_of = np.arange(g)[:, None] * h + ccell[None, :]  # (g, n_C): column of cell (g, c)
-        xc = np.einsum("ck,kgc->cg", C, P[lo:hi, hi:].reshape(k_c, g, h)[:, :, ccell])
+        # xc[c, g] = s_C(c)' P[course side, cell (g, ccell[c])]: one product, then a gather
+        xc = (C @ P[lo:hi, hi:]).reshape(n_c, g, h)[np.arange(n_c), :, ccell]
         n_c2 = np.maximum(qc[None, :] + cell_var[:, ccell] + 2.0 * xc.T, 0.0)  # (g, n_C)
         course_mean = mc[None, :] + table[:, ccell]  # (g, n_C)
         course_var = n_c2 + pc[None, :]
