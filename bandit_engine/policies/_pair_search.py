@@ -86,6 +86,11 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
         if scored and float(ub[order[i]]) < best - _tol(best):
             break
         batch = order[i : min(i + size, order.shape[0])]
+        last = False
+        if scored:  # bounds are in decreasing order: cut the batch where they fall below the best
+            keep = int(np.count_nonzero(ub[batch] >= best - _tol(best)))
+            last = keep < batch.shape[0]  # then every later deal is bounded below the best too
+            batch = batch[:keep]
         s = evaluate(batch)
         scored += s.size
         top = float(s.max())
@@ -103,6 +108,8 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
             hits_d.append(batch[r])
             hits_c.append(c.astype(np.intp))
             hits_s.append(s[r, c])
+        if last:
+            break
     if not hits_d:
         raise ValidationError.for_field("grid", "no candidate pair", "must hold a candidate")
     d = np.concatenate(hits_d)
