@@ -88,9 +88,9 @@ def grid_argmax(ub: FloatArray, evaluate: Callable[[IntArray], FloatArray]) -> G
         batch = order[i : min(i + size, order.shape[0])]
         last = False
         if scored:  # bounds are in decreasing order: cut the batch where they fall below the best
-            keep = int(np.count_nonzero(ub[batch] >= best - _tol(best)))
-            last = keep < batch.shape[0]  # then every later deal is bounded below the best too
-            batch = batch[:keep]
+            n_keep = int(np.count_nonzero(ub[batch] >= best - _tol(best)))
+            last = n_keep < batch.shape[0]  # then every later deal is bounded below the best too
+            batch = batch[:n_keep]
         s = evaluate(batch)
         scored += s.size
         top = float(s.max())
