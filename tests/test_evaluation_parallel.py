@@ -180,3 +180,44 @@ def test_what_workers_refuse(log_files: Path) -> None:
         evaluate_log(pattern, policy=LinUCB(seed=0), workers=0)
     with pytest.raises(NotFoundError, match="matches no file"):
         evaluate_log(log_files / "*.csv", policy=LinUCB(seed=0))
+
+
+_SCHEDULER = """
+import json, sys
+import distributed
+from bandit_engine.cli import app
+with distributed.LocalCluster(
+    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+) as cluster:
+    sys.argv = ["bandit", *sys.argv[1:], "--dask", cluster.scheduler_address]
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
+
+
+@needs_dask
+def test_cli_dask_scheduler_address_gives_the_same_numbers(log_files: Path) -> None:
+    # a real scheduler on loopback, reached by its tcp:// address like a remote one
+    args = ["evaluate", str(log_files / "*.parquet"), "--policy", "linucb:alpha=0.3,epsilon=0.1"]
+    args += ["--estimators", "ips,snips,dr", "--json"]
+    one = _in_a_subprocess(_CLI, *args)
+    remote = _in_a_subprocess(_SCHEDULER, *args)
+    assert remote["settings"]["workers"] == 2
+    assert_same(remote, one)
+
+
+@needs_dask
+def test_an_unreachable_scheduler_is_a_clear_error(log_files: Path) -> None:
+    pattern = log_files / "*.parquet"
+    with pytest.raises(ConfigError, match="dask"):
+        evaluate_log(pattern, policy=LinUCB(seed=0), dask="not-an-address")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        evaluate_log(pattern, policy=LinUCB(seed=0), dask="tcp://127.0.0.1:9", workers=2)
+    args = ["evaluate", str(pattern), "--policy", "linucb", "--dask", "tcp://127.0.0.1:9"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 3 and "could not be reached" in proc.stderr, proc.stderr[-2000:]

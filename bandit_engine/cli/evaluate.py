@@ -70,6 +70,12 @@ def evaluate(
         help="Run the policy on N Dask worker processes (needs the 'dask' extra; ips, snips, "
         "dm and the DR family, normal intervals; same estimates as without).",
     ),
+    dask: str | None = typer.Option(
+        None,
+        "--dask",
+        help="Instead of --workers: a running Dask scheduler (tcp://host:8786); the parts go "
+        "to its workers.",
+    ),
 ) -> None:
     """Estimate a policy's value from logged decisions, with intervals and the uplift over the
     policy that logged them."""
@@ -96,6 +102,7 @@ def evaluate(
             max_rows=max_rows,
             model_id=model_id,
             workers=workers,
+            dask=dask,
         )
 
     run(body)
@@ -122,6 +129,7 @@ def _evaluate(
     max_rows: int | None,
     model_id: str | None,
     workers: int | None = None,
+    dask: str | None = None,
 ) -> None:
     from ..errors import ConfigError
     from ..evaluation.evaluate_log import evaluate_log, resolve_logs
@@ -174,6 +182,7 @@ def _evaluate(
         max_rows=max_rows,
         model_id=model_id,
         workers=workers,
+        dask=dask,
     )
     ev = result.evaluation
     # said out loud on stderr (also with --json), not only in the report's warnings

@@ -232,6 +232,7 @@ def evaluate_log(
     max_rows: int | None = None,
     model_id: str | None = None,
     workers: int | None = None,
+    dask: str | None = None,
 ) -> LogEvaluation:
     """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
 
@@ -272,6 +273,9 @@ def evaluate_log(
         (:func:`~bandit_engine.evaluation.parallel.evaluate_policy_parallel`: the same estimates
         up to rounding; ``ips``, ``snips``, ``dm`` and the DR family only, exact probabilities,
         normal intervals). ``None``: in this process.
+    dask
+        Instead of ``workers``: the address of a running Dask scheduler (``tcp://host:8786``);
+        the parts go to its workers (same limits and result).
 
     Raises
     ------
@@ -350,7 +354,30 @@ def evaluate_log(
     target: Policy | Engine = engine if engine is not None else evaluated
     if train is not None:
         target = fit_policy(evaluated, train, seed=seed)
-    if workers is not None:
+    if workers is not None and dask is not None:
+        raise ConfigError.for_field(
+            "dask", dask, "and workers exclude each other: a scheduler brings its own workers"
+        )
+    if dask is not None:
+        from .parallel import client_workers, connect_dask, evaluate_policy_parallel
+
+        client = connect_dask(dask)
+        try:
+            ev = evaluate_policy_parallel(
+                target,
+                test,
+                workers=client_workers(client),
+                estimators=estimators,
+                reward_model=reward_model,
+                clip=clip,
+                tau=tau,
+                ci=ci,
+                seed=seed,
+                client=client,
+            )
+        finally:
+            client.close()
+    elif workers is not None:
         from .parallel import evaluate_policy_parallel
 
         ev = evaluate_policy_parallel(

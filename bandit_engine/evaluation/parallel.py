@@ -17,6 +17,10 @@ stream and ``online_replay`` walks the log in order), the policy must give exact
 (sampled distributions draw in one stream too), intervals are normal ones (a bootstrap needs every
 row's terms in one place), and the driver still holds the log in memory. Dask is an optional
 dependency (``pip install 'bandit-engine[dask]'``), imported only here and only when used.
+
+Where the workers are: ``workers=N`` starts a local cluster of N processes for the call;
+:func:`connect_dask` connects to a running scheduler (``bandit evaluate --dask tcp://host:8786``)
+and the parts go to its workers, however many it has.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PARALLEL_ESTIMATORS",
     "PartialEvaluation",
+    "client_workers",
+    "connect_dask",
     "evaluate_policy_parallel",
     "partial_evaluation",
 ]
@@ -334,6 +340,44 @@ def evaluate_policy_parallel(
     )
 
 
+def _distributed(field: str, value: Any) -> Any:
+    try:
+        # imported by name: an optional dependency, typed as Any whether installed or not
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise ConfigError(
+            f"{field} needs Dask: pip install 'bandit-engine[dask]'", field=field, value=value
+        ) from exc
+
+
+def connect_dask(address: str, *, timeout: float = 10.0) -> Any:
+    """A ``distributed.Client`` connected to the scheduler at ``address`` (``tcp://host:port``),
+    to pass as ``client`` and close when done. An unreachable scheduler or a scheduler without
+    workers is a :class:`~bandit_engine.errors.ConfigError` naming ``dask``."""
+    if not isinstance(address, str) or "://" not in address:
+        raise ConfigError.for_field(
+            "dask", address, "must be a scheduler address like tcp://host:8786"
+        )
+    distributed = _distributed("dask", address)
+    try:
+        client = distributed.Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(
+            f"dask scheduler {address!r} could not be reached ({type(exc).__name__}: {exc})",
+            field="dask",
+            value=address,
+        ) from None
+    if not client.scheduler_info().get("workers"):
+        client.close()
+        raise ConfigError.for_field("dask", address, "must be a scheduler with workers")
+    return client
+
+
+def client_workers(client: Any) -> int:
+    """How many workers a connected client's scheduler has."""
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 def _run_on_dask(
     task: Any,
     policy: Policy,
@@ -342,15 +386,9 @@ def _run_on_dask(
     processes: bool,
     client: Any,
 ) -> list[PartialEvaluation]:
-    try:
-        # imported by name: an optional dependency, typed as Any whether installed or not
-        distributed = importlib.import_module("distributed")
-    except ImportError as exc:
-        raise ConfigError(
-            "workers need Dask: pip install 'bandit-engine[dask]'",
-            field="workers",
-            value=workers,
-        ) from exc
+    if client is not None:
+        return _submit(client, task, policy, blobs)
+    distributed = _distributed("workers", workers)
     if client is not None:
         return _submit(client, task, policy, blobs)
     with (
