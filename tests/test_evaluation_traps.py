@@ -309,7 +309,7 @@ def _engine(schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Cat
     )
 
 
-def test_several_model_ids_are_pooled_with_ids_counts_and_the_flag(
+def test_several_model_ids_are_refused_unless_pooled_or_one_is_chosen(
     tmp_path: Path, schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
 ) -> None:
     db = tmp_path / "events.sqlite"
@@ -321,7 +321,16 @@ def test_several_model_ids_are_pooled_with_ids_counts_and_the_flag(
     model = tmp_path / "model.bandit"
     _engine(schema, tables, catalog, LinUCB(alpha=0.2, epsilon=0.2, seed=3), "c").save(model)
 
+    # without a choice: refused (exit 6, data that cannot support the request), naming the ids,
+    # their counts and both ways out
     code, out, err = invoke(str(db), "--model", str(model), "--json")
+    assert code == 6, err
+    for m in (first.model_id, second.model_id):
+        assert m in err
+    assert "--model-id" in err and "--pool-models" in err
+    assert re.search(r"\(\d+ decisions\)", err)
+
+    code, out, err = invoke(str(db), "--model", str(model), "--json", "--pool-models")
     assert code == 0, err
     doc = json.loads(out)
     ids = doc["log"]["model_ids"]

@@ -64,6 +64,12 @@ def evaluate(
     model_id: str | None = typer.Option(
         None, "--model-id", help="Engine logs: only the decisions of this model id."
     ),
+    pool_models: bool = typer.Option(
+        False,
+        "--pool-models",
+        help="Engine logs of several model ids: evaluate them pooled, as one mixed logging "
+        "policy (without it such a log is refused; or pick one with --model-id).",
+    ),
     workers: int | None = typer.Option(
         None,
         "--workers",
@@ -103,6 +109,7 @@ def evaluate(
             model_id=model_id,
             workers=workers,
             dask=dask,
+            pool_models=pool_models,
         )
 
     run(body)
@@ -130,6 +137,7 @@ def _evaluate(
     model_id: str | None,
     workers: int | None = None,
     dask: str | None = None,
+    pool_models: bool = False,
 ) -> None:
     from ..errors import ConfigError
     from ..evaluation.evaluate_log import evaluate_log, resolve_logs
@@ -183,6 +191,7 @@ def _evaluate(
         model_id=model_id,
         workers=workers,
         dask=dask,
+        pool_models=pool_models,
     )
     ev = result.evaluation
     # said out loud on stderr (also with --json), not only in the report's warnings

@@ -151,6 +151,7 @@ def _read_log(
     max_rows: int | None,
     model_id: str | None,
     log_info: dict[str, Any],
+    pool_models: bool = False,
 ) -> PolicyLog:
     catalog = engine.catalog if engine is not None else None
     path = paths[0]
@@ -179,6 +180,15 @@ def _read_log(
         if len(engine_data.model_ids) > 1:
             counts = engine_data.frame["model_id"].astype(str).value_counts()
             per_id = {m: int(counts[m]) for m in engine_data.model_ids}
+            if not pool_models:
+                listed = ", ".join(f"{m} ({n} decisions)" for m, n in per_id.items())
+                raise DataError(
+                    f"the log holds decisions of {len(per_id)} model ids: {listed}; choose one "
+                    "with --model-id ID, or evaluate them as one mixed logging policy with "
+                    "--pool-models",
+                    field="model_id",
+                    value=list(per_id),
+                )
             log_info["model_ids"] = per_id
             log_info.setdefault("notes", []).append(_pooled_note(per_id))
         return plog
@@ -191,16 +201,16 @@ def _read_log(
 
 
 def _pooled_note(per_id: dict[str, int]) -> str:
-    """The note for an engine log holding several model ids, evaluated pooled.
+    """The note for an engine log holding several model ids, evaluated pooled (``pool_models``).
 
     Pooling is a decision, not an accident: IPS, SNIPS and the DR family weight every row by its
     *own* logged propensity, and a row logged by model m has expectation ``E_x sum_a pi(a|x)
     r(x, a)`` under that weight whatever m was, so the pooled estimates stay unbiased for a
     mixture of logging policies (support permitting: the support check runs on the pooled
     rows). What changes is the baseline: the "logging policy" value is the mixture's mean
-    reward, not any one model's, so the uplift is over that mixture. Refusing would only force
-    users to re-run with --model-id; pooling with the ids, the counts and the flag in view
-    serves both questions.
+    reward, not any one model's, so the uplift is over that mixture. That is a different
+    question from "better than model m?", so pooling is asked for explicitly (--pool-models);
+    without it a mixed log is refused with the ids, the counts and both flags.
     """
     listed = ", ".join(f"{m} ({n} decisions)" for m, n in per_id.items())
     return (
@@ -233,6 +243,7 @@ def evaluate_log(
     model_id: str | None = None,
     workers: int | None = None,
     dask: str | None = None,
+    pool_models: bool = False,
 ) -> LogEvaluation:
     """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
 
@@ -268,6 +279,10 @@ def evaluate_log(
         Open Bandit Dataset logs: which logging policy and campaign, and how many rows to read.
     model_id
         Engine logs: only the decisions of this model id.
+    pool_models
+        Engine logs holding several model ids: evaluate them pooled, as one mixed logging
+        policy (each row weighted by its own logged propensity). Without it (and without
+        ``model_id``) such a log is refused with the ids and their counts.
     workers
         Run the policy on this many Dask worker processes
         (:func:`~bandit_engine.evaluation.parallel.evaluate_policy_parallel`: the same estimates
@@ -336,6 +351,7 @@ def evaluate_log(
         max_rows=max_rows,
         model_id=model_id,
         log_info=log_info,
+        pool_models=pool_models,
     )
     log_info["n_rows_loaded"] = plog.n_rows
     log_info["uniform_logging"] = plog.is_uniform()
