@@ -245,7 +245,11 @@ def test_save_and_load_give_the_same_next_decisions(tmp_path: Path) -> None:
 
 
 # -- refusals ----------------------------------------------------------------------------------
-def test_what_the_grid_path_does_not_do_yet_is_refused_clearly() -> None:
+def test_nothing_is_silently_ignored_on_the_grid_path() -> None:
+    # The goal: a request the grid path cannot honour (an availability mask, a replay of a
+    # logged decision, a listed policy over an unlisted catalog) fails with a ConfigError naming
+    # it, never a mask quietly dropped or a traceback. When one of them is supported, its line
+    # here becomes a test that it works.
     with pytest.raises(ConfigError, match="unlisted catalog"):
         _engine("linucb")
     engine = _engine()
