@@ -377,3 +377,26 @@ def test_a_mask_keeps_the_choice_among_allowed_pairs_with_exact_propensities(
         ch = policy.choose_grid(grid)
         inside = (ch.deal, ch.course) in ties
         assert ch.propensity == pytest.approx(0.9 * inside / len(ties) + 0.1 / grid.size)
+
+
+def test_ts_covariance_factor_is_saved_so_a_loaded_policy_draws_the_same() -> None:
+    # Between refreshes the draws use the factor of an older covariance; a loaded policy must
+    # use that same factor, not one of its newer P, or it would not repeat the original's draws.
+    rng = np.random.default_rng(13)
+    grid = _grid(rng, 40, 8)
+    policy = FactoredTS(seed=6, cov_refresh=32)
+    policy.choose_grid(grid)
+    _train(policy, grid, 100, 13)
+    policy.choose_grid(grid)  # factor computed now
+    _train(policy, grid, 5, 14)  # P moves, the factor is not yet stale
+    twin = FactoredTS(seed=6, cov_refresh=32)
+    twin.set_state(json.loads(json.dumps(policy.get_state())))
+    for _ in range(5):
+        a, b = policy.choose_grid(grid), twin.choose_grid(grid)
+        assert (a.deal, a.course, a.propensity) == (b.deal, b.course, b.propensity)
+    fresh = FactoredTS(seed=6, cov_refresh=1)  # refreshed every decision: a different factor
+    state = policy.get_state()
+    fresh.set_state(json.loads(json.dumps(state)))
+    assert fresh._factor() is not None and not np.array_equal(fresh._factor(), twin._factor())
+    with pytest.raises(Exception, match="cov_refresh"):
+        FactoredTS(cov_refresh=0)

@@ -730,13 +730,23 @@ class FactoredTS(_Factored):
     propensity_samples
         ``M``: the policy draws ``M + 1`` posterior samples and plays the argmax of one picked
         uniformly, so the logged propensity is exact given the draws (default 3).
+    cov_refresh
+        The draws of the shared block use a Cholesky factor of its covariance recomputed every
+        ``cov_refresh`` updates (default 8; 1: every decision): the factorisation is most of a
+        draw's cost, and between refreshes the covariance used is at most that many updates
+        old while the mean is always current. The factor is saved with the state, so a loaded
+        policy draws exactly as the original would.
     alpha, kappa, sigma0, n0, l2, l2_deal, l2_course, l2_bundle, epsilon, refresh, seed
         As :class:`FactoredUCB`; ``alpha`` scales the posterior draws.
     """
 
     name: ClassVar[str] = "factored_ts"
 
-    _param_names: ClassVar[tuple[str, ...]] = (*_Factored._param_names, "propensity_samples")
+    _param_names: ClassVar[tuple[str, ...]] = (
+        *_Factored._param_names,
+        "propensity_samples",
+        "cov_refresh",
+    )
 
     def __init__(
         self,
@@ -752,6 +762,7 @@ class FactoredTS(_Factored):
         epsilon: float = 0.0,
         refresh: int = 500,
         propensity_samples: int = 3,
+        cov_refresh: int = 8,
         seed: SeedLike = None,
     ) -> None:
         super().__init__(
@@ -768,6 +779,37 @@ class FactoredTS(_Factored):
             seed=seed,
         )
         self.propensity_samples = check_int("propensity_samples", propensity_samples, minimum=0)
+        self.cov_refresh = check_int("cov_refresh", cov_refresh, minimum=1)
+        self._chol: FloatArray | None = None  # Cholesky factor of P_ as of update _chol_at
+        self._chol_at = 0
+
+    def _factor(self) -> FloatArray:
+        """The Cholesky factor of the shared block's covariance, refreshed every
+        ``cov_refresh`` updates (and whenever its size changed)."""
+        k = self.P_.shape[0]
+        stale = self.n_updates_ - self._chol_at >= self.cov_refresh
+        chol = self._chol
+        if chol is None or chol.shape[0] != k or stale:
+            chol = self._chol = np.asarray(
+                np.linalg.cholesky(0.5 * (self.P_ + self.P_.T)), dtype=np.float64
+            )
+            self._chol_at = self.n_updates_
+        return chol
+
+    def _learned_state(self) -> dict[str, Any]:
+        out = super()._learned_state()
+        out["chol"] = None if self._chol is None else self._chol.tolist()
+        out["chol_at"] = self._chol_at
+        return out
+
+    def _set_learned_state(self, state: Mapping[str, Any]) -> None:
+        raw = state.get("chol")
+        chol = None if raw is None else np.asarray(raw, dtype=np.float64)
+        if chol is not None and (chol.ndim != 2 or not np.isfinite(chol).all()):
+            raise ValidationError.for_field("state.chol", "malformed", "must be a finite matrix")
+        super()._set_learned_state(state)
+        self._chol = chol
+        self._chol_at = int(state.get("chol_at", 0))
 
     def choose_grid(self, grid: PairGrid) -> PairChoice:
         """The argmax of one of ``M + 1`` posterior draws, picked uniformly."""
@@ -810,7 +852,7 @@ class FactoredTS(_Factored):
         rng = self.rng_
         m = self.propensity_samples + 1
         w = self.scale
-        L = np.linalg.cholesky(0.5 * (self.P_ + self.P_.T))
+        L = self._factor()
         betas = self._beta_hat()[:, None] + w * (L @ rng.standard_normal((L.shape[0], m)))
         dsd = np.sqrt(self.deals_.var[prep.dslots])
         csd = np.sqrt(self.courses_.var[prep.cslots])
