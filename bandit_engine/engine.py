@@ -46,6 +46,8 @@ __all__ = ["Engine"]
 FloatArray = NDArray[np.float64]
 Clock = Callable[[], float]
 MAX_ID_LENGTH = 128
+#: Ids an availability mask (``decide(candidates=...)``) may name: the mask is checked id by id.
+MAX_CANDIDATES = 100_000
 _SAVED_CLOSED = 100_000
 _SWEEP_EVERY = 3600.0
 
@@ -413,6 +415,17 @@ class Engine:
                 raise ConflictError.for_field("decision_id", decision_id, "is already in use")
         if user_id is not None:
             _check_id("user_id", user_id)
+        if (
+            candidates is not None
+            and not isinstance(candidates, str)
+            and hasattr(candidates, "__len__")
+            and len(candidates) > MAX_CANDIDATES
+        ):
+            raise ValidationError.for_field(
+                "candidates",
+                f"{len(candidates):,} ids",
+                f"must name at most {MAX_CANDIDATES:,} bundles",
+            )
         if candidates is not None and (
             isinstance(candidates, str) or not all(isinstance(c, str) for c in candidates)
         ):

@@ -277,3 +277,30 @@ def test_grid_sides_equal_the_pair_feature_rules_on_each_side() -> None:
             expected = np.hstack([Z[rows], pairs.compute_dynamic(x, Z[rows])])
             np.testing.assert_array_equal(side(x, Z[rows]), expected)
     assert gf.deal_pairs.width and gf.course_pairs.width  # match flags and crosses exist
+
+
+def test_listed_catalogs_and_masks_have_documented_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bounds are 2,000,000 listed bundles and 100,000 mask ids; shrunk here so the test does
+    # not allocate them. Beyond them: a clear error naming the field, nothing changed.
+    import bandit_engine.catalog.bundles as bundles_mod
+    import bandit_engine.engine as engine_mod
+
+    world = demo_world(0, start_time=T0)
+    engine = build_engine(world, make_policy("linucb", seed=0))  # 240 bundles, before the cap
+    deals, courses = _tables()
+    monkeypatch.setattr(bundles_mod, "MAX_LISTED_BUNDLES", 100)
+    with pytest.raises(
+        ValidationError, match=r"bundles must list at most 100 bundles.*materialize"
+    ):
+        Catalog(deals, courses)  # 480 pairs listed
+    small = Catalog(deals.iloc[:5], courses.iloc[:4], rules=RULES)  # 20 pairs: fine
+    with pytest.raises(ValidationError, match="bundles"):
+        small.add_deals(deals.iloc[5:40])  # would list 160 pairs
+    assert len(small) == 20 and len(small.deals()) == 5  # refused before anything changed
+    assert Catalog(deals, courses, materialize=False).grid(city="beijing", now=T0).size > 0
+
+    monkeypatch.setattr(engine_mod, "MAX_CANDIDATES", 3)
+    ids = list(engine.catalog.bundle_ids[:4])
+    with pytest.raises(ValidationError, match="candidates must name at most 3 bundles"):
+        engine.decide(world.user_id(1), candidates=ids, now=T0 + 1)
+    assert engine.n_decisions == 0

@@ -27,6 +27,11 @@ __all__ = ["BundleIndex", "CandidateSet", "Pair"]
 
 IntArray = NDArray[np.intp]
 Pair = tuple[str, int, int]
+
+#: Listed bundles a catalog holds at most: a listed row costs about 0.5 KB (id, index entry,
+#: feature row), so 2,000,000 rows are about 1 GB before any model. Larger all-pairs catalogs
+#: are unlisted (``Catalog(..., materialize=False)``).
+MAX_LISTED_BUNDLES = 2_000_000
 """``(bundle_id, deal row, course row)``."""
 
 
@@ -118,9 +123,11 @@ class BundleIndex:
         """Add bundles; a known id re-activates (un-retires) its bundle.
 
         Raises :class:`ValidationError`, before anything changes, if a known id names a
-        different (deal, course) pair. Returns the ids that were new.
+        different (deal, course) pair or the index would exceed :data:`MAX_LISTED_BUNDLES`.
+        Returns the ids that were new.
         """
         known = len(self._ids)
+        self.check_room(len(pairs))
         new: dict[str, int] = {}
         new_deal: list[int] = []
         new_course: list[int] = []
@@ -156,6 +163,18 @@ class BundleIndex:
             self._retired = np.concatenate([self._retired, np.zeros(len(new), dtype=bool)])
             self._z = np.vstack([self._z, self._compose(deal, course)])
         return list(new)
+
+    def check_room(self, n_new: int) -> None:
+        """:class:`ValidationError` if ``n_new`` more rows would exceed :data:`MAX_LISTED_BUNDLES`
+        (callers check before changing anything)."""
+        known = len(self._ids)
+        if known + n_new > MAX_LISTED_BUNDLES:
+            raise ValidationError.for_field(
+                "bundles",
+                f"{known:,} listed + {n_new:,} new",
+                f"must list at most {MAX_LISTED_BUNDLES:,} bundles: pair every deal with every "
+                "course without listing them (Catalog(deals, courses, materialize=False))",
+            )
 
     def pair(self, deal_rows: Iterable[int], course_rows: Iterable[int]) -> list[str]:
         """Add the bundle ``"<deal_id>+<course_id>"`` of every given deal and course not yet

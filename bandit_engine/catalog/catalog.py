@@ -198,6 +198,9 @@ class Catalog:
                     raise ValidationError.for_field(
                         "deals.deal_id", deal_id, "must not contain '+' in an unlisted catalog"
                     )
+        if _pair and self.pair_all and self.materialized and "deal_id" in deals.columns:
+            fresh = {str(d) for d in deals["deal_id"]} - set(self._deals.index)
+            self._bundles.check_room(len(fresh) * int(self._courses.active.sum()))
         new_rows, updated = self._deals.upsert(deals)
         self._bundles.refresh(deal_rows=updated)
         self._touch()
@@ -210,6 +213,9 @@ class Catalog:
 
     def add_courses(self, courses: pd.DataFrame, *, _pair: bool = True) -> list[str]:
         """Add courses. In all-pairs mode they pair with every active deal. Returns new bundle ids."""
+        if _pair and self.pair_all and self.materialized and "course_id" in courses.columns:
+            fresh = {str(c) for c in courses["course_id"]} - set(self._courses.index)
+            self._bundles.check_room(len(fresh) * int(self._deals.active.sum()))
         new_rows, updated = self._courses.upsert(courses)
         self._bundles.refresh(course_rows=updated)
         self._touch()
