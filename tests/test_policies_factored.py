@@ -30,6 +30,19 @@ def _grid(
     )
 
 
+def _learn(policy: FactoredUCB | FactoredTS, grid: PairGrid, d: int, c: int, r: float) -> None:
+    """Learn reward ``r`` for the pair at grid positions ``(d, c)``, with its rows and cell."""
+    policy.update_pair(
+        grid.deal_ids[d],
+        grid.course_ids[c],
+        grid.deal_features[d],
+        grid.course_features[c],
+        int(grid.deal_cell[d]),
+        int(grid.course_cell[c]),
+        r,
+    )
+
+
 def _train(policy: FactoredUCB | FactoredTS, grid: PairGrid, n: int, seed: int) -> None:
     """Random pairs with rewards from an additive truth (parts + cells + noise)."""
     rng = np.random.default_rng(seed)
@@ -38,15 +51,7 @@ def _train(policy: FactoredUCB | FactoredTS, grid: PairGrid, n: int, seed: int) 
     for _ in range(n):
         d, c = int(rng.integers(n_d)), int(rng.integers(n_c))
         r = qd[d] + qc[c] + 0.3 * grid.deal_features[d, 0] + rng.normal(scale=0.5)
-        policy.update_pair(
-            grid.deal_ids[d],
-            grid.course_ids[c],
-            grid.deal_features[d],
-            grid.course_features[c],
-            int(grid.deal_cell[d]),
-            int(grid.course_cell[c]),
-            r,
-        )
+        _learn(policy, grid, d, c, r)
 
 
 def _dense_ties(scores: np.ndarray) -> set[tuple[int, int]]:
@@ -177,15 +182,7 @@ def test_with_effects_pinned_the_shared_block_is_exact_ridge() -> None:
     for _ in range(200):
         d, c = int(rng.integers(12)), int(rng.integers(5))
         y = float(rng.normal())
-        policy.update_pair(
-            grid.deal_ids[d],
-            grid.course_ids[c],
-            grid.deal_features[d],
-            grid.course_features[c],
-            int(grid.deal_cell[d]),
-            int(grid.course_cell[c]),
-            y,
-        )
+        _learn(policy, grid, d, c, y)
         h = np.zeros(policy.n_shared)
         h[0] = 1.0
         h[1:4] = grid.deal_features[d]
@@ -244,15 +241,7 @@ def test_learning_from_parts_beats_random_on_a_grid_larger_than_the_horizon(
         ch = policy.choose_grid(grid)
         r = float(rng.random() < p[ch.deal, ch.course])
         got += p[ch.deal, ch.course]
-        policy.update_pair(
-            grid.deal_ids[ch.deal],
-            grid.course_ids[ch.course],
-            grid.deal_features[ch.deal],
-            grid.course_features[ch.course],
-            int(grid.deal_cell[ch.deal]),
-            int(grid.course_cell[ch.course]),
-            r,
-        )
+        _learn(policy, grid, ch.deal, ch.course, r)
     # 8,000 pairs and 3,000 decisions: only sharing across parts can find the good pairs.
     # Random earns p.mean(); with this seed UCB measured 3.2x and TS 6.2x, the asserted factors
     # leave room for BLAS rounding moving a tie-break.
@@ -327,15 +316,7 @@ def test_cached_grids_stay_equal_to_fresh_lookups_while_learning() -> None:
     for t in range(300):
         g = grids[t % 2]
         ch = policy.choose_grid(g)
-        policy.update_pair(
-            g.deal_ids[ch.deal],
-            g.course_ids[ch.course],
-            g.deal_features[ch.deal],
-            g.course_features[ch.course],
-            int(g.deal_cell[ch.deal]),
-            int(g.course_cell[ch.course]),
-            float(rng.random() < 0.3),
-        )
+        _learn(policy, g, ch.deal, ch.course, float(rng.random() < 0.3))
         if t % 50 == 49:
             twin = FactoredUCB(seed=2)
             twin.set_state(json.loads(json.dumps(policy.get_state())))
