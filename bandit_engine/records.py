@@ -142,6 +142,12 @@ class Decision:
     x: NDArray[np.float64] | None = field(default=None, repr=False)
     z: NDArray[np.float64] | None = field(default=None, repr=False)
     n_candidates: int | None = None
+    #: holdout group that chose (``"policy"`` or a holdout's name; ``None`` without a plan)
+    group: str | None = None
+    #: reporting segment of the user: platform presence (``knowledge``, ``groupbuy``, ``both``,
+    #: ``neither``) and city (``None`` unknown)
+    presence: str | None = None
+    city: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -158,6 +164,8 @@ class Decision:
         }
         if self.n_candidates is not None:  # grid decisions only: listed ones keep their layout
             out["n_candidates"] = self.n_candidates
+        if self.group is not None:  # holdout plans only
+            out["group"] = self.group
         return out
 
 

@@ -391,20 +391,21 @@ def test_migrations_run_the_steps_above_the_stored_version(
     from bandit_engine.store import schema
 
     path = tmp_path / "m.sqlite"
-    EventLog(path, hmac_key=KEY).close()  # version 1
+    EventLog(path, hmac_key=KEY).close()  # the current version
+    nxt = schema.SCHEMA_VERSION + 1
     ran: list[int] = []
 
-    def version_2(conn: sqlite3.Connection) -> None:
-        ran.append(2)
+    def version_next(conn: sqlite3.Connection) -> None:
+        ran.append(nxt)
         conn.execute("CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, version_2))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, version_next))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", nxt)
     with EventLog(path, hmac_key=KEY) as lg:
-        assert lg.get_meta("schema_version") == "2"
+        assert lg.get_meta("schema_version") == str(nxt)
     with EventLog(path, hmac_key=KEY):
         pass
-    assert ran == [2]  # once: the second opening finds version 2 already
+    assert ran == [nxt]  # once: the second opening finds the new version already
     con = sqlite3.connect(path)
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone()
     con.close()

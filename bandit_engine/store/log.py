@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .columns import LogColumns
 from .frames import LogFrames
 from .reads import LogReads
 from .retention import LogRetention
@@ -11,7 +12,7 @@ from .writes import LogWrites
 __all__ = ["EventLog"]
 
 
-class EventLog(LogWrites, LogReads, LogRetention, LogFrames, SQLiteConnection):
+class EventLog(LogWrites, LogReads, LogRetention, LogFrames, LogColumns, SQLiteConnection):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 
     Parameters

@@ -116,6 +116,13 @@ def _version_1(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
+def _version_2(conn: psycopg.Connection[Any]) -> None:
+    """Reporting (issue 13): the decision's holdout group and its user's segment, as in SQLite's
+    step 2 (NULL-able TEXT columns: PostgreSQL adds them without rewriting the table)."""
+    for column in ("grp", "presence", "city"):
+        conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
+
+
 _OWN_TABLES = frozenset(
     {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
 )
@@ -123,7 +130,7 @@ _OWN_TABLES = frozenset(
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
 _ATTEMPTS = 5
 
-MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (_version_1, _version_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -62,6 +62,7 @@ from psycopg_pool import ConnectionPool
 from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError
 from . import pg_schema
 from .connection import LogConnection, Synchronous, check_settings
+from .columns import LogColumns
 from .frames import LogFrames
 from .reads import LogReads
 from .retention import LogRetention
@@ -426,7 +427,9 @@ class PostgresConnection(LogConnection):
         return "\n".join(problems) or "ok"
 
 
-class PostgresEventLog(LogWrites, LogReads, LogRetention, LogFrames, PostgresConnection):
+class PostgresEventLog(
+    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, PostgresConnection
+):
     """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
 
     Parameters
@@ -457,3 +460,5 @@ class PostgresEventLog(LogWrites, LogReads, LogRetention, LogFrames, PostgresCon
     -----
     One instance may be shared by threads (an internal lock serializes them), as on SQLite.
     """
+
+    _USER_PREFIX = 'substr("user", 1, 8)'  # the pseudonym is 32 bytes here, not 64 hex chars

@@ -8,7 +8,7 @@ server, the CLI and the evaluation loaders are typed against it and get one from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self
 
@@ -112,7 +112,31 @@ class EventStore(Protocol):
         model_id: str | None = None,
     ) -> pd.DataFrame: ...
 
-    # retention and housekeeping
+    # column reads for reports and exports (store/columns.py)
+    def decision_chunks(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        chunk: int = 500_000,
+    ) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    def event_totals(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[int, str, int, float]]: ...
+
+    def users_before(self, ts: float) -> list[Any]: ...
+
+    def export_chunks(
+        self,
+        table: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        chunk: int = 200_000,
+    ) -> Iterator[tuple[Sequence[str], list[tuple[Any, ...]]]]: ...
+
+        # retention and housekeeping
     def forget_user(self, user_id: str) -> dict[str, int]: ...
 
     def purge(

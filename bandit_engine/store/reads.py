@@ -73,7 +73,7 @@ class LogReads(LogConnection):
             row = self._conn.execute(
                 "SELECT decision_id, ts, bundle_id, deal_id, course_id, propensity, candidate_set,"
                 " probabilities, scores, policy_version, model_id, status, reward, closed_at,"
-                " n_events FROM decisions WHERE decision_id = ?",
+                " n_events, grp FROM decisions WHERE decision_id = ?",
                 (decision_id,),
             ).fetchone()
             if row is None:
@@ -106,6 +106,7 @@ class LogReads(LogConnection):
             "closed_at": row[13],
             "n_events": int(n_events),
             "n_late": n_late,
+            "group": row[15],
             "events": [
                 {"event_id": e[0], "type": e[1], "value": e[2], "timestamp": e[3], "status": e[4]}
                 for e in events
@@ -137,7 +138,7 @@ class LogReads(LogConnection):
             c = self._conn
             decisions = c.execute(
                 'SELECT seq, decision_id, ts, "user", bundle_id, candidate_set, propensity,'
-                " policy_version, model_id, x, x_dim FROM decisions WHERE seq > ? ORDER BY seq",
+                " policy_version, model_id, x, x_dim, grp FROM decisions WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
             events = c.execute(
@@ -168,6 +169,7 @@ class LogReads(LogConnection):
                     "policy_version": r[7],
                     "model_id": r[8],
                     "x": unblob(r[9], int(r[10])),
+                    "group": r[11],
                 },
             )
 
