@@ -75,3 +75,8 @@ _register_evaluate(app)
 from .simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
+
+# live measurement (report, export) lives in its own module
+from .report import register as _register_report  # noqa: E402
+
+_register_report(app)
