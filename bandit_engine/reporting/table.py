@@ -9,6 +9,7 @@ names, so aggregation is integer arithmetic (``numpy.bincount``), never a Python
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 from ..holdout import POLICY_GROUP
 from ..store import EventStore
+from ..store.columns import CELL_FIELDS, CELL_SEPARATOR
 
 __all__ = ["DAY", "DecisionTable", "table_from_log", "table_from_records"]
 
@@ -152,20 +154,62 @@ class _Factorizer:
         self.index: dict[Any, int] = {}
 
     def codes(self, column: Sequence[Any]) -> IntArray:
-        codes, uniques = pd.factorize(np.asarray(column, dtype=object), use_na_sentinel=True)
+        codes, uniques = pd.factorize(np.asarray(column, dtype=object))
         index = self.index
-        table = np.empty(len(uniques) + 1, dtype=np.int64)
+        table = np.empty(len(uniques), dtype=np.int64)
         for i, u in enumerate(uniques):
             code = index.get(u)
             if code is None:
                 code = index[u] = len(index)
             table[i] = code
-        table[-1] = -1  # the NA sentinel (-1) indexes the last slot
         return table[codes]
 
     @property
     def names(self) -> list[Any]:
         return list(self.index)
+
+
+_HEX = np.zeros(256, dtype=np.uint64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
+
+
+def _prefix_ints(prefixes: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
+    """16 hex digits per user as uint64, decoded in numpy (no Python object per user), and the
+    anonymous flags (``"-"``)."""
+    raw = np.asarray(prefixes, dtype="S16")
+    digits = raw.view(np.uint8).reshape(-1, 16)
+    anonymous = digits[:, 0] == ord("-")
+    values = np.bitwise_or.reduce(_HEX[digits] << _SHIFTS, axis=1)
+    return values.astype(np.uint64), anonymous
+
+
+def _read_pages(
+    log: EventStore,
+    since: float | None,
+    until: float | None,
+    chunk: int,
+    seqs: list[IntArray],
+    days: list[IntArray],
+    rewards: list[FloatArray],
+    uvals: list[NDArray[np.uint64]],
+    uanon: list[NDArray[np.bool_]],
+    ccodes: list[IntArray],
+    cells: _Factorizer,
+) -> None:
+    for rows in log.decision_chunks(since=since, until=until, chunk=chunk):
+        seq, user, cell, day, reward = zip(*rows, strict=True)
+        del rows
+        seqs.append(np.asarray(seq, dtype=np.int64))
+        days.append(np.asarray(day, dtype=np.int64))
+        rewards.append(np.asarray(reward, dtype=np.float64))  # None (pending) -> NaN
+        values, anonymous = _prefix_ints(user)
+        uvals.append(values)
+        uanon.append(anonymous)
+        ccodes.append(cells.codes(cell))
 
 
 def table_from_log(
@@ -177,80 +221,76 @@ def table_from_log(
 ) -> DecisionTable:
     """The decisions of an event log with ``since <= ts < until``, with their events.
 
-    Reads the decisions in pages of ``chunk`` rows (memory: about 60 bytes per decision in the
-    result) and the events grouped per decision and type in SQL."""
+    Reads the decisions in pages of ``chunk`` rows (:meth:`decision_chunks
+    <bandit_engine.store.EventLog.decision_chunks>`: five values per row; group, segment and
+    bundle arrive as one string per row, factorised here; users as 64-bit pseudonym prefixes
+    decoded in numpy) and the events grouped per decision and type in SQL. Memory: about 40
+    bytes per decision in the result. Reading the rows is most of the time on a large log
+    (``benchmarks/bench_report.py``)."""
     seqs: list[IntArray] = []
-    tss: list[FloatArray] = []
     rewards: list[FloatArray] = []
-    facs = {name: _Factorizer() for name in ("group", "user", "presence", "city", "bundle")}
-    codes: dict[str, list[IntArray]] = {name: [] for name in facs}
-    for rows in log.decision_chunks(since=since, until=until, chunk=chunk):
-        seq, ts, grp, user, presence, city, bundle, reward, _status = zip(*rows, strict=True)
-        seqs.append(np.asarray(seq, dtype=np.int64))
-        tss.append(np.asarray(ts, dtype=np.float64))
-        rewards.append(np.asarray(reward, dtype=np.float64))  # None (pending) -> NaN
-        for name, col in (
-            ("group", grp),
-            ("user", user),
-            ("presence", presence),
-            ("city", city),
-            ("bundle", bundle),
-        ):
-            codes[name].append(facs[name].codes(col))
+    days: list[IntArray] = []
+    cells = _Factorizer()
+    uvals: list[NDArray[np.uint64]] = []
+    uanon: list[NDArray[np.bool_]] = []
+    ccodes: list[IntArray] = []
+    # the pages are millions of fresh tuples with no cycles: the cyclic collector would rescan
+    # them again and again (measured: a third of the read), so it is paused while reading
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        _read_pages(log, since, until, chunk, seqs, days, rewards, uvals, uanon, ccodes, cells)
+    finally:
+        if paused:
+            gc.enable()
     seq_all = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
     n = seq_all.shape[0]
-    t = np.concatenate(tss) if tss else np.zeros(0)
-
-    def joined(name: str) -> IntArray:
-        return np.concatenate(codes[name]) if codes[name] else np.zeros(0, dtype=np.int64)
-
-    def named(name: str, fill: str) -> tuple[IntArray, tuple[str, ...]]:
-        # NULLs (-1) become the fill name; codes are re-sorted by name for stable output
-        raw = joined(name)
-        names = [fill if v is None else str(v) for v in facs[name].names]
-        if (raw < 0).any() or not names:
-            names.append(fill)
-            raw = np.where(raw < 0, len(names) - 1, raw)
-        uniq = sorted(set(names))
-        remap = np.asarray([uniq.index(x) for x in names], dtype=np.int64)
-        return (remap[raw] if raw.shape[0] else raw), tuple(uniq)
-
-    g, gn = named("group", POLICY_GROUP)
-    p, pn = named("presence", "unknown")
-    c, cn = named("city", "unknown")
-    b, bn = named("bundle", "unknown")
-    user = joined("user")
-    n_named = len(facs["user"].index)
-    anonymous = user < 0
-    user = user.copy()
+    cell_code = np.concatenate(ccodes) if ccodes else np.zeros(0, dtype=np.int64)
+    day = np.concatenate(days) if days else np.zeros(0, dtype=np.int64)
+    # split the distinct cells into their fields, then index per decision
+    parts = [str(c).split(CELL_SEPARATOR) for c in cells.names]
+    fields: dict[str, tuple[IntArray, tuple[str, ...]]] = {}
+    for k, name in enumerate(CELL_FIELDS):
+        fill = POLICY_GROUP if name == "group" else "unknown"
+        per_cell, names = _codes([p[k] or fill for p in parts], fill)
+        fields[name] = (per_cell[cell_code] if n else per_cell[:0], names)
+    prefix = np.concatenate(uvals) if uvals else np.zeros(0, dtype=np.uint64)
+    anonymous = np.concatenate(uanon) if uanon else np.zeros(0, dtype=bool)
+    codes, uniq = pd.factorize(prefix[~anonymous])
+    n_named = len(uniq)
+    user = np.empty(n, dtype=np.int64)
+    user[~anonymous] = codes
+    # each anonymous decision is its own cluster, numbered after the named users
     user[anonymous] = n_named + np.arange(int(anonymous.sum()), dtype=np.int64)
     returning = np.zeros(n_named + int(anonymous.sum()), dtype=bool)
     if since is not None and n:
-        index = facs["user"].index
-        for prefix in log.users_before(since):
-            code = index.get(prefix)
-            if code is not None:
-                returning[code] = True
+        before = log.users_before(since)
+        if before:
+            seen, _ = _prefix_ints(before)
+            returning[:n_named] = np.isin(np.asarray(uniq, dtype=np.uint64), seen)
     events: dict[str, IntArray] = {}
-    values: dict[str, FloatArray] = {}
+    values_: dict[str, FloatArray] = {}
     if n:
         totals = log.event_totals(since=since, until=until)
         if totals:
             ev_seq = np.asarray([r[0] for r in totals], dtype=np.int64)
-            ev_type = [r[1] for r in totals]
             ev_n = np.asarray([r[2] for r in totals], dtype=np.int64)
             ev_v = np.asarray([r[3] for r in totals], dtype=np.float64)
             pos = np.searchsorted(seq_all, ev_seq)  # seq_all is in journal (ascending) order
-            tcodes, tnames = pd.factorize(np.asarray(ev_type, dtype=object), sort=True)
+            types = np.asarray([r[1] for r in totals], dtype=object)
+            tcodes, tnames = pd.factorize(types, sort=True)
             for k, name in enumerate(tnames):
                 sel = tcodes == k
                 events[str(name)] = np.bincount(pos[sel], weights=ev_n[sel], minlength=n).astype(
                     np.int64
                 )
-                values[str(name)] = np.bincount(pos[sel], weights=ev_v[sel], minlength=n)
-    day = np.floor(t / DAY).astype(np.int64)
+                values_[str(name)] = np.bincount(pos[sel], weights=ev_v[sel], minlength=n)
+    g, gn = fields["group"]
+    p, pn = fields["presence"]
+    c, cn = fields["city"]
+    b, bn = fields["bundle_id"]
     return DecisionTable(
-        ts=t,
+        ts=day.astype(np.float64) * DAY,  # day precision is what every breakdown needs
         group=g,
         group_names=gn,
         user=user,
@@ -263,5 +303,5 @@ def table_from_log(
         new=_first_day_flags(user, day, returning),
         reward=np.concatenate(rewards) if rewards else np.zeros(0),
         events=events,
-        values=values,
+        values=values_,
     )

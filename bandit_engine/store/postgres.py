@@ -461,4 +461,5 @@ class PostgresEventLog(
     One instance may be shared by threads (an internal lock serializes them), as on SQLite.
     """
 
-    _USER_PREFIX = 'substr("user", 1, 8)'  # the pseudonym is 32 bytes here, not 64 hex chars
+    _USER_PREFIX = "encode(substr(\"user\", 1, 8), 'hex')"  # stored as 32 bytes here
+    _FLOOR = True
