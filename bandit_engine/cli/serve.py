@@ -102,6 +102,21 @@ def serve_policy(
         help="Start even if a purged journal cannot bring the newest usable checkpoint up to the "
         "logged state (what was learned since that checkpoint is lost).",
     ),
+    holdout: list[str] = typer.Option(
+        [],
+        "--holdout",
+        help="Keep a share of users on a control policy: SHARE or NAME=SHARE, SHARE in (0, 0.5]; "
+        "repeat for several groups (sticky by keyed hash of the user's pseudonym).",
+    ),
+    holdout_policy: list[str] = typer.Option(
+        [],
+        "--holdout-policy",
+        help="The control of each --holdout, in order: NAME[:key=value,...] of any registered "
+        "policy or rule (default uniform), e.g. popularity or fixed_rule:column=deal.discount.",
+    ),
+    holdout_salt: str = typer.Option(
+        "holdout-v1", "--holdout-salt", help="Salt of the bucketing (a new salt reshuffles users)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log each request."
@@ -177,6 +192,19 @@ def serve_policy(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
+        plan = None
+        if holdout or holdout_policy:
+            from ..holdout import HoldoutPlan
+            from ..simulation.policy_spec import parse_policy_spec
+
+            specs = [parse_policy_spec(p, option="--holdout-policy") for p in holdout_policy]
+            if not holdout:
+                raise ConfigError.for_field(
+                    "holdout", [], "must be given (SHARE or NAME=SHARE) with --holdout-policy"
+                )
+            plan = HoldoutPlan.from_options(
+                holdout, [(s.name, dict(s.params)) for s in specs], salt=holdout_salt
+            )
         settings = ServerSettings(
             db=path,
             api_token=token,
@@ -193,6 +221,7 @@ def serve_policy(
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             accept_rollback=accept_rollback,
+            holdout=plan,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         app, log = open_server(settings, hmac_key=key)

@@ -12,7 +12,14 @@ user, sample-ratio mismatch), :mod:`~bandit_engine.reporting.report` (the report
 """
 
 from .aggregate import BREAKDOWNS, Aggregates, aggregate
-from .report import Report, build_report, experiment_of, report_from_log, report_from_table
+from .report import (
+    Report,
+    build_report,
+    experiment_of,
+    report_from_log,
+    report_from_table,
+    sample_ratio,
+)
 from .stats import RatioStat, srm_test, uplift
 from .table import DecisionTable, table_from_log, table_from_records
 
@@ -27,6 +34,7 @@ __all__ = [
     "experiment_of",
     "report_from_log",
     "report_from_table",
+    "sample_ratio",
     "srm_test",
     "table_from_log",
     "table_from_records",

@@ -224,6 +224,26 @@ def experiment_of(log: EventStore) -> tuple[dict[str, float] | None, dict[str, t
     return shares, types
 
 
+def sample_ratio(
+    log: EventStore, *, since: float | None = None, until: float | None = None
+) -> dict[str, Any]:
+    """The holdout plan the log records, users and decisions per group, and the sample-ratio
+    check (one SQL ``GROUP BY``; what the server shows at ``/v1/experiment``)."""
+    shares, types = experiment_of(log)
+    counts = log.group_counts(since=since, until=until)
+    users = {g: u for g, u, _ in counts}
+    out: dict[str, Any] = {
+        "configured_shares": shares,
+        "groups": [{"group": g, "users": u, "decisions": n} for g, u, n in counts],
+        "event_types": {t: {"platform": p, "conversion": c} for t, (p, c) in types.items()},
+        "srm": None,
+    }
+    if shares is not None:
+        raw = srm_test(users, shares)
+        out["srm"] = {k: (_num(v) if isinstance(v, float) else v) for k, v in raw.items()}
+    return out
+
+
 def report_from_table(
     table: DecisionTable,
     *,

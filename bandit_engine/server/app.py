@@ -32,7 +32,9 @@ from starlette.responses import Response
 from .._version import __version__
 from ..engine import Engine
 from ..records import LearnedReward
+from ..holdout import HoldoutPlan
 from ..service import Checkpointer, LoggedEngine
+from ..service.checkpoints import RestoreReport
 from ..store import EventStore, open_log
 from .errors import (
     install_error_handlers,
@@ -103,16 +105,46 @@ def _no_otel() -> dict[str, Any]:
 
 
 def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
-    """Builds the base engine of ``settings``: the ``--model`` file or the demo engine."""
+    """Builds the base engine of ``settings``: the ``--model`` file or the demo engine, with the
+    settings' holdout groups."""
 
     def build() -> Engine:
         if settings.model is not None:
-            return Engine.load(settings.model)
-        from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
+            engine = Engine.load(settings.model)
+        else:
+            from ..demo import demo_engine  # its model_id depends on the seed only: resumes
 
-        return demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+            engine = demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+        _use_holdout(engine, settings.holdout)
+        return engine
 
     return build
+
+
+def _use_holdout(engine: Engine, plan: HoldoutPlan | None) -> bool:
+    """Give the engine the configured holdout plan unless it holds that plan already (a
+    checkpoint keeps each group's learned policy); returns whether it changed."""
+    held = None if engine.holdout is None else engine.holdout.to_dict()
+    if held == (None if plan is None else plan.to_dict()):
+        return False
+    if held is not None:
+        logger.warning("holdout plan changed: each group's policy starts afresh")
+    engine.set_holdout(plan)
+    return True
+
+
+def _restore(
+    build: Callable[[], Engine],
+    log: EventStore,
+    checkpointer: Checkpointer,
+    settings: ServerSettings,
+    **options: Any,
+) -> tuple[LoggedEngine, RestoreReport]:
+    """:meth:`LoggedEngine.restore`, then the configured holdout plan on what it restored."""
+    service, report = LoggedEngine.restore(build, log, checkpointer, **options)
+    if _use_holdout(service.engine, settings.holdout):
+        service.record_experiment()
+    return service, report
 
 
 def open_server(
@@ -137,10 +169,11 @@ def open_server(
         build = base if base is not None else base_engine_factory(settings)
         checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
         checkpointer.check_writable("checkpoint_dir")
-        service, report = LoggedEngine.restore(
+        service, report = _restore(
             build,
             log,
             checkpointer,
+            settings,
             clock=clock,
             profiles_in_log=True,
             accept_rollback=settings.accept_rollback,
@@ -190,7 +223,7 @@ def create_app(
     options: dict[str, Any] = {"profiles_in_log": True, "on_learned": learned}
 
     def rebuild() -> LoggedEngine:
-        return LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0]
+        return _restore(build, log, checkpointer, settings, clock=clock, **options)[0]
 
     worker = EngineWorker(
         LoggedEngine(engine, log, checkpoints=checkpointer, **options),
@@ -273,6 +306,7 @@ def create_app(
             "propensity": d.propensity,
             "policy_version": d.policy_version,
             "timestamp": d.timestamp,
+            **({} if d.group is None else {"group": d.group}),
         }
 
     def event_job(body: EventRequest, service: LoggedEngine) -> dict[str, Any]:
@@ -331,6 +365,16 @@ def create_app(
     async def get_decision(decision_id: str) -> Response:
         """A logged decision, its events and its reward status."""
         record = await worker.run(lambda service: service.log.decision(decision_id))
+        return _json(jsonable(record))
+
+    @app.get("/v1/experiment", tags=["decisions"])
+    async def get_experiment() -> Response:
+        """The holdout plan, users and decisions per group, and the sample-ratio check
+        (chi-square of users per group against the configured shares; ``mismatch`` when
+        p < 0.001). One SQL pass over the log's decisions."""
+        from ..reporting import sample_ratio
+
+        record = await worker.run(lambda service: sample_ratio(service.log))
         return _json(jsonable(record))
 
     @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"])

@@ -144,6 +144,9 @@ class DecisionResponse(BaseModel):
     propensity: float
     policy_version: str
     timestamp: float
+    group: str | None = Field(
+        None, description="Holdout group that chose (policy, or a holdout's name); absent without one"
+    )
 
 
 class EventRequest(BaseModel):
@@ -152,7 +155,11 @@ class EventRequest(BaseModel):
     model_config = _STRICT
 
     decision_id: Id
-    type: Literal["click", "order"]
+    type: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")] = Field(
+        ...,
+        description="click, order, or an event type the model's RewardSpec declares (e.g. "
+        "deal_order, course_purchase); others get 422 naming the declared ones",
+    )
     value: Annotated[float, Field(ge=0.0, le=1e12, allow_inf_nan=False)] = Field(
         0.0, description="Order value (orders only matter when the reward spec weights value)."
     )

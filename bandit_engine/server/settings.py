@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..holdout import HoldoutPlan
 from ..policies.registry import POLICIES
 from ..store import Synchronous, is_url, redact
 from .auth import ROLES, Role, Secret
@@ -79,6 +80,9 @@ class ServerSettings:
     accept_rollback
         Start even when the purged journal cannot bring the newest usable checkpoint up to the
         logged state (learning since that checkpoint is lost); refused by default.
+    holdout
+        Holdout groups (:class:`~bandit_engine.holdout.HoldoutPlan`) kept on control policies,
+        or ``None``; set on the served engine at every start.
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
@@ -102,6 +106,7 @@ class ServerSettings:
     fast_path: bool = True
     fork_checkpoints: bool = True
     accept_rollback: bool = False
+    holdout: HoldoutPlan | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):

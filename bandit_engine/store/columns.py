@@ -127,6 +127,21 @@ class LogColumns(LogConnection):
             rows = self._conn.execute(sql, params).fetchall()
         return [(int(s), str(t), int(n), float(v or 0.0)) for s, t, n, v in rows]
 
+    def group_counts(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[str, int, int]]:
+        """``(group, users, decisions)`` per holdout group in the window, grouped in SQL (an
+        anonymous decision counts as one user: it was bucketed by its own id)."""
+        extra, params = _window("ts", since, until)
+        sql = (
+            "SELECT coalesce(grp, 'policy'), count(DISTINCT \"user\")"
+            " + sum(CASE WHEN \"user\" IS NULL THEN 1 ELSE 0 END), count(*)"
+            " FROM decisions WHERE 1 = 1" + extra + " GROUP BY coalesce(grp, 'policy')"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [(str(g), int(u), int(n)) for g, u, n in rows]
+
     def users_before(self, ts: float) -> list[Any]:
         """Pseudonym prefixes of the users with a decision before ``ts`` (for "returning")."""
         sql = (

@@ -127,6 +127,10 @@ class EventStore(Protocol):
 
     def users_before(self, ts: float) -> list[Any]: ...
 
+    def group_counts(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[str, int, int]]: ...
+
     def export_chunks(
         self,
         table: str,
