@@ -108,7 +108,12 @@ def _event_kind(name: str, value: Any) -> EventKind:
         )
     if "platform" not in value:
         raise ConfigError.for_field(f"events.{name}", dict(value), "must name its 'platform'")
-    return EventKind(**dict(value))
+    try:
+        return EventKind(**dict(value))
+    except ConfigError as exc:  # name the declaration: events.<type>.<setting>
+        raise ConfigError(
+            f"events.{name}.{exc.message}", field=f"events.{name}.{exc.field}", value=exc.value
+        ) from None
 
 
 @dataclass(frozen=True)
