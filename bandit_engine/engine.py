@@ -294,7 +294,9 @@ class Engine:
         policy = self.holdout_policies.get(group)
         if policy is None:
             raise ConflictError.for_field(
-                "group", group, f"is not a holdout group of this engine ({sorted(self.holdout_policies)})"
+                "group",
+                group,
+                f"is not a holdout group of this engine ({sorted(self.holdout_policies)})",
             )
         return policy
 

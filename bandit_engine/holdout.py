@@ -218,8 +218,9 @@ class HoldoutPlan:
                 share = float(raw)
             except ValueError:
                 raise ConfigError.for_field(
-                    "holdout", text, f"must be SHARE or NAME=SHARE with SHARE in (0, "
-                    f"{MAX_HOLDOUT_SHARE}]"
+                    "holdout",
+                    text,
+                    f"must be SHARE or NAME=SHARE with SHARE in (0, {MAX_HOLDOUT_SHARE}]",
                 ) from None
             groups.append(HoldoutGroup(name, share, policy, params))
         return cls(tuple(groups), salt)

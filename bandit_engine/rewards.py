@@ -161,7 +161,9 @@ class RewardSpec:
         if _finite("window", self.window) < 0:
             raise ConfigError.for_field("window", self.window, "must be >= 0")
         if not isinstance(self.events, Mapping):
-            raise ConfigError.for_field("events", self.events, "must be a mapping name -> EventKind")
+            raise ConfigError.for_field(
+                "events", self.events, "must be a mapping name -> EventKind"
+            )
         kinds: dict[str, EventKind] = {}
         for name, kind in self.events.items():
             if (

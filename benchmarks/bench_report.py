@@ -157,9 +157,7 @@ def main() -> None:
         f"report_from_log: {t_all:.1f} s wall, {c_all:.1f} s CPU for "
         f"{rep.totals['decisions']:,} decisions"
     )
-    overall = [
-        u for u in rep.uplift if u["breakdown"] == "overall" and u["metric"] == "reward"
-    ]
+    overall = [u for u in rep.uplift if u["breakdown"] == "overall" and u["metric"] == "reward"]
     print(f"  overall uplift rows: {overall}")
     print(f"  srm: {rep.srm}")
 
@@ -191,7 +189,9 @@ def main() -> None:
                 " count(*) AS n, sum(reward) AS y FROM decisions GROUP BY 1, 2, 3"
                 ") GROUP BY seg, grp"
             ).fetchall()
-            print(f"peer: SQL GROUP BY, {name} breakdown, reward only: {time.perf_counter() - t:.1f} s")
+            print(
+                f"peer: SQL GROUP BY, {name} breakdown, reward only: {time.perf_counter() - t:.1f} s"
+            )
         con.close()
     if not args.keep:
         for p in (path, stamp):

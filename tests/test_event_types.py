@@ -53,7 +53,10 @@ def test_an_unknown_type_names_itself_and_the_declared_ones() -> None:
         ({"x": {"weight": 1.0}}, "must name its 'platform'"),
         ({"x": {"platform": "mars"}}, "events.x.platform must be one of"),
         ({"x": {"platform": "groupbuy", "wieght": 1}}, r"events.x.wieght is not one of"),
-        ({"x": {"platform": "groupbuy", "weight": float("inf")}}, "events.x.weight must be a finite"),
+        (
+            {"x": {"platform": "groupbuy", "weight": float("inf")}},
+            "events.x.weight must be a finite",
+        ),
     ],
 )
 def test_bad_declarations_are_config_errors(events: dict[str, object], match: str) -> None:
@@ -104,9 +107,11 @@ def test_the_log_keeps_declared_types_and_their_platforms(tmp_path: Path) -> Non
 def test_an_event_of_a_platform_needs_that_part() -> None:
     # every catalog bundle has both parts today; the rule guards bundles without one
     SPEC.check_part("deal_order", "d1", "c1")
-    with pytest.raises(ValidationError, match="groupbuy event, but the decision's bundle has no deal"):
+    with pytest.raises(
+        ValidationError, match="groupbuy event, but the decision's bundle has no deal"
+    ):
         SPEC.check_part("deal_order", None, "c1")
-    with pytest.raises(ValidationError, match="knowledge event, .* has no course"):
+    with pytest.raises(ValidationError, match=r"knowledge event, .* has no course"):
         SPEC.check_part("course_purchase", "d1", "")
     with pytest.raises(ValidationError, match="bundle event"):
         SPEC.check_part("order", "d1", None)

@@ -40,13 +40,13 @@ def test_a_share_outside_0_to_half_is_a_clear_error(share: Any) -> None:
 def test_plan_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="holdout_policy must be a registered policy"):
         HoldoutGroup("control", 0.1, "no_such_policy")
-    with pytest.raises(ConfigError, match="holdout name is reserved .*got .policy."):
+    with pytest.raises(ConfigError, match=r"holdout name is reserved .*got .policy."):
         HoldoutGroup("policy", 0.1, "uniform")
     with pytest.raises(ConfigError, match="is given twice"):
         plan(("a", 0.1, "uniform"), ("a", 0.2, "popularity"))
     with pytest.raises(ConfigError, match="add up to less than 1"):
         plan(("a", 0.5, "uniform"), ("b", 0.5, "popularity"))
-    with pytest.raises(ConfigError, match="holdout_policy .* once per --holdout"):
+    with pytest.raises(ConfigError, match=r"holdout_policy .* once per --holdout"):
         HoldoutPlan.from_options(["0.1", "0.1"], [("uniform", {})])
     with pytest.raises(ConfigError, match="holdout must be SHARE or NAME=SHARE"):
         HoldoutPlan.from_options(["ten"], [])
@@ -61,7 +61,9 @@ def test_from_options_names_groups_after_their_policies() -> None:
         ("ctl", 0.05, "uniform"),
         ("holdout_3", 0.05, "popularity"),
     ]
-    assert p.shares() == pytest.approx({"policy": 0.8, "popularity": 0.1, "ctl": 0.05, "holdout_3": 0.05})
+    assert p.shares() == pytest.approx(
+        {"policy": 0.8, "popularity": 0.1, "ctl": 0.05, "holdout_3": 0.05}
+    )
     assert HoldoutPlan.from_options(["0.2"], []).groups[0].policy == "uniform"
 
 
@@ -178,7 +180,9 @@ def test_the_log_records_groups_and_a_restart_rolls_them_forward(tmp_path: Path)
     state = svc.engine.holdout_policies["pop"].get_state()
     log.close()
     log2 = EventLog(tmp_path / "e.sqlite", hmac_key=KEY)
-    svc2, report = LoggedEngine.restore(base, log2, Checkpointer(tmp_path / "cps"), clock=lambda: clock_t[0])
+    svc2, report = LoggedEngine.restore(
+        base, log2, Checkpointer(tmp_path / "cps"), clock=lambda: clock_t[0]
+    )
     assert report.redone_decisions == 19  # decisions 21..39 after the checkpoint
     state2 = svc2.engine.holdout_policies["pop"].get_state()
     assert state.keys() == state2.keys()

@@ -113,9 +113,7 @@ def test_aggregates_and_intervals_equal_a_brute_force_computation() -> None:
         assert seg[g]["users"] == k
         half = 1.959963984540054 * math.sqrt(var)
         assert seg[g]["high"] - seg[g]["value"] == pytest.approx(half, rel=1e-9)
-    up = next(
-        u for u in rep.uplift if u["breakdown"] == "overall" and u["metric"] == "reward"
-    )
+    up = next(u for u in rep.uplift if u["breakdown"] == "overall" and u["metric"] == "reward")
     assert up["diff"] == pytest.approx(truth["policy"][0] - truth["ctl"][0], rel=1e-12)
     half = 1.959963984540054 * math.sqrt(truth["policy"][1] + truth["ctl"][1])
     assert up["diff_high"] - up["diff"] == pytest.approx(half, rel=1e-9)
@@ -134,7 +132,14 @@ def test_user_clustering_widens_the_interval_when_users_repeat_themselves() -> N
     per_user = rng.random(50) < 0.3
     y = np.repeat(per_user.astype(float), 40)
     n = np.repeat(np.ones(50), 40)
-    st = RatioStat.from_sums(50, n.sum(), y.sum(), 50 * 40.0**2, (40.0 * per_user) @ (40.0 * per_user), 40.0 * 40.0 * per_user.sum())
+    st = RatioStat.from_sums(
+        50,
+        n.sum(),
+        y.sum(),
+        50 * 40.0**2,
+        (40.0 * per_user) @ (40.0 * per_user),
+        40.0 * 40.0 * per_user.sum(),
+    )
     naive_var = y.var(ddof=1) / y.size
     assert st.var / naive_var == pytest.approx(40 * (2000 - 1) / 2000 * 50 / 49, rel=0.02)
 
@@ -191,7 +196,7 @@ def test_report_of_a_served_log(tmp_path: Path) -> None:
     db = str(tmp_path / "e.sqlite")
     groups = fill_log(db)
     log = open_log(db, hmac_key=None, read_only=True, must_exist=True)
-    rep, agg = report_from_log(log)
+    rep, _ = report_from_log(log)
     log.close()
     assert rep.totals["decisions"] == len(groups)
     by_group = {g["group"]: g["decisions"] for g in rep.groups}
@@ -260,12 +265,16 @@ def test_cli_report_json_csv_plots_and_errors(tmp_path: Path) -> None:
     body = json.loads(r.stdout)
     assert body["totals"]["decisions"] == 120
     r = runner.invoke(
-        app, ["report", "--db", db, "--csv", str(tmp_path / "csv"), "--plots", str(tmp_path / "png")]
+        app,
+        ["report", "--db", db, "--csv", str(tmp_path / "csv"), "--plots", str(tmp_path / "png")],
     )
     assert r.exit_code == 0, r.output
     assert "sample ratio check" in r.stdout and "uplift of reward" in r.stdout
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == [
-        "conversion.csv", "groups.csv", "segments.csv", "uplift.csv"
+        "conversion.csv",
+        "groups.csv",
+        "segments.csv",
+        "uplift.csv",
     ]
     pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert pngs == ["conversion_by_presence.png", "reward_by_day.png", "uplift_by_segment.png"]

@@ -46,11 +46,7 @@ def test_segments_of_a_simulated_launch_match_its_summary(tmp_path: Path) -> Non
     rep = reports["linucb"]
     summary = summarize(result)
     ctr = {p["policy"]: p["ctr"] for p in summary["policies"]}
-    cells = {
-        (s["group"], s["metric"]): s
-        for s in rep.segments
-        if s["breakdown"] == "overall"
-    }
+    cells = {(s["group"], s["metric"]): s for s in rep.segments if s["breakdown"] == "overall"}
     # the same rounds, counted by the report's code: CTR pooled over the two equal-length seeds
     assert cells[("policy", "click")]["value"] == pytest.approx(ctr["linucb"], rel=1e-9)
     assert cells[("uniform", "click")]["value"] == pytest.approx(ctr["uniform"], rel=1e-9)

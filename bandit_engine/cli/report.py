@@ -13,7 +13,9 @@ __all__ = ["register"]
 
 
 def report(
-    db: str = typer.Option(..., "--db", help="The event log: a SQLite file or a postgresql:// URL."),
+    db: str = typer.Option(
+        ..., "--db", help="The event log: a SQLite file or a postgresql:// URL."
+    ),
     since: str | None = typer.Option(
         None, "--since", help="Start of the window (included): 2026-12-01, ISO time or epoch s."
     ),
@@ -65,7 +67,9 @@ def report(
 
 
 def export(
-    db: str = typer.Option(..., "--db", help="The event log: a SQLite file or a postgresql:// URL."),
+    db: str = typer.Option(
+        ..., "--db", help="The event log: a SQLite file or a postgresql:// URL."
+    ),
     out: str = typer.Option("export", "--out", help="Folder for decisions / events / learned."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv."),
     since: str | None = typer.Option(None, "--since", help="Decisions from (included)."),

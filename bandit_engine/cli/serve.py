@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
 import typer
 
@@ -102,18 +103,23 @@ def serve_policy(
         help="Start even if a purged journal cannot bring the newest usable checkpoint up to the "
         "logged state (what was learned since that checkpoint is lost).",
     ),
-    holdout: list[str] = typer.Option(
-        [],
-        "--holdout",
-        help="Keep a share of users on a control policy: SHARE or NAME=SHARE, SHARE in (0, 0.5]; "
-        "repeat for several groups (sticky by keyed hash of the user's pseudonym).",
-    ),
-    holdout_policy: list[str] = typer.Option(
-        [],
-        "--holdout-policy",
-        help="The control of each --holdout, in order: NAME[:key=value,...] of any registered "
-        "policy or rule (default uniform), e.g. popularity or fixed_rule:column=deal.discount.",
-    ),
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holdout",
+            help="Keep a share of users on a control policy: SHARE or NAME=SHARE, SHARE in "
+            "(0, 0.5]; repeat for several groups (sticky by keyed hash of the user's pseudonym).",
+        ),
+    ] = None,
+    holdout_policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holdout-policy",
+            help="The control of each --holdout, in order: NAME[:key=value,...] of any "
+            "registered policy or rule (default uniform), e.g. popularity or "
+            "fixed_rule:column=deal.discount.",
+        ),
+    ] = None,
     holdout_salt: str = typer.Option(
         "holdout-v1", "--holdout-salt", help="Salt of the bucketing (a new salt reshuffles users)."
     ),
@@ -197,7 +203,7 @@ def serve_policy(
             from ..holdout import HoldoutPlan
             from ..simulation.policy_spec import parse_policy_spec
 
-            specs = [parse_policy_spec(p, option="--holdout-policy") for p in holdout_policy]
+            specs = [parse_policy_spec(p, option="--holdout-policy") for p in holdout_policy or []]
             if not holdout:
                 raise ConfigError.for_field(
                     "holdout", [], "must be given (SHARE or NAME=SHARE) with --holdout-policy"

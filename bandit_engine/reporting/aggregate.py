@@ -168,7 +168,9 @@ def aggregate(table: DecisionTable, event_types: EventTypes | None = None) -> Ag
     )
 
 
-def _conversions(table: DecisionTable, kinds: Mapping[str, tuple[str | None, bool]]) -> pd.DataFrame:
+def _conversions(
+    table: DecisionTable, kinds: Mapping[str, tuple[str | None, bool]]
+) -> pd.DataFrame:
     """Users per presence segment and group, and how many converted on each platform."""
     if table.n == 0:
         return pd.DataFrame(columns=CONVERSION_COLUMNS)

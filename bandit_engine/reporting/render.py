@@ -71,9 +71,7 @@ def render_text(report: Report, *, breakdowns: tuple[str, ...] = ("overall",)) -
                 f"{c['segment']:<12} {c['group'][:12]:<12} {c['users']:>7}  "
                 f"{_f(c['deal_rate'], 3):>9}  {_f(c['course_rate'], 3):>11}"
             )
-        lines.append(
-            "  (" + "; ".join(f"{k}: {v}" for k, v in _CROSS.items()) + ")"
-        )
+        lines.append("  (" + "; ".join(f"{k}: {v}" for k, v in _CROSS.items()) + ")")
     return "\n".join(lines)
 
 
@@ -110,7 +108,9 @@ def write_plots(report: Report, folder: str | Path) -> list[Path]:
             rows = rows.sort_values("segment")
             x = range(len(rows))
             ax.plot(list(x), rows["value"], marker="o", label=str(group))
-            ax.fill_between(list(x), rows["low"].astype(float), rows["high"].astype(float), alpha=0.2)
+            ax.fill_between(
+                list(x), rows["low"].astype(float), rows["high"].astype(float), alpha=0.2
+            )
             ax.set_xticks(list(x), rows["segment"], rotation=45, ha="right")
         ax.set_ylabel("reward per decision")
         ax.set_title("reward per decision by day (95% interval, clustered by user)")
@@ -134,8 +134,14 @@ def write_plots(report: Report, folder: str | Path) -> list[Path]:
             "tab:green" if lo > 0 else "tab:red" if hi < 0 else "grey"
             for lo, hi in zip(low, high, strict=True)
         ]
-        ax.errorbar(rel, list(y), xerr=[rel - low, high - rel], fmt="none", ecolor=colours)
-        ax.scatter(rel, list(y), c=colours, zorder=3)
+        for k, colour in enumerate(colours):  # green / red only when the interval says so
+            ax.errorbar(
+                [rel.iloc[k]],
+                [k],
+                xerr=[[rel.iloc[k] - low.iloc[k]], [high.iloc[k] - rel.iloc[k]]],
+                fmt="o",
+                color=colour,
+            )
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_yticks(list(y), labels)
         ax.set_xlabel("relative uplift of reward per decision (95% interval)")

@@ -103,7 +103,9 @@ def build_report(
     }
     if agg.n_decisions == 0:
         where = f"between {window['since'] or 'the start'} and {window['until'] or 'the end'}"
-        return Report(window, True, f"no decisions {where}: nothing to report", totals, [], None, [])
+        return Report(
+            window, True, f"no decisions {where}: nothing to report", totals, [], None, []
+        )
     cells = agg.cells
     overall = cells[(cells["breakdown"] == "overall") & (cells["metric"] == "reward")]
     users = {str(r["group"]): int(r["clusters"]) for _, r in overall.iterrows()}
@@ -135,7 +137,8 @@ def build_report(
     cells = cells[(cells["breakdown"] != "bundle") | cells["segment"].isin(keep)]
     segments = []
     stats: dict[tuple[str, str, str, str], RatioStat] = {}
-    for row in cells.to_dict("records"):
+    for rec in cells.to_dict("records"):
+        row = {str(k): v for k, v in rec.items()}
         st = _stat(row)
         key = (str(row["breakdown"]), str(row["segment"]), str(row["group"]), str(row["metric"]))
         stats[key] = st
@@ -177,7 +180,8 @@ def build_report(
                 }
             )
     conversion = []
-    for row in agg.conversions.to_dict("records"):
+    for crow in agg.conversions.to_dict("records"):
+        row = {str(k): v for k, v in crow.items()}
         n = int(row["users"])
         conversion.append(
             {
@@ -211,7 +215,9 @@ def build_report(
     )
 
 
-def experiment_of(log: EventStore) -> tuple[dict[str, float] | None, dict[str, tuple[str | None, bool]]]:
+def experiment_of(
+    log: EventStore,
+) -> tuple[dict[str, float] | None, dict[str, tuple[str | None, bool]]]:
     """The configured shares (``None`` without a holdout plan) and the event types the log's
     ``meta`` records."""
     plan_text = log.get_meta("holdout_plan")

@@ -49,7 +49,9 @@ class RatioStat:
     var: float
 
     @classmethod
-    def from_sums(cls, clusters: int, n: float, y: float, nn: float, yy: float, ny: float) -> RatioStat:
+    def from_sums(
+        cls, clusters: int, n: float, y: float, nn: float, yy: float, ny: float
+    ) -> RatioStat:
         """From the cell's sums (:mod:`~bandit_engine.reporting.aggregate`)."""
         k = int(clusters)
         if n <= 0 or k <= 0:

@@ -80,7 +80,9 @@ def _codes(values: Sequence[Any], fill: str = "unknown") -> tuple[IntArray, tupl
     return codes.astype(np.int64), tuple(str(x) for x in names)
 
 
-def _first_day_flags(user: IntArray, day: IntArray, returning: NDArray[np.bool_]) -> NDArray[np.bool_]:
+def _first_day_flags(
+    user: IntArray, day: IntArray, returning: NDArray[np.bool_]
+) -> NDArray[np.bool_]:
     """``True`` where a decision falls on its user's first day; users flagged ``returning`` (seen
     before the window) are never new."""
     if user.shape[0] == 0:
@@ -284,19 +286,21 @@ def table_from_log(
                 events[str(name)] = np.bincount(pos[sel], weights=ev_n[sel], minlength=n).astype(
                     np.int64
                 )
-                values_[str(name)] = np.bincount(pos[sel], weights=ev_v[sel], minlength=n)
+                values_[str(name)] = np.bincount(pos[sel], weights=ev_v[sel], minlength=n).astype(
+                    np.float64
+                )
     g, gn = fields["group"]
-    p, pn = fields["presence"]
-    c, cn = fields["city"]
+    pres, pn = fields["presence"]
+    cit, cn = fields["city"]
     b, bn = fields["bundle_id"]
     return DecisionTable(
         ts=day.astype(np.float64) * DAY,  # day precision is what every breakdown needs
         group=g,
         group_names=gn,
         user=user,
-        presence=p,
+        presence=pres,
         presence_names=pn,
-        city=c,
+        city=cit,
         city_names=cn,
         bundle=b,
         bundle_names=bn,

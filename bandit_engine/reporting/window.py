@@ -30,7 +30,9 @@ def parse_time(field: str, text: str | None) -> float | None:
         when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise ValidationError.for_field(
-            field, text, "must be an ISO date or time (2026-12-01, 2026-12-01T08:00Z) or epoch seconds"
+            field,
+            text,
+            "must be an ISO date or time (2026-12-01, 2026-12-01T08:00Z) or epoch seconds",
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)

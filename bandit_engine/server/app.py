@@ -31,8 +31,8 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..engine import Engine
-from ..records import LearnedReward
 from ..holdout import HoldoutPlan
+from ..records import LearnedReward
 from ..service import Checkpointer, LoggedEngine
 from ..service.checkpoints import RestoreReport
 from ..store import EventStore, open_log

@@ -145,7 +145,8 @@ class DecisionResponse(BaseModel):
     policy_version: str
     timestamp: float
     group: str | None = Field(
-        None, description="Holdout group that chose (policy, or a holdout's name); absent without one"
+        None,
+        description="Holdout group that chose (policy, or a holdout's name); absent without one",
     )
 
 

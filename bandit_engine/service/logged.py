@@ -165,7 +165,9 @@ class LoggedEngine:
         declared event types with their platforms (``event_types``). Written only when changed;
         a report reads the plan in force when it runs."""
         engine = self.engine
-        plan = "" if engine.holdout is None else json.dumps(engine.holdout.to_dict(), sort_keys=True)
+        plan = (
+            "" if engine.holdout is None else json.dumps(engine.holdout.to_dict(), sort_keys=True)
+        )
         types = json.dumps(
             {
                 t: {

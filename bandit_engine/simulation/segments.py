@@ -33,7 +33,9 @@ def segment_reports(result: SimulationResult) -> dict[str, Report]:
     policies = [a.label for a in result.arms if a.role == "policy"]
     out: dict[str, Report] = {}
     for policy in policies:
-        cols: dict[str, list[Any]] = {k: [] for k in ("ts", "user", "group", "presence", "city", "bundle")}
+        cols: dict[str, list[Any]] = {
+            k: [] for k in ("ts", "user", "group", "presence", "city", "bundle")
+        }
         reward: list[np.ndarray[Any, Any]] = []
         clicks: list[np.ndarray[Any, Any]] = []
         orders: list[np.ndarray[Any, Any]] = []

@@ -96,7 +96,9 @@ class LogColumns(LogConnection):
                 "bundle_id",
             )
         )
-        day = "CAST(floor(ts / 86400.0) AS BIGINT)" if self._FLOOR else "CAST(ts / 86400 AS INTEGER)"
+        day = (
+            "CAST(floor(ts / 86400.0) AS BIGINT)" if self._FLOOR else "CAST(ts / 86400 AS INTEGER)"
+        )
         sql = (
             f"SELECT seq, coalesce({self._USER_PREFIX}, '-'), {cell}, {day}, reward FROM decisions"
             " WHERE seq > ?" + extra + " ORDER BY seq LIMIT ?"
@@ -135,7 +137,7 @@ class LogColumns(LogConnection):
         extra, params = _window("ts", since, until)
         sql = (
             "SELECT coalesce(grp, 'policy'), count(DISTINCT \"user\")"
-            " + sum(CASE WHEN \"user\" IS NULL THEN 1 ELSE 0 END), count(*)"
+            ' + sum(CASE WHEN "user" IS NULL THEN 1 ELSE 0 END), count(*)'
             " FROM decisions WHERE 1 = 1" + extra + " GROUP BY coalesce(grp, 'policy')"
         )
         with self._lock:
@@ -145,7 +147,7 @@ class LogColumns(LogConnection):
     def users_before(self, ts: float) -> list[Any]:
         """Pseudonym prefixes of the users with a decision before ``ts`` (for "returning")."""
         sql = (
-            "SELECT DISTINCT " + self._USER_PREFIX + ' FROM decisions WHERE ts < ?'
+            "SELECT DISTINCT " + self._USER_PREFIX + " FROM decisions WHERE ts < ?"
             ' AND "user" IS NOT NULL'
         )
         with self._lock:

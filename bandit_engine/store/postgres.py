@@ -61,8 +61,8 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError
 from . import pg_schema
-from .connection import LogConnection, Synchronous, check_settings
 from .columns import LogColumns
+from .connection import LogConnection, Synchronous, check_settings
 from .frames import LogFrames
 from .reads import LogReads
 from .retention import LogRetention

@@ -138,9 +138,11 @@ class EventStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         chunk: int = 200_000,
-    ) -> Iterator[tuple[Sequence[str], list[tuple[Any, ...]]]]: ...
+    ) -> Iterator[tuple[Sequence[str], list[tuple[Any, ...]]]]:
+        ...
 
         # retention and housekeeping
+
     def forget_user(self, user_id: str) -> dict[str, int]: ...
 
     def purge(
