@@ -228,6 +228,7 @@ class LoggedEngine:
 
         A decision unknown to the log is a :class:`~bandit_engine.errors.NotFoundError` naming
         ``decision_id``, whatever the engine remembers."""
+        self.engine.rewards.check_type(type)  # a malformed event is 422 whatever its decision
         if not self.log.has_decision(decision_id):
             raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
         engine = self.engine
