@@ -109,8 +109,18 @@ def _cluster_cells(
     n_users = int(table.user.max()) + 1 if table.n else 1
     cell = seg * n_groups + table.group
     key = cell * n_users + table.user
-    # hash-based factorisation: O(n), no sort of the 10^7 keys
-    inv, uniq = pd.factorize(key)
+    slots = n_seg * n_groups * n_users
+    if slots <= 2 * max(table.n, 1):
+        # few segments (overall, presence, user type, a few cities): the key itself indexes a
+        # dense table, so an occupancy count replaces hashing 10^7 keys
+        occupied = np.flatnonzero(np.bincount(key, minlength=slots))
+        slot_to_cluster = np.empty(slots, dtype=np.int64)
+        slot_to_cluster[occupied] = np.arange(occupied.shape[0], dtype=np.int64)
+        inv = slot_to_cluster[key]
+        uniq = occupied
+    else:
+        # hash-based factorisation: O(n), no sort of the 10^7 keys
+        inv, uniq = pd.factorize(key)
     cluster_cell = (np.asarray(uniq, dtype=np.int64) // n_users).astype(np.int64)
     per_cell = np.bincount(cluster_cell, minlength=n_seg * n_groups).astype(np.int64)
     return inv.astype(np.int64), cluster_cell, per_cell
