@@ -224,3 +224,26 @@ def test_server_logs_the_group_and_exposes_the_sample_ratio_check(tmp_path: Path
         # the endpoint is read-scoped: no token, no answer
         assert c.get("/v1/experiment").status_code == 401
     log.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--holdout", "0.7"], "holdout must be a share in (0, 0.5], got 0.7"),
+        (["--holdout", "0"], "holdout must be a share in (0, 0.5], got 0.0"),
+        (["--holdout", "0.1", "--holdout-policy", "nope"], "--holdout-policy"),
+        (["--holdout-policy", "popularity"], "holdout must be given"),
+    ],
+)
+def test_serve_policy_refuses_a_bad_holdout_before_serving(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from bandit_engine.cli import app
+
+    r = CliRunner().invoke(
+        app, ["serve-policy", "--dev", "--db", str(tmp_path / "e.sqlite"), "--port", "0", *args]
+    )
+    assert r.exit_code == 3, r.output
+    assert message in r.output

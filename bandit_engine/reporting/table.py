@@ -36,7 +36,8 @@ class DecisionTable:
     Attributes
     ----------
     ts
-        Decision times (epoch seconds).
+        Decision times (epoch seconds; the start of their UTC day when read from a log, the
+        precision every breakdown needs).
     group, presence, city, bundle
         Integer codes into ``group_names`` ... ``bundle_names`` (``"unknown"`` where not logged).
     user
