@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..engine import Engine
 from ..errors import ValidationError
+from .apprentice import switch
 
 __all__ = ["ADMIN_OPS", "apply_admin"]
 
@@ -33,6 +34,9 @@ def apply_admin(engine: Engine, op: str, payload: Mapping[str, Any]) -> list[str
     :class:`~bandit_engine.errors.ValidationError` (or ``NotFoundError`` for unknown ids) before the
     catalog changes.
     """
+    if op == "apprentice_switch":  # not a catalog change, but journaled and replayed the same way
+        switch(engine)
+        return []
     catalog = engine.catalog
     try:
         if op == "add_deals":
