@@ -507,7 +507,12 @@ class Engine:
         if cs is None:
             kind = rr.rules.fallback.kind
             if kind == "error":
-                raise ValidationError.for_field("candidates", [], f"{reason} for this user now")
+                raise ValidationError(
+                    f"candidates must keep a bundle for this user now, but {reason} (set a "
+                    "fallback in the rules to serve something else)",
+                    field="candidates",
+                    value=[],
+                )
             cs = rr.fallback_set(prof, rkey, t)
             if cs is None or not cs.ids:
                 raise NoOfferError(

@@ -373,7 +373,7 @@ class RuleRunner:
             return cs, ""
         idx = np.flatnonzero(keep)
         if idx.size == 0:
-            return None, "every eligible bundle is ruled out (" + ", ".join(reasons) + ")"
+            return None, "the rules rule out every eligible bundle (" + ", ".join(reasons) + ")"
         return (
             CandidateSet(tuple([cs.ids[i] for i in idx.tolist()]), rows[idx], cs.features[idx]),
             "",
