@@ -104,7 +104,8 @@ class ApprenticePolicy(BasePolicy):
         #: p_L(a_rule) of the last decision (the event log records it with the mode)
         self.target_propensity_: float | None = None
         self._stash: OrderedDict[tuple[bytes, str], list[float]] = OrderedDict()
-        # closed rule decisions: learner probability, rule propensity, reward
+        #: closed rule decisions: (learner probability of the rule's choice, rule propensity,
+        #: reward)
         self.eval_rows_: list[tuple[float, float, float]] = []
 
     # parameters as plain data (the wrapped policies by name and params)
@@ -152,10 +153,11 @@ class ApprenticePolicy(BasePolicy):
         if probs is None:  # a learner without exact probabilities: no agreement, no estimate
             self.target_propensity_ = None
             return choice
-        p = float(probs[choice.index])
+        i = choice.index
+        p = float(probs[i])
         self.target_propensity_ = p
         self.agreement_.append(p)
-        key = (np.asarray(x, dtype=np.float64).tobytes(), arms[choice.index])
+        key = (np.asarray(x, dtype=np.float64).tobytes(), arms[i])
         held = self._stash.get(key)
         if held is None:
             if len(self._stash) >= _STASH:
@@ -230,7 +232,7 @@ class ApprenticePolicy(BasePolicy):
             self.switched_at_ = None if sw is None else int(sw)
             self.n_updates_ = int(state["n_updates"])
             rows = np.asarray(state["eval_rows"], dtype=np.float64).reshape(-1, 3)
-            self.eval_rows_ = [(float(a), float(b), float(c)) for a, b, c in rows.tolist()]
+            self.eval_rows_ = [(a, b, c) for a, b, c in rows.tolist()]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError.for_field(
                 "policy.state", type(exc).__name__, f"is not an apprentice state ({exc})"

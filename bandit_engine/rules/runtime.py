@@ -148,6 +148,9 @@ class RuleRunner:
             policy_from_spec(fb.policy) if fb.kind == "policy" and fb.policy else None
         )
         self._cap_scopes = sorted({c.per for c in rules.caps})
+        self._caps_by_scope: dict[str, list[tuple[int, float]]] = {}
+        for j, cap in enumerate(rules.caps):
+            self._caps_by_scope.setdefault(cap.per, []).append((j, cap.window))
         self._max_window = max((c.window for c in rules.caps), default=0.0)
         self._static: tuple[tuple[int, int], BoolArray | None] | None = None
         self._parts: tuple[tuple[int, int], dict[str, NDArray[Any]]] | None = None
@@ -233,32 +236,27 @@ class RuleRunner:
         else:
             right = self._side(p.other, cols, rows, profile)
             if p.factor != 1.0:
-                num = _num(right)
-                right = None if num is None else num * p.factor
+                right = _scaled(right, p.factor)
         la, ra = isinstance(left, np.ndarray), isinstance(right, np.ndarray)
         if not la and not ra:
             r = p.compare(left, right)
-            return np.full(n, bool(r)), np.full(n, r is None)
-        if p.op in ("<", "<=", ">", ">=") or (
-            p.op in ("==", "!=")
-            and (not la or left.dtype == np.float64)
-            and (not ra or right.dtype == np.float64)
-            and not isinstance(left if ra else right, str)
-        ):
-            a = _as_float(left, n)
-            b = _as_float(right, n)
-            if a is not None and b is not None:
-                undecided = np.isnan(a) | np.isnan(b)
-                with np.errstate(invalid="ignore"):
-                    holds = {
-                        "<": np.less,
-                        "<=": np.less_equal,
-                        ">": np.greater,
-                        ">=": np.greater_equal,
-                        "==": np.equal,
-                        "!=": np.not_equal,
-                    }[p.op](a, b)
-                return holds & ~undecided, undecided
+            return np.full(n, r is True), np.full(n, r is None)
+        ufunc = _UFUNCS.get(p.op)
+        if ufunc is not None and _numeric(left) and _numeric(right):
+            # the fast path: numbers against numbers (NaN compares False without a warning)
+            if left is None or right is None:
+                return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+            holds = ufunc(left, right)
+            undecided = np.isnan(left) if la else np.isnan(right)
+            if la and ra:
+                undecided |= np.isnan(right)
+            elif not la and isinstance(left, float) and math.isnan(left):
+                undecided = np.ones(n, dtype=bool)
+            elif not ra and isinstance(right, float) and math.isnan(right):
+                undecided = np.ones(n, dtype=bool)
+            if p.op == "!=":
+                holds &= ~undecided
+            return holds, undecided
         lefts = left if la else [left] * n
         rights = right if ra else [right] * n
         res = [p.compare(a, b) for a, b in zip(lefts, rights, strict=True)]
@@ -296,16 +294,20 @@ class RuleRunner:
         excl = rules.exclusions
         if key is not None and (rules.caps or excl.active):
             hist = self.state.history(key, now - self._max_window, orders=excl.active)
-            for cap in rules.caps:
-                since = now - cap.window
-                counts: dict[str, int] = {}
+            if rules.caps and hist.shows:
+                # one pass over the user's shows, counting for every cap of the show's scope
+                counts: list[dict[str, int]] = [{} for _ in rules.caps]
+                by_scope = self._caps_by_scope
                 for scope, item, ts in hist.shows:
-                    if scope == cap.per and ts > since:
-                        counts[item] = counts.get(item, 0) + 1
-                hit = {i for i, c in counts.items() if c >= cap.max_shows}
-                if hit:
-                    by[cap.per] |= hit
-                    reasons.append(f"cap {cap.name!r}")
+                    for j, since in by_scope.get(scope, ()):
+                        if ts > now - since:
+                            cj = counts[j]
+                            cj[item] = cj.get(item, 0) + 1
+                for cap, cj in zip(rules.caps, counts, strict=True):
+                    hit = {i for i, c in cj.items() if c >= cap.max_shows}
+                    if hit:
+                        by[cap.per] |= hit
+                        reasons.append(f"cap {cap.name!r}")
             if excl.bought_courses and hist.orders:
                 by["course"] |= {c for _, c, _ in hist.orders}
                 reasons.append("bought courses")
@@ -316,10 +318,11 @@ class RuleRunner:
                     by["deal"] |= recent
                     reasons.append("recently ordered deals")
         if rules.budgets:
-            used = self.state.budget_used(int(now // 86_400))
-            if used:
+            limits = {b.name: b.allowed(now) for b in rules.budgets}
+            used = self.state.budget_used(int(now // 86_400), min(limits.values()))
+            if used:  # only the counts at or above the smallest limit come back
                 for b in rules.budgets:
-                    limit = b.allowed(now)
+                    limit = limits[b.name]
                     out = {
                         item for (name, item), n in used.items() if name == b.name and n >= limit
                     }
@@ -474,19 +477,27 @@ class RuleRunner:
         return self.state.forget(key)
 
 
-def _num(v: Any) -> Any:
+_UFUNCS: dict[str, Any] = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
+
+def _numeric(v: Any) -> bool:
+    """A float64 array, a number (bools count as 0 / 1) or ``None`` (missing)."""
     if isinstance(v, np.ndarray):
-        return v if v.dtype == np.float64 else None
+        return v.dtype == np.float64
+    return v is None or isinstance(v, int | float)
+
+
+def _scaled(v: Any, factor: float) -> Any:
+    """``factor * v`` for numbers and float arrays; ``None`` (undecided) for anything else."""
+    if isinstance(v, np.ndarray):
+        return v * factor if v.dtype == np.float64 else None
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    return float(v)
-
-
-def _as_float(v: Any, n: int) -> NDArray[np.float64] | None:
-    if isinstance(v, np.ndarray):
-        return v if v.dtype == np.float64 else None
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return np.full(n, np.nan)
-    if isinstance(v, bool | int | float):
-        return np.full(n, float(v))
-    return None
+    return float(v) * factor

@@ -39,7 +39,7 @@ class RuleState(Protocol):
 
     def history(self, key: str, since: float, *, orders: bool) -> History: ...
 
-    def budget_used(self, day: int) -> Mapping[tuple[str, str], int]: ...
+    def budget_used(self, day: int, at_least: int) -> Mapping[tuple[str, str], int]: ...
 
     def record_show(
         self,
@@ -79,6 +79,7 @@ class MemoryRuleState:
         self._shows: OrderedDict[str, list[tuple[str, str, float]]] = OrderedDict()
         self._orders: dict[str, list[tuple[str, str, float]]] = {}
         self._budgets: dict[int, defaultdict[tuple[str, str], int]] = {}
+        self._peak: dict[int, int] = {}  # the largest count of each day (a fast "none near")
 
     def user_key(self, user_id: str) -> str:
         return hashlib.blake2b(
@@ -90,8 +91,11 @@ class MemoryRuleState:
         recent = [s for s in shows if s[2] > since] if shows else []
         return History(recent, self._orders.get(key, []) if orders else [])
 
-    def budget_used(self, day: int) -> Mapping[tuple[str, str], int]:
-        return self._budgets.get(day, {})
+    def budget_used(self, day: int, at_least: int) -> Mapping[tuple[str, str], int]:
+        """Counts of ``day`` that are at least ``at_least``."""
+        if self._peak.get(day, 0) < at_least:
+            return {}
+        return {k: n for k, n in self._budgets[day].items() if n >= at_least}
 
     def _count(self, day: int, units: Sequence[tuple[str, str]]) -> None:
         if not units:
@@ -100,9 +104,13 @@ class MemoryRuleState:
         if counts is None:
             for old in [d for d in self._budgets if d < day - 1]:
                 del self._budgets[old]
+                self._peak.pop(old, None)
             counts = self._budgets[day] = defaultdict(int)
+        peak = self._peak.get(day, 0)
         for unit in units:
-            counts[unit] += 1
+            n = counts[unit] = counts[unit] + 1
+            peak = max(peak, n)
+        self._peak[day] = peak
 
     def record_show(
         self,

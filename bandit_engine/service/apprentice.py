@@ -5,13 +5,24 @@ train the learner). This module decides when to switch, and switches.
 
 Switch rule (:class:`SwitchThresholds`, all must hold):
 
-1. at least ``min_decisions`` rule decisions have closed and entered the estimate;
+1. at least ``min_decisions`` rule decisions have closed and entered the estimate (the estimate
+   and the rule's value use the last ``recent`` of them: the learner keeps changing, and its
+   early self would drag the estimate down);
 2. the agreement (the learner's mean probability of the rule's choice over its last ``window``
    decisions) is at least ``min_agreement``: the learner has learned the rule's territory;
 3. the lower bound of the ``level`` (95%) interval of the SNIPS estimate of the learner's value on
    the rule's traffic (:func:`bandit_engine.evaluation.snips`, weights
    ``p_learner(a_rule) / p_rule(a_rule)``) is above the rule's own value, the mean reward of the
    same decisions, plus ``margin``: the learner is better with 95% confidence, not just as good.
+   SNIPS rather than DR: the learners' own per-arm estimates, the only reward model at hand
+   online, are inflated on the arms they pick (the winner's curse), and a DR built on them gave
+   values ten times any reward seen in the simulator.
+
+The agreement floor is 0 by default: a learner that beats the rule must disagree with it, and the
+interval of 3 already guards against switching on noise; raise ``min_agreement`` to also require
+that the learner imitates the rule that much. The estimate needs support: it sees the learner's
+choices only where the rule put probability, so serve a rule that explores
+(``fixed_rule:epsilon=0.1``); with a deterministic rule it rests on the reward model alone.
 
 Forcing the switch (:func:`switch`, ``POST /v1/admin/apprentice/switch``) skips the checks. A
 :class:`~bandit_engine.service.LoggedEngine` journals the switch as the admin op
@@ -47,9 +58,10 @@ class SwitchThresholds:
     """When apprentice mode switches on its own (see the module docstring)."""
 
     min_decisions: int = 2000
-    min_agreement: float = 0.3
+    min_agreement: float = 0.0
     margin: float = 0.0
     level: float = 0.95
+    recent: int = 10_000
 
     def __post_init__(self) -> None:
         if (
@@ -66,6 +78,8 @@ class SwitchThresholds:
             raise ConfigError.for_field("margin", self.margin, "must be a finite number")
         if not (0.5 <= float(self.level) < 1.0):
             raise ConfigError.for_field("level", self.level, "must be in [0.5, 1)")
+        if isinstance(self.recent, bool) or not isinstance(self.recent, int) or self.recent < 1:
+            raise ConfigError.for_field("recent", self.recent, "must be an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,8 @@ def status(engine: Engine, thresholds: SwitchThresholds | None = None) -> Appren
     rule holds."""
     th = thresholds if thresholds is not None else SwitchThresholds()
     ap = apprentice_of(engine)
-    rows = np.asarray(ap.eval_rows_, dtype=np.float64).reshape(-1, 3)
+    # the learner of late, not its early self: only the last `recent` closed decisions
+    rows = np.asarray(ap.eval_rows_[-th.recent :], dtype=np.float64).reshape(-1, 3)
     n = rows.shape[0]
     nan = float("nan")
     rule_value = float(rows[:, 2].mean()) if n else nan

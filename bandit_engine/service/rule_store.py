@@ -29,8 +29,8 @@ class LogRuleState:
         shows, bought = self.log.rule_history(key, since, orders=orders)
         return History(shows, bought)
 
-    def budget_used(self, day: int) -> Mapping[tuple[str, str], int]:
-        return self.log.rule_budget_used(day)
+    def budget_used(self, day: int, at_least: int) -> Mapping[tuple[str, str], int]:
+        return self.log.rule_budget_used(day, at_least)
 
     def record_show(
         self,

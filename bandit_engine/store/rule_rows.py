@@ -59,11 +59,12 @@ class LogRuleRows(LogConnection):
                 ]
         return shows, bought
 
-    def rule_budget_used(self, day: int) -> dict[tuple[str, str], int]:
-        """Units used per ``(budget, item)`` on UTC day ``day``."""
+    def rule_budget_used(self, day: int, at_least: int = 1) -> dict[tuple[str, str], int]:
+        """Units used per ``(budget, item)`` on UTC day ``day``, where at least ``at_least``."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT budget, item, n FROM rule_budgets WHERE day = ?", (int(day),)
+                "SELECT budget, item, n FROM rule_budgets WHERE day = ? AND n >= ?",
+                (int(day), int(at_least)),
             ).fetchall()
         return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
