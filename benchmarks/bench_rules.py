@@ -33,9 +33,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from bandit_engine.demo import build_engine, demo_world
+from bandit_engine.errors import NoOfferError
 from bandit_engine.policies.registry import make_policy
 from bandit_engine.rewards import RewardSpec
-from bandit_engine.errors import NoOfferError
 from bandit_engine.rules import Budget, EligibilityRule, Exclusions, Fallback, FrequencyCap, Rules
 from bandit_engine.service import LoggedEngine
 from bandit_engine.store import open_log
@@ -70,8 +70,9 @@ def run(n: int, policy: str, logged: bool, folder: Path) -> None:
     if logged:
         engines = []
         for name, eng in (("plain", plain), ("ruled", ruled)):
-            svc = LoggedEngine(eng, open_log(str(folder / f"{name}.sqlite"), hmac_key=KEY,
-                                             synchronous="OFF"))
+            svc = LoggedEngine(
+                eng, open_log(str(folder / f"{name}.sqlite"), hmac_key=KEY, synchronous="OFF")
+            )
             if eng is ruled:
                 svc.use_rules(rules())
             engines.append(svc)

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from bandit_engine.demo import demo_engine, demo_world
 from bandit_engine.errors import ConfigError
+from bandit_engine.evaluation.apprentice import SwitchThresholds, check_switch, status, switch
 from bandit_engine.policies import make_policy
 from bandit_engine.policies.apprentice import ApprenticePolicy
 from bandit_engine.server import Secret, ServerSettings, open_server
 from bandit_engine.service import Checkpointer, LoggedEngine
-from bandit_engine.service.apprentice import SwitchThresholds, check_switch, status, switch
 from bandit_engine.simulation.apprentice_run import run_apprentice
 from bandit_engine.store import open_log
 

@@ -42,9 +42,23 @@ def _engine(policy: str = "uniform") -> Engine:
         ("deal.price <= 100", "deal.price", "<=", 100.0, None, 1.0),
         ("knowledge.membership == 'member'", "knowledge.membership", "==", "member", None, 1.0),
         ('course.topic != "cooking"', "course.topic", "!=", "cooking", None, 1.0),
-        ("deal.price <= 1.5 * groupbuy.avg_ticket", "deal.price", "<=", None, "groupbuy.avg_ticket", 1.5),
+        (
+            "deal.price <= 1.5 * groupbuy.avg_ticket",
+            "deal.price",
+            "<=",
+            None,
+            "groupbuy.avg_ticket",
+            1.5,
+        ),
         ("course.members_only == true", "course.members_only", "==", True, None, 1.0),
-        ("deal.cuisine in ['hotpot', 'sichuan']", "deal.cuisine", "in", ("hotpot", "sichuan"), None, 1.0),
+        (
+            "deal.cuisine in ['hotpot', 'sichuan']",
+            "deal.cuisine",
+            "in",
+            ("hotpot", "sichuan"),
+            None,
+            1.0,
+        ),
         ("deal.city not in ['xian']", "deal.city", "not in", ("xian",), None, 1.0),
     ],
 )
@@ -116,7 +130,7 @@ def test_a_fallback_bundle_not_in_the_catalog_is_refused_at_construction() -> No
 
 
 def test_duplicate_names_and_unknown_toml_keys_are_refused() -> None:
-    with pytest.raises(ConfigError, match="caps.name must be unique"):
+    with pytest.raises(ConfigError, match=r"caps\.name must be unique"):
         Rules(caps=(FrequencyCap("c", "bundle", 1, 1), FrequencyCap("c", "deal", 1, 1)))
     with pytest.raises(ConfigError, match="unknown keys"):
         Rules.from_toml("[[caps]]\nname='c'\nper='bundle'\nmax_shows=1\nwindow_days=1\nmax=3\n")
@@ -300,8 +314,10 @@ def test_fallback_policy_chooses_among_bundles_of_any_city_that_pass_the_rules()
     d = engine.decide(profile=XIAN, now=DAY0)
     assert d.mode == "fallback:policy"
     assert d.propensity == pytest.approx(1.0 / len(d.candidates))
-    cities = {engine.catalog.deals().set_index("deal_id").loc[engine.catalog.parts(b)[0], "city"]
-              for b in d.candidates}
+    cities = {
+        engine.catalog.deals().set_index("deal_id").loc[engine.catalog.parts(b)[0], "city"]
+        for b in d.candidates
+    }
     assert len(cities) > 1
     prices = engine.catalog.deals().set_index("deal_id")["price"]
     assert all(prices[engine.catalog.parts(b)[0]] <= 100 for b in d.candidates)
@@ -394,8 +410,12 @@ def test_rules_from_toml_are_saved_with_the_model_and_old_files_still_load(tmp_p
 def test_rules_cost_nothing_when_no_rule_applies() -> None:
     """Rules that shrink nothing leave the decision exactly as without them (same draws)."""
     a, b = _engine("lin_ts"), _engine("lin_ts")
-    b.use_rules(Rules(eligibility=(EligibilityRule("any", "deal.price <= 1e9"),),
-                      caps=(FrequencyCap("big", "bundle", 1000, 1),)))
+    b.use_rules(
+        Rules(
+            eligibility=(EligibilityRule("any", "deal.price <= 1e9"),),
+            caps=(FrequencyCap("big", "bundle", 1000, 1),),
+        )
+    )
     for i in range(30):
         da, db = a.decide(USER, now=DAY0 + i), b.decide(USER, now=DAY0 + i)
         assert (da.bundle_id, da.candidates) == (db.bundle_id, db.candidates)

@@ -108,7 +108,7 @@ def test_a_restart_does_not_count_the_journal_twice(tmp_path: Path) -> None:
     used = log.rule_budget_used(int(DAY0 // 86_400))
     log.close()
     log = open_log(db, hmac_key=KEY)
-    again, report = LoggedEngine.restore(base, log, checkpoints)  # type: ignore[arg-type]
+    _, report = LoggedEngine.restore(base, log, checkpoints)  # type: ignore[arg-type]
     assert report.redone_decisions == 6
     assert log.rule_budget_used(int(DAY0 // 86_400)) == used  # not counted a second time
     assert sum(used.values()) == 6
@@ -212,6 +212,31 @@ def test_server_refuses_rules_naming_unknown_columns(tmp_path: Path) -> None:
         demo_policy="linucb",
         rules=str(rules),
     )
-    with pytest.raises(Exception, match="knowledge.tier") as err:
+    with pytest.raises(Exception, match=r"knowledge\.tier") as err:
         open_server(settings, hmac_key=KEY, clock=lambda: DAY0)
     assert type(err.value).__name__ == "ConfigError"
+
+
+def test_a_version_1_log_is_migrated_and_keeps_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_engine.store import schema
+
+    db = str(tmp_path / "old.sqlite")
+    with monkeypatch.context() as m:  # a log as the previous release wrote it
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        old = open_log(db, hmac_key=KEY)
+        old.upsert_profile("U000001", "groupbuy", {"city": "beijing"})
+        assert old.get_meta("schema_version") == "1"
+        old.close()
+    service = _service(db)
+    assert service.log.get_meta("schema_version") == "2"
+    assert service.log.get_profile("U000001") == {"groupbuy": {"city": "beijing"}}
+    for i in range(4):
+        try:
+            service.decide("U000001", decision_id=f"m{i}", now=DAY0 + i)
+        except NoOfferError:
+            pass
+    assert len(service.log.rule_history(service.log.pseudonym("U000001"), 0.0, orders=False)[0])
+    service.log.close()

@@ -13,7 +13,7 @@ decision the learner's probability of the rule's choice, ``p_L(a_rule | x)``, is
   decisions on which the learner would have chosen what the rule chose);
 * with the reward that decision later learns, it is one row of an off-policy estimate of the
   learner's value on the rule's traffic (weights ``p_L(a_rule) / p_rule(a_rule)``; SNIPS in
-  :mod:`bandit_engine.service.apprentice`).
+  :mod:`bandit_engine.evaluation.apprentice`).
 
 In mode ``"policy"`` (after the switch) it is the learner, unchanged. The mode of each decision is
 its :attr:`serving_mode` (``"apprentice:rule"`` / ``"apprentice:policy"``), which the engine puts

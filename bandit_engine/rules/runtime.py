@@ -250,9 +250,9 @@ class RuleRunner:
             undecided = np.isnan(left) if la else np.isnan(right)
             if la and ra:
                 undecided |= np.isnan(right)
-            elif not la and isinstance(left, float) and math.isnan(left):
-                undecided = np.ones(n, dtype=bool)
-            elif not ra and isinstance(right, float) and math.isnan(right):
+            elif (not la and isinstance(left, float) and math.isnan(left)) or (
+                not ra and isinstance(right, float) and math.isnan(right)
+            ):
                 undecided = np.ones(n, dtype=bool)
             if p.op == "!=":
                 holds &= ~undecided
@@ -490,7 +490,7 @@ _UFUNCS: dict[str, Any] = {
 def _numeric(v: Any) -> bool:
     """A float64 array, a number (bools count as 0 / 1) or ``None`` (missing)."""
     if isinstance(v, np.ndarray):
-        return v.dtype == np.float64
+        return bool(v.dtype == np.float64)
     return v is None or isinstance(v, int | float)
 
 

@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..engine import Engine
+from ..evaluation.apprentice import check_switch, status
 from ..policies.apprentice import ApprenticePolicy
 from ..records import LearnedReward
 from ..rules import Rules, policy_from_spec
@@ -154,8 +155,6 @@ def open_server(
             profiles_in_log=True,
             accept_rollback=settings.accept_rollback,
         )
-        if settings.rules is not None:
-            service.use_rules(Rules.from_toml(Path(settings.rules)))
         if report.redone_decisions or report.redone_events or report.redone_admin:
             # what was rolled forward is saved at once: a crash loop does not make every
             # following start roll the same (and a growing) journal forward again
@@ -200,11 +199,20 @@ def create_app(
 
     options: dict[str, Any] = {"profiles_in_log": True, "on_learned": learned}
 
+    rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
+
+    def configured(service: LoggedEngine) -> LoggedEngine:
+        """The settings' business rules (over what a checkpoint holds) and apprentice check."""
+        if rules is not None:
+            service.use_rules(rules)
+        service.apprentice_check = check_switch  # acts only while a rule is served
+        return service
+
     def rebuild() -> LoggedEngine:
-        return LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0]
+        return configured(LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0])
 
     worker = EngineWorker(
-        LoggedEngine(engine, log, checkpoints=checkpointer, **options),
+        configured(LoggedEngine(engine, log, checkpoints=checkpointer, **options)),
         rebuild=rebuild,
         metrics=metrics,
         max_batch=settings.max_batch,
@@ -420,7 +428,7 @@ def create_app(
     async def apprentice_status() -> Response:
         """Apprentice mode: agreement, the rule's value, the learner's off-policy estimate and
         whether the switch rule holds (422 when the server is not in apprentice mode)."""
-        return _json(await worker.run(lambda service: service.apprentice_status().to_dict()))
+        return _json(await worker.run(lambda service: status(service.engine).to_dict()))
 
     @app.post("/v1/admin/apprentice/switch", tags=["admin"], responses=errors_4xx)
     async def apprentice_switch() -> Response:

@@ -84,7 +84,7 @@ class ServerSettings:
         whatever the model or checkpoint holds; ``None`` keeps the model's own.
     apprentice
         Apprentice mode: the policy spec of the rule to serve (``"fixed_rule:column=3"``) while
-        the model's policy learns from its traffic (:mod:`bandit_engine.service.apprentice`).
+        the model's policy learns from its traffic (:mod:`bandit_engine.evaluation.apprentice`).
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from ..engine import Engine
-from ..errors import ValidationError
-from .apprentice import switch
+from ..errors import ConfigError, ValidationError
+from ..policies.apprentice import ApprenticePolicy
 
 __all__ = ["ADMIN_OPS", "apply_admin"]
 
@@ -35,7 +35,11 @@ def apply_admin(engine: Engine, op: str, payload: Mapping[str, Any]) -> list[str
     catalog changes.
     """
     if op == "apprentice_switch":  # not a catalog change, but journaled and replayed the same way
-        switch(engine)
+        if not isinstance(engine.policy, ApprenticePolicy):
+            raise ConfigError.for_field(
+                "policy", engine.policy.name, "is not in apprentice mode (see --apprentice)"
+            )
+        engine.policy.switch()
         return []
     catalog = engine.catalog
     try:

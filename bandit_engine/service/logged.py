@@ -45,7 +45,6 @@ from ..rewards import EventStatus
 from ..rules import Rules
 from ..store import EventStore
 from .admin import apply_admin
-from .apprentice import ApprenticeStatus, SwitchThresholds, check_switch, status
 from .checkpoints import Checkpointer, RestoreReport
 from .rule_store import LogRuleState
 
@@ -132,8 +131,11 @@ class LoggedEngine:
         self.checkpoints = checkpoints
         self.profiles_in_log = profiles_in_log
         self.engine = engine
-        #: apprentice mode's switch rule (checked every ``apprentice_check_every`` learned rewards)
-        self.apprentice_thresholds = SwitchThresholds()
+        #: apprentice mode's switch rule: called with the engine every ``apprentice_check_every``
+        #: learned rewards while the rule is served; it switches the policy when the rule holds
+        #: and returns an object with ``ready`` and ``reason`` (the server passes
+        #: :func:`bandit_engine.evaluation.apprentice.check_switch`); ``None``: only when told
+        self.apprentice_check: Callable[[Engine], Any] | None = None
         self.apprentice_check_every = 200
         self._learned_since_check = 0
         self._replaying = False
@@ -258,13 +260,19 @@ class LoggedEngine:
         if tell is not None:
             for rec in out:
                 tell(rec)
-        if learned and getattr(self.engine.policy, "mode", None) == "rule" and not self._replaying:
+        check = self.apprentice_check
+        if (
+            learned
+            and check is not None
+            and getattr(self.engine.policy, "mode", None) == "rule"
+            and not self._replaying
+        ):
             self._learned_since_check += len(learned)
             if self._learned_since_check >= self.apprentice_check_every:
                 self._learned_since_check = 0
-                st = check_switch(self.engine, self.apprentice_thresholds)
+                st = check(self.engine)
                 if st.ready:
-                    self._journal_switch(st.reason)
+                    self._journal_switch(str(st.reason))
         return out
 
     # -- apprentice mode --------------------------------------------------------------------
@@ -278,10 +286,6 @@ class LoggedEngine:
         seq = self.log.log_admin("apprentice_switch", {"reason": reason}, ts=self.engine.now())
         logger.info("apprentice mode switched to the learner (seq %d): %s", seq, reason)
         return seq
-
-    def apprentice_status(self) -> ApprenticeStatus:
-        """Agreement, values and the switch rule's verdict (:mod:`~bandit_engine.service.apprentice`)."""
-        return status(self.engine, self.apprentice_thresholds)
 
     def apprentice_switch(self, reason: str = "told") -> AppliedOp:
         """Switch apprentice mode to the learner now (journaled; a no-op when already switched)."""

@@ -3,7 +3,7 @@
 Two engines see the same world, the same users at the same times and the same outcome draws
 (common random numbers): one serves the rule alone, the other is in apprentice mode
 (:class:`~bandit_engine.policies.apprentice.ApprenticePolicy` with the same rule and seed, and a
-learner), checking the switch rule (:func:`~bandit_engine.service.apprentice.check_switch`) every
+learner), checking the switch rule (:func:`~bandit_engine.evaluation.apprentice.check_switch`) every
 ``check_every`` decisions. Before the switch the two must serve the same bundle every time (the
 apprentice serves the rule's choice; :class:`ApprenticeRun` records both so a caller can check
 it); after it, the uplift of the learner over the rule is the difference of the true expected
@@ -18,10 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..engine import Engine
-from ..rewards import RewardSpec
+from ..evaluation.apprentice import ApprenticeStatus, SwitchThresholds, check_switch, status
 from ..policies.apprentice import ApprenticePolicy
 from ..policies.registry import make_policy
-from ..service.apprentice import ApprenticeStatus, SwitchThresholds, check_switch
+from ..rewards import RewardSpec
 from .engines import DEMO_REWARDS, build_engine
 from .world import World
 
@@ -111,8 +111,6 @@ def run_apprentice(
             elif force_at is not None and i + 1 >= force_at:
                 policy.switch()
                 switched, forced, at_switch = i + 1, True, st
-    from ..service.apprentice import status  # the final report, switch rule unchanged
-
     return ApprenticeRun(
         served, ruled, app_value, rule_value, switched, forced, at_switch, status(app_engine, th)
     )

@@ -27,7 +27,8 @@ choices only where the rule put probability, so serve a rule that explores
 Forcing the switch (:func:`switch`, ``POST /v1/admin/apprentice/switch``) skips the checks. A
 :class:`~bandit_engine.service.LoggedEngine` journals the switch as the admin op
 ``apprentice_switch`` (rolled forward at its place after a restart), and every decision's mode is
-in the log's ``decision_modes`` table.
+in the log's ``decision_modes`` table. The server hands :func:`check_switch` to its
+``LoggedEngine`` (``apprentice_check``), which runs it every 200 learned rewards.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ import numpy as np
 
 from ..engine import Engine
 from ..errors import ConfigError, DataError
-from ..evaluation import snips
 from ..policies.apprentice import ApprenticePolicy
+from .snips import snips
 
 __all__ = [
     "ApprenticeStatus",
@@ -173,7 +174,9 @@ def status(engine: Engine, thresholds: SwitchThresholds | None = None) -> Appren
 
 
 def switch(engine: Engine) -> bool:
-    """Serve the learner from now on; ``False`` when it already does."""
+    """Serve the learner from now on; ``False`` when it already does (not journaled: a served
+    engine switches through :meth:`LoggedEngine.apprentice_switch
+    <bandit_engine.service.LoggedEngine.apprentice_switch>`)."""
     ap = apprentice_of(engine)
     if ap.mode == "policy":
         return False
