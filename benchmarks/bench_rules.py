@@ -19,6 +19,11 @@ Part 1 is the in-process engine with the counters in memory; part 2 the logged p
 (:class:`~bandit_engine.service.LoggedEngine` on a SQLite file, ``synchronous=OFF``, 100
 decisions per transaction as the server's group commit does), where the counters are read and
 written in the log inside the decision's transaction. The target is the difference of the p99s.
+
+A third engine, without rules, is given each decision's shrunk candidate list as an availability
+mask (``candidates=``): it pays what deciding over a smaller, per-user list costs the policy (the
+ridge policies cache their scoring blocks per candidate list, and per-user lists miss that cache),
+so "with rules" minus "masked" is what evaluating the rules itself costs.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ def run(n: int, policy: str, logged: bool, folder: Path) -> None:
     spec = RewardSpec(click=1, order=2, window=1.0)
     plain = build_engine(world, make_policy(policy, seed=0), rewards=spec)
     ruled = build_engine(world, make_policy(policy, seed=0), rewards=spec)
+    masked = build_engine(world, make_policy(policy, seed=0), rewards=spec)
     ruled.use_rules(rules())
     engines: list = [plain, ruled]
     if logged:
@@ -79,7 +85,7 @@ def run(n: int, policy: str, logged: bool, folder: Path) -> None:
     rng = np.random.default_rng(0)
     users = [world.user_id(int(u)) for u in rng.integers(0, world.n_users, n + 1000)]
     u_click = rng.random(n + 1000)
-    lat = np.empty((2, n))
+    lat = np.empty((3, n))
     t_start = T0 + 3600
     blocks = [None, None]
     no_offer = 0
@@ -102,23 +108,40 @@ def run(n: int, policy: str, logged: bool, folder: Path) -> None:
             if i >= 1000:
                 lat[k, i - 1000] = dt
             if d is None:
+                if k == 1 and i >= 1000:
+                    lat[2, i - 1000] = np.nan
                 continue
             if u_click[i] < 0.05:
                 eng.report(d.decision_id, "click", at=t)
                 if u_click[i] < 0.01:
                     eng.report(d.decision_id, "order", value=100.0, at=t)
+            if k == 1 and not logged and d.mode is not None:  # a fallback: no peer for it
+                if i >= 1000:
+                    lat[2, i - 1000] = np.nan
+            elif k == 1 and not logged:  # the peer decides over the same shrunk list
+                a = time.perf_counter()
+                masked.decide(users[i], candidates=list(d.candidates), decision_id=f"d{i}", now=t)
+                if i >= 1000:
+                    lat[2, i - 1000] = time.perf_counter() - a
     if logged:
         for block in blocks:
             if block is not None:
                 block.__exit__(None, None, None)
     path = "logged path (SQLite, counters in the log)" if logged else "in-process engine"
-    p = np.percentile(lat * 1e6, [50, 99], axis=1)
+    p = np.nanpercentile(lat * 1e6, [50, 99], axis=1)
     print(
         f"{path}, {policy}, {n} decisions: without rules p50 {p[0, 0]:.0f} us p99 {p[1, 0]:.0f} us;"
         f" with rules p50 {p[0, 1]:.0f} us p99 {p[1, 1]:.0f} us;"
         f" added p50 {p[0, 1] - p[0, 0]:+.0f} us, p99 {p[1, 1] - p[1, 0]:+.0f} us"
         f" ({no_offer} no-offers)"
     )
+    if not logged:
+        fb = int(np.isnan(lat[2]).sum())
+        print(
+            f"    ({fb} fallback decisions have no peer) peer without rules over the same shrunk lists (a mask): p50 {p[0, 2]:.0f} us"
+            f" p99 {p[1, 2]:.0f} us; the rules' own cost p50 {p[0, 1] - p[0, 2]:+.0f} us,"
+            f" p99 {p[1, 1] - p[1, 2]:+.0f} us"
+        )
 
 
 def main() -> None:
