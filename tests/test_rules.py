@@ -420,3 +420,12 @@ def test_rules_cost_nothing_when_no_rule_applies() -> None:
         da, db = a.decide(USER, now=DAY0 + i), b.decide(USER, now=DAY0 + i)
         assert (da.bundle_id, da.candidates) == (db.bundle_id, db.candidates)
         np.testing.assert_allclose(da.propensity, db.propensity)
+
+
+def test_the_shipped_example_rules_apply_to_the_demo_engine() -> None:
+    rules = Rules.from_toml(Path(__file__).resolve().parent.parent / "examples" / "rules.toml")
+    engine = _engine("linucb")
+    engine.use_rules(rules)
+    d = engine.decide(profile=XIAN, now=DAY0)  # the fallback policy, not a 422
+    assert d.mode == "fallback:policy"
+    assert engine.decide(USER, now=DAY0 + 1).mode is None
