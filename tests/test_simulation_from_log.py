@@ -19,12 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_policy_eval import make_engine, write_engine_log
 from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
+from bandit_engine import Catalog, ProfileSchema
 from bandit_engine.cli import app
 from bandit_engine.errors import ConfigError
 from bandit_engine.evaluation.evaluate_log import read_policy_log
+from bandit_engine.policies import LinUCB, UniformRandom
 from bandit_engine.simulation.from_log import (
     LOGGED,
     LogArm,
@@ -254,3 +257,38 @@ def test_cli_from_log_errors(
     assert res.exit_code == code, res.output
     assert text in res.output
     assert "Traceback" not in res.output
+
+
+def test_cli_runs_a_saved_engine_on_its_own_engine_log(
+    tmp_path: Path, schema: ProfileSchema, tables: dict[str, pd.DataFrame], catalog: Catalog
+) -> None:
+    """The issue's form: --from-log events.sqlite --model ENGINE, the engine's policy as an arm
+    (on a copy: the model file is not changed)."""
+    db = tmp_path / "events.sqlite"
+    write_engine_log(db, make_engine(schema, tables, catalog, UniformRandom(seed=1)), 300, 4)
+    model = tmp_path / "model.bandit"
+    make_engine(schema, tables, catalog, LinUCB(alpha=0.2, epsilon=0.1, seed=2)).save(model)
+    before = model.read_bytes()
+    out = tmp_path / "report"
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--from-log",
+            str(db),
+            "--model",
+            str(model),
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["log"]["format"] == "sqlite"
+    labels = [(p["policy"], p["role"]) for p in summary["policies"]]
+    assert labels == [("model.bandit", "policy"), (LOGGED, "control"), ("uniform", "control")]
+    assert summary["rounds"] == summary["world"]["rows"] > 0
+    assert model.read_bytes() == before
