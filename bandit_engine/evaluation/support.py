@@ -471,13 +471,17 @@ def context_groups(
     cap = max(1, min(int(max_groups), n // int(2 * MIN_EXPECTED * K)))
     raw = np.ascontiguousarray(context)
     keys = raw.view(np.dtype((np.void, raw.dtype.itemsize * raw.shape[1]))).ravel()
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    # continuous contexts show more distinct keys than groups within their first rows: the
+    # full sort of every row's key is only paid for logs that may have few of them
+    few = np.unique(keys[: min(n, 100_000)]).shape[0] <= cap
+    if few:
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     labels: list[str]
     if cap == 1:
         group = np.zeros(n, dtype=np.int64)
         how = "1 group of all rows (too few rows per action to split by context)"
         labels = ["all rows"]
-    elif uniq.shape[0] <= cap:
+    elif few and uniq.shape[0] <= cap:
         group = inverse.astype(np.int64).ravel()
         how = f"{uniq.shape[0]} distinct logged contexts"
         labels = [_describe_key(raw[i]) for i in first]
