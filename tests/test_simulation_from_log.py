@@ -247,6 +247,8 @@ def test_cli_from_log_report_and_json(synthetic: tuple[Path, np.ndarray], tmp_pa
         (["--from-log", "{log}", "-p", "linucb", "--reward-model", "forest"], 3, "forest"),
         (["--from-log", "{log}", "--model", "nope.bandit"], 4, "nope.bandit"),
         (["--model", "nope.bandit"], 3, "--from-log"),
+        (["--per-action", "--rounds", "10"], 3, "--per-action"),
+        (["--reward-model", "ridge", "--rounds", "10"], 3, "--reward-model"),
     ],
 )
 def test_cli_from_log_errors(

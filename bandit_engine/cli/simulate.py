@@ -133,12 +133,24 @@ def simulate(
                 progress=not no_progress and sys.stderr.isatty(),
             )
             return
-        if model is not None:
-            from ..errors import ConfigError
+        only_from_log = {
+            "--model": model,
+            "--format": fmt,
+            "--max-rows": max_rows,
+            "--model-id": model_id,
+            "--pool-models": pool_models or None,
+            "--reward-model": None if reward_model == "auto" else reward_model,
+            "--per-action": per_action or None,
+            "--obd-behavior": None if obd_behavior == "random" else obd_behavior,
+            "--obd-campaign": None if obd_campaign == "all" else obd_campaign,
+        }
+        for flag, value in only_from_log.items():
+            if value is not None:
+                from ..errors import ConfigError
 
-            raise ConfigError.for_field(
-                "--model", model, "is for --from-log (a scenario's world builds its own engines)"
-            )
+                raise ConfigError.for_field(
+                    flag, value, "is for --from-log (a scenario's world builds its own engines)"
+                )
         from ..simulation.scenario import default_scenario, load_scenario
 
         sc = load_scenario(scenario) if scenario is not None else default_scenario()
