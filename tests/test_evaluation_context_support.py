@@ -187,3 +187,21 @@ def test_cli_shows_the_distribution_and_the_worst_contexts(tmp_path: Path) -> No
     doc = json.loads(res.stdout)
     assert doc["support"]["verdict"] == "not identifiable"
     assert doc["support"]["per_context"]["n_groups"] == 2
+
+
+def test_the_dask_path_gives_the_same_per_context_figures() -> None:
+    pytest.importorskip("distributed")
+    from bandit_engine.evaluation.parallel import evaluate_policy_parallel
+
+    log = _segment_log(3000, 5, uniform=False)
+    names = ["ips", "snips", "dr"]
+    one = evaluate_policy(UniformRandom(seed=0), log, estimators=names)
+    # threads, not processes: the same code path per part, without process start-up here
+    par = evaluate_policy_parallel(
+        UniformRandom(seed=0), log, workers=2, estimators=names, processes=False
+    )
+    assert one.support is not None and par.support is not None
+    a, b = one.support.to_dict(), par.support.to_dict()
+    assert a["per_context"] == b["per_context"]
+    assert b["unsupported_mass"] == pytest.approx(a["unsupported_mass"], abs=1e-12)
+    assert not par.supported and par.warnings[0] == one.warnings[0]
