@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiles",),
     ("features", "rewards", "fileformat", "store"),
     ("catalog", "policies"),
-    ("holdout",),
+    ("rules", "holdout"),
     ("engine",),
     ("service", "evaluation", "reporting"),
     ("simulation",),

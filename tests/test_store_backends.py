@@ -278,18 +278,17 @@ def test_migrations_run_the_steps_above_the_stored_version(
     open_log(pg_url, hmac_key=KEY).close()  # version 1 from an empty schema
     ran: list[int] = []
 
-    nxt = pg_schema.SCHEMA_VERSION + 1
-
-    def version_next(conn: psycopg.Connection[Any]) -> None:
-        ran.append(nxt)
+    def version_2(conn: psycopg.Connection[Any]) -> None:
+        ran.append(2)
         conn.execute("CREATE TABLE IF NOT EXISTS extra (id BIGINT PRIMARY KEY)")
 
-    monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, version_next))
+    nxt = pg_schema.SCHEMA_VERSION + 1  # one step past the current version
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, version_2))
     monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", nxt)
     with open_log(pg_url, hmac_key=KEY) as lg:
         assert lg.get_meta("schema_version") == str(nxt)
     open_log(pg_url, hmac_key=KEY).close()
-    assert ran == [nxt]  # once: the second opening finds the new version already
+    assert ran == [2]  # once: the second opening finds version 2 already
     monkeypatch.undo()
     with pytest.raises(DataError, match=r"schema_version .*newer"):
         open_log(pg_url, hmac_key=KEY)
@@ -308,14 +307,13 @@ def test_a_failed_migration_leaves_the_old_version_whole(
         conn.execute("CREATE TABLE half_done (id BIGINT)")
         conn.execute("SELECT no_such_function()")
 
-    current = pg_schema.SCHEMA_VERSION
     monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, broken))
-    monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(DataError, match="refused the schema"):
         open_log(pg_url, hmac_key=KEY)
     monkeypatch.undo()
     with open_log(pg_url, hmac_key=KEY) as lg, psycopg.connect(pg_url) as conn:
-        assert lg.get_meta("schema_version") == str(current)
+        assert lg.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
 
 

@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,8 +32,11 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..engine import Engine
+from ..evaluation.apprentice import check_switch, status
 from ..holdout import HoldoutPlan
+from ..policies.apprentice import ApprenticePolicy
 from ..records import LearnedReward
+from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
 from ..service.checkpoints import RestoreReport
 from ..store import EventStore, open_log
@@ -112,9 +116,13 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
         if settings.model is not None:
             engine = Engine.load(settings.model)
         else:
-            from ..demo import demo_engine  # its model_id depends on the seed only: resumes
+            from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
 
             engine = demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+        if settings.apprentice is not None and not isinstance(engine.policy, ApprenticePolicy):
+            engine.policy = ApprenticePolicy(
+                rule=policy_from_spec(settings.apprentice, "apprentice"), learner=engine.policy
+            )
         _use_holdout(engine, settings.holdout)
         return engine
 
@@ -222,11 +230,20 @@ def create_app(
 
     options: dict[str, Any] = {"profiles_in_log": True, "on_learned": learned}
 
+    rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
+
+    def configured(service: LoggedEngine) -> LoggedEngine:
+        """The settings' business rules (over what a checkpoint holds) and apprentice check."""
+        if rules is not None:
+            service.use_rules(rules)
+        service.apprentice_check = check_switch  # acts only while a rule is served
+        return service
+
     def rebuild() -> LoggedEngine:
-        return _restore(build, log, checkpointer, settings, clock=clock, **options)[0]
+        return configured(_restore(build, log, checkpointer, settings, clock=clock, **options)[0])
 
     worker = EngineWorker(
-        LoggedEngine(engine, log, checkpoints=checkpointer, **options),
+        configured(LoggedEngine(engine, log, checkpoints=checkpointer, **options)),
         rebuild=rebuild,
         metrics=metrics,
         max_batch=settings.max_batch,
@@ -298,7 +315,7 @@ def create_app(
         )
         worker.note_decisions()
         metrics.inc("bandit_decisions_total")
-        return {
+        out = {
             "decision_id": d.decision_id,
             "bundle_id": d.bundle_id,
             "deal_id": d.deal_id,
@@ -308,6 +325,9 @@ def create_app(
             "timestamp": d.timestamp,
             **({} if d.group is None else {"group": d.group}),
         }
+        if d.mode is not None:
+            out["mode"] = d.mode
+        return out
 
     def event_job(body: EventRequest, service: LoggedEngine) -> dict[str, Any]:
         status = service.report(
@@ -445,6 +465,18 @@ def create_app(
             return {"profile": out}
 
         return _json(await worker.run(job))
+
+    @app.get("/v1/admin/apprentice", tags=["admin"], responses=errors_4xx)
+    async def apprentice_status() -> Response:
+        """Apprentice mode: agreement, the rule's value, the learner's off-policy estimate and
+        whether the switch rule holds (422 when the server is not in apprentice mode)."""
+        return _json(await worker.run(lambda service: status(service.engine).to_dict()))
+
+    @app.post("/v1/admin/apprentice/switch", tags=["admin"], responses=errors_4xx)
+    async def apprentice_switch() -> Response:
+        """Serve the learner from now on (journaled; a no-op when already switched)."""
+        done = await worker.run(lambda service: service.apprentice_switch("told"))
+        return _json({"op": done.op, "seq": done.seq})
 
     @app.post(
         "/v1/admin/users/forget",

@@ -137,6 +137,23 @@ def _version_1(conn: sqlite3.Connection) -> None:
 
 
 def _version_2(conn: sqlite3.Connection) -> None:
+    """Business rules' counters and decision modes (:mod:`~bandit_engine.store.rule_rows`)."""
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS rule_shows ("user" TEXT NOT NULL, scope TEXT NOT NULL,'
+        " item TEXT NOT NULL, ts REAL NOT NULL)"
+    )
+    conn.execute('CREATE INDEX IF NOT EXISTS idx_rule_shows_user ON rule_shows ("user", ts)')
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS rule_budgets (budget TEXT NOT NULL, item TEXT NOT NULL,"
+        " day INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (budget, item, day))"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS decision_modes (decision_id TEXT PRIMARY KEY,"
+        " mode TEXT NOT NULL, target_p REAL)"
+    )
+
+
+def _version_3(conn: sqlite3.Connection) -> None:
     """Reporting (issue 13): each decision's holdout group (``grp``: ``policy`` or a holdout's
     name, NULL in logs without a plan, read as ``policy``) and its user's segment (``presence``:
     knowledge / groupbuy / both / neither; ``city``). Added NULL-able, so the step is a metadata
@@ -148,10 +165,22 @@ def _version_2(conn: sqlite3.Connection) -> None:
 
 
 _OWN_TABLES = frozenset(
-    {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
+    {
+        "meta",
+        "journal_seq",
+        "decisions",
+        "events",
+        "learned",
+        "admin",
+        "candidate_sets",
+        "profiles",
+        "rule_shows",
+        "rule_budgets",
+        "decision_modes",
+    }
 )
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2, _version_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
