@@ -38,6 +38,7 @@ _BUILTIN: dict[str, str] = {
     "pair_ts": "bandit_engine.policies.pair:PairTS",
     "factored_ucb": "bandit_engine.policies.factored:FactoredUCB",
     "factored_ts": "bandit_engine.policies.factored:FactoredTS",
+    "dp_linucb": "bandit_engine.policies.private_linucb:PrivateLinUCB",
 }
 
 
