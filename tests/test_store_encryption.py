@@ -240,3 +240,26 @@ def test_canary_nothing_readable_on_disk(tmp_path: Path, monkeypatch: pytest.Mon
     assert any(n.startswith("checkpoints") for n in names) and "engine.bandit" in names
     assert "events.sqlite-wal" in names or "events.sqlite" in names
     assert _found(sealed) == set()
+
+
+# -- serve-policy ----------------------------------------------------------------------------------
+def test_serve_policy_refuses_a_malformed_key_and_warns_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bandit_engine.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("BANDIT_API_TOKEN", "a-long-enough-token-0123")
+    monkeypatch.setenv("BANDIT_HMAC_KEY", HMAC.decode())
+    args = ["serve-policy", "--db", str(tmp_path / "e.sqlite"), "--model", str(tmp_path / "no")]
+    bad = "0123456789abcdef" * 3  # 24 bytes: not an AES-256 key
+    monkeypatch.setenv(ENV_KEY, bad)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert ENV_KEY in result.output and "got 24 bytes" in result.output
+    assert bad not in result.output
+    monkeypatch.delenv(ENV_KEY)
+    result = runner.invoke(app, args)  # stops at the missing model, after the warning
+    assert f"warning: {ENV_KEY} is not set" in result.output
