@@ -102,6 +102,14 @@ CASES = [
         "contextual",
         "learned",
     ),
+    Case(
+        "dp_linucb-eps",
+        lambda s: make_policy(
+            "dp_linucb", dp_epsilon=1e6, horizon=20_000, batch=1, epsilon=0.1, seed=s
+        ),
+        "contextual",
+        "learned",
+    ),
     Case("epsilon_greedy", lambda s: EpsilonGreedy(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("popularity", lambda s: Popularity(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("fixed_rule", lambda s: FixedRule(column=0, epsilon=0.2, seed=s), "none", "immediate"),

@@ -124,6 +124,10 @@ class PrivateLinUCB(BasePolicy):
         Ridge prior of every bundle (``> 0``).
     failure
         ``alpha`` of the paper: the probability allowed for the noise to exceed ``Upsilon``.
+    epsilon
+        LinUCB's uniform exploration share in ``[0, 1]`` (not a privacy parameter): with
+        ``epsilon = 0`` a clear winner is logged with propensity 1, so pass e.g. 0.05 when the
+        logs are meant for off-policy evaluation. Propensities follow LinUCB's tie/epsilon rule.
     seed
         Seed or ``numpy.random.Generator`` for tie-breaking; the noise key is derived from it
         (kept in the state, so a loaded policy releases the same noise).
@@ -166,6 +170,7 @@ class PrivateLinUCB(BasePolicy):
         "alpha",
         "l2",
         "failure",
+        "epsilon",
     )
 
     def __init__(
@@ -180,6 +185,7 @@ class PrivateLinUCB(BasePolicy):
         alpha: float = 0.1,
         l2: float = 1.0,
         failure: float = 0.05,
+        epsilon: float = 0.0,
         seed: SeedLike = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -200,6 +206,7 @@ class PrivateLinUCB(BasePolicy):
         self.alpha = check_positive("alpha", alpha, allow_zero=True)
         self.l2 = check_positive("l2", l2)
         self.failure = check_in_range("failure", failure, 0.0, 1.0, low_open=True, high_open=True)
+        self.epsilon = check_in_range("epsilon", epsilon, 0.0, 1.0)
         self.levels = tree_levels(self.horizon, self.batch)
         self.noise_sd = gaussian_noise_sd(
             self.dp_epsilon, self.dp_delta, self.levels, self.x_bound, self.reward_bound
@@ -336,7 +343,7 @@ class PrivateLinUCB(BasePolicy):
         x, _ = self._check_inputs(x, arms, arm_features)
         scores = self._scores(x, self._rows(arms, create=True))
         try:
-            index, propensity, probs = argmax_choice(scores, self.rng_, 0.0)
+            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
         except ValidationError:
             self._raise_nonfinite(x)
             raise
@@ -345,9 +352,9 @@ class PrivateLinUCB(BasePolicy):
     def probabilities(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
     ) -> FloatArray:
-        """The exact choice distribution (greedy, uniform over ties); consumes no randomness."""
+        """The exact choice distribution (LinUCB's tie/epsilon rule); consumes no randomness."""
         x, _ = self._check_inputs(x, arms, arm_features)
-        return argmax_distribution(self._scores(x, self._rows(arms, create=False)), 0.0)
+        return argmax_distribution(self._scores(x, self._rows(arms, create=False)), self.epsilon)
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
