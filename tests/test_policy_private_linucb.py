@@ -107,7 +107,11 @@ def _world(seed: int) -> tuple[np.random.Generator, np.ndarray, list[str]]:
 
 def test_epsilon_to_infinity_recovers_linucb_choices() -> None:
     """No noise, no shift, one record per leaf: the same choices and propensities as LinUCB with
-    the same alpha, l2 and seed, round after round (tie-breaking draws included)."""
+    the same alpha, l2 and seed, round after round (tie-breaking draws included).
+
+    ``dp_epsilon = 1e40`` puts the noise sd near 1e-17, below the relative tie tolerance (1e-12)
+    of the argmax: at 1e30 (sd ~1e-12) the per-bundle noise already broke the exact ties of
+    fresh bundles that LinUCB keeps."""
     rng, theta, arms = _world(1)
     private = PrivateLinUCB(
         dp_epsilon=1e40, batch=1, horizon=10_000, alpha=0.3, x_bound=10.0, reward_bound=10.0, seed=7
