@@ -1,6 +1,6 @@
 """What encryption at rest costs: decision latency and log size, with and without a key.
 
-    python benchmarks/bench_encryption.py [--decisions 5000] [--rounds 3] [--db postgresql://...]
+    python benchmarks/bench_encryption.py [--decisions 5000] [--rounds 3]
 
 The demo engine (its default policy) behind a :class:`~bandit_engine.service.LoggedEngine`
 with its profiles in the log, as ``bandit serve-policy`` runs it: every user's two profiles are

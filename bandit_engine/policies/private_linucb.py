@@ -130,7 +130,9 @@ class PrivateLinUCB(BasePolicy):
         logs are meant for off-policy evaluation. Propensities follow LinUCB's tie/epsilon rule.
     seed
         Seed or ``numpy.random.Generator`` for tie-breaking; the noise key is derived from it
-        (kept in the state, so a loaded policy releases the same noise).
+        (kept in the state, so a loaded policy releases the same noise). The noise is only as
+        secret as its key: an int seed (reproducible simulations) lets whoever knows it
+        recompute the noise, so serve with ``seed=None`` (a key from fresh entropy).
 
     Notes
     -----
