@@ -272,23 +272,18 @@ class PrivateLinUCB(BasePolicy):
         mat = mat + np.triu(mat, 1).T
         return mat, z[iu[0].shape[0] :]
 
-    def released(self, row: int, epoch: int | None = None) -> tuple[FloatArray, FloatArray]:
-        """Bundle ``row``'s released ``(sum x x' + N, sum r x + n)`` at ``epoch`` (now if
-        ``None``; only the current epoch's exact sums are kept): the sums of the released nodes
-        of the dyadic decomposition of ``[0, epoch)``."""
-        e = self.epoch if epoch is None else epoch
-        gram = self.gram_[row].copy() if row < self.gram_.shape[0] else np.zeros(self._dims2())
-        xr = self.xr_[row].copy() if row < self.xr_.shape[0] else np.zeros(self._dims2()[0])
+    def released(self, row: int) -> tuple[FloatArray, FloatArray]:
+        """Bundle ``row``'s released ``(sum x x' + N, sum r x + n)`` now: the sums of the
+        released nodes of the dyadic decomposition of the ``epoch`` leaves released so far."""
+        e = self.epoch
+        gram = self.gram_[row].copy()
+        xr = self.xr_[row].copy()
         for level in range(e.bit_length()):
             if e >> level & 1:
                 n_mat, n_vec = self.node_noise(level, (e >> level) - 1, row)
                 gram += n_mat
                 xr += n_vec
         return gram, xr
-
-    def _dims2(self) -> tuple[int, int]:
-        d = self.gram_.shape[1]
-        return d, d
 
     def _solve(self, row: int) -> tuple[FloatArray, FloatArray]:
         """``(theta, V^{-1})`` of bundle ``row`` from the released statistics."""
