@@ -157,3 +157,43 @@ def test_property_the_ledger_total_never_exceeds_the_budget(
                 assert ledger.spent()[0] + eps > budget
             assert ledger.spent()[0] <= budget
         assert ledger.spent()[0] == pytest.approx(accepted)
+
+
+def test_two_processes_spending_at_once_never_pass_the_budget_together(db_target: str) -> None:
+    """Two connections (as two server processes would hold) spend 0.125 at a time against a
+    budget of 2 until refused: the check and the record share one transaction under the journal
+    lock, so exactly 16 spends are accepted between them, never more (0.125 is exact in binary,
+    so no rounding blurs the count)."""
+    import threading
+
+    with open_log(db_target, hmac_key=HMAC) as log:
+        PrivacyLedger(log, total_epsilon=2.0)  # records the budget
+    accepted: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        n = 0
+        try:
+            with open_log(db_target, hmac_key=HMAC) as log:
+                ledger = PrivacyLedger(log, total_epsilon=2.0)
+                for i in range(40):
+                    try:
+                        ledger.spend(0.125, label=f"t{threading.get_ident()}-{i}", mechanism="t")
+                        n += 1
+                    except ConflictError:
+                        break
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        accepted.append(n)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sum(accepted) == 16 and len(accepted) == 2
+    with open_log(db_target, hmac_key=HMAC) as log:
+        ledger = PrivacyLedger(log, total_epsilon=2.0)
+        assert len(ledger.entries()) == 16
+        assert ledger.spent() == (2.0, 0.0)
