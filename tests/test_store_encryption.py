@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import zipfile
 from pathlib import Path
@@ -263,3 +264,54 @@ def test_serve_policy_refuses_a_malformed_key_and_warns_without_one(
     monkeypatch.delenv(ENV_KEY)
     result = runner.invoke(app, args)  # stops at the missing model, after the warning
     assert f"warning: {ENV_KEY} is not set" in result.output
+
+
+def _pg_data_files(pg_url: str) -> list[Path] | None:
+    """Every file of the PostgreSQL cluster's data directory after a CHECKPOINT (which writes
+    the dirty pages out), or ``None`` when this process cannot read them (a server on another
+    machine or in a container, a non-superuser)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            row = conn.execute("SHOW data_directory").fetchone()
+    except psycopg.Error:
+        return None
+    root = Path(str(row[0])) if row else None
+    if root is None or not os.access(root, os.R_OK | os.X_OK):
+        return None
+    return [p for p in root.rglob("*") if p.is_file() and os.access(p, os.R_OK)]
+
+
+def test_canary_nothing_readable_in_postgresqls_files(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same canary on PostgreSQL: profile values written with the key appear nowhere in the
+    cluster's files (tables, WAL), while a control value written without it does (so the search
+    can fail). Raw ids never reach the database at all."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:12]
+    sealed_value, plain_value, raw_id = f"canary-sealed-{tag}", f"canary-plain-{tag}", f"RAW-{tag}"
+    monkeypatch.setenv(ENV_KEY, secrets.token_hex(32))
+    with open_log(pg_url, hmac_key=HMAC) as log:
+        log.upsert_profile(raw_id, "knowledge", {"membership": sealed_value})
+        log.log_decision(_decision(1), user_id=raw_id, x=np.ones(3), z=np.ones(2), model_id="m")
+    monkeypatch.delenv(ENV_KEY)
+    with open_log(pg_url, hmac_key=HMAC) as log:
+        log.upsert_profile(f"control-{tag}", "knowledge", {"membership": plain_value})
+    files = _pg_data_files(pg_url)
+    if files is None:
+        pytest.skip("the PostgreSQL data directory is not readable from this process")
+    found: set[str] = set()
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError:  # a file removed while we walked (WAL recycling)
+            continue
+        for needle in (sealed_value, plain_value, raw_id):
+            if needle.encode() in data:
+                found.add(needle)
+    assert plain_value in found, "the control value was not found: the search sees nothing"
+    assert sealed_value not in found and raw_id not in found
