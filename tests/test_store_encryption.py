@@ -208,6 +208,12 @@ def _serve_the_canary(root: Path) -> None:
         service.engine.save(root / "engine.bandit")
         for i in range(30, 40):  # pending decisions in the WAL after the checkpoint
             service.decide(RAW_ID, now=T0 + 10.0 * i)
+        # a restart rolls the journal forward, reading the (sealed) contexts back
+        again, report = LoggedEngine.restore(
+            base, log, Checkpointer(root / "checkpoints"), profiles_in_log=True
+        )
+        assert report.redone_decisions == 10
+        assert again.engine.n_decisions == service.engine.n_decisions == 40
 
 
 def _found(root: Path) -> set[str]:
