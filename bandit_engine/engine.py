@@ -33,7 +33,7 @@ from .errors import BanditError, ConfigError, ConflictError, ModelFileError, Val
 from .features import FeatureMap
 from .features.behaviour import BehaviourStore
 from .features.grid import GridFeatures
-from .features.pairs import PairFeatures
+from .features.pairs import PairFeatures, exchangeable_groups
 from .fileformat import read_state, write_state
 from .policies.base import GridPolicy, Policy
 from .policies.registry import policy_from_dict, policy_to_dict
@@ -257,6 +257,10 @@ class Engine:
         if self._pair_rows and hasattr(self.policy, "static_columns"):
             assert self.pairs is not None
             self.policy.static_columns = self.catalog.n_arm_features + self.pairs.n_static
+        if self._pair_rows and hasattr(self.policy, "prior_groups"):
+            assert self.pairs is not None
+            names = [*self.catalog.feature_names, *self.pairs.names]
+            self.policy.prior_groups = exchangeable_groups(names)
 
     @property
     def n_context(self) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "LogEvaluation",
     "evaluate_log",
     "infer_format",
+    "read_policy_log",
     "resolve_log",
     "resolve_logs",
 ]
@@ -198,6 +199,45 @@ def _read_log(
     if data.notes:
         log_info.setdefault("notes", []).extend(data.notes)
     return policy_log_from_logged(data, catalog=catalog, source=str(path))
+
+
+def read_policy_log(
+    log: str | Path,
+    *,
+    format: str | None = None,
+    engine: Engine | None = None,
+    obd_behavior: str = "random",
+    obd_campaign: str = "all",
+    max_rows: int | None = None,
+    model_id: str | None = None,
+    pool_models: bool = False,
+) -> tuple[PolicyLog, dict[str, Any]]:
+    """Read a log exactly as :func:`evaluate_log` does, without evaluating anything.
+
+    Returns the :class:`~bandit_engine.evaluation.policy_log.PolicyLog` and the ``log`` record
+    (``path``, ``format``, ``files``, ``notes``, ..., ``n_rows_loaded``, ``uniform_logging``) of
+    :class:`LogEvaluation`. The same rules hold: several model ids in an engine log are refused
+    unless ``model_id`` or ``pool_models`` says what to do, OBD logs take ``obd_behavior`` /
+    ``obd_campaign`` / ``max_rows``, and ``engine`` (when given) supplies the bundles' features
+    from its catalog. Used by ``bandit simulate --from-log``.
+    """
+    paths, kind = resolve_logs(log, format)
+    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
+    log_info["format"] = kind
+    plog = _read_log(
+        paths,
+        kind,
+        engine=engine,
+        obd_behavior=obd_behavior,
+        obd_campaign=obd_campaign,
+        max_rows=max_rows,
+        model_id=model_id,
+        log_info=log_info,
+        pool_models=pool_models,
+    )
+    log_info["n_rows_loaded"] = plog.n_rows
+    log_info["uniform_logging"] = plog.is_uniform()
+    return plog, log_info
 
 
 def _pooled_note(per_id: dict[str, int]) -> str:
