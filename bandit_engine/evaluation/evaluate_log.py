@@ -237,6 +237,14 @@ def read_policy_log(
     )
     log_info["n_rows_loaded"] = plog.n_rows
     log_info["uniform_logging"] = plog.is_uniform()
+    if engine is not None and plog.context.shape[1] != engine.features.n_features:
+        raise ValidationError(
+            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
+            f"map makes {engine.features.n_features}: the log was not written by (a version "
+            "of) this model",
+            field="context",
+            value=plog.context.shape,
+        )
     return plog, log_info
 
 
@@ -349,7 +357,7 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=None,
         )
-    paths, kind = resolve_logs(log, format)
+    resolve_logs(log, format)  # a missing log is reported before anything about the model
     engine: Engine | None = None
     evaluated: Policy
     policy_info: dict[str, Any]
@@ -380,30 +388,17 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=evaluated.name,
         )
-    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
-    log_info["format"] = kind
-    plog = _read_log(
-        paths,
-        kind,
+    plog, log_info = read_policy_log(
+        log,
+        format=format,
         engine=engine,
         obd_behavior=obd_behavior,
         obd_campaign=obd_campaign,
         max_rows=max_rows,
         model_id=model_id,
-        log_info=log_info,
         pool_models=pool_models,
     )
-    log_info["n_rows_loaded"] = plog.n_rows
-    log_info["uniform_logging"] = plog.is_uniform()
 
-    if engine is not None and plog.context.shape[1] != engine.features.n_features:
-        raise ValidationError(
-            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
-            f"map makes {engine.features.n_features}: the log was not written by (a version "
-            "of) this model",
-            field="context",
-            value=plog.context.shape,
-        )
     fraction = train_fraction if train_fraction is not None else (0.5 if engine is None else 0.0)
     train, test = plog.split(fraction)
     policy_info["train_rows"] = 0 if train is None else train.n_rows

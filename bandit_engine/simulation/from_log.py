@@ -440,7 +440,7 @@ def run_from_log(
     from pathlib import Path
 
     from ..engine import Engine
-    from ..errors import NotFoundError, ValidationError
+    from ..errors import NotFoundError
     from ..evaluation.evaluate_log import read_policy_log
 
     engine: Engine | None = None
@@ -461,14 +461,6 @@ def run_from_log(
         model_id=model_id,
         pool_models=pool_models,
     )
-    if engine is not None and plog.context.shape[1] != engine.features.n_features:
-        raise ValidationError(
-            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
-            f"map makes {engine.features.n_features}: the log was not written by (a version "
-            "of) this model",
-            field="context",
-            value=plog.context.shape,
-        )
     world = fit_logged_world(
         plog,
         reward_model=reward_model,
