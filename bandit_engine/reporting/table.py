@@ -203,7 +203,11 @@ def _read_pages(
     cells: _Factorizer,
 ) -> None:
     for rows in log.decision_chunks(since=since, until=until, chunk=chunk):
-        seq_day, user, cell, reward = zip(*rows, strict=True)
+        # one list per column (a comprehension each is about twice as fast as zip(*rows))
+        seq_day = [r[0] for r in rows]
+        user = [r[1] for r in rows]
+        cell = [r[2] for r in rows]
+        reward = [r[3] for r in rows]
         del rows
         sd = np.asarray(seq_day, dtype=np.int64)
         seqs.append(sd // DAY_SPAN)
