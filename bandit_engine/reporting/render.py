@@ -144,7 +144,10 @@ def write_plots(report: Report, folder: str | Path) -> list[Path]:
             )
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_yticks(list(y), labels)
-        ax.set_xlabel("relative uplift of reward per decision (95% interval)")
+        from matplotlib.ticker import PercentFormatter
+
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel("relative uplift of reward per decision over the holdout (95% interval)")
         fig.tight_layout()
         paths.append(out / "uplift_by_segment.png")
         fig.savefig(paths[-1], dpi=100)
