@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -143,13 +144,22 @@ def aggregate(table: DecisionTable, event_types: EventTypes | None = None) -> Ag
         n_clusters = cluster_cell.shape[0]
         n_cells = n_seg * n_groups
         present = np.flatnonzero(per_cell)
+        # the denominators are shared (one per decision, or closed decisions): sum each once
+        per_den: dict[int, tuple[Any, Any, Any]] = {}
         for metric, num, den in metrics:
             Y = np.bincount(inv, weights=num, minlength=n_clusters)
-            N = np.bincount(inv, weights=den, minlength=n_clusters)
+            if id(den) not in per_den:
+                n_u = np.bincount(inv, weights=den, minlength=n_clusters)
+                per_den[id(den)] = (
+                    n_u,
+                    np.bincount(cluster_cell, weights=n_u, minlength=n_cells),
+                    np.bincount(cluster_cell, weights=n_u * n_u, minlength=n_cells),
+                )
+            N, n_sum, nn_sum = per_den[id(den)]
             stats = {
-                "n": np.bincount(cluster_cell, weights=N, minlength=n_cells),
+                "n": n_sum,
                 "y": np.bincount(cluster_cell, weights=Y, minlength=n_cells),
-                "nn": np.bincount(cluster_cell, weights=N * N, minlength=n_cells),
+                "nn": nn_sum,
                 "yy": np.bincount(cluster_cell, weights=Y * Y, minlength=n_cells),
                 "ny": np.bincount(cluster_cell, weights=N * Y, minlength=n_cells),
             }
