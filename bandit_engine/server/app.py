@@ -33,6 +33,7 @@ from .._version import __version__
 from ..engine import Engine
 from ..records import LearnedReward
 from ..service import Checkpointer, LoggedEngine
+from ..service.profile_store import announce_profiles
 from ..store import EventStore, open_log
 from .errors import (
     install_error_handlers,
@@ -159,6 +160,7 @@ def open_server(
             report.redone_events,
             report.redone_admin,
         )
+        announce_profiles(log, service.engine.features, logger)
         app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()

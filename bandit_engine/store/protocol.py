@@ -8,7 +8,7 @@ server, the CLI and the evaluation loaders are typed against it and get one from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self
 
@@ -90,6 +90,20 @@ class EventStore(Protocol):
         replace: bool = False,
         now: float | None = None,
     ) -> dict[str, Any]: ...
+
+    # profiles in bulk (store/profile_bulk.py)
+    def write_profiles(
+        self,
+        platform: str,
+        user_ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        now: float | None = None,
+    ) -> int: ...
+
+    def delete_profiles_before(self, platform: str, stamp: float) -> int: ...
+
+    def profile_counts(self) -> dict[str, int]: ...
 
     # reading
     def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None: ...
