@@ -160,6 +160,10 @@ class Engine:
         self.features = features
         self.catalog = catalog
         self.policy = policy
+        bind = getattr(policy, "bind_feature_names", None)
+        if callable(bind) and self.grid is None:
+            # a policy that names bundle columns (fixed_rule:column=deal.discount) finds them
+            bind(catalog.feature_names)
         self.rewards = rewards if rewards is not None else RewardSpec()
         self.clock = clock
         self.id_factory = id_factory if id_factory is not None else (lambda: uuid.uuid4().hex)

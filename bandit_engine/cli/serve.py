@@ -82,7 +82,10 @@ def serve_policy(
     ),
     demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine."),
     demo_policy: str = typer.Option(
-        "pair_ucb", "--demo-policy", help="Registered policy of the demo engine (no --model)."
+        "pair_ucb",
+        "--demo-policy",
+        help="Policy of the demo engine (no --model): NAME[:key=value,...], e.g. "
+        "fixed_rule:column=deal.discount.",
     ),
     dev: bool = typer.Option(
         False,

@@ -110,8 +110,10 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
         if settings.model is not None:
             return Engine.load(settings.model)
         from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
+        from ..simulation.policy_spec import parse_policy_spec
 
-        return demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+        spec = parse_policy_spec(settings.demo_policy)  # NAME[:key=value,...]
+        return demo_engine(seed=settings.demo_seed, policy=spec.name, **spec.kwargs)
 
     return build
 
