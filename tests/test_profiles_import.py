@@ -98,9 +98,10 @@ def test_parquet_import_stores_what_the_engine_reads(
         table = demo_data[platform]
         path = tmp_path / f"{platform}.parquet"
         table.to_parquet(path)
-        rep = import_profiles(log, fm, path, platform=platform, chunk_rows=300)
+        rep = import_profiles(log, fm, path, platform=platform, chunk_rows=300, commit_rows=500)
         assert (rep.rows_read, rep.rows_written, rep.errors) == (len(table), len(table), [])
-        assert rep.chunks_committed == -(-len(table) // 300)
+        # a transaction ends at the first chunk that reaches commit_rows: 600 rows each
+        assert rep.commits == -(-len(table) // 600)
     assert log.profile_counts() == {
         "groupbuy": len(demo_data["groupbuy"]),
         "knowledge": len(demo_data["knowledge"]),
@@ -230,10 +231,12 @@ def test_a_bad_chunk_keeps_earlier_chunks_and_a_rerun_completes(
         import_profiles(log, fm, path, platform="shop", chunk_rows=3, mode="replace")
     rep = info.value.report
     assert [(e.row, e.field) for e in rep.errors] == [(7, "shop.avg_ticket")]
-    # the two chunks before the bad one are committed and said so; nothing after it was written
-    # (the rest of the file was still checked), and replace deleted nothing
-    assert (rep.rows_written, rep.chunks_committed, rep.rows_read) == (6, 2, 10)
-    assert "6 rows of the 2 chunks before the first bad row were committed" in str(info.value)
+    # the rows of the two chunks before the bad one are committed and said so; nothing after it
+    # was written (the rest of the file was still checked), and replace deleted nothing
+    assert (rep.rows_written, rep.commits, rep.rows_read) == (6, 1, 10)
+    assert "6 good rows before the chunk holding the first bad row were committed" in str(
+        info.value
+    )
     assert log.profile_counts() == {"shop": 6}
     rows[6] = "u7,beijing,[],,7,,true\n"
     _write(path, CSV_HEADER + "".join(rows))

@@ -26,10 +26,10 @@ and kept.
 
 Atomicity: one transaction per chunk, and a report that says how far it got
 --------------------------------------------------------------------------------
-The file is read once, ``chunk_rows`` rows at a time; each chunk is checked and, when all its rows
-are good, committed in its own transaction, so memory stays bounded and a server using the same
-database waits at most one chunk's commit, never the whole import. At the first chunk with a bad
-row, writing stops: the rest of the file is still checked, so :class:`ProfileImportError` lists
+The file is read once, ``chunk_rows`` rows at a time; the checked rows are written in transactions
+of about ``commit_rows`` rows, so memory stays bounded and a server using the same database waits
+at most one transaction, never the whole import. At the first chunk with a bad row, the good rows
+before it are committed and writing stops: the rest of the file is still checked, so :class:`ProfileImportError` lists
 every bad row (up to ``max_errors``, where reading stops), and its report says how many rows (the
 chunks before the first bad one) were committed. Those stay: nothing committed is undone, and
 nothing is half-applied (an ``upsert`` chunk is new data, and ``replace`` deletes only after a
@@ -73,8 +73,8 @@ _FALSE = frozenset({"false", "0", "no", "f", "n"})
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did: rows read, rows written, records deleted (``replace``), the bad rows
-    (all of them up to ``max_errors``), the chunks committed, and whether it stopped early."""
+    """What an import did: rows read, rows written, records deleted (``replace``), transactions
+    committed, the bad rows (all of them up to ``max_errors``), and whether it stopped early."""
 
     file: str
     platform: str
@@ -82,7 +82,7 @@ class ImportReport:
     rows_read: int
     rows_written: int
     deleted: int
-    chunks_committed: int
+    commits: int
     errors: list[RowError] = field(default_factory=list)
     truncated: bool = False
     seconds: float = 0.0
@@ -347,6 +347,7 @@ def import_profiles(
     encoding: str = "utf-8",
     delimiter: str = ",",
     chunk_rows: int = 100_000,
+    commit_rows: int = 500_000,
     skip_bad_rows: bool = False,
     dry_run: bool = False,
     max_errors: int = 1000,
@@ -370,7 +371,13 @@ def import_profiles(
     mode
         ``"upsert"`` or ``"replace"``.
     chunk_rows
-        Rows read, checked and committed at a time (memory is about proportional to it).
+        Rows read and checked at a time.
+    commit_rows
+        Checked rows written per transaction (at least; a transaction ends at the first chunk
+        that reaches it). Memory grows with both. Larger transactions are faster on a large
+        table (each one rewrites the primary-key index pages it touches, which is about every
+        page once the table is much larger than a transaction) but hold the database's write
+        lock longer: a server sharing the SQLite file waits up to one transaction.
     skip_bad_rows
         Write the good rows of every chunk and report the bad ones.
     dry_run
@@ -394,6 +401,8 @@ def import_profiles(
     """
     if mode not in ("upsert", "replace"):
         raise ConfigError.for_field("mode", mode, "must be 'upsert' or 'replace'")
+    if isinstance(commit_rows, bool) or not isinstance(commit_rows, int) or commit_rows < 1:
+        raise ConfigError.for_field("commit_rows", commit_rows, "must be an integer >= 1")
     if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1:
         raise ConfigError.for_field("max_errors", max_errors, "must be an integer >= 1")
     block = _block_of(features, platform)
@@ -416,7 +425,7 @@ def import_profiles(
     csv = source.format == "csv"
     name = str(path)
     errors: list[RowError] = []
-    read = written = chunks = deleted = 0
+    read = written = commits = deleted = 0
     writing = not dry_run
 
     def report(truncated: bool = False) -> ImportReport:
@@ -427,11 +436,23 @@ def import_profiles(
             read,
             written,
             deleted,
-            chunks,
+            commits,
             errors[:max_errors],
             truncated,
             time.perf_counter() - t0,
         )
+
+    pending_ids: list[str] = []
+    pending_texts: list[str] = []
+
+    def flush() -> None:
+        nonlocal written, commits
+        if pending_texts:
+            log.write_profiles(platform, pending_ids, pending_texts, now=stamp)
+            written += len(pending_texts)
+            commits += 1
+            pending_ids.clear()
+            pending_texts.clear()
 
     try:
         for chunk in source.chunks():
@@ -439,19 +460,25 @@ def import_profiles(
             read = chunk.start + len(chunk.frame)
             if found:
                 errors.extend(found)
-                if not skip_bad_rows:
-                    writing = False  # the rows before this chunk stay; the rest is checked only
+                if writing and not skip_bad_rows:
+                    flush()  # the rows before this chunk are committed; the rest is only checked
+                    writing = False
+            if writing and texts:
+                pending_ids.extend(ids)
+                pending_texts.extend(texts)
+                if len(pending_texts) >= commit_rows:
+                    flush()
             if len(errors) >= max_errors:
+                if writing:
+                    flush()
                 rep = report(truncated=True)
                 raise ProfileImportError(
                     _summary(rep), rep, field=errors[0].field, value=errors[0].value
                 )
-            if writing and texts:
-                log.write_profiles(platform, ids, texts, now=stamp)
-                written += len(texts)
-                chunks += 1
             if progress is not None:
                 progress(read, written)
+        if writing:
+            flush()
         if errors and not skip_bad_rows:
             rep = report()
             raise ProfileImportError(
@@ -467,7 +494,8 @@ def import_profiles(
         rep = report()
         raise ProfileImportError(
             f"importing {name!r} stopped at row {read} after {written} rows were committed "
-            f"({chunks} chunks) because {exc}; the committed rows stay and nothing was deleted: "
+            f"({commits} transactions) because {exc}; the committed rows stay and nothing was "
+            "deleted: "
             "running the same import again completes it",
             rep,
             field=getattr(exc, "field", None) or "db",
@@ -483,7 +511,7 @@ def _summary(rep: ImportReport) -> str:
         done = "nothing was written"
     else:
         done = (
-            f"the {rep.rows_written} rows of the {rep.chunks_committed} chunks before the first "
-            "bad row were committed (fix the file and run the same import again)"
+            f"the {rep.rows_written} good rows before the chunk holding the first bad row were "
+            "committed (fix the file and run the same import again)"
         )
     return f"{rep.file}: {len(rep.errors)} bad row(s){stop}; {done}: {shown}{more}"
