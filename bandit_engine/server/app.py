@@ -332,9 +332,14 @@ def create_app(
         responses={404: {"description": "Unknown decision id"}},
         tags=["decisions"],
     )
-    async def get_decision(decision_id: str) -> Response:
-        """A logged decision, its events and its reward status."""
+    async def get_decision(decision_id: str, explain: bool = False, top_k: int = 5) -> Response:
+        """A logged decision, its events and its reward status; with ``?explain=1`` also why its
+        bundle was chosen (:meth:`Engine.explain <bandit_engine.Engine.explain>`: while the
+        decision is pending; 404 once its inputs are gone, 422 for a policy that cannot explain)."""
         record = await worker.run(lambda service: service.log.decision(decision_id))
+        if explain:
+            why = await worker.run(lambda service: service.engine.explain(decision_id, top_k=top_k))
+            record["explanation"] = why.to_dict()
         return _json(jsonable(record))
 
     @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"])
