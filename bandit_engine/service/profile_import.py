@@ -44,15 +44,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from ..errors import BanditError, ConfigError, ValidationError
 from ..features import FeatureMap
@@ -225,20 +225,17 @@ def _encode_errors(
     return found
 
 
-def _fragments(fitted: Any, canon: Any) -> NDArray[np.object_]:
+def _fragments(fitted: Any, canon: Any) -> list[str]:
     """The JSON text of each value of a canonical column (what ``json.dumps`` writes for the
     value :meth:`jsonify` gives), built per column instead of per record."""
-    out = np.empty(len(canon), dtype=object)
     spec = fitted.spec
     if isinstance(spec, Categorical):
-        out[:] = [_NULL if v is None else _quote(v) for v in canon]
-    elif isinstance(spec, Tags):
-        out[:] = ["[" + ",".join(map(_quote, t)) + "]" for t in canon]
-    elif isinstance(spec, Boolean):
-        out[:] = [_NULL if v != v else ("true" if v else "false") for v in canon.tolist()]
-    else:
-        out[:] = [_NULL if v != v else repr(v) for v in canon.tolist()]
-    return out
+        return [_NULL if v is None else _quote(v) for v in canon]
+    if isinstance(spec, Tags):
+        return ["[" + ",".join(map(_quote, t)) + "]" for t in canon]
+    if isinstance(spec, Boolean):
+        return [_NULL if v != v else ("true" if v else "false") for v in canon.tolist()]
+    return [_NULL if v != v else repr(v) for v in canon.tolist()]
 
 
 _NULL = "null"
@@ -280,15 +277,17 @@ def validate_chunk(
         bad[e.row - start - 1] = True
     good = np.flatnonzero(~bad)
     order = sorted(range(len(block.fields)), key=lambda j: block.fields[j].spec.name)
-    text = np.full(n, "{", dtype=object)
+    parts: list[Iterable[str]] = []
     for k, j in enumerate(order):
         fitted = block.fields[j]
-        text = (
-            text + f"{',' if k else ''}{_quote(fitted.spec.name)}:" + _fragments(fitted, canons[j])
-        )
-    text = text + "}"
+        parts.append(repeat(f"{',' if k else '{'}{_quote(fitted.spec.name)}:", n))
+        parts.append(_fragments(fitted, canons[j]))
+    parts.append(repeat("}", n))
+    # one join per row over the columns' pieces (measured 4x faster than adding object arrays)
+    text = list(map("".join, zip(*parts, strict=True)))
     errors.sort(key=lambda e: (e.row, e.field))
-    return [ids[i] for i in good.tolist()], text[good].tolist(), errors
+    ok = good.tolist()
+    return [ids[i] for i in ok], [text[i] for i in ok], errors
 
 
 def _user_ids(
