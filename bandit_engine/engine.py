@@ -63,7 +63,17 @@ _SWEEP_EVERY = 3600.0
 class _Pending:
     """What a decision needs to learn later (a slotted class: one is made per decision)."""
 
-    __slots__ = ("bundle_id", "bundle_row", "candidates", "propensity", "t", "user_key", "x", "z")
+    __slots__ = (
+        "bundle_id",
+        "bundle_row",
+        "candidates",
+        "propensity",
+        "seen",
+        "t",
+        "user_key",
+        "x",
+        "z",
+    )
 
     def __init__(
         self,
@@ -75,9 +85,11 @@ class _Pending:
         bundle_row: int = -1,
         candidates: tuple[str, ...] | None = None,
         t: float | None = None,
+        seen: Any = False,
     ) -> None:
         self.candidates = candidates  # the tuple the catalog shares between decisions (explain)
         self.t = t
+        self.seen = seen  # the user's behaviour row the candidate rows were built from (explain)
         self.x = x
         self.bundle_id = bundle_id
         self.z = z
@@ -489,8 +501,14 @@ class Engine:
         bundle_id = ids[i]
         z = Z[i]
         row = int(rows[i]) if rows is not None else -1
+        seen: Any = False
+        if self._pair_rows and self.behaviour is not None:
+            # what the candidate rows were built from, before this decision changes it
+            seen = self.behaviour.snapshot(user_key, t)
         self.attribution.add_decision(
-            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t)
+            decision_id,
+            t,
+            _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t, seen),
         )
         if user_key is not None and self.behaviour is not None and row >= 0:
             self.behaviour.observe_decision(user_key, row, t)
@@ -775,8 +793,18 @@ class Engine:
                 "decision_id", decision_id, "names candidates the catalog no longer holds"
             )
         rows = np.array([catalog.row(b) for b in ids], dtype=np.intp)
-        n = self.features.n_features
-        x, Z = self._live(pending.x[:n], pending.user_key, rows, catalog.features(list(ids)), t)
+        x = pending.x  # as the policy saw it (live user features included)
+        Z = catalog.features(list(ids))
+        if self._pair_rows and self.pairs is not None and self.behaviour is not None:
+            # the candidate rows as _live built them, from the behaviour the decision saw
+            Z = np.hstack(
+                [
+                    Z,
+                    self._static_pair_rows()[rows],
+                    self.pairs.compute_dynamic(x[: self.features.n_features], Z),
+                    self.behaviour.pair(pending.user_key, t, rows, snap=pending.seen),
+                ]
+            )
         x_names = list(self.features.feature_names)
         z_names = list(catalog.feature_names)
         if self.behaviour is not None and self.pairs is not None:
@@ -788,7 +816,7 @@ class Engine:
         if len(z_names) != Z.shape[1]:
             z_names = [f"z[{j}]" for j in range(Z.shape[1])]
         notes = [f"estimated with the model as it is now ({self.policy_version})"]
-        if self._pair_rows:
+        if self._pair_rows and pending.seen is False:
             notes.append("candidate rows use the user's live behaviour as it is now")
         return explain_choice(
             self.policy,
