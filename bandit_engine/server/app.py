@@ -4,7 +4,8 @@ Endpoints (JSON; all but ``/healthz`` need ``Authorization: Bearer <token>``):
 
 * ``POST /v1/decisions`` -> the chosen bundle, its propensity and the policy version;
 * ``POST /v1/events`` -> 202 with the event's status (accepted / duplicate / late);
-* ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status;
+* ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status
+  (``?explain=1``: why its bundle, while the decision is pending);
 * ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: writes work); ``GET /metrics``
   (Prometheus text format);
 * ``POST /v1/admin/{deals,courses,bundles}`` and ``.../retire``: catalog changes (journaled);
