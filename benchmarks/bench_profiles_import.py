@@ -174,8 +174,12 @@ def main() -> None:
             f"total: {args.rows:,} rows ({args.format}) "
             f"in {total:.1f} s wall = {args.rows / total:,.0f} rows/s ({total_cpu:.1f} s CPU); "
             "peak RSS of an import process "
-            f"{peak:.0f} MB; log size {size:.0f} MB; target <= 120 s: "
-            f"{'PASS' if total <= 120 else 'FAIL'}"
+            f"{peak:.0f} MB; log size {size:.0f} MB; "
+            + (
+                f"target (10,000,000 rows <= 120 s): {'PASS' if total <= 120 else 'FAIL'}"
+                if args.rows >= 10_000_000
+                else "(the target is for 10,000,000 rows)"
+            )
         )
         print(f"load: {os.getloadavg()}", flush=True)
     finally:
