@@ -81,6 +81,19 @@ def serve_policy(
         None, "--hmac-key-file", help="File holding the user-id HMAC key (else $BANDIT_HMAC_KEY)."
     ),
     demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine."),
+    rules: str | None = typer.Option(
+        None,
+        "--rules",
+        help="TOML file of business rules (eligibility, caps, budgets, exclusions, fallback); "
+        "caps and budgets are counted in the event log, shared by every server process.",
+    ),
+    apprentice: str | None = typer.Option(
+        None,
+        "--apprentice",
+        help="Apprentice mode: serve this rule (a policy spec, e.g. 'fixed_rule:column=3,"
+        "epsilon=0.1') while the model's policy learns from its traffic; switches when agreement "
+        "and the off-policy estimate pass (or POST /v1/admin/apprentice/switch).",
+    ),
     demo_policy: str = typer.Option(
         "pair_ucb",
         "--demo-policy",
@@ -173,6 +186,16 @@ def serve_policy(
                 fg=typer.colors.YELLOW,
             )
         key = load_hmac_key(file=hmac_key_file, ephemeral=dev)
+        from ..store.crypto import ENV_KEY, cipher_from_env
+
+        if cipher_from_env() is None and not dev:  # a malformed key fails here, before serving
+            typer.secho(
+                f"warning: {ENV_KEY} is not set, so profile values and context vectors are "
+                "stored unencrypted in the event log; set it to 64 random hex characters to "
+                "encrypt them at rest (README: encryption at rest)",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
         if not _is_loopback(host):
             typer.secho(
                 f"warning: binding {host}, which is not a loopback address: the API is reachable "
@@ -196,6 +219,8 @@ def serve_policy(
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             accept_rollback=accept_rollback,
+            rules=rules,
+            apprentice=apprentice,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         app, log = open_server(settings, hmac_key=key)

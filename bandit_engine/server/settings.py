@@ -80,6 +80,12 @@ class ServerSettings:
     accept_rollback
         Start even when the purged journal cannot bring the newest usable checkpoint up to the
         logged state (learning since that checkpoint is lost); refused by default.
+    rules
+        A TOML file of business rules (:class:`~bandit_engine.rules.Rules`), applied on top of
+        whatever the model or checkpoint holds; ``None`` keeps the model's own.
+    apprentice
+        Apprentice mode: the policy spec of the rule to serve (``"fixed_rule:column=3"``) while
+        the model's policy learns from its traffic (:mod:`bandit_engine.evaluation.apprentice`).
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
@@ -103,6 +109,8 @@ class ServerSettings:
     fast_path: bool = True
     fork_checkpoints: bool = True
     accept_rollback: bool = False
+    rules: str | None = None
+    apprentice: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):

@@ -116,14 +116,43 @@ def _version_1(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
+_VERSION_2 = (
+    'CREATE TABLE IF NOT EXISTS rule_shows ("user" BYTEA NOT NULL, scope TEXT NOT NULL,'
+    " item TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)",
+    'CREATE INDEX IF NOT EXISTS idx_rule_shows_user ON rule_shows ("user", ts)',
+    "CREATE TABLE IF NOT EXISTS rule_budgets (budget TEXT NOT NULL, item TEXT NOT NULL,"
+    " day BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (budget, item, day))",
+    "CREATE TABLE IF NOT EXISTS decision_modes (decision_id TEXT PRIMARY KEY,"
+    " mode TEXT NOT NULL, target_p DOUBLE PRECISION)",
+)
+
+
+def _version_2(conn: psycopg.Connection[Any]) -> None:
+    """Business rules' counters and decision modes (:mod:`~bandit_engine.store.rule_rows`)."""
+    for statement in _VERSION_2:
+        conn.execute(statement)
+
+
 _OWN_TABLES = frozenset(
-    {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
+    {
+        "meta",
+        "journal_seq",
+        "decisions",
+        "events",
+        "learned",
+        "admin",
+        "candidate_sets",
+        "profiles",
+        "rule_shows",
+        "rule_budgets",
+        "decision_modes",
+    }
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
 _ATTEMPTS = 5
 
-MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (_version_1, _version_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

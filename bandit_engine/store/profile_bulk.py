@@ -8,8 +8,9 @@ record on that platform, under the user's pseudonym (raw ids never reach disk), 
 ``executemany`` on SQLite and ``COPY`` into a staging table on PostgreSQL
 (:class:`PgProfileBulk`).
 
-How a record is turned into stored text is one pair of functions, :func:`encode_fields` and
-:func:`decode_fields` (JSON, keys sorted): the place to wrap for encryption at rest.
+A record is JSON text (:func:`encode_fields`: keys sorted), sealed like the one-record path's
+when the log encrypts at rest (:func:`~bandit_engine.store.crypto.seal_text`, bound to the
+user's pseudonym and the platform).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError, ValidationError
 from .connection import LogConnection
+from .crypto import profile_aad, seal_text
 
 __all__ = [
     "BULK_CACHE_MB",
@@ -30,7 +32,6 @@ __all__ = [
     "PgProfileBulk",
     "decode_fields",
     "encode_fields",
-    "stored_text",
 ]
 
 #: SQLite page cache (MB) of a connection once it has written profiles in bulk.
@@ -49,12 +50,6 @@ def encode_fields(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, allow_nan=False, separators=(",", ":"), sort_keys=True)
 
 
-def stored_text(text: str) -> str:
-    """The form a record's JSON text takes in the ``profiles`` table (itself, today): the one
-    place the bulk path decides it, for encryption at rest to wrap."""
-    return text
-
-
 def decode_fields(text: str) -> dict[str, Any]:
     """A stored record back as a dict."""
     out: dict[str, Any] = json.loads(text)
@@ -65,8 +60,8 @@ class LogProfileBulk(LogConnection):
     """The bulk profile methods of the event logs (SQLite here; PostgreSQL in
     :class:`PgProfileBulk`)."""
 
-    def _pseudonyms_of(self, user_ids: Sequence[str]) -> list[Any]:
-        """Every id's stored pseudonym (``HMAC-SHA256``), without the per-call cache that serves
+    def _pseudonyms_of(self, user_ids: Sequence[str]) -> list[str]:
+        """Every id's pseudonym (``HMAC-SHA256``, hex), without the per-call cache that serves
         single lookups: an import names each user once."""
         key = self._key
         if key is None:
@@ -75,8 +70,7 @@ class LogProfileBulk(LogConnection):
                 field="hmac_key",
             )
         digest = hmac.digest
-        stored = self._stored_user
-        return [stored(digest(key, u.encode("utf-8"), "sha256").hex()) for u in user_ids]
+        return [digest(key, u.encode("utf-8"), "sha256").hex() for u in user_ids]
 
     def write_profiles(
         self,
@@ -102,8 +96,17 @@ class LogProfileBulk(LogConnection):
                 "texts", len(texts), f"must be one per user id ({len(user_ids)})"
             )
         stamp = time.time() if now is None else float(now)
-        users = self._pseudonyms_of(user_ids)
-        stored = [stored_text(t) for t in texts]
+        hexes = self._pseudonyms_of(user_ids)
+        cipher = self._cipher
+        if cipher is None:
+            stored = list(texts)
+        else:  # encryption at rest (store/crypto.py), bound to the user and the platform
+            stored = [
+                seal_text(cipher, t, profile_aad(h, platform))
+                for h, t in zip(hexes, texts, strict=True)
+            ]
+        as_stored = self._stored_user
+        users = [as_stored(h) for h in hexes]
         with self.transaction():
             self._insert_profile_rows(platform, users, stored, stamp)
         return len(users)

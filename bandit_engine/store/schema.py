@@ -136,11 +136,40 @@ def _version_1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
 
 
+def _version_2(conn: sqlite3.Connection) -> None:
+    """Business rules' counters and decision modes (:mod:`~bandit_engine.store.rule_rows`)."""
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS rule_shows ("user" TEXT NOT NULL, scope TEXT NOT NULL,'
+        " item TEXT NOT NULL, ts REAL NOT NULL)"
+    )
+    conn.execute('CREATE INDEX IF NOT EXISTS idx_rule_shows_user ON rule_shows ("user", ts)')
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS rule_budgets (budget TEXT NOT NULL, item TEXT NOT NULL,"
+        " day INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (budget, item, day))"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS decision_modes (decision_id TEXT PRIMARY KEY,"
+        " mode TEXT NOT NULL, target_p REAL)"
+    )
+
+
 _OWN_TABLES = frozenset(
-    {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
+    {
+        "meta",
+        "journal_seq",
+        "decisions",
+        "events",
+        "learned",
+        "admin",
+        "candidate_sets",
+        "profiles",
+        "rule_shows",
+        "rule_budgets",
+        "decision_modes",
+    }
 )
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
