@@ -157,3 +157,48 @@ def test_new_deals_in_an_explicit_catalog_warn_or_pair(
         cat.add_deals(_new_deal(deals, "d12"), pair_with=["nope"])
     with pytest.raises(ConfigError, match="pair_with"):
         Catalog(deals, courses).add_deals(_new_deal(deals, "d13"), pair_with=["c1"])
+
+
+def test_admin_endpoint_pairs_new_deals_by_pair_with(
+    tmp_path: Path,
+    schema: ProfileSchema,
+    tables: dict[str, pd.DataFrame],
+    deals: pd.DataFrame,
+    courses: pd.DataFrame,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from bandit_engine.server import Secret, ServerSettings, open_server
+
+    model = tmp_path / "listed.bandit"
+    engine = Engine.build(
+        schema=schema,
+        profiles=tables,
+        catalog=_listed(deals, courses),
+        policy=make_policy("linucb", seed=0),
+    )
+    engine.save(model)
+    token = "pair-with-test-token-0123456789abc"
+    auth = {"Authorization": f"Bearer {token}"}
+    settings = ServerSettings(
+        db=str(tmp_path / "e.sqlite"), api_token=Secret(token.encode()), model=str(model)
+    )
+    record = deals.head(1).assign(deal_id="d20").to_dict(orient="records")[0]
+    app_, log = open_server(settings, hmac_key=b"pair-with-test-hmac-key-0123456789")
+    try:
+        with TestClient(app_) as c:
+            r = c.post(
+                "/v1/admin/deals", json={"deals": [record], "pair_with": "all"}, headers=auth
+            )
+            assert r.status_code == 200, r.text
+            assert sorted(r.json()["added_bundles"]) == ["d20+c1", "d20+c2"]
+            plain = {**record, "deal_id": "d21"}
+            r = c.post("/v1/admin/deals", json={"deals": [plain]}, headers=auth)
+            assert r.status_code == 200 and r.json()["added_bundles"] == []
+            other = {**record, "deal_id": "d22"}
+            r = c.post(
+                "/v1/admin/deals", json={"deals": [other], "pair_with": ["c9"]}, headers=auth
+            )
+            assert r.status_code == 404 and r.json()["field"] == "pair_with", r.text
+    finally:
+        log.close()

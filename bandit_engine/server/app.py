@@ -397,6 +397,8 @@ def create_app(
     def admin_route(path: str, op: str, model: type[Any], summary: str) -> None:
         async def endpoint(body: Any) -> Response:
             payload = body.model_dump(mode="json", exclude_none=op == "add_bundles")
+            if payload.get("pair_with", False) is None:
+                del payload["pair_with"]  # the journal keeps what was asked, nothing more
             return _json(await worker.run(partial(admin_job, op, payload)))
 
         endpoint.__annotations__["body"] = model
