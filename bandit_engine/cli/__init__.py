@@ -75,3 +75,8 @@ _register_evaluate(app)
 from .simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
+
+# bulk profiles (profiles import) live in their own module
+from .profiles import register as _register_profiles  # noqa: E402
+
+_register_profiles(app)

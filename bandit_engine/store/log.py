@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .frames import LogFrames
+from .profile_bulk import LogProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .sqlite import SQLiteConnection
@@ -11,7 +12,7 @@ from .writes import LogWrites
 __all__ = ["EventLog"]
 
 
-class EventLog(LogWrites, LogReads, LogRetention, LogFrames, SQLiteConnection):
+class EventLog(LogWrites, LogReads, LogRetention, LogFrames, LogProfileBulk, SQLiteConnection):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 
     Parameters

@@ -63,6 +63,7 @@ from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError
 from . import pg_schema
 from .connection import LogConnection, Synchronous, check_settings
 from .frames import LogFrames
+from .profile_bulk import PgProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .target import is_url, redact
@@ -426,7 +427,9 @@ class PostgresConnection(LogConnection):
         return "\n".join(problems) or "ok"
 
 
-class PostgresEventLog(LogWrites, LogReads, LogRetention, LogFrames, PostgresConnection):
+class PostgresEventLog(
+    LogWrites, LogReads, LogRetention, LogFrames, PgProfileBulk, PostgresConnection
+):
     """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
 
     Parameters
