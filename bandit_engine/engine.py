@@ -46,6 +46,7 @@ from .features.pairs import PairFeatures, exchangeable_groups
 from .fileformat import read_state, write_state
 from .holdout import POLICY_GROUP, HoldoutPlan
 from .policies.base import GridPolicy, Policy
+from .policies.explain import Explanation, explain_choice
 from .policies.registry import policy_from_dict, policy_to_dict
 from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
 from .records import Decision, LearnedReward, PairGrid
@@ -66,7 +67,18 @@ _SWEEP_EVERY = 3600.0
 class _Pending:
     """What a decision needs to learn later (a slotted class: one is made per decision)."""
 
-    __slots__ = ("bundle_id", "bundle_row", "group", "propensity", "user_key", "x", "z")
+    __slots__ = (
+        "bundle_id",
+        "bundle_row",
+        "candidates",
+        "group",
+        "propensity",
+        "seen",
+        "t",
+        "user_key",
+        "x",
+        "z",
+    )
 
     def __init__(
         self,
@@ -76,9 +88,15 @@ class _Pending:
         propensity: float,
         user_key: bytes | None = None,
         bundle_row: int = -1,
+        candidates: tuple[str, ...] | None = None,
+        t: float | None = None,
+        seen: Any = False,
         group: str | None = None,
     ) -> None:
         self.group = group  # holdout group that chose (None: no holdout plan)
+        self.candidates = candidates  # the tuple the catalog shares between decisions (explain)
+        self.t = t
+        self.seen = seen  # the user's behaviour row the candidate rows were built from (explain)
         self.x = x
         self.bundle_id = bundle_id
         self.z = z
@@ -186,6 +204,10 @@ class Engine:
         self.features = features
         self.catalog = catalog
         self.policy = policy
+        bind = getattr(policy, "bind_feature_names", None)
+        if callable(bind) and self.grid is None:
+            # a policy that names bundle columns (fixed_rule:column=deal.discount) finds them
+            bind(catalog.feature_names)
         self.rewards = rewards if rewards is not None else RewardSpec()
         self.clock = clock
         self.id_factory = id_factory if id_factory is not None else (lambda: uuid.uuid4().hex)
@@ -629,8 +651,14 @@ class Engine:
         bundle_id = ids[i]
         z = Z[i]
         row = int(rows[i]) if rows is not None else -1
+        seen: Any = False
+        if self._pair_rows and self.behaviour is not None:
+            # what the candidate rows were built from, before this decision changes it
+            seen = self.behaviour.snapshot(user_key, t)
         self.attribution.add_decision(
-            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, user_key, row, group)
+            decision_id,
+            t,
+            _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t, seen, group),
         )
         if user_key is not None and self.behaviour is not None and row >= 0:
             self.behaviour.observe_decision(user_key, row, t)
@@ -888,6 +916,86 @@ class Engine:
         pending = self.attribution.pending_payload(decision_id)
         return pending.x, pending.z
 
+    def explain(self, decision_id: str, *, top_k: int = 5) -> Explanation:
+        """Why this decision's bundle: its estimated reward and exploration term, the runner-up,
+        and the ``top_k`` features that moved its estimate most (:mod:`~bandit_engine.policies.explain`).
+
+        Computed now, from what the engine keeps of a pending decision (its context, its
+        candidates, its time) and the model as it is now: if the policy learned since the
+        decision, the numbers are today's (``notes`` says so). For pair policies the candidates'
+        live-behaviour columns are the user's behaviour now.
+
+        Raises
+        ------
+        NotFoundError
+            The decision is not pending in this engine (its attribution window closed and its
+            inputs were dropped, it was never made here, or it came back from a checkpoint
+            without its candidate list).
+        ConfigError
+            The policy cannot explain (Vowpal Wabbit, the baselines) or decides over a grid.
+        """
+        if decision_id not in self.attribution or self.attribution.status(decision_id) != "pending":
+            raise NotFoundError.for_field(
+                "decision_id",
+                decision_id,
+                "is not a pending decision of this engine: its inputs are gone (a decision can "
+                "be explained until its attribution window closes)",
+            )
+        self._not_for_grid("explain")
+        pending = self.attribution.pending_payload(decision_id)
+        if pending.candidates is None or pending.t is None:
+            raise NotFoundError.for_field(
+                "decision_id",
+                decision_id,
+                "was restored from a checkpoint without its candidate list: it cannot be explained",
+            )
+        ids, t = pending.candidates, pending.t
+        catalog = self.catalog
+        known = [b for b in ids if b in catalog]
+        if len(known) != len(ids):
+            raise NotFoundError.for_field(
+                "decision_id", decision_id, "names candidates the catalog no longer holds"
+            )
+        rows = np.array([catalog.row(b) for b in ids], dtype=np.intp)
+        x = pending.x  # as the policy saw it (live user features included)
+        Z = catalog.features(list(ids))
+        if self._pair_rows and self.pairs is not None and self.behaviour is not None:
+            # the candidate rows as _live built them, from the behaviour the decision saw
+            Z = np.hstack(
+                [
+                    Z,
+                    self._static_pair_rows()[rows],
+                    self.pairs.compute_dynamic(x[: self.features.n_features], Z),
+                    self.behaviour.pair(pending.user_key, t, rows, snap=pending.seen),
+                ]
+            )
+        x_names = list(self.features.feature_names)
+        z_names = list(catalog.feature_names)
+        if self.behaviour is not None and self.pairs is not None:
+            x_names += self.behaviour.spec.user_feature_names()
+            if self._pair_rows:
+                z_names += list(self.pairs.names) + self.behaviour.spec.pair_feature_names()
+        if len(x_names) != x.shape[0]:
+            x_names = [f"x[{j}]" for j in range(x.shape[0])]
+        if len(z_names) != Z.shape[1]:
+            z_names = [f"z[{j}]" for j in range(Z.shape[1])]
+        notes = [f"estimated with the model as it is now ({self.policy_version})"]
+        if self._pair_rows and pending.seen is False:
+            notes.append("candidate rows use the user's live behaviour as it is now")
+        return explain_choice(
+            self.policy,
+            x,
+            ids,
+            Z,
+            ids.index(pending.bundle_id),
+            x_names=x_names,
+            z_names=z_names,
+            decision_id=decision_id,
+            policy_version=self.policy_version,
+            top_k=top_k,
+            notes=notes,
+        )
+
     def status(self, decision_id: str) -> str:
         """``"pending"``, ``"learned"`` or ``"default"``."""
         return self.attribution.status(decision_id)
@@ -1050,7 +1158,7 @@ class Engine:
                     float(item["propensity"]),
                     bytes.fromhex(keys[i]) if keys and keys[i] is not None else None,
                     int(brows[i]) if brows else -1,
-                    item.get("group"),
+                    group=item.get("group"),
                 )
                 engine.attribution.restore_pending(
                     str(item["decision_id"]),

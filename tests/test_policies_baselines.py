@@ -91,7 +91,9 @@ def test_fixed_rule_ranks_by_column_and_never_learns() -> None:
         (Popularity, {"prior_weight": -1.0}, "prior_weight must be >= 0, got -1.0"),
         (Popularity, {"by": "clicks"}, "by must be one of ['mean', 'total'], got 'clicks'"),
         (FixedRule, {"column": -1}, "column must be an integer >= 0, got -1"),
-        (FixedRule, {"column": "discount"}, "column must be an integer >= 0, got 'discount'"),
+        # a column name is resolved later (tests/test_fixed_rule_names.py); a blank one is not one
+        (FixedRule, {"column": ""}, "column must be a feature name or an index, got ''"),
+        (FixedRule, {"column": 1.5}, "column must be an integer >= 0, got 1.5"),
         (FixedRule, {"descending": "yes"}, "descending must be True or False, got 'yes'"),
         (UniformRandom, {"seed": -3}, "seed must be >= 0, got -3"),
     ],

@@ -8,6 +8,7 @@ eligibility cache), and saves and restores all of it as JSON (:meth:`Catalog.to_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,25 @@ from .tables import (
     parse_ids,
 )
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "PairWith"]
+
+#: How :meth:`Catalog.add_deals` / :meth:`Catalog.add_courses` pair new items in a catalog with
+#: an explicit bundle list: ``None`` (unpaired, with a warning), ``"all"`` or a list of ids.
+PairWith = str | Sequence[str] | None
+
+logger = logging.getLogger("bandit_engine.catalog")
+
+
+def _warn_unpaired(what: str, ids: list[str], other: str) -> None:
+    shown = ids[:10] + (["..."] if len(ids) > 10 else [])
+    logger.warning(
+        "%s %s were added to a catalog with an explicit bundle list and are in no bundle: nothing "
+        "offers them until add_bundles names them (or add them with pair_with='all' or a list of "
+        "%s ids)",
+        what,
+        shown,
+        other,
+    )
 
 
 class Catalog:
@@ -189,42 +208,100 @@ class Catalog:
         return parts
 
     # -- adding ------------------------------------------------------------------------------
-    def add_deals(self, deals: pd.DataFrame, *, _pair: bool = True) -> list[str]:
-        """Add deals (same columns as at construction). In all-pairs mode they pair with every active
-        course. Returns the new bundle ids. Re-adding a retired deal id re-activates it."""
+    def add_deals(
+        self,
+        deals: pd.DataFrame,
+        *,
+        pair_with: PairWith = None,
+        _pair: bool = True,
+    ) -> list[str]:
+        """Add deals (same columns as at construction). Returns the new bundle ids. Re-adding a
+        retired deal id re-activates it.
+
+        In all-pairs mode new deals pair with every active course. With an explicit bundle list
+        a new deal is in no bundle until one names it: ``pair_with="all"`` pairs each new deal
+        with every active course, ``pair_with=[course ids]`` with those; without ``pair_with``
+        the deals are added unpaired and a warning names them (on the ``bandit_engine.catalog``
+        logger): nothing offers them until :meth:`add_bundles` does.
+        """
         if not self.materialized and "deal_id" in deals.columns:
             for deal_id in deals["deal_id"].astype(str):
                 if "+" in deal_id:
                     raise ValidationError.for_field(
                         "deals.deal_id", deal_id, "must not contain '+' in an unlisted catalog"
                     )
-        if _pair and self.pair_all and self.materialized and "deal_id" in deals.columns:
+        partners = self._partners(pair_with, self._courses, "course") if _pair else None
+        if _pair and self.materialized and "deal_id" in deals.columns:
             fresh = {str(d) for d in deals["deal_id"]} - set(self._deals.index)
-            self._bundles.check_room(len(fresh) * int(self._courses.active.sum()))
+            n = len(partners) if partners is not None else int(self._courses.active.sum())
+            if self.pair_all or partners is not None:
+                self._bundles.check_room(len(fresh) * n)
         new_rows, updated = self._deals.upsert(deals)
         self._bundles.refresh(deal_rows=updated)
         self._touch()
-        if _pair and self.pair_all and self.materialized and new_rows:
-            active_courses = self._courses.active.nonzero()[0].tolist()
-            added = self._bundles.pair(new_rows, active_courses)
-            self._touch()
-            return added
+        if _pair and self.materialized and new_rows:
+            if self.pair_all or partners is not None:
+                courses = (
+                    partners if partners is not None else self._courses.active.nonzero()[0].tolist()
+                )
+                added = self._bundles.pair(new_rows, courses)
+                self._touch()
+                return added
+            _warn_unpaired("deals", [self._deals.ids[r] for r in new_rows], "course")
         return []
 
-    def add_courses(self, courses: pd.DataFrame, *, _pair: bool = True) -> list[str]:
-        """Add courses. In all-pairs mode they pair with every active deal. Returns new bundle ids."""
-        if _pair and self.pair_all and self.materialized and "course_id" in courses.columns:
+    def add_courses(
+        self,
+        courses: pd.DataFrame,
+        *,
+        pair_with: PairWith = None,
+        _pair: bool = True,
+    ) -> list[str]:
+        """Add courses. Returns the new bundle ids. Pairing as in :meth:`add_deals`, with deals:
+        all-pairs mode pairs new courses with every active deal; an explicit bundle list pairs
+        them by ``pair_with`` (``"all"`` active deals, or a list of deal ids) or warns."""
+        partners = self._partners(pair_with, self._deals, "deal") if _pair else None
+        if _pair and self.materialized and "course_id" in courses.columns:
             fresh = {str(c) for c in courses["course_id"]} - set(self._courses.index)
-            self._bundles.check_room(len(fresh) * int(self._deals.active.sum()))
+            n = len(partners) if partners is not None else int(self._deals.active.sum())
+            if self.pair_all or partners is not None:
+                self._bundles.check_room(len(fresh) * n)
         new_rows, updated = self._courses.upsert(courses)
         self._bundles.refresh(course_rows=updated)
         self._touch()
-        if _pair and self.pair_all and self.materialized and new_rows:
-            active_deals = self._deals.active.nonzero()[0].tolist()
-            added = self._bundles.pair(active_deals, new_rows)
-            self._touch()
-            return added
+        if _pair and self.materialized and new_rows:
+            if self.pair_all or partners is not None:
+                deals = (
+                    partners if partners is not None else self._deals.active.nonzero()[0].tolist()
+                )
+                added = self._bundles.pair(deals, new_rows)
+                self._touch()
+                return added
+            _warn_unpaired("courses", [self._courses.ids[r] for r in new_rows], "deal")
         return []
+
+    def _partners(self, pair_with: PairWith, table: ItemTable, kind: str) -> list[int] | None:
+        """The rows ``pair_with`` names in ``table`` (``None`` when not given)."""
+        if pair_with is None:
+            return None
+        if self.pair_all:
+            if pair_with == "all":
+                return None  # every new item pairs with everything already
+            raise ConfigError.for_field(
+                "pair_with", pair_with, "must be None or 'all' in an all-pairs catalog"
+            )
+        if pair_with == "all":
+            return list(table.active.nonzero()[0].tolist())
+        if isinstance(pair_with, str) or not isinstance(pair_with, Sequence):
+            raise ConfigError.for_field(
+                "pair_with", pair_with, f"must be 'all' or a list of {kind} ids"
+            )
+        rows = []
+        for item in pair_with:
+            if str(item) not in table.index:
+                raise NotFoundError.for_field("pair_with", item, f"is not a known {kind}")
+            rows.append(int(table.index[str(item)]))
+        return rows
 
     def add_bundles(self, bundles: pd.DataFrame) -> list[str]:
         """Add explicit (deal, course) bundles; their deal and course must exist. Returns their ids."""

@@ -76,6 +76,11 @@ from .simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
 
+# bulk profiles (profiles import) live in their own module
+from .profiles import register as _register_profiles  # noqa: E402
+
+_register_profiles(app)
+
 # live measurement (report, export) lives in its own module
 from .report import register as _register_report  # noqa: E402
 

@@ -70,6 +70,13 @@ def evaluate(
         help="Engine logs of several model ids: evaluate them pooled, as one mixed logging "
         "policy (without it such a log is refused; or pick one with --model-id).",
     ),
+    catalog: str | None = typer.Option(
+        None,
+        "--catalog",
+        help="With --policy: the saved engine that logged the decisions; its catalog gives the "
+        "bundles' current features and the names of their columns "
+        "(fixed_rule:column=deal.discount).",
+    ),
     workers: int | None = typer.Option(
         None,
         "--workers",
@@ -110,6 +117,7 @@ def evaluate(
             workers=workers,
             dask=dask,
             pool_models=pool_models,
+            catalog=catalog,
         )
 
     run(body)
@@ -138,6 +146,7 @@ def _evaluate(
     workers: int | None = None,
     dask: str | None = None,
     pool_models: bool = False,
+    catalog: str | None = None,
 ) -> None:
     from ..errors import ConfigError
     from ..evaluation.evaluate_log import evaluate_log, resolve_logs
@@ -169,6 +178,16 @@ def _evaluate(
         params = spec.kwargs
         params.setdefault("seed", seed)
         evaluated = make_policy(spec.name, **params)
+    if catalog is not None and model is not None:
+        raise ConfigError(
+            "--catalog goes with --policy (a --model engine has its own catalog)",
+            field="catalog",
+            value=catalog,
+        )
+    from ..catalog import Catalog
+    from ..engine import Engine
+
+    bundles: Catalog | None = Engine.load(catalog).catalog if catalog is not None else None
 
     result = evaluate_log(
         log,
@@ -192,6 +211,7 @@ def _evaluate(
         workers=workers,
         dask=dask,
         pool_models=pool_models,
+        catalog=bundles,
     )
     ev = result.evaluation
     # said out loud on stderr (also with --json), not only in the report's warnings

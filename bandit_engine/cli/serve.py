@@ -96,7 +96,10 @@ def serve_policy(
         "and the off-policy estimate pass (or POST /v1/admin/apprentice/switch).",
     ),
     demo_policy: str = typer.Option(
-        "pair_ucb", "--demo-policy", help="Registered policy of the demo engine (no --model)."
+        "pair_ucb",
+        "--demo-policy",
+        help="Policy of the demo engine (no --model): NAME[:key=value,...], e.g. "
+        "fixed_rule:column=deal.discount.",
     ),
     dev: bool = typer.Option(
         False,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..catalog import Catalog
 from ..engine import Engine
 from ..errors import ConfigError, DataError, NotFoundError, ValidationError
 from ..policies.base import Policy
@@ -153,8 +154,9 @@ def _read_log(
     model_id: str | None,
     log_info: dict[str, Any],
     pool_models: bool = False,
+    catalog: Catalog | None = None,
 ) -> PolicyLog:
-    catalog = engine.catalog if engine is not None else None
+    catalog = engine.catalog if engine is not None else catalog
     path = paths[0]
     if kind == "obd":
         obd = load_obd(
@@ -211,6 +213,7 @@ def read_policy_log(
     max_rows: int | None = None,
     model_id: str | None = None,
     pool_models: bool = False,
+    catalog: Catalog | None = None,
 ) -> tuple[PolicyLog, dict[str, Any]]:
     """Read a log exactly as :func:`evaluate_log` does, without evaluating anything.
 
@@ -219,7 +222,7 @@ def read_policy_log(
     :class:`LogEvaluation`. The same rules hold: several model ids in an engine log are refused
     unless ``model_id`` or ``pool_models`` says what to do, OBD logs take ``obd_behavior`` /
     ``obd_campaign`` / ``max_rows``, and ``engine`` (when given) supplies the bundles' features
-    from its catalog. Used by ``bandit simulate --from-log``.
+    from its catalog (or ``catalog``, without an engine). Used by ``bandit simulate --from-log``.
     """
     paths, kind = resolve_logs(log, format)
     log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
@@ -234,6 +237,7 @@ def read_policy_log(
         model_id=model_id,
         log_info=log_info,
         pool_models=pool_models,
+        catalog=catalog,
     )
     log_info["n_rows_loaded"] = plog.n_rows
     log_info["uniform_logging"] = plog.is_uniform()
@@ -292,6 +296,7 @@ def evaluate_log(
     workers: int | None = None,
     dask: str | None = None,
     pool_models: bool = False,
+    catalog: Catalog | None = None,
 ) -> LogEvaluation:
     """Evaluate a saved engine or a policy on a log file: estimates and uplift per estimator.
 
@@ -331,6 +336,10 @@ def evaluate_log(
         Engine logs holding several model ids: evaluate them pooled, as one mixed logging
         policy (each row weighted by its own logged propensity). Without it (and without
         ``model_id``) such a log is refused with the ids and their counts.
+    catalog
+        With ``policy``: the catalog of the engine that logged the decisions. Bundles get their
+        current features from it, and a policy that names bundle columns
+        (``fixed_rule:column=deal.discount``) finds them in its ``feature_names``.
     workers
         Run the policy on this many Dask worker processes
         (:func:`~bandit_engine.evaluation.parallel.evaluate_policy_parallel`: the same estimates
@@ -376,6 +385,18 @@ def evaluate_log(
         evaluated = policy
         spec = policy_spec if policy_spec is not None else describe_policy(policy)
         policy_info = {"source": "policy", "spec": spec}
+        bind = getattr(evaluated, "bind_feature_names", None)
+        if catalog is not None and callable(bind):
+            bind(catalog.feature_names)  # fixed_rule:column=deal.discount
+        if getattr(evaluated, "feature_names_needed", False):
+            raise ConfigError(
+                f"policy {spec!r} names a bundle feature column, and a log does not say which "
+                "column is which: pass the engine whose catalog describes the logged bundles "
+                "(catalog=engine.catalog; --catalog ENGINE on the command line), or give the "
+                "column's index",
+                field="catalog",
+                value=None,
+            )
 
     if getattr(evaluated, "pair_features", False):
         # a pair policy scores each user's own candidate rows (profile x bundle pairs and the
@@ -397,6 +418,7 @@ def evaluate_log(
         max_rows=max_rows,
         model_id=model_id,
         pool_models=pool_models,
+        catalog=catalog,
     )
 
     fraction = train_fraction if train_fraction is not None else (0.5 if engine is None else 0.0)

@@ -484,17 +484,39 @@ class BehaviourStore:
         else:
             out[4] = math.log1p(max(0.0, t - tc) / 3600.0)
 
-    def pair(self, key: bytes | None, t: float, bundle_rows: NDArray[np.intp]) -> FloatArray:
-        """Per-candidate features, shape ``(len(bundle_rows), n_pair_features)``."""
+    def snapshot(self, key: bytes | None, t: float) -> tuple[FloatArray, float] | None:
+        """A copy of the user's row and its decay time as :meth:`pair` reads them at ``t``
+        (``None``: no live history), for :meth:`pair` ``(..., snap=)`` later: an explanation
+        rebuilds the candidate rows a decision saw, before the decision itself changed them."""
+        r = self._live_row(key, t)
+        if r is None:
+            return None
+        return self.rows[r].copy(), float(self.times[r, _T])
+
+    def pair(
+        self,
+        key: bytes | None,
+        t: float,
+        bundle_rows: NDArray[np.intp],
+        *,
+        snap: tuple[FloatArray, float] | bool | None = False,
+    ) -> FloatArray:
+        """Per-candidate features, shape ``(len(bundle_rows), n_pair_features)``; from the
+        :meth:`snapshot` ``snap`` instead of the live row when one is given (``None``: none)."""
         spec = self.spec
         k = bundle_rows.shape[0]
         out = np.zeros((k, spec.n_pair_features))
-        r = self._live_row(key, t)
-        if r is None:
+        if snap is False:
+            r = self._live_row(key, t)
+            if r is None:
+                return out
+            row, last = self.rows[r], float(self.times[r, _T])
+        elif snap is None or snap is True:
             return out
-        row = self.rows[r]
+        else:
+            row, last = snap
         s = self._scal
-        f = math.exp(-max(0.0, t - float(self.times[r, _T])) * self._ln2_h)
+        f = math.exp(-max(0.0, t - last) * self._ln2_h)
         col = 3 * len(spec.fields)
         np.multiply(row[self._flat[bundle_rows]], f, out=out[:, :col])
         np.log1p(out[:, :col], out=out[:, :col])

@@ -17,6 +17,7 @@ from ._checks import SeedLike, check_choice, check_positive
 from ._packed import PRECISIONS, PackedRows
 from ._ridge import check_forgetting
 from .base import BasePolicy
+from .explain import ArmEstimates
 from .scale import RewardMoments
 
 __all__ = ["RidgeArmsPolicy"]
@@ -64,6 +65,26 @@ class RidgeArmsPolicy(BasePolicy):
         if n_new:
             ridge.ensure_rows(len(self.arms_))
         return x, ridge, rows
+
+    #: What :meth:`explain_arms` reports as the exploration term (subclasses name theirs).
+    _spread_kind = "exploration bonus"
+
+    def _spread(self, q: FloatArray) -> FloatArray:
+        """The exploration term from the widths ``q = x' A_a^{-1} x`` (a subclass hook)."""
+        raise NotImplementedError
+
+    def explain_arms(
+        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> ArmEstimates:
+        """Each candidate's estimate ``theta_a . x`` (``x_coef = theta_a``) and exploration term
+        (:mod:`~bandit_engine.policies.explain`); changes nothing (unseen arms: the prior)."""
+        x, _ = self._check_inputs(x, arms, arm_features)
+        ridge = self.ridge_
+        assert ridge is not None
+        rows = self.arms_.lookup(arms, missing=ridge.n_rows)
+        ridge.ensure_rows(len(self.arms_))
+        m, q = ridge.mean_var(x, rows)
+        return ArmEstimates(m, self._spread(q), self._spread_kind, x_coef=ridge.theta[rows].copy())
 
     def _lookup(
         self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray

@@ -108,6 +108,14 @@ class ApprenticePolicy(BasePolicy):
         #: reward)
         self.eval_rows_: list[tuple[float, float, float]] = []
 
+    def bind_feature_names(self, names: Sequence[str]) -> None:
+        """Tell the rule and the learner the bundle feature names (a rule may name its column,
+        ``fixed_rule:column=deal.discount``)."""
+        for part in (self.rule_, self.learner_):
+            bind = getattr(part, "bind_feature_names", None)
+            if callable(bind):
+                bind(names)
+
     # parameters as plain data (the wrapped policies by name and params)
     @property
     def rule(self) -> dict[str, Any]:

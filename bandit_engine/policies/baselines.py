@@ -336,16 +336,22 @@ class FixedRule(_ArmStatsPolicy):
 
     The rule never learns (``update`` only counts, for reports). ``column=None`` keeps the
     order in which the candidates are passed (the first candidate wins), e.g. an editorial
-    order from the catalog; otherwise candidates are ranked by ``arm_features[:, column]``,
-    largest first when ``descending`` (e.g. the discount column), smallest first otherwise.
-    Ties are broken uniformly at random, and ``epsilon`` mixes in uniform choices, so ``pi`` is
-    exactly :func:`~bandit_engine.policies.base.argmax_distribution` of the rule's values. The
-    rule is data (a column index), never a callable, so it serialises to JSON.
+    order from the catalog; otherwise candidates are ranked by that column, largest first when
+    ``descending`` (e.g. the discount column), smallest first otherwise. Ties are broken uniformly
+    at random, and ``epsilon`` mixes in uniform choices, so ``pi`` is exactly
+    :func:`~bandit_engine.policies.base.argmax_distribution` of the rule's values. The rule is
+    data (a column index or name), never a callable, so it serialises to JSON.
+
+    A column given by name (``"deal.discount"``, one of the catalog's ``feature_names``) is kept
+    as the name, saved as the name, and found in the bundle rows by :meth:`bind_feature_names`,
+    which an :class:`~bandit_engine.Engine` calls when it is built or loaded (and ``bandit
+    evaluate --catalog ENGINE`` for a log). Choosing before the names are known is a
+    :class:`~bandit_engine.errors.ConfigError` saying so.
 
     Parameters
     ----------
     column
-        Index of the ranking column of ``arm_features`` (``>= 0``), or ``None``.
+        Index of the ranking column of ``arm_features`` (``>= 0``), its name, or ``None``.
     descending
         Prefer large values of the column.
     epsilon
@@ -360,20 +366,64 @@ class FixedRule(_ArmStatsPolicy):
     def __init__(
         self,
         *,
-        column: int | None = None,
+        column: int | str | None = None,
         descending: bool = True,
         epsilon: float = 0.0,
         seed: SeedLike = None,
     ) -> None:
         super().__init__(seed=seed)
-        self.column = None if column is None else check_int("column", column, minimum=0)
+        self.column: int | str | None
+        self._index: int | None
+        if isinstance(column, str):
+            if not column.strip():
+                raise ConfigError.for_field("column", column, "must be a feature name or an index")
+            self.column, self._index = column, None
+        else:
+            self.column = None if column is None else check_int("column", column, minimum=0)
+            self._index = self.column
         if not isinstance(descending, bool | np.bool_):
             raise ConfigError.for_field("descending", descending, "must be True or False")
         self.descending = bool(descending)
         self.epsilon = check_in_range("epsilon", epsilon, 0.0, 1.0)
 
+    def bind_feature_names(self, names: Sequence[str]) -> None:
+        """Find a named ``column`` among the bundle feature ``names`` (the catalog's
+        ``feature_names``, in the order of the ``arm_features`` columns). An unknown name is a
+        :class:`~bandit_engine.errors.ConfigError` listing the numeric columns and the nearest
+        names; an index column is left as it is."""
+        if not isinstance(self.column, str):
+            return
+        names = list(names)
+        if self.column not in names:
+            import difflib
+
+            plain = [n for n in names if "=" not in n]
+            near = difflib.get_close_matches(self.column, names, n=3)
+            hint = f"; did you mean {near}?" if near else ""
+            raise ConfigError.for_field(
+                "fixed_rule.column",
+                self.column,
+                f"must be a bundle feature name (numeric ones: {plain}; one-hot ones look like "
+                f"'deal.cuisine=hotpot'){hint}",
+            )
+        self._index = names.index(self.column)
+
+    def _extra_state(self, n: int) -> dict[str, Any]:
+        # a named column's place travels with the state, so a copy (offline evaluation) and a
+        # loaded engine rank by the same column before anything binds the names again
+        return {"column_index": self._index} if isinstance(self.column, str) else {}
+
+    def _set_extra_state(self, state: Mapping[str, Any], n: int) -> None:
+        if isinstance(self.column, str) and state.get("column_index") is not None:
+            self._index = check_int("state.column_index", state["column_index"], minimum=0)
+
+    @property
+    def feature_names_needed(self) -> bool:
+        """Whether the column is a name not yet found (:meth:`bind_feature_names`)."""
+        return isinstance(self.column, str) and self._index is None
+
     def _init_dims(self, d: int, p: int) -> None:
-        if self.column is not None and self.column >= p:
+        if isinstance(self.column, int) and self.column >= p:
             raise ValidationError.for_field(
                 "arm_features",
                 f"{p} columns",
@@ -383,7 +433,20 @@ class FixedRule(_ArmStatsPolicy):
     def _values(self, rows: IntArray, contiguous: bool, Z: FloatArray) -> FloatArray:
         if self.column is None:
             return -np.arange(rows.shape[0], dtype=np.float64)
-        col = Z[:, self.column]
+        j = self._index
+        if j is None:
+            raise ConfigError.for_field(
+                "fixed_rule.column",
+                self.column,
+                "names a bundle feature, but this policy was not told the bundle feature names: "
+                "use it in an Engine (which tells it), pass --catalog ENGINE to bandit evaluate, "
+                "call bind_feature_names(catalog.feature_names), or give a column index",
+            )
+        if j >= Z.shape[1]:
+            raise ValidationError.for_field(
+                "arm_features", f"{Z.shape[1]} columns", f"must have the column {self.column!r}"
+            )
+        col = Z[:, j]
         values = col.copy() if self.descending else -col
         if not np.all(np.isfinite(values)):
             bad = int(np.flatnonzero(~np.isfinite(values))[0])

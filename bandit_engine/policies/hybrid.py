@@ -16,6 +16,7 @@ from ._checks import SeedLike, check_in_range, check_positive
 from ._linalg import axpy, rank1_update
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
+from .explain import ArmEstimates
 
 __all__ = ["HybridLinUCB"]
 
@@ -128,6 +129,27 @@ class HybridLinUCB(BasePolicy):
         mean = W @ self.beta_ + np.einsum("kd,kd->k", u, b)
         np.maximum(s, 0.0, out=s)  # >= 0 in exact arithmetic
         return mean, s
+
+    def explain_arms(
+        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> ArmEstimates:
+        """Each candidate's estimate ``beta . vec(x (x) z_a) + theta_a . x`` with
+        ``theta_a = A_a^{-1} (b_a - B_a beta)``, and the bonus ``alpha sqrt(s_a)``; changes
+        nothing (unseen arms: the prior row)."""
+        x, Z = self._check_inputs(x, arms, arm_features)
+        n = len(self.arms_)
+        self._ensure(n)
+        rows = self.arms_.lookup(arms, missing=n)
+        mean, s = self._parts(x, Z, rows, False)
+        A_inv, B, b = self.A_inv_[rows], self.B_[rows], self.b_[rows]
+        theta = np.einsum("kij,kj->ki", A_inv, b - B @ self.beta_)
+        return ArmEstimates(
+            mean,
+            self.alpha * np.sqrt(s),
+            "exploration bonus",
+            x_coef=theta,
+            xz_coef=self.beta_.copy(),
+        )
 
     def _scores(self, x: FloatArray, Z: FloatArray, rows: IntArray, contiguous: bool) -> FloatArray:
         mean, s = self._parts(x, Z, rows, contiguous)

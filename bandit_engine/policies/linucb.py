@@ -116,6 +116,11 @@ class LinUCB(RidgeArmsPolicy):
             del params["precision"]
         return params
 
+    def _spread(self, q: FloatArray) -> FloatArray:
+        """The bonus ``alpha sqrt(x' A_a^{-1} x)`` that the score adds to the estimate."""
+        out: FloatArray = np.sqrt(q) * self.moments_.scale(self.alpha)
+        return out
+
     def _ucb(self, m: FloatArray, q: FloatArray) -> FloatArray:
         np.sqrt(q, out=q)
         q *= self.moments_.scale(self.alpha)

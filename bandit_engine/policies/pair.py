@@ -84,6 +84,7 @@ from ._linalg import rank1_update
 from ._pair_cache import StaticWidthCache
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
+from .explain import ArmEstimates
 from .scale import RewardMoments
 
 __all__ = ["PairTS", "PairUCB"]
@@ -242,6 +243,24 @@ class _PairHybrid(BasePolicy):
         var += inv_a
         np.maximum(var, 0.0, out=var)
         return mean, var, Aa, Ba
+
+    #: What :meth:`explain_arms` reports as the exploration term.
+    _spread_kind: ClassVar[str] = "exploration bonus"
+
+    def explain_arms(
+        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> ArmEstimates:
+        """Each candidate's estimate ``beta . s_a + theta_a`` with the bundle's own effect
+        ``theta_a = (b_a - B_a . beta) / A_a``, and ``scale sqrt(var_a)`` (the UCB bonus, or the
+        sd of the Thompson draw); changes nothing (unseen arms: the prior row)."""
+        _, S = self._check_inputs(x, arms, arm_features)
+        rows = self._rows(arms, create=False)
+        mean, var, Aa, Ba = self._posterior(S, rows)
+        beta = self._beta_hat()
+        own = (self.ba_[rows] - Ba @ beta) / Aa
+        return ArmEstimates(
+            mean, self.scale * np.sqrt(var), self._spread_kind, z_coef=beta.copy(), offset=own
+        )
 
     def _rows(self, arms: Sequence[str], create: bool) -> np.ndarray:
         if create:
@@ -456,6 +475,8 @@ class PairUCB(_PairHybrid):
 
 class PairTS(_PairHybrid):
     """Hybrid pair-feature linear Thompson sampling (see the module docstring)."""
+
+    _spread_kind: ClassVar[str] = "posterior sd"
 
     name: ClassVar[str] = "pair_ts"
     _param_names: ClassVar[tuple[str, ...]] = (*_PairHybrid._param_names, "propensity_samples")

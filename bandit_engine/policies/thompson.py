@@ -204,6 +204,13 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
         super().__init__(l2=l2, discount=discount, window=window, seed=seed)
         self._set_ts_params(v, epsilon, mode, propensity_samples)
 
+    _spread_kind = "posterior sd"
+
+    def _spread(self, q: FloatArray) -> FloatArray:
+        """The sd ``v sqrt(x' A_a^{-1} x)`` of the arm's posterior draw."""
+        out: FloatArray = np.sqrt(q) * self._v()
+        return out
+
     def _mean_sd(self, m: FloatArray, q: FloatArray) -> FloatArray:
         sd = np.sqrt(q, out=q)
         sd *= self._v()

@@ -24,7 +24,7 @@ _FLOAT = frozenset({"ts", "propensity", "reward", "closed_at", "value"})
 
 def _schema(columns: list[str]) -> object:
     """A fixed Arrow schema per table, so pages with all-NULL columns still match."""
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     return pa.schema(
         [
@@ -52,7 +52,7 @@ def export_log(
     if format == "parquet":
         try:
             import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
         except ImportError:
             raise ConfigError(
                 "format parquet needs pyarrow: pip install 'bandit-engine[parquet]' "

@@ -147,6 +147,9 @@ class RuleRunner:
         self.fallback_policy: Policy | None = (
             policy_from_spec(fb.policy) if fb.kind == "policy" and fb.policy else None
         )
+        bind = getattr(self.fallback_policy, "bind_feature_names", None)
+        if callable(bind):  # fixed_rule:column=deal.discount finds its column
+            bind(catalog.feature_names)
         self._cap_scopes = sorted({c.per for c in rules.caps})
         self._caps_by_scope: dict[str, list[tuple[int, float]]] = {}
         for j, cap in enumerate(rules.caps):

@@ -4,7 +4,8 @@ Endpoints (JSON; all but ``/healthz`` need ``Authorization: Bearer <token>``):
 
 * ``POST /v1/decisions`` -> the chosen bundle, its propensity and the policy version;
 * ``POST /v1/events`` -> 202 with the event's status (accepted / duplicate / late);
-* ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status;
+* ``GET /v1/decisions/{decision_id}`` -> the logged decision, its events and reward status
+  (``?explain=1``: why its bundle, while the decision is pending);
 * ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: writes work); ``GET /metrics``
   (Prometheus text format);
 * ``POST /v1/admin/{deals,courses,bundles}`` and ``.../retire``: catalog changes (journaled);
@@ -39,6 +40,7 @@ from ..records import LearnedReward
 from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
 from ..service.checkpoints import RestoreReport
+from ..service.profile_store import announce_profiles
 from ..store import EventStore, open_log
 from .errors import (
     install_error_handlers,
@@ -117,12 +119,16 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
             engine = Engine.load(settings.model)
         else:
             from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
+            from ..simulation.policy_spec import parse_policy_spec
 
-            engine = demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+            spec = parse_policy_spec(settings.demo_policy)  # NAME[:key=value,...]
+            engine = demo_engine(seed=settings.demo_seed, policy=spec.name, **spec.kwargs)
         if settings.apprentice is not None and not isinstance(engine.policy, ApprenticePolicy):
             engine.policy = ApprenticePolicy(
                 rule=policy_from_spec(settings.apprentice, "apprentice"), learner=engine.policy
             )
+            # the rule may name a bundle column (fixed_rule:column=deal.discount)
+            engine.policy.bind_feature_names(engine.catalog.feature_names)
         _use_holdout(engine, settings.holdout)
         return engine
 
@@ -200,6 +206,7 @@ def open_server(
             report.redone_events,
             report.redone_admin,
         )
+        announce_profiles(log, service.engine.features, logger)
         app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()
@@ -382,9 +389,14 @@ def create_app(
         responses={404: {"description": "Unknown decision id"}},
         tags=["decisions"],
     )
-    async def get_decision(decision_id: str) -> Response:
-        """A logged decision, its events and its reward status."""
+    async def get_decision(decision_id: str, explain: bool = False, top_k: int = 5) -> Response:
+        """A logged decision, its events and its reward status; with ``?explain=1`` also why its
+        bundle was chosen (:meth:`Engine.explain <bandit_engine.Engine.explain>`: while the
+        decision is pending; 404 once its inputs are gone, 422 for a policy that cannot explain)."""
         record = await worker.run(lambda service: service.log.decision(decision_id))
+        if explain:
+            why = await worker.run(lambda service: service.engine.explain(decision_id, top_k=top_k))
+            record["explanation"] = why.to_dict()
         return _json(jsonable(record))
 
     @app.get("/v1/experiment", tags=["decisions"])
@@ -427,6 +439,8 @@ def create_app(
     def admin_route(path: str, op: str, model: type[Any], summary: str) -> None:
         async def endpoint(body: Any) -> Response:
             payload = body.model_dump(mode="json", exclude_none=op == "add_bundles")
+            if payload.get("pair_with", False) is None:
+                del payload["pair_with"]  # the journal keeps what was asked, nothing more
             return _json(await worker.run(partial(admin_job, op, payload)))
 
         endpoint.__annotations__["body"] = model

@@ -217,12 +217,21 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
 
 
+PairWith = Literal["all"] | Annotated[list[Id], Field(min_length=1, max_length=MAX_RECORDS)]
+
+
 class DealsAdd(BaseModel):
     """Deals to add (or update and re-activate), with the catalog's deal columns."""
 
     model_config = _STRICT
 
     deals: Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)]
+    pair_with: PairWith | None = Field(
+        None,
+        description="Catalogs with an explicit bundle list: pair each new deal with every active "
+        "course ('all') or with these course ids; without it new deals are in no bundle (a "
+        "warning is logged).",
+    )
 
 
 class CoursesAdd(BaseModel):
@@ -231,6 +240,11 @@ class CoursesAdd(BaseModel):
     model_config = _STRICT
 
     courses: Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)]
+    pair_with: PairWith | None = Field(
+        None,
+        description="Catalogs with an explicit bundle list: pair each new course with every "
+        "active deal ('all') or with these deal ids.",
+    )
 
 
 class BundleSpec(BaseModel):

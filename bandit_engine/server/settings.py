@@ -46,7 +46,8 @@ class ServerSettings:
         Seed of the demo engine.
     demo_policy
         Registered policy of the demo engine (default ``pair_ucb``, the default contextual
-        policy). A restart resumes whatever the checkpoints hold, whichever policy is named.
+        policy), optionally with hyperparameters as on the command line of ``bandit simulate``
+        (``fixed_rule:column=deal.discount``). A restart resumes whatever the checkpoints hold, whichever policy is named.
     host, port
         Where uvicorn listens (loopback by default).
     synchronous
@@ -146,10 +147,15 @@ class ServerSettings:
         ):
             raise ConfigError.for_field("port", self.port, "must be an integer in [0, 65535]")
         _positive("demo_seed", self.demo_seed, integer=True, allow_zero=True)
-        if not isinstance(self.demo_policy, str) or self.demo_policy not in POLICIES:
+        if not isinstance(self.demo_policy, str) or (
+            self.demo_policy.partition(":")[0].strip() not in POLICIES
+        ):
             raise ConfigError.for_field(
                 "demo_policy", self.demo_policy, f"must be a registered policy ({sorted(POLICIES)})"
             )
+        from ..simulation.policy_spec import parse_policy_spec
+
+        parse_policy_spec(self.demo_policy, option="demo_policy")  # names and keys checked
         _positive("checkpoint_every", self.checkpoint_every, integer=True)
         _positive("checkpoint_seconds", self.checkpoint_seconds)
         _positive("checkpoint_keep", self.checkpoint_keep, integer=True)

@@ -44,9 +44,11 @@ def apply_admin(engine: Engine, op: str, payload: Mapping[str, Any]) -> list[str
     catalog = engine.catalog
     try:
         if op == "add_deals":
-            return list(catalog.add_deals(pd.DataFrame(list(payload["deals"]))))
+            frame = pd.DataFrame(list(payload["deals"]))
+            return list(catalog.add_deals(frame, pair_with=payload.get("pair_with")))
         if op == "add_courses":
-            return list(catalog.add_courses(pd.DataFrame(list(payload["courses"]))))
+            frame = pd.DataFrame(list(payload["courses"]))
+            return list(catalog.add_courses(frame, pair_with=payload.get("pair_with")))
         if op == "add_bundles":
             rows = [dict(b) for b in payload["bundles"]]
             frame = pd.DataFrame(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .columns import LogColumns
 from .frames import LogFrames
+from .profile_bulk import LogProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .sqlite import SQLiteConnection
@@ -12,7 +13,9 @@ from .writes import LogWrites
 __all__ = ["EventLog"]
 
 
-class EventLog(LogWrites, LogReads, LogRetention, LogFrames, LogColumns, SQLiteConnection):
+class EventLog(
+    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, LogProfileBulk, SQLiteConnection
+):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 
     Parameters

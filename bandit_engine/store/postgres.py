@@ -64,6 +64,7 @@ from . import pg_schema
 from .columns import LogColumns
 from .connection import LogConnection, Synchronous, check_settings
 from .frames import LogFrames
+from .profile_bulk import PgProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .target import is_url, redact
@@ -428,7 +429,7 @@ class PostgresConnection(LogConnection):
 
 
 class PostgresEventLog(
-    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, PostgresConnection
+    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, PgProfileBulk, PostgresConnection
 ):
     """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
 

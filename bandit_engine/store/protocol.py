@@ -91,6 +91,20 @@ class EventStore(Protocol):
         now: float | None = None,
     ) -> dict[str, Any]: ...
 
+    # profiles in bulk (store/profile_bulk.py)
+    def write_profiles(
+        self,
+        platform: str,
+        user_ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        now: float | None = None,
+    ) -> int: ...
+
+    def delete_profiles_before(self, platform: str, stamp: float) -> int: ...
+
+    def profile_counts(self) -> dict[str, int]: ...
+
     # reading
     def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None: ...
 
