@@ -399,9 +399,10 @@ def test_migrations_run_the_steps_above_the_stored_version(
         conn.execute("CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")
 
     monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, version_2))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    nxt = schema.SCHEMA_VERSION + 1  # one step above the shipped ones
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", nxt)
     with EventLog(path, hmac_key=KEY) as lg:
-        assert lg.get_meta("schema_version") == "2"
+        assert lg.get_meta("schema_version") == str(nxt)
     with EventLog(path, hmac_key=KEY):
         pass
     assert ran == [2]  # once: the second opening finds version 2 already

@@ -75,3 +75,8 @@ _register_evaluate(app)
 from .simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
+
+# the learner role of the split deployment (learn) lives in its own module (issue 12)
+from .learn import register as _register_learn  # noqa: E402
+
+_register_learn(app)

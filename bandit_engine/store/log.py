@@ -6,12 +6,13 @@ from .frames import LogFrames
 from .reads import LogReads
 from .retention import LogRetention
 from .sqlite import SQLiteConnection
+from .versions import LogVersions
 from .writes import LogWrites
 
 __all__ = ["EventLog"]
 
 
-class EventLog(LogWrites, LogReads, LogRetention, LogFrames, SQLiteConnection):
+class EventLog(LogWrites, LogReads, LogRetention, LogFrames, LogVersions, SQLiteConnection):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 
     Parameters

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
+from .roles_schema import ROLE_TABLES, sqlite_version_2
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
 
@@ -136,11 +137,26 @@ def _version_1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
 
 
-_OWN_TABLES = frozenset(
-    {"meta", "journal_seq", "decisions", "events", "learned", "admin", "candidate_sets", "profiles"}
+_OWN_TABLES = (
+    frozenset(
+        {
+            "meta",
+            "journal_seq",
+            "decisions",
+            "events",
+            "learned",
+            "admin",
+            "candidate_sets",
+            "profiles",
+        }
+    )
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (step 2)
 )
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _version_1,
+    sqlite_version_2,  # issue 12: model versions, learner lease (store/roles_schema.py)
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

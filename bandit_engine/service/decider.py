@@ -1,0 +1,159 @@
+"""The decision-server role: decide with a published model version, log, never learn.
+
+A :class:`DecisionService` is a :class:`~bandit_engine.service.LoggedEngine` whose engine is a
+copy of a model version the learner published (:mod:`~bandit_engine.service.learner`). Any number
+of them (processes, machines) share one event log:
+
+* a decision is the version's choice, logged with ``policy_version`` ending in ``@v<version>``
+  (the version that decided; its propensities are that version's), and nothing of it stays in
+  memory (the learner joins its events);
+* an event is classified from the log, not from memory, so any server takes events for any
+  server's decisions: ``accepted`` inside the window of a decision the learner has not closed,
+  ``late`` otherwise, ``duplicate`` for an event id the log already holds;
+* profiles are read from the log (:class:`~bandit_engine.service.LogProfiles`), so any server
+  serves any user; the live behaviour state is the version's (as of its position, within the
+  refresh interval plus the learner's lag);
+* catalog changes are applied to this copy and journaled; the learner applies them in journal
+  order and the next version carries them to every server.
+
+Each copy's random generator is reseeded from ``(version, server_index)``: servers that loaded
+the same version do not draw the same numbers, and a server's draws are reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..engine import Engine
+from ..errors import BanditError, ConflictError, NotFoundError, StoreBusyError, ValidationError
+from ..records import Decision, LearnedReward
+from ..rewards import EventStatus
+from ..store import EventStore
+from .logged import LoggedEngine
+
+__all__ = ["DecisionService", "version_tag"]
+
+
+def version_tag(policy_version: str, version: int) -> str:
+    """The ``policy_version`` a decision server logs: the engine's, then ``@v<version>``."""
+    return f"{policy_version}@v{version}"
+
+
+def _reseed(engine: Engine, version: int, server_index: int) -> None:
+    rng = getattr(engine.policy, "rng_", None)
+    if isinstance(rng, np.random.Generator):
+        engine.policy.rng_ = np.random.default_rng([version, server_index, 0x5EED])  # type: ignore[attr-defined]
+
+
+class DecisionService(LoggedEngine):
+    """Decides with a model version and logs; events are classified from the log (module
+    docstring).
+
+    Parameters
+    ----------
+    engine
+        The engine of the version (``Engine.from_state`` of its bytes, or the base engine as
+        version 0 before the learner published one).
+    log
+        The shared event log.
+    version
+        The model version number.
+    server_index
+        This server's number (seeds its random generator).
+    """
+
+    def __init__(
+        self, engine: Engine, log: EventStore, *, version: int, server_index: int = 0
+    ) -> None:
+        super().__init__(engine, log, profiles_in_log=True)
+        self.version = int(version)
+        self.server_index = int(server_index)
+        _reseed(engine, self.version, self.server_index)
+
+    def decide(
+        self,
+        user_id: str | None = None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        candidates: Sequence[str] | None = None,
+        decision_id: str | None = None,
+        now: float | None = None,
+    ) -> Decision:
+        """The version's decision, logged with its version; nothing is kept in memory."""
+        engine = self.engine
+        if decision_id is not None and self.log.has_decision(decision_id):
+            raise ConflictError.for_field("decision_id", decision_id, "is already in use")
+        t = engine.now() if now is None else now
+        d = engine.decide(user_id, profile, candidates=candidates, decision_id=decision_id, now=t)
+        engine.attribution.discard(d.decision_id)  # the learner joins its events, not us
+        d = dataclasses.replace(d, policy_version=version_tag(d.policy_version, self.version))
+        x, z = d.x, d.z
+        if x is None or z is None:
+            raise RuntimeError(f"decision {d.decision_id} came without its x and z")
+        try:
+            self.log.log_decision(d, user_id=user_id, x=x, z=z, model_id=engine.model_id)
+        except StoreBusyError:
+            raise
+        except BanditError as exc:
+            raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
+        return d
+
+    def report(
+        self,
+        decision_id: str,
+        type: str,
+        *,
+        value: float = 0.0,
+        event_id: str | None = None,
+        at: float | None = None,
+    ) -> EventStatus:
+        """Log an event for any server's decision, classified from the log (module docstring)."""
+        if type not in ("click", "order"):
+            raise ValidationError.for_field("type", type, "must be 'click' or 'order'")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValidationError.for_field("value", value, "must be a finite number >= 0")
+        found = self.log.decision_window(decision_id)
+        if found is None:
+            raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
+        ts, status, _ = found
+        t = self.engine.now() if at is None else float(at)
+        t = max(t, ts)  # another server's clock may run a little behind the decider's
+        late = status != "pending" or t > ts + self.engine.rewards.window
+        verdict: EventStatus = "late" if late else "accepted"
+        try:
+            stored = self.log.log_event(decision_id, type, float(value), t, event_id, verdict)
+        except StoreBusyError:
+            raise
+        except BanditError as exc:
+            raise RuntimeError(f"event for {decision_id} could not be logged: {exc}") from exc
+        return verdict if stored else "duplicate"
+
+    def advance(self, now: float | None = None) -> list[LearnedReward]:
+        """Nothing: the learner closes windows."""
+        return []
+
+    def flush(self, now: float | None = None) -> list[LearnedReward]:
+        """Nothing: the learner closes windows."""
+        return []
+
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete the user's profile and logged rows, and this copy's behaviour row (the learner's
+        next version no longer has pending decisions of the user; what versions already published
+        hold of the user's behaviour goes with them as they are pruned)."""
+        deleted = self.log.forget_user(user_id)
+        self.engine.forget_behaviour(user_id)
+        return deleted
+
+    def scrub(self) -> bool:
+        """Truncate the log's WAL (a decision server writes no checkpoints)."""
+        return self.log.truncate_wal()
