@@ -118,7 +118,7 @@ def serve_policy(
         1,
         "--workers",
         help="Decision server processes sharing --port (SO_REUSEPORT); with --role all and N > 1, "
-        "N decision servers plus one learner under a supervisor.",
+        "N decision servers plus a learner and a standby learner under a supervisor.",
     ),
     refresh_interval: float = typer.Option(
         2.0, "--refresh-interval", help="Seconds between a decision server's version checks."
@@ -127,7 +127,9 @@ def serve_policy(
         30.0, "--busy-timeout", help="Seconds a write waits for another process's lock (then 503)."
     ),
     learner_metrics_port: int | None = typer.Option(
-        None, "--learner-metrics-port", help="With --workers: the learner's /metrics port."
+        None,
+        "--learner-metrics-port",
+        help="With --workers: the learner's /metrics port (the standby learner's is the next one).",
     ),
     server_index: int = typer.Option(0, "--server-index", hidden=True),
 ) -> None:
@@ -369,12 +371,16 @@ def _split_roles(
         args += ["--busy-timeout", str(busy_timeout), "--blas-threads", str(blas_threads)]
         args += ["--model", model] if model else ["--demo-seed", str(demo_seed)]
         args += ["--demo-policy", demo_policy]
-        if learner_metrics_port is not None:
-            args += ["--metrics-port", str(learner_metrics_port)]
-        children.append(Child("learner", child_command(args)))
+        # a standby learner waits for the lease: a take-over does not wait for a process start;
+        # its metrics (if served) are on the next port
+        for k, name in enumerate(("learner", "standby learner")):
+            metrics = []
+            if learner_metrics_port is not None:
+                metrics = ["--metrics-port", str(learner_metrics_port + k)]
+            children.append(Child(name, child_command([*args, *metrics])))
     typer.echo(
         f"supervising {workers} decision servers"
-        + (" and one learner" if role == "all" else "")
+        + (" and two learners (one holds the role, one stands by)" if role == "all" else "")
         + " (SIGTERM stops them all)",
         err=True,
     )
