@@ -205,6 +205,39 @@ class _Monitor(threading.Thread):
             log.close()
 
 
+def _standby_ready(db: str, supervisor: int) -> bool:
+    """Whether both learner processes are up and polling the lease (so the next kill measures a
+    take-over, not a process start): on SQLite both have the log file open, on PostgreSQL both
+    have their lock session."""
+    learners = [p for p, r in _children(supervisor).items() if r == "learner"]
+    if len(learners) < 2:
+        return False
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'bandit-engine-learner-lock'"
+            ).fetchone()
+        return row is not None and int(row[0]) >= 2
+    target = os.path.realpath(db)
+    for pid in learners:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return False
+        opened = False
+        for fd in fds:
+            try:
+                opened |= os.path.realpath(f"/proc/{pid}/fd/{fd}") == target
+            except OSError:
+                continue
+        if not opened:
+            return False
+    return True
+
+
 def monitor_ready(db: str) -> bool:
     """Whether a learner holds the role yet."""
     from bandit_engine.store import open_log
@@ -312,6 +345,9 @@ def kill_cycles(
                 # the supervisor restarts the killed learner, which becomes the next standby:
                 # give it time to start, or the next take-over also waits for a process start
                 await asyncio.sleep(recover)
+                ready_by = time.monotonic() + 90
+                while not _standby_ready(target, sup.pid) and time.monotonic() < ready_by:
+                    await asyncio.sleep(0.2)
             stop.set()
             await asyncio.gather(*tasks)
 

@@ -32,7 +32,7 @@ def _bench() -> ModuleType:
 @pytest.mark.slow
 @pytest.mark.parametrize("cycles", [3])
 def test_kill9_cycles_on_sqlite(tmp_path: Path, cycles: int) -> None:
-    report = _bench().kill_cycles(tmp_path, cycles=cycles, connections=6)
+    report = _bench().kill_cycles(tmp_path, cycles=cycles, connections=6, settle=1.0, recover=2.0)
     assert report.cycles == cycles
     assert report.acked_decisions > 0 and report.acked_events > 0  # the load really ran
     assert not report.lost_decisions and not report.lost_events
@@ -44,7 +44,9 @@ def test_kill9_cycles_on_sqlite(tmp_path: Path, cycles: int) -> None:
 
 @pytest.mark.slow
 def test_kill9_cycles_on_postgresql(tmp_path: Path, pg_url: str) -> None:
-    report = _bench().kill_cycles(tmp_path, cycles=2, db=pg_url, connections=6)
+    report = _bench().kill_cycles(
+        tmp_path, cycles=2, db=pg_url, connections=6, settle=1.0, recover=2.0
+    )
     assert report.acked_decisions > 0 and report.acked_events > 0
     assert not report.lost_decisions and not report.lost_events
     assert report.learned_rows == report.decisions_in_log and report.pending_left == 0
