@@ -315,3 +315,30 @@ def test_a_decision_server_whose_postgresql_schema_is_gone_answers_503(
     finally:
         app.state.reader.close()
         log.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["serve-policy", "--role", "leader"], "role"),
+        (["serve-policy", "--workers", "0"], "workers"),
+        (["serve-policy", "--dev", "--workers", "2"], "dev"),
+        (["serve-policy", "--role", "learner", "--workers", "2", "--db", "x.sqlite"], "workers"),
+        (["learn", "--db", "x.sqlite", "--keep-versions", "0"], "keep_versions"),
+        (["learn", "--db", "x.sqlite", "--lease-ttl", "0"], "lease_ttl"),
+    ],
+)
+def test_role_options_are_checked_before_anything_starts(
+    args: list[str], field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bandit_engine.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BANDIT_API_TOKEN", TOKEN)
+    monkeypatch.setenv("BANDIT_HMAC_KEY", KEY.hex())
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert field in result.output
+    assert not (tmp_path / "x.sqlite").exists()  # nothing was created
