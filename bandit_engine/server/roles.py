@@ -39,16 +39,18 @@ from fastapi import FastAPI
 
 from .._version import __version__
 from ..engine import Engine
+from ..errors import BanditError, StoreBusyError
 from ..fileformat import load_state
 from ..service import Checkpointer
-from ..service.decider import DecisionService
+from ..service.decider import DecisionService, QueuedWrite
 from ..service.learner import Learner
 from ..store import EventStore, open_log
 from ..store.versions import VersionInfo
 from .app import base_engine_factory, create_app
+from .errors import ServiceUnavailableError
 from .metrics import Metrics
 from .settings import ServerSettings
-from .worker import EngineWorker
+from .worker import EngineWorker, Job
 
 __all__ = ["DecisionWorker", "learner_metrics", "open_decision_server", "serve_learner_metrics"]
 
@@ -96,6 +98,10 @@ class DecisionWorker(EngineWorker):
         )
         self.reader = reader
         self.info = info
+        self.inflight = service.inflight
+        self._batch: list[tuple[list[QueuedWrite], asyncio.Future[None]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.refresh_interval = settings.refresh_interval
         self.server_index = settings.server_index
         self.clock = clock
@@ -145,7 +151,97 @@ class DecisionWorker(EngineWorker):
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        while self._flush_task is not None or self._batch:
+            if self._flush_task is None:
+                self._start_flush()
+            if self._flush_task is not None:
+                await asyncio.shield(self._flush_task)
         await super().stop(checkpoint=False)
+
+    # -- write-behind group commit -----------------------------------------------------------
+    async def run(self, job: Job) -> Any:
+        """Run ``job`` outside any write transaction, its writes collected; return its result
+        once a group commit holding them returned (a refused write raises for its request only;
+        a failed commit raises :class:`~bandit_engine.errors.StoreBusyError` for every request of
+        the batch: 503, nothing of it written)."""
+        if not self._healthy:
+            raise ServiceUnavailableError("the engine is not serving; retry")
+        service = self.current
+        writes: list[QueuedWrite] = []
+        service.outbox = writes
+        try:
+            result = job(service)
+        finally:
+            service.outbox = None
+        if not writes:
+            return result
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.inflight.hold(writes)
+        self._batch.append((writes, fut))
+        if self._flush_task is None:
+            if len(self._batch) >= self.max_batch:
+                self._start_flush()
+            elif self._flush_timer is None:
+                self._flush_timer = loop.call_later(self.max_delay, self._start_flush)
+        await fut
+        return result
+
+    def _start_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._flush_task is not None or not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        self._flush_task = asyncio.get_running_loop().create_task(self._flush(batch))
+
+    def _write_batch(
+        self, batch: list[tuple[list[QueuedWrite], asyncio.Future[None]]]
+    ) -> list[BaseException | None]:
+        """In a helper thread: every write of the batch in one transaction."""
+        errors: list[BaseException | None] = []
+        with self.log.transaction():
+            for writes, _ in batch:
+                error: BaseException | None = None
+                for w in writes:
+                    try:
+                        w.run()
+                    except StoreBusyError:
+                        raise
+                    except BanditError as exc:  # this request's refusal (a reused id)
+                        error = exc
+                errors.append(error)
+        return errors
+
+    async def _flush(self, batch: list[tuple[list[QueuedWrite], asyncio.Future[None]]]) -> None:
+        try:
+            errors = await asyncio.to_thread(self._write_batch, batch)
+        except Exception as exc:
+            self._write_error = str(exc)
+            failure: BaseException = (
+                exc
+                if isinstance(exc, StoreBusyError)
+                else ServiceUnavailableError("the event log could not commit; retry")
+            )
+            if not isinstance(exc, StoreBusyError):
+                logger.error("group commit failed: %s", exc, exc_info=exc)
+            for _, fut in batch:
+                self._resolve(fut, failure)
+        else:
+            self._write_error = None
+            self.metrics.inc("bandit_commits_total")
+            for (_, fut), error in zip(batch, errors, strict=True):
+                self._resolve(fut, error)
+        finally:
+            for writes, _ in batch:
+                self.inflight.release(writes)
+            self._flush_task = None
+            if self._batch:  # what queued while this one was writing
+                self._start_flush()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -169,7 +265,12 @@ class DecisionWorker(EngineWorker):
         if self.clock is not None:
             engine.clock = self.clock
         service = DecisionService(
-            engine, self.log, version=info.version, server_index=self.server_index
+            engine,
+            self.log,
+            version=info.version,
+            server_index=self.server_index,
+            reads=self.current.reads,
+            inflight=self.inflight,
         )
         service.checkpoints = self.checkpointer
         self.service, self.info = service, info  # between jobs: the loop runs one at a time
@@ -196,8 +297,10 @@ def open_decision_server(
     )
     reader: EventStore | None = None
     try:
+        # reads (profiles, decision lookups, versions) on a connection of their own: they never
+        # wait for the writer, which the group commit holds in a helper thread
         reader = open_log(
-            settings.db, hmac_key=None, read_only=True, busy_timeout=settings.busy_timeout
+            settings.db, hmac_key=hmac_key, read_only=True, busy_timeout=settings.busy_timeout
         )
         info = log.latest_version()
         data = None if info is None else log.version_state(info.version)
@@ -209,7 +312,9 @@ def open_decision_server(
             version = 0
         if clock is not None:
             engine.clock = clock
-        service = DecisionService(engine, log, version=version, server_index=settings.server_index)
+        service = DecisionService(
+            engine, log, version=version, server_index=settings.server_index, reads=reader
+        )
         worker = DecisionWorker(
             service, reader=reader, info=info, settings=settings, metrics=Metrics(), clock=clock
         )

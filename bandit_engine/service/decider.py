@@ -16,6 +16,12 @@ of them (processes, machines) share one event log:
 * catalog changes are applied to this copy and journaled; the learner applies them in journal
   order and the next version carries them to every server.
 
+Writes can be collected instead of written (``outbox``): the decision server's worker runs a
+request's job (profile reads, the decision) outside any write transaction and commits the writes
+of many requests together afterwards, so several decision processes on one SQLite file hold its
+write lock only for their inserts, not while they compute. Reads then go to ``reads``, a second
+connection (WAL readers never wait for the writer).
+
 Each copy's random generator is reseeded from ``(version, server_index)``: servers that loaded
 the same version do not draw the same numbers, and a server's draws are reproducible.
 """
@@ -24,7 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,9 +41,42 @@ from ..errors import BanditError, ConflictError, NotFoundError, StoreBusyError, 
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
 from ..store import EventStore
-from .logged import LoggedEngine
+from .logged import LoggedEngine, LogProfiles
 
-__all__ = ["DecisionService", "version_tag"]
+__all__ = ["DecisionService", "Inflight", "QueuedWrite", "version_tag"]
+
+
+@dataclass(frozen=True)
+class QueuedWrite:
+    """A write a decision server queued for its next group commit, and what it reserves (a
+    decision id, an event key) until that commit ends."""
+
+    run: Callable[[], None]
+    decision: str | None = None
+    event: tuple[str, str] | None = None
+
+
+@dataclass
+class Inflight:
+    """Decision ids and event keys queued but not yet committed (so a second request for the same
+    id, in the same batch, is caught before the database would)."""
+
+    decisions: set[str] = field(default_factory=set)
+    events: set[tuple[str, str]] = field(default_factory=set)
+
+    def hold(self, writes: Sequence[QueuedWrite]) -> None:
+        for w in writes:
+            if w.decision is not None:
+                self.decisions.add(w.decision)
+            if w.event is not None:
+                self.events.add(w.event)
+
+    def release(self, writes: Sequence[QueuedWrite]) -> None:
+        for w in writes:
+            if w.decision is not None:
+                self.decisions.discard(w.decision)
+            if w.event is not None:
+                self.events.discard(w.event)
 
 
 def version_tag(policy_version: str, version: int) -> str:
@@ -68,12 +108,31 @@ class DecisionService(LoggedEngine):
     """
 
     def __init__(
-        self, engine: Engine, log: EventStore, *, version: int, server_index: int = 0
+        self,
+        engine: Engine,
+        log: EventStore,
+        *,
+        version: int,
+        server_index: int = 0,
+        reads: EventStore | None = None,
+        inflight: Inflight | None = None,
     ) -> None:
         super().__init__(engine, log, profiles_in_log=True)
         self.version = int(version)
         self.server_index = int(server_index)
+        self.reads = reads if reads is not None else log
+        if reads is not None:
+            engine.profiles = LogProfiles(reads)  # profiles are read beside the writer
+        self.inflight = inflight if inflight is not None else Inflight()
+        #: where writes go while a worker collects them (None: written at once)
+        self.outbox: list[QueuedWrite] | None = None
         _reseed(engine, self.version, self.server_index)
+
+    def _queue(self, write: QueuedWrite) -> None:
+        if self.outbox is None:
+            write.run()
+        else:
+            self.outbox.append(write)
 
     def decide(
         self,
@@ -86,7 +145,9 @@ class DecisionService(LoggedEngine):
     ) -> Decision:
         """The version's decision, logged with its version; nothing is kept in memory."""
         engine = self.engine
-        if decision_id is not None and self.log.has_decision(decision_id):
+        if decision_id is not None and (
+            decision_id in self.inflight.decisions or self.reads.has_decision(decision_id)
+        ):
             raise ConflictError.for_field("decision_id", decision_id, "is already in use")
         t = engine.now() if now is None else now
         d = engine.decide(user_id, profile, candidates=candidates, decision_id=decision_id, now=t)
@@ -95,12 +156,23 @@ class DecisionService(LoggedEngine):
         x, z = d.x, d.z
         if x is None or z is None:
             raise RuntimeError(f"decision {d.decision_id} came without its x and z")
-        try:
-            self.log.log_decision(d, user_id=user_id, x=x, z=z, model_id=engine.model_id)
-        except StoreBusyError:
-            raise
-        except BanditError as exc:
-            raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
+        log, model_id = self.log, engine.model_id
+
+        def write() -> None:
+            try:
+                log.log_decision(d, user_id=user_id, x=x, z=z, model_id=model_id)
+            except StoreBusyError:
+                raise
+            except ValidationError as exc:
+                if exc.field == "decision_id":  # another server logged the same id meanwhile
+                    raise ConflictError.for_field(
+                        "decision_id", d.decision_id, "is already in use"
+                    ) from None
+                raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
+            except BanditError as exc:
+                raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
+
+        self._queue(QueuedWrite(write, decision=d.decision_id))
         return d
 
     def report(
@@ -122,21 +194,33 @@ class DecisionService(LoggedEngine):
             or value < 0
         ):
             raise ValidationError.for_field("value", value, "must be a finite number >= 0")
-        found = self.log.decision_window(decision_id)
+        found = self.reads.decision_window(decision_id)
         if found is None:
             raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
         ts, status, _ = found
+        if event_id is not None and (
+            (decision_id, event_id) in self.inflight.events
+            or self.reads.has_event(decision_id, event_id)
+        ):
+            return "duplicate"
         t = self.engine.now() if at is None else float(at)
         t = max(t, ts)  # another server's clock may run a little behind the decider's
         late = status != "pending" or t > ts + self.engine.rewards.window
         verdict: EventStatus = "late" if late else "accepted"
-        try:
-            stored = self.log.log_event(decision_id, type, float(value), t, event_id, verdict)
-        except StoreBusyError:
-            raise
-        except BanditError as exc:
-            raise RuntimeError(f"event for {decision_id} could not be logged: {exc}") from exc
-        return verdict if stored else "duplicate"
+        log = self.log
+
+        def write() -> None:
+            try:
+                # False: the same event id was stored meanwhile by another server (kept once)
+                log.log_event(decision_id, type, float(value), t, event_id, verdict)
+            except StoreBusyError:
+                raise
+            except BanditError as exc:
+                raise RuntimeError(f"event for {decision_id} could not be logged: {exc}") from exc
+
+        key = None if event_id is None else (decision_id, event_id)
+        self._queue(QueuedWrite(write, event=key))
+        return verdict
 
     def advance(self, now: float | None = None) -> list[LearnedReward]:
         """Nothing: the learner closes windows."""

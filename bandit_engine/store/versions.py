@@ -203,6 +203,16 @@ class LogVersions(LogConnection):
             ).fetchone()
         return None if row is None else (float(row[0]), str(row[1]), str(row[2]))
 
+    def has_event(self, decision_id: str, event_id: str) -> bool:
+        """Whether the log holds this event id for this decision (a decision server's duplicate
+        check before it queues the write)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM events WHERE decision_id = ? AND event_id = ?",
+                (decision_id, event_id),
+            ).fetchone()
+        return row is not None
+
     def _decision_entry(self, r: Sequence[Any]) -> JournalEntry:
         return JournalEntry(
             int(r[0]),
