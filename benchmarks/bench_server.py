@@ -299,6 +299,7 @@ def _start_server(
         "warning",
         "--workers",
         str(workers),
+        *getattr(args, "server_arg", []),
     ]
     if args.model:
         cmd += ["--model", args.model]
@@ -420,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         help="issue 12: step the rate up (--rates, --step-seconds each) against --workers 1 and "
         "--workers N, and report the highest rate each sustains at p99 <= 50 ms with 0 errors",
     )
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra serve-policy argument (repeat; e.g. --server-arg=--refresh-interval=30)",
+    )
     p.add_argument("--rates", default="400,600,800,1000,1200,1400,1600,1800,2000,2400")
     p.add_argument("--step-seconds", type=float, default=10.0)
     args = p.parse_args(argv)
@@ -509,11 +516,14 @@ def compare_workers(args: argparse.Namespace) -> int:
         f"log: {'PostgreSQL' if args.db else 'SQLite'}  synchronous: {sync}  "
         f"step: {args.step_seconds:g} s  (the load generator runs on the same cores)"
     )
-    best: dict[int, float] = {}
+    best: dict[int, float] = {}  # highest rate with every step so far at p99 <= 50 ms
+    capacity: dict[int, float] = {}  # highest rate kept up with (>= 98%, 0 errors), any p99
+    all_passed: dict[int, bool] = {}
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         for workers in (1, args.compare_workers):
             proc, port = _start_server(args, sync, Path(tmp), workers)
-            best[workers] = 0.0
+            best[workers] = capacity[workers] = 0.0
+            all_passed[workers] = True
             try:
 
                 async def steps(port: int, pid: int, workers: int) -> None:
@@ -523,6 +533,18 @@ def compare_workers(args: argparse.Namespace) -> int:
                         if not args.model
                         else [f"user{i}" for i in range(500)],
                         500,
+                    )
+                    # warm every decision server up (the probe above reached one of them over
+                    # one connection; a first decision compiles kernels and fills caches)
+                    await run_phase(
+                        port,
+                        pid=pid,
+                        name="warmup",
+                        rate=100.0,
+                        seconds=4.0,
+                        connections=args.connections,
+                        users=users,
+                        trivial=False,
                     )
                     for rate in rates:
                         ph = await run_phase(
@@ -539,23 +561,27 @@ def compare_workers(args: argparse.Namespace) -> int:
                         dec, ev = summ.get("decision", {}), summ.get("event", {})
                         errors = sum(ph.errors.values())
                         p99 = max(dec.get("p99_ms", 1e9), ev.get("p99_ms", 1e9))
-                        passed = (
+                        kept_up = (
                             dec.get("per_s", 0) >= 0.98 * rate
                             and ev.get("per_s", 0) >= 0.98 * rate
-                            and p99 <= 50.0
                             and errors == 0
                         )
+                        passed = kept_up and p99 <= 50.0
                         print(
                             f"workers {workers}  rate {rate:6.0f}/s  decisions "
                             f"{dec.get('per_s', 0):7.0f}/s  p50 {dec.get('p50_ms', 0):6.2f} ms  "
                             f"p99 {p99:7.2f} ms  errors {errors}  server CPU "
                             f"{ph.server_cpu / ph.elapsed:.2f} cores  "
-                            f"{'ok' if passed else 'FAIL'}  (load {os.getloadavg()[0]:.1f})",
+                            f"{'ok' if passed else ('p99 FAIL' if kept_up else 'FAIL')}  "
+                            f"(load {os.getloadavg()[0]:.1f})",
                             flush=True,
                         )
-                        if not passed:
+                        if not kept_up:
                             break
-                        best[workers] = rate
+                        capacity[workers] = rate
+                        if passed and all_passed[workers]:
+                            best[workers] = rate
+                        all_passed[workers] &= passed
 
                 runner(steps(port, proc.pid, workers))
             finally:
@@ -565,9 +591,15 @@ def compare_workers(args: argparse.Namespace) -> int:
                     _pg_schema(args.db, f"bench_{sync.lower()}_{workers}_{os.getpid()}", drop=True)
     n = args.compare_workers
     ratio = best[n] / best[1] if best[1] else float("nan")
+    cap_ratio = capacity[n] / capacity[1] if capacity[1] else float("nan")
     print(
-        f"highest passing rate: 1 process {best[1]:.0f}/s, {n} decision servers {best[n]:.0f}/s: "
-        f"{ratio:.2f}x (target >= 1.6x)  load average after: {os.getloadavg()[0]:.2f}"
+        f"highest rate at p99 <= 50 ms: 1 process {best[1]:.0f}/s, {n} decision servers "
+        f"{best[n]:.0f}/s: {ratio:.2f}x (target >= 1.6x)"
+    )
+    print(
+        f"highest rate kept up with (any p99): 1 process {capacity[1]:.0f}/s, {n} decision "
+        f"servers {capacity[n]:.0f}/s: {cap_ratio:.2f}x  load average after: "
+        f"{os.getloadavg()[0]:.2f}"
     )
     return 0 if ratio >= 1.6 else 1
 
