@@ -342,3 +342,27 @@ def test_role_options_are_checked_before_anything_starts(
     assert result.exit_code == 3, result.output
     assert field in result.output
     assert not (tmp_path / "x.sqlite").exists()  # nothing was created
+
+
+def test_forget_through_a_decision_server_reaches_every_logged_row(tmp_path: Path) -> None:
+    db = str(tmp_path / "forget.sqlite")
+    app, log = open_decision_server(_settings(tmp_path, db), hmac_key=KEY)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with TestClient(app) as c:
+            did = c.post("/v1/decisions", json={"user_id": "u1"}, headers=auth).json()
+            assert (
+                c.post(
+                    "/v1/events",
+                    json={"decision_id": did["decision_id"], "type": "click", "event_id": "e1"},
+                    headers=auth,
+                ).json()["status"]
+                == "accepted"
+            )
+            r = c.post("/v1/admin/users/forget", json={"user_id": "u1"}, headers=auth)
+            assert r.status_code == 200
+            assert r.json()["deleted"]["decisions"] == 1 and r.json()["deleted"]["events"] == 1
+            assert log.decision_ids_of("u1") == [] and log.get_profile("u1") is None
+    finally:
+        app.state.reader.close()
+        log.close()

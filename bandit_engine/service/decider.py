@@ -234,9 +234,17 @@ class DecisionService(LoggedEngine):
         """Delete the user's profile and logged rows, and this copy's behaviour row (the learner's
         next version no longer has pending decisions of the user; what versions already published
         hold of the user's behaviour goes with them as they are pruned)."""
-        deleted = self.log.forget_user(user_id)
+        deleted: dict[str, int] = {}
+        log = self.log
+
+        def write() -> None:
+            # queued like the decisions before it: one of the user's decisions still waiting for
+            # the group commit cannot land after the forget
+            deleted.update(log.forget_user(user_id))
+
         self.engine.forget_behaviour(user_id)
-        return deleted
+        self._queue(QueuedWrite(write))
+        return deleted  # filled when the commit holding the forget returns
 
     def scrub(self) -> bool:
         """Truncate the log's WAL (a decision server writes no checkpoints)."""
