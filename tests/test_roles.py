@@ -366,3 +366,26 @@ def test_forget_through_a_decision_server_reaches_every_logged_row(tmp_path: Pat
     finally:
         app.state.reader.close()
         log.close()
+
+
+def test_a_version_1_log_is_upgraded_with_the_role_tables(db_target: str) -> None:
+    from bandit_engine.store import SCHEMA_VERSION
+
+    open_log(db_target, hmac_key=KEY).close()
+    drop = ["DROP TABLE model_versions", "DROP TABLE learner_lease"]
+    back = "UPDATE meta SET value = '1' WHERE key = 'schema_version'"
+    if db_target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_target, autocommit=True) as conn:
+            for sql in [*drop, back]:
+                conn.execute(sql)
+    else:
+        conn = sqlite3.connect(db_target)
+        for sql in [*drop, back]:
+            conn.execute(sql)
+        conn.commit()
+        conn.close()
+    with open_log(db_target, hmac_key=KEY) as log:  # what an older library wrote, opened by this
+        assert log.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert log.latest_version() is None and log.lease_row().holder is None
