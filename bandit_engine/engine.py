@@ -29,17 +29,25 @@ from numpy.typing import NDArray
 
 from ._version import __version__
 from .catalog import Catalog
-from .errors import BanditError, ConfigError, ConflictError, ModelFileError, ValidationError
+from .errors import (
+    BanditError,
+    ConfigError,
+    ConflictError,
+    ModelFileError,
+    NoOfferError,
+    ValidationError,
+)
 from .features import FeatureMap
 from .features.behaviour import BehaviourStore
 from .features.grid import GridFeatures
-from .features.pairs import PairFeatures
+from .features.pairs import PairFeatures, exchangeable_groups
 from .fileformat import read_state, write_state
 from .policies.base import GridPolicy, Policy
 from .policies.registry import policy_from_dict, policy_to_dict
 from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
 from .records import Decision, LearnedReward, PairGrid
 from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
+from .rules import RuleRunner, Rules, RuleState
 
 __all__ = ["Engine"]
 
@@ -187,6 +195,8 @@ class Engine:
         self._sides: dict[int, tuple[Any, Any, Any]] = {}
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
+        #: business rules (bandit_engine/rules): applied before the policy chooses; None = off
+        self.rules: RuleRunner | None = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -221,6 +231,21 @@ class Engine:
             self.profiles.put(str(user_id), profile)
             n += 1
         return n
+
+    def use_rules(self, rules: Rules | None, state: RuleState | None = None) -> None:
+        """Apply business rules (:class:`~bandit_engine.rules.Rules`) to every later decision, or
+        none (``None``). ``state`` keeps the caps' and budgets' counters (default: this process's
+        memory; a :class:`~bandit_engine.service.LoggedEngine` puts them in its event log).
+
+        Checked now: a predicate naming an unknown column, or a fallback bundle not in the
+        catalog, is a :class:`~bandit_engine.errors.ConfigError` and changes nothing. Rules are
+        saved with the engine; their in-memory counters are not."""
+        if rules is None:
+            self.rules = None
+            return
+        if self.grid is not None:
+            self._not_for_grid("rules")
+        self.rules = RuleRunner(rules, self.features, self.catalog, state)
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -257,6 +282,10 @@ class Engine:
         if self._pair_rows and hasattr(self.policy, "static_columns"):
             assert self.pairs is not None
             self.policy.static_columns = self.catalog.n_arm_features + self.pairs.n_static
+        if self._pair_rows and hasattr(self.policy, "prior_groups"):
+            assert self.pairs is not None
+            names = [*self.catalog.feature_names, *self.pairs.names]
+            self.policy.prior_groups = exchangeable_groups(names)
 
     @property
     def n_context(self) -> int:
@@ -452,11 +481,56 @@ class Engine:
                 self._not_for_grid("candidates")
             did = decision_id if decision_id is not None else self.id_factory()
             return self._choose_grid(did, prof, x, t)
+        if self.rules is not None:
+            did = decision_id if decision_id is not None else self.id_factory()
+            return self._decide_with_rules(did, user_id, prof, x, t, candidates)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
         key = self._user_key(user_id)
         x, Z = self._live(x, key, cs.rows, cs.features, t)
         return self._choose(did, x, cs.ids, Z, t, key, cs.rows)
+
+    def _decide_with_rules(
+        self,
+        did: str,
+        user_id: str | None,
+        prof: Profile,
+        x: FloatArray,
+        t: float,
+        candidates: Sequence[str] | None,
+    ) -> Decision:
+        """:meth:`decide` with business rules: the rules shrink the candidate set before the
+        policy chooses (so the propensity is over what was eligible), the fallback serves when
+        nothing is left, and the served bundle is counted (bandit_engine/rules/runtime.py)."""
+        rr = self.rules
+        assert rr is not None
+        rkey = rr.user_key(user_id)
+        cs, reason = rr.eligible(prof, rkey, t, candidates)
+        policy: Policy | None = None
+        mode: str | None = None
+        if cs is None:
+            kind = rr.rules.fallback.kind
+            if kind == "error":
+                raise ValidationError(
+                    f"candidates must keep a bundle for this user now, but {reason} (set a "
+                    "fallback in the rules to serve something else)",
+                    field="candidates",
+                    value=[],
+                )
+            cs = rr.fallback_set(prof, rkey, t)
+            if cs is None or not cs.ids:
+                raise NoOfferError(
+                    reason
+                    if kind == "no_offer"
+                    else f"{reason}; the {kind} fallback has nothing to offer either"
+                )
+            mode = f"fallback:{kind}"
+            policy = rr.fallback_policy
+        key = self._user_key(user_id)
+        xe, Z = self._live(x, key, cs.rows, cs.features, t)
+        d = self._choose(did, xe, cs.ids, Z, t, key, cs.rows, policy=policy, mode=mode)
+        rr.record(did, rkey, d.bundle_id, t)
+        return d
 
     def _choose(
         self,
@@ -467,8 +541,12 @@ class Engine:
         t: float,
         user_key: bytes | None = None,
         rows: Any = None,
+        *,
+        policy: Policy | None = None,
+        mode: str | None = None,
     ) -> Decision:
-        choice = self.policy.choose(x, ids, Z)
+        chooser = self.policy if policy is None else policy
+        choice = chooser.choose(x, ids, Z)
         i = choice.index
         bundle_id = ids[i]
         z = Z[i]
@@ -494,6 +572,7 @@ class Engine:
             probabilities=None if probs is None else tuple(probs.tolist()),
             x=x,
             z=z,
+            mode=mode if mode is not None else getattr(chooser, "serving_mode", None),
         )
 
     def _not_for_grid(self, what: str) -> None:
@@ -659,6 +738,8 @@ class Engine:
             _check_id("event_id", event_id)
         t = self.now() if at is None else _check_time("at", at)
         status = self.attribution.add_event(decision_id, type, t, float(value), event_id)
+        if status == "accepted" and type == "order" and self.rules is not None:
+            self.rules.on_order(decision_id, t)
         if status == "accepted" and self.behaviour is not None:
             p = self.attribution.pending_payload(decision_id)
             if p.user_key is not None and p.bundle_row >= 0:
@@ -800,6 +881,10 @@ class Engine:
             },
             "closed": [list(item) for item in self.attribution.closed_items(last=_SAVED_CLOSED)],
         }
+        if self.rules is not None:
+            out["rules"] = self.rules.rules.to_dict()
+            if self.rules.fallback_policy is not None:
+                out["rules_fallback_policy"] = policy_to_dict(self.rules.fallback_policy)
         if self.behaviour is not None:
             out["behaviour"] = self.behaviour.to_state()
             out["pending"]["user_keys"] = [
@@ -840,6 +925,11 @@ class Engine:
             )
             if "behaviour" in state:
                 engine._use_behaviour(BehaviourStore.from_state(state["behaviour"]))
+            if "rules" in state:  # files written before rules existed have none
+                engine.use_rules(Rules.from_dict(state["rules"]))
+                assert engine.rules is not None
+                if "rules_fallback_policy" in state:
+                    engine.rules.fallback_policy = policy_from_dict(state["rules_fallback_policy"])
             keys = state["pending"].get("user_keys")
             brows = state["pending"].get("bundle_rows")
             meta = state["engine"]

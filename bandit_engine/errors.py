@@ -16,6 +16,7 @@ __all__ = [
     "ConflictError",
     "DataError",
     "ModelFileError",
+    "NoOfferError",
     "NotFoundError",
     "StoreBusyError",
     "ValidationError",
@@ -98,6 +99,16 @@ class ConflictError(BanditError):
 
 class ModelFileError(BanditError):
     """A saved engine file is corrupted, truncated or of an incompatible format version."""
+
+
+class NoOfferError(BanditError):
+    """Nothing is eligible for this decision and the rules' fallback is an explicit no-offer
+    (:class:`~bandit_engine.rules.Fallback` ``kind="no_offer"``). Not a failure: ``reason`` says
+    why, and the HTTP server answers 200 with ``"offer": false``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no offer: {reason}", field="candidates")
+        self.reason = reason
 
 
 class StoreBusyError(BanditError):

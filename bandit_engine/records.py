@@ -142,6 +142,10 @@ class Decision:
     x: NDArray[np.float64] | None = field(default=None, repr=False)
     z: NDArray[np.float64] | None = field(default=None, repr=False)
     n_candidates: int | None = None
+    #: how the bundle was chosen when not by the policy alone: ``"fallback:bundle"``,
+    #: ``"fallback:policy"`` (business rules left nothing), ``"apprentice:rule"`` /
+    #: ``"apprentice:policy"`` (apprentice mode); ``None`` for a plain policy decision
+    mode: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -158,6 +162,8 @@ class Decision:
         }
         if self.n_candidates is not None:  # grid decisions only: listed ones keep their layout
             out["n_candidates"] = self.n_candidates
+        if self.mode is not None:
+            out["mode"] = self.mode
         return out
 
 

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("profiles",),
     ("features", "rewards", "fileformat", "store"),
     ("catalog", "policies"),
+    ("rules",),
     ("engine",),
     ("service", "evaluation"),
     ("simulation",),

@@ -208,9 +208,15 @@ def test_support_is_exact_where_the_log_holds_the_logging_distribution() -> None
     assert ev.support.unsupported_mass == pytest.approx(0.5)
     assert "judged from its logged distribution on 100% of the rows" in ev.warnings[0]
     assert not any(u.significant for u in ev.uplifts.values())
-    # without the distributions only the propensities speak: supported (the lower bound)
+    # without the distributions the propensities (1/2) do not show it, but the per-context
+    # rule does: in 400 rows of this one context, c and d were never played (a uniform logger
+    # would have played each about 100 times)
     blind = evaluate_policy(UniformRandom(seed=0), replace(log, logging_dist=None))
-    assert blind.supported and blind.support is not None and blind.support.n_exact == 0
+    assert blind.support is not None and blind.support.n_exact == 0
+    assert not blind.supported
+    assert blind.support.context_unsupported_share == 1.0
+    assert blind.support.unsupported_mass == pytest.approx(0.5)
+    assert "never (or almost never) tried" in blind.warnings[0]
 
 
 def test_engine_logs_carry_the_logging_distribution(

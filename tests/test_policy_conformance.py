@@ -97,6 +97,31 @@ CASES = [
     Case("popularity", lambda s: Popularity(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("fixed_rule", lambda s: FixedRule(column=0, epsilon=0.2, seed=s), "none", "immediate"),
     Case("uniform", lambda s: UniformRandom(seed=s), "none", "uniform"),
+    # apprentice mode: before the switch it serves the rule (learns nothing it shows), after it
+    # it is the learner
+    Case(
+        "apprentice-rule",
+        lambda s: make_policy(
+            "apprentice",
+            rule={"name": "fixed_rule", "params": {"column": 0, "epsilon": 0.2}},
+            learner="linucb",
+            seed=s,
+        ),
+        "none",
+        "immediate",
+    ),
+    Case(
+        "apprentice-switched",
+        lambda s: make_policy(
+            "apprentice",
+            rule="uniform",
+            learner={"name": "linucb", "params": {"alpha": 0.5}},
+            mode="policy",
+            seed=s,
+        ),
+        "contextual",
+        "learned",
+    ),
     # Vowpal Wabbit through the lazy registry entry.
     *[
         Case(

@@ -235,7 +235,14 @@ def test_forget_user(client: TestClient, tmp_path: Path) -> None:
     keep = decide(client, "u2")
     r = client.post("/v1/admin/users/forget", json={"user_id": "gone-user"}, headers=AUTH)
     assert r.status_code == 200
-    assert r.json()["deleted"] == {"profiles": 1, "decisions": 1, "events": 0, "learned": 0}
+    assert r.json()["deleted"] == {
+        "profiles": 1,
+        "decisions": 1,
+        "events": 0,
+        "learned": 0,
+        "rule_shows": 0,
+        "decision_modes": 0,
+    }
     assert client.get(f"/v1/decisions/{d['decision_id']}", headers=AUTH).status_code == 404
     assert client.get(f"/v1/decisions/{keep['decision_id']}", headers=AUTH).status_code == 200
     r = client.post(

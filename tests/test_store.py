@@ -336,13 +336,27 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
     log.log_learned(LearnedReward("dec1", "d1+c1", 1.0, "learned", 1, 5000.0))
     log.upsert_profile("carol", "groupbuy", {"city": "x"})
     counts = log.forget_user("carol")
-    assert counts == {"profiles": 1, "decisions": 2, "events": 1, "learned": 1}
+    assert counts == {
+        "profiles": 1,
+        "decisions": 2,
+        "events": 1,
+        "learned": 1,
+        "rule_shows": 0,
+        "decision_modes": 0,
+    }
     assert log.get_profile("carol") is None
     assert list(log.decisions_frame()["decision_id"]) == ["dec3"]
     assert log.decision("dec3")["n_events"] == 1
     # a pending decision of a forgotten user learns in memory but writes nothing back
     assert not log.log_learned(LearnedReward("dec2", "d1+c1", 0.0, "default", 0, 5000.0))
-    assert log.forget_user("carol") == {"profiles": 0, "decisions": 0, "events": 0, "learned": 0}
+    assert log.forget_user("carol") == {
+        "profiles": 0,
+        "decisions": 0,
+        "events": 0,
+        "learned": 0,
+        "rule_shows": 0,
+        "decision_modes": 0,
+    }
 
 
 def test_purge_respects_age_and_checkpoint(log: EventLog) -> None:
@@ -398,8 +412,8 @@ def test_migrations_run_the_steps_above_the_stored_version(
         ran.append(2)
         conn.execute("CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)")
 
+    nxt = schema.SCHEMA_VERSION + 1  # one step past the current version
     monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, version_2))
-    nxt = schema.SCHEMA_VERSION + 1  # one step above the shipped ones
     monkeypatch.setattr(schema, "SCHEMA_VERSION", nxt)
     with EventLog(path, hmac_key=KEY) as lg:
         assert lg.get_meta("schema_version") == str(nxt)

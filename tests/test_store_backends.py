@@ -282,8 +282,8 @@ def test_migrations_run_the_steps_above_the_stored_version(
         ran.append(2)
         conn.execute("CREATE TABLE IF NOT EXISTS extra (id BIGINT PRIMARY KEY)")
 
+    nxt = pg_schema.SCHEMA_VERSION + 1  # one step past the current version
     monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, version_2))
-    nxt = pg_schema.SCHEMA_VERSION + 1  # one step above the shipped ones
     monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", nxt)
     with open_log(pg_url, hmac_key=KEY) as lg:
         assert lg.get_meta("schema_version") == str(nxt)
@@ -308,8 +308,7 @@ def test_a_failed_migration_leaves_the_old_version_whole(
         conn.execute("SELECT no_such_function()")
 
     monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, broken))
-    nxt = pg_schema.SCHEMA_VERSION + 1  # one step above the shipped ones
-    monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", nxt)
+    monkeypatch.setattr(pg_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(DataError, match="refused the schema"):
         open_log(pg_url, hmac_key=KEY)
     monkeypatch.undo()

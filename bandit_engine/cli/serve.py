@@ -82,6 +82,19 @@ def serve_policy(
         None, "--hmac-key-file", help="File holding the user-id HMAC key (else $BANDIT_HMAC_KEY)."
     ),
     demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine."),
+    rules: str | None = typer.Option(
+        None,
+        "--rules",
+        help="TOML file of business rules (eligibility, caps, budgets, exclusions, fallback); "
+        "caps and budgets are counted in the event log, shared by every server process.",
+    ),
+    apprentice: str | None = typer.Option(
+        None,
+        "--apprentice",
+        help="Apprentice mode: serve this rule (a policy spec, e.g. 'fixed_rule:column=3,"
+        "epsilon=0.1') while the model's policy learns from its traffic; switches when agreement "
+        "and the off-policy estimate pass (or POST /v1/admin/apprentice/switch).",
+    ),
     demo_policy: str = typer.Option(
         "pair_ucb", "--demo-policy", help="Registered policy of the demo engine (no --model)."
     ),
@@ -247,6 +260,8 @@ def serve_policy(
             refresh_interval=refresh_interval,
             server_index=server_index,
             busy_timeout=busy_timeout,
+            rules=rules,
+            apprentice=apprentice,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         if role == "decide":

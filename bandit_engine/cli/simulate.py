@@ -59,6 +59,47 @@ def simulate(
     no_progress: bool = typer.Option(
         False, "--no-progress", help="No progress bar (it is also off when stderr is not a TTY)."
     ),
+    from_log: str | None = typer.Option(
+        None,
+        "--from-log",
+        help="Instead of a scenario: a world fitted to this log (any log `bandit evaluate` "
+        "reads: .sqlite, .csv, .parquet, a quoted glob, an OBD folder). Users, catalog and "
+        "arrival order as logged, rewards from a cross-fitted reward model (the truth here); "
+        "controls default to 'logged' (the logged actions) and 'uniform'.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="--from-log: a saved engine file whose policy runs on the log."
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", help="--from-log: sqlite, csv, parquet or obd (default: from the path)."
+    ),
+    obd_behavior: str = typer.Option(
+        "random", "--obd-behavior", help="--from-log, OBD logs: random or bts."
+    ),
+    obd_campaign: str = typer.Option(
+        "all", "--obd-campaign", help="--from-log, OBD logs: all, men or women."
+    ),
+    max_rows: int | None = typer.Option(
+        None, "--max-rows", help="--from-log, OBD logs: read this many rows."
+    ),
+    model_id: str | None = typer.Option(
+        None, "--model-id", help="--from-log, engine logs: only the decisions of this model id."
+    ),
+    pool_models: bool = typer.Option(
+        False, "--pool-models", help="--from-log, engine logs: pool several model ids."
+    ),
+    reward_model: str = typer.Option(
+        "auto",
+        "--reward-model",
+        help="--from-log: the world's reward model, auto (logistic for 0/1 rewards, else "
+        "ridge), logistic or ridge.",
+    ),
+    per_action: bool = typer.Option(
+        False,
+        "--per-action",
+        help="--from-log: one reward model per action (captures context x action effects; "
+        "needs many rows per action) instead of one pooled model.",
+    ),
 ) -> None:
     """Simulate policies against control groups and report uplift, regret and cold start.
 
@@ -67,6 +108,49 @@ def simulate(
 
     def body() -> None:
         from ..simulation.policy_spec import parse_policy_spec
+
+        if from_log is not None:
+            _from_log(
+                from_log,
+                scenario=scenario,
+                policy=policy,
+                control=control,
+                no_controls=no_controls,
+                rounds=rounds,
+                seeds=seeds,
+                seed=seed,
+                out=out,
+                log=log,
+                model=model,
+                format=fmt,
+                obd_behavior=obd_behavior,
+                obd_campaign=obd_campaign,
+                max_rows=max_rows,
+                model_id=model_id,
+                pool_models=pool_models,
+                reward_model=reward_model,
+                per_action=per_action,
+                progress=not no_progress and sys.stderr.isatty(),
+            )
+            return
+        only_from_log = {
+            "--model": model,
+            "--format": fmt,
+            "--max-rows": max_rows,
+            "--model-id": model_id,
+            "--pool-models": pool_models or None,
+            "--reward-model": None if reward_model == "auto" else reward_model,
+            "--per-action": per_action or None,
+            "--obd-behavior": None if obd_behavior == "random" else obd_behavior,
+            "--obd-campaign": None if obd_campaign == "all" else obd_campaign,
+        }
+        for flag, value in only_from_log.items():
+            if value is not None:
+                from ..errors import ConfigError
+
+                raise ConfigError.for_field(
+                    flag, value, "is for --from-log (a scenario's world builds its own engines)"
+                )
         from ..simulation.scenario import default_scenario, load_scenario
 
         sc = load_scenario(scenario) if scenario is not None else default_scenario()
@@ -156,6 +240,87 @@ def _execute(sc: Any, *, out: str | None, log: str | None, progress: bool) -> No
         }
         for message in randomisation_warnings(log, names):
             err.print(f"warning: {message}", style="yellow", markup=False)
+
+
+def _from_log(
+    from_log: str,
+    *,
+    scenario: str | None,
+    policy: list[str] | None,
+    control: list[str] | None,
+    no_controls: bool,
+    rounds: int | None,
+    seeds: int | None,
+    seed: int | None,
+    out: str | None,
+    log: str | None,
+    progress: bool,
+    **options: Any,
+) -> None:
+    """``--from-log``: parse the options, run :func:`~bandit_engine.simulation.from_log.run_from_log`,
+    print its report (and write ``summary.json`` under ``--out``)."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+    from threadpoolctl import threadpool_limits
+
+    from ..errors import ConfigError
+    from ..simulation.from_log import LOGGED, run_from_log
+    from ..simulation.from_log_render import render_from_log
+    from ..simulation.outputs import atomic_dir, check_output_paths
+    from ..simulation.policy_spec import PolicySpec, parse_policy_spec
+
+    if scenario is not None:
+        raise ConfigError.for_field(
+            "--from-log", from_log, f"replaces the scenario file; got both it and {scenario!r}"
+        )
+    if log is not None:
+        raise ConfigError.for_field("--log", log, "cannot be combined with --from-log")
+    if no_controls and control:
+        raise ConfigError.for_field("--no-controls", True, "cannot be combined with --control")
+    pols = [parse_policy_spec(p, option="--policy") for p in policy or ()]
+    ctrls: list[PolicySpec | str] | None = None
+    if no_controls:
+        ctrls = []
+    elif control:
+        ctrls = [
+            LOGGED if c.strip() == LOGGED else parse_policy_spec(c, option="--control")
+            for c in control
+        ]
+    check_output_paths(out, None)
+    err = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]simulating on the log[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        console=err,
+        disable=not progress,
+        transient=True,
+    )
+    with threadpool_limits(limits=1, user_api="blas"), bar:
+        task = bar.add_task("from-log", total=None)
+        _, summary = run_from_log(
+            from_log,
+            policies=pols,
+            controls=ctrls,
+            seeds=5 if seeds is None else seeds,
+            seed=0 if seed is None else seed,
+            rounds=rounds,
+            progress=lambda k: bar.advance(task, k),
+            **options,
+        )
+    for note in summary["log"].get("notes", ()):
+        err.print(f"warning: {note}", style="yellow", markup=False)
+    console = Console()
+    render_from_log(summary, console)
+    if out is not None:
+        with atomic_dir(out) as tmp:
+            (Path(tmp) / "summary.json").write_text(
+                json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+            )
+        console.print(f"[dim]Report written to {out}/summary.json.[/dim]")
 
 
 def register(app: typer.Typer) -> None:

@@ -65,7 +65,13 @@ from .reward_models import cross_fit_rewards, make_reward_model
 from .sndr import SNDRAccumulator
 from .snips import SNIPSAccumulator
 from .streaming import OPEAccumulator, TermBatch
-from .support import SupportStats, exact_unsupported_mass
+from .support import (
+    ContextGroups,
+    ContextSupport,
+    SupportStats,
+    context_groups,
+    exact_unsupported_mass,
+)
 from .switch_dr import SwitchDRAccumulator
 from .uplift import Uplift, finish_estimate, logged_estimate, paired_uplift
 
@@ -81,6 +87,7 @@ __all__ = [
     "evaluate_action_dist",
     "evaluate_policy",
     "fit_rewards",
+    "log_context_groups",
     "log_support",
     "seed_sequence",
     "settings_of",
@@ -249,10 +256,13 @@ def log_support(
     pscore: ArrayLike | None,
     position: ArrayLike | None,
     logging_dist: FloatArray | None = None,
+    groups: ContextGroups | None = None,
 ) -> SupportStats | None:
     """Support of the evaluated policy on the log (``None`` without complete, valid pscores: then
     the weighting estimators are skipped or refused with their own message); exact on the rows
-    whose logging distribution ``logging_dist`` (n, K) the log holds."""
+    whose logging distribution ``logging_dist`` (n, K) the log holds; with ``groups``
+    (:func:`log_context_groups`), also per context: the mass on actions a row's context group
+    never tried."""
     if pscore is None:
         return None
     try:
@@ -271,7 +281,29 @@ def log_support(
     exact = None
     if logging_dist is not None and logging_dist.shape == rows.dist.shape:
         exact = exact_unsupported_mass(rows.dist, logging_dist)
-    return SupportStats.of(rows.pi, rows.pscore, exact)
+    if groups is None or groups.group.shape[0] != rows.dist.shape[0]:
+        return SupportStats.of(rows.pi, rows.pscore, exact)
+    return SupportStats.of(
+        rows.pi,
+        rows.pscore,
+        exact,
+        context=ContextSupport.of(rows.dist, groups),
+        context_mass=ContextSupport.row_mass(rows.dist, groups),
+    )
+
+
+def log_context_groups(log: PolicyLog, seed: np.random.SeedSequence | int = 0) -> ContextGroups:
+    """The context groups of a log and the actions each never tried
+    (:func:`~bandit_engine.evaluation.support.context_groups`), for :func:`log_support`."""
+    s = seed if isinstance(seed, int) else int(seed.generate_state(1)[0])
+    return context_groups(
+        log.context,
+        log.action,
+        log.n_actions,
+        candidates=log.candidates,
+        arm_ids=log.arm_ids,
+        seed=s,
+    )
 
 
 def fit_rewards(
@@ -395,11 +427,12 @@ def _run_offline(
     tau: float,
     seeds: np.random.SeedSequence,
     logging_dist: FloatArray | None = None,
+    groups: ContextGroups | None = None,
 ) -> None:
     """Run the distribution-based estimators into ``run`` (DataErrors become ``skipped``)."""
     r, lvl = run.reward, run.level
     fold_ss, replay_ss = seeds.spawn(2)
-    run.support = log_support(r, action, dist, pscore, position, logging_dist)
+    run.support = log_support(r, action, dist, pscore, position, logging_dist, groups)
     qhat: ArrayLike | None = estimated_rewards
     if qhat is None:
         qhat = fit_rewards(
@@ -660,6 +693,7 @@ def evaluate_policy(
             tau=tau,
             seeds=offline_ss,
             logging_dist=log.logging_dist,
+            groups=log_context_groups(log, seed=0),
         )
     if "online_replay" in names:
         try:

@@ -40,6 +40,7 @@ __all__ = [
     "LogEvaluation",
     "evaluate_log",
     "infer_format",
+    "read_policy_log",
     "resolve_log",
     "resolve_logs",
 ]
@@ -200,6 +201,53 @@ def _read_log(
     return policy_log_from_logged(data, catalog=catalog, source=str(path))
 
 
+def read_policy_log(
+    log: str | Path,
+    *,
+    format: str | None = None,
+    engine: Engine | None = None,
+    obd_behavior: str = "random",
+    obd_campaign: str = "all",
+    max_rows: int | None = None,
+    model_id: str | None = None,
+    pool_models: bool = False,
+) -> tuple[PolicyLog, dict[str, Any]]:
+    """Read a log exactly as :func:`evaluate_log` does, without evaluating anything.
+
+    Returns the :class:`~bandit_engine.evaluation.policy_log.PolicyLog` and the ``log`` record
+    (``path``, ``format``, ``files``, ``notes``, ..., ``n_rows_loaded``, ``uniform_logging``) of
+    :class:`LogEvaluation`. The same rules hold: several model ids in an engine log are refused
+    unless ``model_id`` or ``pool_models`` says what to do, OBD logs take ``obd_behavior`` /
+    ``obd_campaign`` / ``max_rows``, and ``engine`` (when given) supplies the bundles' features
+    from its catalog. Used by ``bandit simulate --from-log``.
+    """
+    paths, kind = resolve_logs(log, format)
+    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
+    log_info["format"] = kind
+    plog = _read_log(
+        paths,
+        kind,
+        engine=engine,
+        obd_behavior=obd_behavior,
+        obd_campaign=obd_campaign,
+        max_rows=max_rows,
+        model_id=model_id,
+        log_info=log_info,
+        pool_models=pool_models,
+    )
+    log_info["n_rows_loaded"] = plog.n_rows
+    log_info["uniform_logging"] = plog.is_uniform()
+    if engine is not None and plog.context.shape[1] != engine.features.n_features:
+        raise ValidationError(
+            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
+            f"map makes {engine.features.n_features}: the log was not written by (a version "
+            "of) this model",
+            field="context",
+            value=plog.context.shape,
+        )
+    return plog, log_info
+
+
 def _pooled_note(per_id: dict[str, int]) -> str:
     """The note for an engine log holding several model ids, evaluated pooled (``pool_models``).
 
@@ -309,7 +357,7 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=None,
         )
-    paths, kind = resolve_logs(log, format)
+    resolve_logs(log, format)  # a missing log is reported before anything about the model
     engine: Engine | None = None
     evaluated: Policy
     policy_info: dict[str, Any]
@@ -340,30 +388,17 @@ def evaluate_log(
             field="model" if model is not None else "policy",
             value=evaluated.name,
         )
-    log_info: dict[str, Any] = {"path": str(log) if len(paths) > 1 else str(paths[0])}
-    log_info["format"] = kind
-    plog = _read_log(
-        paths,
-        kind,
+    plog, log_info = read_policy_log(
+        log,
+        format=format,
         engine=engine,
         obd_behavior=obd_behavior,
         obd_campaign=obd_campaign,
         max_rows=max_rows,
         model_id=model_id,
-        log_info=log_info,
         pool_models=pool_models,
     )
-    log_info["n_rows_loaded"] = plog.n_rows
-    log_info["uniform_logging"] = plog.is_uniform()
 
-    if engine is not None and plog.context.shape[1] != engine.features.n_features:
-        raise ValidationError(
-            f"the log's contexts have {plog.context.shape[1]} features but the model's feature "
-            f"map makes {engine.features.n_features}: the log was not written by (a version "
-            "of) this model",
-            field="context",
-            value=plog.context.shape,
-        )
     fraction = train_fraction if train_fraction is not None else (0.5 if engine is None else 0.0)
     train, test = plog.split(fraction)
     policy_info["train_rows"] = 0 if train is None else train.n_rows

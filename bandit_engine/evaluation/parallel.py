@@ -45,6 +45,7 @@ from .dispatch import (
     check_estimators,
     estimator_batch,
     fit_rewards,
+    log_context_groups,
     log_support,
     seed_sequence,
     settings_of,
@@ -53,7 +54,7 @@ from .policy_log import PolicyLog
 from .policy_run import action_distribution, describe_policy, policy_of
 from .results import PolicyEvaluation
 from .streaming import Moments, OPEAccumulator
-from .support import SupportStats
+from .support import ContextGroups, SupportStats
 from .uplift import Uplift, logged_from_moments, paired_moments, uplift_from_moments
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def partial_evaluation(
     clip: float | None,
     tau: float,
     level: float,
+    groups: ContextGroups | None = None,
 ) -> PartialEvaluation:
     """The :class:`PartialEvaluation` of ``policy`` on the rows of ``part`` (what a worker runs):
     its exact action distribution, each estimator's terms pushed into its accumulator, the paired
@@ -144,7 +146,9 @@ def partial_evaluation(
     out = PartialEvaluation(
         reward=moments,
         n_nonzero=int(np.count_nonzero(r)),
-        support=log_support(r, part.action, dist, part.pscore, part.position, part.logging_dist),
+        support=log_support(
+            r, part.action, dist, part.pscore, part.position, part.logging_dist, groups
+        ),
     )
     for name in names:
         try:
@@ -172,8 +176,8 @@ def partial_evaluation(
 
 def _partial_from_bytes(policy: Policy, blob: bytes, **kwargs: Any) -> PartialEvaluation:
     """:func:`partial_evaluation` of a ``(part, qhat)`` pickled by the driver (what is sent)."""
-    part, qhat = pickle.loads(blob)
-    return partial_evaluation(policy, part, qhat, **kwargs)
+    part, qhat, groups = pickle.loads(blob)
+    return partial_evaluation(policy, part, qhat, groups=groups, **kwargs)
 
 
 def _finish(
@@ -308,9 +312,16 @@ def evaluate_policy_parallel(
     task = functools.partial(_partial_from_bytes, names=names, clip=clip, tau=tau, level=lvl)
     # each part travels as one pickled blob: left to itself, Dask would send the candidate
     # sets (one small array per row) as one frame each, which cost more than the work here
+    # the context groups need every row (which actions each group never tried): found here,
+    # each part gets its rows' group ids and the (groups x actions) table
+    groups = log_context_groups(log, seed=0)
     blobs = [
         pickle.dumps(
-            (log.rows(np.arange(lo, hi)), None if qhat is None else qhat[lo:hi]),
+            (
+                log.rows(np.arange(lo, hi)),
+                None if qhat is None else qhat[lo:hi],
+                groups.rows(np.arange(lo, hi)),
+            ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         for lo, hi in pieces

@@ -159,11 +159,46 @@ def format_table(
         lines.append(
             f"{name:<14}{_num(up.value, 9, sign=True)}  {_ci(up.ci_low, up.ci_high, True)}{sig:>12}"
         )
+    lines.extend(_context_support_lines(ev))
     if ev.warnings:
         lines.append("")
         lines.append("warnings:")
         lines.extend(f"  - {w}" for w in ev.warnings)
     return "\n".join(lines) + "\n"
+
+
+def _context_support_lines(ev: PolicyEvaluation) -> list[str]:
+    """The per-context support block: the distribution over rows of their context group's
+    policy mass on never-tried actions, and the worst groups."""
+    ctx = ev.support.context if ev.support is not None else None
+    if ctx is None:
+        return []
+    d = ctx.to_dict()
+    lines = [
+        "",
+        f"support by context ({d['groups']}): the policy's mass on actions the log never (or "
+        f"almost never) tried there",
+        f"  mean {100 * d['mean_mass']:.1f}%, median {100 * d['median_mass']:.1f}%, 90th "
+        f"percentile {100 * d['p90_mass']:.1f}%, worst {100 * d['max_mass']:.1f}%; "
+        f"{100 * d['rows_above_limit']:.1f}% of the rows are in contexts above the "
+        f"{100 * ev.support.max_unsupported_mass_limit:g}% limit"
+        if ev.support is not None
+        else "",
+    ]
+    if d["judged_pairs"] < 1.0:
+        lines.append(
+            f"  judged on {100 * d['judged_pairs']:.0f}% of the (context, action) pairs: the "
+            "others have too few rows for 'never tried' to mean more than chance"
+        )
+    if d["worst"]:
+        lines.append("  worst contexts:")
+        for w in d["worst"]:
+            acts = ", ".join(f"{a}: {100 * m:.1f}%" for a, m in w["top_actions"].items())
+            lines.append(
+                f"    {w['context']} ({w['rows']} rows): {100 * w['unsupported_mass']:.1f}% on "
+                f"{w['never_tried']} never-tried action(s) ({acts})"
+            )
+    return lines
 
 
 def _wrap(text: str, width: int) -> list[str]:

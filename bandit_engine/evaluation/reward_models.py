@@ -29,6 +29,7 @@ __all__ = [
     "RidgeRewardModel",
     "cross_fit_rewards",
     "fit_inputs",
+    "fold_assignment",
     "make_reward_model",
     "predict_inputs",
 ]
@@ -285,9 +286,7 @@ def cross_fit_rewards(
         pos_feat = np.eye(int(pos.max()) + 1)
     pos_rows: IntArray = pos if pos is not None else np.zeros(n, dtype=np.int64)
 
-    rng = make_rng(seed)
-    fold = np.empty(n, dtype=np.int64)
-    fold[rng.permutation(n)] = np.arange(n) % n_folds
+    fold = fold_assignment(n, int(n_folds), seed)
 
     out = np.empty((n, K))
     for f in range(n_folds):
@@ -310,6 +309,17 @@ def cross_fit_rewards(
                     fitted, _features(ctx[test], block, pos_feat[pos_rows[test]])
                 )
     return out
+
+
+def fold_assignment(n: int, n_folds: int, seed: SeedLike = None) -> IntArray:
+    """(n,) fold of every row, the one :func:`cross_fit_rewards` uses for the same ``seed``: a
+    seeded permutation dealt round-robin, so fold sizes differ by at most one. Callers that
+    need out-of-fold quantities beside the predictions (a held-out constant model, a
+    calibration table) get the same split from here."""
+    rng = make_rng(seed)
+    fold = np.empty(n, dtype=np.int64)
+    fold[rng.permutation(n)] = np.arange(n) % n_folds
+    return fold
 
 
 def _features(ctx: FloatArray, act: NDArray[np.float64], pos: FloatArray) -> FloatArray:

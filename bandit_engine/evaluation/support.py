@@ -49,10 +49,16 @@ from ._validate import SUM_TOLERANCE, FloatArray
 __all__ = [
     "DETERMINISTIC_PSCORE",
     "GREEDY_POLICIES",
+    "MAX_GROUPS",
     "MAX_UNSUPPORTED_MASS",
+    "MIN_EXPECTED",
     "MOSTLY_DETERMINISTIC",
     "NEVER_PLAYED",
+    "RARE_SHARE",
+    "ContextGroups",
+    "ContextSupport",
     "SupportStats",
+    "context_groups",
     "exact_unsupported_mass",
     "greedy_policy_warning",
     "no_randomisation_warning",
@@ -114,15 +120,25 @@ class SupportStats:
     sum_w: float = 0.0
     sum_w2: float = 0.0
     max_w: float = float("-inf")
+    n_context: int = 0
+    context: ContextSupport | None = None
 
     @classmethod
     def of(
-        cls, pi: FloatArray, pscore: FloatArray, exact: FloatArray | None = None
+        cls,
+        pi: FloatArray,
+        pscore: FloatArray,
+        exact: FloatArray | None = None,
+        context: ContextSupport | None = None,
+        context_mass: FloatArray | None = None,
     ) -> SupportStats:
         """The statistics of rows with evaluated probability ``pi`` and logged ``pscore`` of the
         logged action (both (n,), ``pscore`` in (0, 1]); ``exact`` (n,), when given, is each
         row's unsupported mass from the logging distribution (:func:`exact_unsupported_mass`;
-        NaN where the log does not hold it)."""
+        NaN where the log does not hold it). ``context_mass`` (n,), when given, is each row's
+        mass on the actions its context group never tried (:class:`ContextSupport`, with
+        ``context`` its per-group sums): a row's unsupported mass is the larger of the two
+        judgements (a lower bound of the mass on actions either rule finds unplayed)."""
         n = int(pi.shape[0])
         if n == 0:
             return cls()
@@ -131,8 +147,14 @@ class SupportStats:
         known = np.zeros(n, dtype=bool) if exact is None else ~np.isnan(exact)
         if exact is not None:
             elsewhere = np.where(known, exact, elsewhere)
+        n_context = 0
+        if context_mass is not None:
+            elsewhere = np.maximum(elsewhere, context_mass)
+            n_context = int(np.count_nonzero(context_mass > SUM_TOLERANCE))
         w = pi / pscore
         return cls(
+            n_context=n_context,
+            context=context,
             n_rows=n,
             n_deterministic=int(np.count_nonzero(certain)),
             n_unsupported=int(np.count_nonzero(elsewhere > SUM_TOLERANCE)),
@@ -154,6 +176,12 @@ class SupportStats:
             sum_w=self.sum_w + other.sum_w,
             sum_w2=self.sum_w2 + other.sum_w2,
             max_w=max(self.max_w, other.max_w),
+            n_context=self.n_context + other.n_context,
+            context=(
+                None
+                if self.context is None or other.context is None
+                else self.context.merge(other.context)
+            ),
         )
 
     # -- summaries -------------------------------------------------------------------------------
@@ -176,6 +204,16 @@ class SupportStats:
         return self._share(self.n_unsupported)
 
     @property
+    def max_unsupported_mass_limit(self) -> float:
+        """The limit of the rule (:data:`MAX_UNSUPPORTED_MASS`)."""
+        return MAX_UNSUPPORTED_MASS
+
+    @property
+    def context_unsupported_share(self) -> float:
+        """Share of rows where the policy puts mass on actions their context group never tried."""
+        return self._share(self.n_context)
+
+    @property
     def unsupported_mass(self) -> float:
         """Mean over rows of the evaluated policy's mass on actions the logger never plays."""
         return self._share(self.unsupported_mass_sum)
@@ -194,7 +232,22 @@ class SupportStats:
         """The warning to show when support is missing, else ``None``."""
         if self.supported:
             return None
-        if self.n_exact:
+        if self.n_context and not self.n_deterministic and not self.n_exact:
+            # only the per-context rule sees it: a logger that randomises, but never over some
+            # actions in some contexts (its propensities below 1 do not show it)
+            worst = self.context.worst(1) if self.context is not None else []
+            where = (
+                f"; worst: {worst[0]['context']} ({100 * worst[0]['unsupported_mass']:.0f}% of "
+                f"the policy's mass there, {worst[0]['rows']} rows)"
+                if worst
+                else ""
+            )
+            how = (
+                "in some contexts the log never (or almost never) tried some of the actions "
+                f"(groups: {self.context.how if self.context is not None else 'contexts'}"
+                f"{where})"
+            )
+        elif self.n_exact:
             how = (
                 "the logging policy never plays some of the candidates (judged from its logged "
                 f"distribution on {100 * self.exact_share:.0f}% of the rows; "
@@ -207,7 +260,7 @@ class SupportStats:
                 "other candidates)"
             )
         return (
-            f"NO SUPPORT: {how}, and on {100 * self.unsupported_share:.0f}% of the "
+            f"NO SUPPORT, NOT IDENTIFIABLE: {how}, and on {100 * self.unsupported_share:.0f}% of the "
             "rows the evaluated policy puts probability on those never-played actions "
             f"({100 * self.unsupported_mass:.1f}% of its probability mass on average, above "
             f"the {100 * MAX_UNSUPPORTED_MASS:g}% limit). The log holds no reward for them: "
@@ -229,6 +282,9 @@ class SupportStats:
             "max_weight": self.max_w if self.n_rows else float("nan"),
             "max_unsupported_mass": MAX_UNSUPPORTED_MASS,
             "supported": self.supported,
+            "verdict": "identifiable" if self.supported else "not identifiable",
+            "context_unsupported_share": self.context_unsupported_share,
+            "per_context": None if self.context is None else self.context.to_dict(),
         }
 
 
@@ -290,3 +346,289 @@ def greedy_policy_warning(name: str, params: Mapping[str, Any]) -> str | None:
         "IPS / DR evaluation of other policies later; serve it with epsilon > 0 (e.g. "
         "epsilon=0.05) if the log is meant for offline evaluation"
     )
+
+
+# -- support per context -----------------------------------------------------------------------
+#: A (context group, action) pair counts as tried "almost never" when the log played it at most
+#: this share as often as a uniform logger over the same candidates would have (1%: rarer than an
+#: epsilon-greedy logger with epsilon = 0.01 explores).
+RARE_SHARE = 0.01
+#: ... and only when a uniform logger would have played it at least this often there: below it,
+#: "never tried" is what chance gives a uniform logger too (10 expected plays are all missed with
+#: probability e^-10 = 5e-5), so small groups are given the benefit of the doubt.
+MIN_EXPECTED = 10.0
+#: Most context groups (clusters) the per-context support is reported over.
+MAX_GROUPS = 50
+#: Rows k-means is fitted on (all rows are then assigned to the nearest centre, in chunks).
+_KMEANS_SAMPLE = 20_000
+_KMEANS_ITERATIONS = 25
+_ASSIGN_CHUNK = 65_536
+
+
+def _standardise(context: FloatArray) -> FloatArray:
+    sd = context.std(axis=0)
+    keep = sd > 0
+    if not keep.any():
+        return np.zeros((context.shape[0], 0))
+    out: FloatArray = (context[:, keep] - context[:, keep].mean(axis=0)) / sd[keep]
+    return out
+
+
+def _assign(z: FloatArray, centres: FloatArray) -> NDArray[np.int64]:
+    out = np.empty(z.shape[0], dtype=np.int64)
+    c2 = np.einsum("ij,ij->i", centres, centres)
+    for lo in range(0, z.shape[0], _ASSIGN_CHUNK):
+        block = z[lo : lo + _ASSIGN_CHUNK]
+        out[lo : lo + _ASSIGN_CHUNK] = np.argmin(c2[None, :] - 2.0 * block @ centres.T, axis=1)
+    return out
+
+
+def _kmeans(z: FloatArray, k: int, rng: np.random.Generator) -> FloatArray:
+    """Centres of Lloyd's k-means with k-means++ seeding (Arthur & Vassilvitskii 2007) on ``z``."""
+    centres = [z[int(rng.integers(z.shape[0]))]]
+    d2 = np.sum((z - centres[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        total = float(d2.sum())
+        if total <= 0:
+            break
+        nxt = z[int(rng.choice(z.shape[0], p=d2 / total))]
+        centres.append(nxt)
+        d2 = np.minimum(d2, np.sum((z - nxt) ** 2, axis=1))
+    c = np.array(centres)
+    for _ in range(_KMEANS_ITERATIONS):
+        lab = _assign(z, c)
+        new = np.array(
+            [z[lab == j].mean(axis=0) if (lab == j).any() else c[j] for j in range(c.shape[0])]
+        )
+        if np.allclose(new, c):
+            break
+        c = new
+    return c
+
+
+@dataclass(frozen=True, eq=False)
+class ContextGroups:
+    """Which context group every logged row belongs to, and which (group, action) pairs the log
+    never or almost never tried (:func:`context_groups`)."""
+
+    group: NDArray[np.int64]
+    rare: NDArray[np.bool_]
+    how: str
+    labels: tuple[str, ...]
+    arm_ids: tuple[str, ...] | None = None
+    judged: float = 1.0
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.rare.shape[0])
+
+    def rows(self, index: NDArray[np.int64]) -> ContextGroups:
+        """The same groups for a subset of the rows (what a worker gets with its part)."""
+        return ContextGroups(
+            self.group[index], self.rare, self.how, self.labels, self.arm_ids, self.judged
+        )
+
+
+def _describe_key(row: FloatArray) -> str:
+    nz = np.flatnonzero(row)
+    shown = ", ".join(f"x[{j}]={row[j]:g}" for j in nz[:6])
+    return (shown + (", ..." if nz.shape[0] > 6 else "")) or "all zero"
+
+
+def _describe_centre(centre: FloatArray, cols: NDArray[np.int64]) -> str:
+    top = np.argsort(-np.abs(centre), kind="stable")[:3]
+    return ", ".join(f"x[{int(cols[j])}] {centre[j]:+.1f} sd" for j in top) or "the mean"
+
+
+def context_groups(
+    context: FloatArray,
+    action: NDArray[np.int64],
+    n_actions: int,
+    *,
+    candidates: tuple[NDArray[np.int64], ...] | None = None,
+    arm_ids: tuple[str, ...] | None = None,
+    max_groups: int = MAX_GROUPS,
+    seed: int = 0,
+) -> ContextGroups:
+    """Group the logged rows by context and find the actions each group never tried.
+
+    Groups are the distinct logged context vectors when there are few enough of them (segment
+    or one-hot contexts), else k-means clusters of the standardised contexts (seeded). Their
+    number is at most ``max_groups`` and at most ``n / (2 * MIN_EXPECTED * K)``, so that a
+    uniform logger would play every action about 20 times per group: then "never tried" means
+    the logger did not play it there, not bad luck.
+
+    A (group, action) pair is *rare* when a uniform logger over each row's candidates would
+    have played it at least :data:`MIN_EXPECTED` times there (``e = sum_i [a in C_i] / |C_i|``)
+    and the log played it at most ``RARE_SHARE * e`` times. The evaluated policy's probability
+    on rare pairs is mass that no logged row reweights (module docstring). Limits: groups are a
+    coarsening (a policy that moves mass to an untried action only in a corner of a cluster is
+    averaged with the rest of it), and a propensity below 1 on *some* rows of a group is enough
+    to count as tried.
+    """
+    n = int(context.shape[0])
+    K = int(n_actions)
+    cap = max(1, min(int(max_groups), n // int(2 * MIN_EXPECTED * K)))
+    raw = np.ascontiguousarray(context)
+    keys = raw.view(np.dtype((np.void, raw.dtype.itemsize * raw.shape[1]))).ravel()
+    # continuous contexts show more distinct keys than groups within their first rows: the
+    # full sort of every row's key is only paid for logs that may have few of them
+    few = np.unique(keys[: min(n, 100_000)]).shape[0] <= cap
+    if few:
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    labels: list[str]
+    if cap == 1:
+        group = np.zeros(n, dtype=np.int64)
+        how = "1 group of all rows (too few rows per action to split by context)"
+        labels = ["all rows"]
+    elif few and uniq.shape[0] <= cap:
+        group = inverse.astype(np.int64).ravel()
+        how = f"{uniq.shape[0]} distinct logged contexts"
+        labels = [_describe_key(raw[i]) for i in first]
+    else:
+        sd = context.std(axis=0)
+        cols = np.flatnonzero(sd > 0)
+        z = _standardise(context)
+        rng = np.random.default_rng(seed)
+        sample = z if n <= _KMEANS_SAMPLE else z[rng.choice(n, _KMEANS_SAMPLE, replace=False)]
+        centres = _kmeans(sample, cap, rng)
+        group = _assign(z, centres)
+        # renumber by size (largest first) and drop empty clusters
+        sizes = np.bincount(group, minlength=centres.shape[0])
+        order = np.argsort(-sizes, kind="stable")
+        order = order[sizes[order] > 0]
+        remap = np.full(centres.shape[0], -1, dtype=np.int64)
+        remap[order] = np.arange(order.shape[0])
+        group = remap[group]
+        centres = centres[order]
+        how = f"{centres.shape[0]} k-means clusters of the standardised context"
+        labels = [_describe_centre(c, cols) for c in centres]
+    G = len(labels)
+    played = np.zeros((G, K))
+    np.add.at(played, (group, action), 1.0)
+    if candidates is None:
+        expected = np.repeat((np.bincount(group, minlength=G) / K)[:, None], K, axis=1)
+    else:
+        expected = np.zeros((G, K))
+        for g, c in zip(group.tolist(), candidates, strict=True):
+            expected[g, c] += 1.0 / c.shape[0]
+    judged = expected >= MIN_EXPECTED
+    rare = judged & (played <= RARE_SHARE * expected)
+    share = float(judged.sum() / max(1, int((expected > 0).sum())))
+    return ContextGroups(group, rare, how, tuple(labels), arm_ids, share)
+
+
+@dataclass(frozen=True, eq=False)
+class ContextSupport:
+    """The evaluated policy's mass on actions its context group never tried (mergeable sums).
+
+    Attributes
+    ----------
+    how, labels
+        How the groups were formed, and a short description of each.
+    rare
+        (G, K) the pairs the log never or almost never tried (:func:`context_groups`).
+    rows
+        (G,) evaluated rows per group.
+    judged
+        Share of the (group, candidate action) pairs a uniform logger would have played at
+        least :data:`MIN_EXPECTED` times there: only those can be called never tried.
+    mass
+        (G, K) sum over the group's rows of the policy's probability on each rare action.
+    """
+
+    how: str
+    labels: tuple[str, ...]
+    rare: NDArray[np.bool_]
+    rows: FloatArray
+    mass: FloatArray
+    arm_ids: tuple[str, ...] | None = None
+    judged: float = 1.0
+
+    @staticmethod
+    def row_mass(dist: FloatArray, groups: ContextGroups) -> FloatArray:
+        """(n,) each row's policy mass on the actions its group never tried."""
+        out: FloatArray = np.einsum("ij,ij->i", dist, groups.rare[groups.group])
+        return out
+
+    @classmethod
+    def of(cls, dist: FloatArray, groups: ContextGroups) -> ContextSupport:
+        G = groups.n_groups
+        rows = np.bincount(groups.group, minlength=G).astype(np.float64)
+        mass = np.zeros(groups.rare.shape)
+        masked = np.where(groups.rare[groups.group], dist, 0.0)
+        np.add.at(mass, groups.group, masked)
+        return cls(
+            groups.how, groups.labels, groups.rare, rows, mass, groups.arm_ids, groups.judged
+        )
+
+    def merge(self, other: ContextSupport) -> ContextSupport:
+        return ContextSupport(
+            self.how,
+            self.labels,
+            self.rare,
+            self.rows + other.rows,
+            self.mass + other.mass,
+            self.arm_ids,
+            self.judged,
+        )
+
+    @property
+    def group_mass(self) -> FloatArray:
+        """(G,) mean policy mass on never-tried actions per group (NaN for empty groups)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: FloatArray = self.mass.sum(axis=1) / self.rows
+        return out
+
+    def worst(self, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` groups with the largest mass on never-tried actions (those with any)."""
+        arm_ids = self.arm_ids
+        gm = np.nan_to_num(self.group_mass, nan=0.0)
+        out = []
+        for g in np.argsort(-gm, kind="stable")[:k].tolist():
+            if gm[g] <= SUM_TOLERANCE:
+                break
+            per = self.mass[g] / self.rows[g]
+            top = np.argsort(-per, kind="stable")[:3]
+            out.append(
+                {
+                    "group": g,
+                    "context": self.labels[g],
+                    "rows": int(self.rows[g]),
+                    "unsupported_mass": float(gm[g]),
+                    "never_tried": int(self.rare[g].sum()),
+                    "top_actions": {
+                        (arm_ids[a] if arm_ids is not None else str(a)): float(per[a])
+                        for a in top.tolist()
+                        if per[a] > SUM_TOLERANCE
+                    },
+                }
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The distribution over rows of their group's mass, and the worst groups."""
+        gm = np.nan_to_num(self.group_mass, nan=0.0)
+        n = float(self.rows.sum())
+        order = np.argsort(gm, kind="stable")
+        cum = np.cumsum(self.rows[order]) / n if n else np.zeros(0)
+
+        def quantile(q: float) -> float:
+            if not n:
+                return float("nan")
+            return float(gm[order][int(np.searchsorted(cum, q))])
+
+        return {
+            "groups": self.how,
+            "n_groups": int(self.rows.shape[0]),
+            "mean_mass": float((gm * self.rows).sum() / n) if n else float("nan"),
+            "median_mass": quantile(0.5),
+            "p90_mass": quantile(0.9),
+            "max_mass": float(gm.max()) if gm.shape[0] else float("nan"),
+            "rows_above_limit": float(self.rows[gm > MAX_UNSUPPORTED_MASS].sum() / n)
+            if n
+            else float("nan"),
+            "rare_share": RARE_SHARE,
+            "judged_pairs": self.judged,
+            "worst": self.worst(5),
+        }

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
-__all__ = ["PairFeatures", "one_hot_columns"]
+__all__ = ["PairFeatures", "exchangeable_groups", "one_hot_columns"]
 
 FloatArray = NDArray[np.float64]
 _SKIP_LABELS = frozenset({"<unknown>", "<other>", "<missing>"})
@@ -182,6 +182,36 @@ class PairFeatures:
                 .reshape(k, -1)
             )
         return out
+
+
+def _family(name: str) -> str | None:
+    """The one-hot family of a column name, or ``None`` for a numeric column: ``deal[3]`` ->
+    ``deal[]``, ``course.topic=wine`` -> ``course.topic``, ``course.topic=wine*deal.cuisine=hotpot``
+    -> ``course.topic*deal.cuisine``, ``course.topic=wine*known.groupbuy`` ->
+    ``course.topic*known.groupbuy``; a cross with no categorical factor is numeric."""
+    if name.endswith("]") and "[" in name:
+        return name[: name.index("[")] + "[]"
+    parts = name.split("*")
+    if not any("=" in part for part in parts):
+        return None
+    return "*".join(part.partition("=")[0] for part in parts)
+
+
+def exchangeable_groups(names: Sequence[str]) -> tuple[NDArray[np.intp], ...]:
+    """Indices of the columns of ``names`` grouped by one-hot family (:func:`_family`), families
+    of at least two columns only, in order of first appearance.
+
+    Exactly one column of a family is set for a bundle (or for a bundle and a known platform),
+    so the family's coefficients are exchangeable effects of one kind, such as "this deal" or
+    "this topic with this cuisine": the pair policies give each family its own empirical prior
+    (:class:`~bandit_engine.policies.pair.PairUCB`), so that a new deal starts with the spread
+    the existing deals' effects show."""
+    by: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        key = _family(name)
+        if key is not None:
+            by.setdefault(key, []).append(j)
+    return tuple(np.asarray(v, dtype=np.intp) for v in by.values() if len(v) >= 2)
 
 
 def one_hot_columns(z_names: Sequence[str], field: str) -> NDArray[np.intp]:

@@ -38,6 +38,7 @@ _BUILTIN: dict[str, str] = {
     "pair_ts": "bandit_engine.policies.pair:PairTS",
     "factored_ucb": "bandit_engine.policies.factored:FactoredUCB",
     "factored_ts": "bandit_engine.policies.factored:FactoredTS",
+    "apprentice": "bandit_engine.policies.apprentice:ApprenticePolicy",
 }
 
 

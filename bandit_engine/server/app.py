@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,7 +32,10 @@ from starlette.responses import Response
 
 from .._version import __version__
 from ..engine import Engine
+from ..evaluation.apprentice import check_switch, status
+from ..policies.apprentice import ApprenticePolicy
 from ..records import LearnedReward
+from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
 from ..store import EventStore, open_log
 from .errors import (
@@ -107,10 +111,16 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
 
     def build() -> Engine:
         if settings.model is not None:
-            return Engine.load(settings.model)
-        from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
+            engine = Engine.load(settings.model)
+        else:
+            from ..demo import demo_engine  # its model_id depends on the seed only: restarts resume
 
-        return demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+            engine = demo_engine(seed=settings.demo_seed, policy=settings.demo_policy)
+        if settings.apprentice is not None and not isinstance(engine.policy, ApprenticePolicy):
+            engine.policy = ApprenticePolicy(
+                rule=policy_from_spec(settings.apprentice, "apprentice"), learner=engine.policy
+            )
+        return engine
 
     return build
 
@@ -180,11 +190,20 @@ def _single_process_worker(
 
     options: dict[str, Any] = {"profiles_in_log": True, "on_learned": learned}
 
+    rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
+
+    def configured(service: LoggedEngine) -> LoggedEngine:
+        """The settings' business rules (over what a checkpoint holds) and apprentice check."""
+        if rules is not None:
+            service.use_rules(rules)
+        service.apprentice_check = check_switch  # acts only while a rule is served
+        return service
+
     def rebuild() -> LoggedEngine:
-        return LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0]
+        return configured(LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0])
 
     return EngineWorker(
-        LoggedEngine(engine, log, checkpoints=checkpointer, **options),
+        configured(LoggedEngine(engine, log, checkpoints=checkpointer, **options)),
         rebuild=rebuild,
         metrics=metrics,
         max_batch=settings.max_batch,
@@ -276,7 +295,7 @@ def create_app(
         )
         worker.note_decisions()
         metrics.inc("bandit_decisions_total")
-        return {
+        out = {
             "decision_id": d.decision_id,
             "bundle_id": d.bundle_id,
             "deal_id": d.deal_id,
@@ -285,6 +304,9 @@ def create_app(
             "policy_version": d.policy_version,
             "timestamp": d.timestamp,
         }
+        if d.mode is not None:
+            out["mode"] = d.mode
+        return out
 
     def event_job(body: EventRequest, service: LoggedEngine) -> dict[str, Any]:
         status = service.report(
@@ -412,6 +434,18 @@ def create_app(
             return {"profile": out}
 
         return _json(await worker.run(job))
+
+    @app.get("/v1/admin/apprentice", tags=["admin"], responses=errors_4xx)
+    async def apprentice_status() -> Response:
+        """Apprentice mode: agreement, the rule's value, the learner's off-policy estimate and
+        whether the switch rule holds (422 when the server is not in apprentice mode)."""
+        return _json(await worker.run(lambda service: status(service.engine).to_dict()))
+
+    @app.post("/v1/admin/apprentice/switch", tags=["admin"], responses=errors_4xx)
+    async def apprentice_switch() -> Response:
+        """Serve the learner from now on (journaled; a no-op when already switched)."""
+        done = await worker.run(lambda service: service.apprentice_switch("told"))
+        return _json({"op": done.op, "seq": done.seq})
 
     @app.post(
         "/v1/admin/users/forget",

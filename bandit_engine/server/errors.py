@@ -13,6 +13,7 @@ missing or wrong bearer token                           401
 a valid token of another role (decide / read / admin)   403
 ``NotFoundError``, unknown route                        404
 ``ConflictError`` (for example a reused decision id)    409
+``NoOfferError`` (the rules' no-offer fallback)        200, with ``"offer": false`` and ``reason``
 body over the size limit                                413
 service unavailable (storage busy or failing)           503
 anything else (a bug)                                   500
@@ -37,6 +38,7 @@ from ..errors import (
     ConflictError,
     DataError,
     ModelFileError,
+    NoOfferError,
     NotFoundError,
     StoreBusyError,
     ValidationError,
@@ -77,6 +79,7 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     DataError: 422,
     NotFoundError: 404,
     ConflictError: 409,
+    NoOfferError: 200,  # an explicit no-offer decision of the rules' fallback, not a failure
     ModelFileError: 500,
     ServiceUnavailableError: 503,
     StoreBusyError: 503,  # storage busy or failing: retryable, never reported as a client error
@@ -185,7 +188,9 @@ def exception_payload(exc: BaseException, path: str) -> tuple[int, bytes]:
         status = status_for(exc)
         if status >= 500:
             logger.error("%s on %s: %s", type(exc).__name__, path, exc.message)
-        extra = {"value": body["value"]} if "value" in body else {}
+        extra: dict[str, Any] = {"value": body["value"]} if "value" in body else {}
+        if isinstance(exc, NoOfferError):
+            extra = {"offer": False, "reason": exc.reason}
         return status, error_body(body["error"], body["message"], body.get("field"), **extra)
     if isinstance(exc, ServiceUnavailableError):
         return 503, error_body("ServiceUnavailable", str(exc) or "retry later")

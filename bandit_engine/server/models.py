@@ -144,6 +144,11 @@ class DecisionResponse(BaseModel):
     propensity: float
     policy_version: str
     timestamp: float
+    mode: str | None = Field(
+        None,
+        description="How the bundle was chosen when not by the policy alone: fallback:bundle, "
+        "fallback:policy, apprentice:rule, apprentice:policy",
+    )
 
 
 class EventRequest(BaseModel):

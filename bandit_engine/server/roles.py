@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -41,6 +42,7 @@ from .._version import __version__
 from ..engine import Engine
 from ..errors import BanditError, StoreBusyError
 from ..fileformat import load_state
+from ..rules import Rules
 from ..service import Checkpointer
 from ..service.decider import DecisionService, QueuedWrite
 from ..service.learner import Learner
@@ -99,6 +101,8 @@ class DecisionWorker(EngineWorker):
         self.reader = reader
         self.info = info
         self.inflight = service.inflight
+        # the settings' rules, applied again over each loaded version
+        self.rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
         self._batch: list[tuple[list[QueuedWrite], asyncio.Future[None]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -273,6 +277,8 @@ class DecisionWorker(EngineWorker):
             inflight=self.inflight,
         )
         service.checkpoints = self.checkpointer
+        if self.rules is not None:
+            service.use_rules(self.rules)
         self.service, self.info = service, info  # between jobs: the loop runs one at a time
         self.metrics.inc("bandit_model_loads_total")
         logger.info("decision server %d loaded model version %d", self.server_index, info.version)
@@ -315,6 +321,9 @@ def open_decision_server(
         service = DecisionService(
             engine, log, version=version, server_index=settings.server_index, reads=reader
         )
+        rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
+        if rules is not None:
+            service.use_rules(rules)  # counters in the shared log: caps hold across servers
         worker = DecisionWorker(
             service, reader=reader, info=info, settings=settings, metrics=Metrics(), clock=clock
         )

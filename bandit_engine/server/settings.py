@@ -88,6 +88,12 @@ class ServerSettings:
         Seconds between a decision server's checks for a newer model version.
     server_index
         A decision server's number among its peers (seeds its random generator).
+    rules
+        A TOML file of business rules (:class:`~bandit_engine.rules.Rules`), applied on top of
+        whatever the model or checkpoint holds; ``None`` keeps the model's own.
+    apprentice
+        Apprentice mode: the policy spec of the rule to serve (``"fixed_rule:column=3"``) while
+        the model's policy learns from its traffic (:mod:`bandit_engine.evaluation.apprentice`).
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
@@ -115,6 +121,8 @@ class ServerSettings:
     role: str = "all"
     refresh_interval: float = 2.0
     server_index: int = 0
+    rules: str | None = None
+    apprentice: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):
@@ -130,6 +138,13 @@ class ServerSettings:
                 )
         if self.role not in ("all", "decide"):
             raise ConfigError.for_field("role", self.role, "must be 'all' or 'decide'")
+        if self.role == "decide" and self.apprentice is not None:
+            raise ConfigError.for_field(
+                "apprentice",
+                self.apprentice,
+                "is served by one process (--role all) only: the split roles do not run "
+                "apprentice mode yet",
+            )
         _positive("refresh_interval", self.refresh_interval)
         _positive("server_index", self.server_index, integer=True, allow_zero=True)
         if is_url(self.db) and self.checkpoint_dir is None and self.role == "all":

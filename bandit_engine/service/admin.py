@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 from ..engine import Engine
-from ..errors import ValidationError
+from ..errors import ConfigError, ValidationError
+from ..policies.apprentice import ApprenticePolicy
 
 __all__ = ["ADMIN_OPS", "apply_admin"]
 
@@ -33,6 +34,13 @@ def apply_admin(engine: Engine, op: str, payload: Mapping[str, Any]) -> list[str
     :class:`~bandit_engine.errors.ValidationError` (or ``NotFoundError`` for unknown ids) before the
     catalog changes.
     """
+    if op == "apprentice_switch":  # not a catalog change, but journaled and replayed the same way
+        if not isinstance(engine.policy, ApprenticePolicy):
+            raise ConfigError.for_field(
+                "policy", engine.policy.name, "is not in apprentice mode (see --apprentice)"
+            )
+        engine.policy.switch()
+        return []
     catalog = engine.catalog
     try:
         if op == "add_deals":

@@ -143,7 +143,29 @@ class DecisionService(LoggedEngine):
         decision_id: str | None = None,
         now: float | None = None,
     ) -> Decision:
-        """The version's decision, logged with its version; nothing is kept in memory."""
+        """The version's decision, logged with its version; nothing is kept in memory.
+
+        With business rules (caps, budgets: counters in the log shared by every process) the
+        decision, its counters and its row are written at once in one transaction, as the single
+        process does, so caps stay exact across servers; without rules the write is queued for
+        the worker's group commit."""
+        if self.engine.rules is not None:
+            outbox, self.outbox = self.outbox, None
+            try:
+                with self.log.transaction():
+                    return self._decide(user_id, profile, candidates, decision_id, now)
+            finally:
+                self.outbox = outbox
+        return self._decide(user_id, profile, candidates, decision_id, now)
+
+    def _decide(
+        self,
+        user_id: str | None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None,
+        candidates: Sequence[str] | None,
+        decision_id: str | None,
+        now: float | None,
+    ) -> Decision:
         engine = self.engine
         if decision_id is not None and (
             decision_id in self.inflight.decisions or self.reads.has_decision(decision_id)
@@ -172,7 +194,17 @@ class DecisionService(LoggedEngine):
             except BanditError as exc:
                 raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
 
-        self._queue(QueuedWrite(write, decision=d.decision_id))
+        run: Callable[[], None] = write
+        mode = d.mode
+        if mode is not None:  # a rule or apprentice mode decided: logged beside the decision
+            target = getattr(engine.policy, "target_propensity_", None)
+
+            def write_with_mode() -> None:
+                write()
+                log.log_mode(d.decision_id, mode, target if mode.startswith("apprentice") else None)
+
+            run = write_with_mode
+        self._queue(QueuedWrite(run, decision=d.decision_id))
         return d
 
     def report(

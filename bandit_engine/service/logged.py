@@ -42,9 +42,11 @@ from ..features.behaviour import KEY_BYTES
 from ..profiles import Profile, ProfileStore
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
+from ..rules import Rules
 from ..store import EventStore
 from .admin import apply_admin
 from .checkpoints import Checkpointer, RestoreReport
+from .rule_store import LogRuleState
 
 __all__ = ["AppliedOp", "LogProfiles", "LoggedEngine"]
 
@@ -129,10 +131,21 @@ class LoggedEngine:
         self.checkpoints = checkpoints
         self.profiles_in_log = profiles_in_log
         self.engine = engine
+        #: apprentice mode's switch rule: called with the engine every ``apprentice_check_every``
+        #: learned rewards while the rule is served; it switches the policy when the rule holds
+        #: and returns an object with ``ready`` and ``reason`` (the server passes
+        #: :func:`bandit_engine.evaluation.apprentice.check_switch`); ``None``: only when told
+        self.apprentice_check: Callable[[Engine], Any] | None = None
+        self.apprentice_check_every = 200
+        self._learned_since_check = 0
+        self._replaying = False
         self._attach(engine)
 
     def _attach(self, engine: Engine) -> None:
         engine.auto_advance = False
+        if engine.rules is not None and self.log.pseudonymizes:
+            # caps, budgets and exclusions count in the log: shared by every serving process
+            engine.rules.state = LogRuleState(self.log)
         if engine.behaviour is not None and self.log.pseudonymizes:
             # the live behaviour state is keyed by the log's pseudonym, so the journal names the
             # row a logged decision read and updated (roll_forward) and forgetting finds it
@@ -168,6 +181,21 @@ class LoggedEngine:
         """:meth:`Engine.decide <bandit_engine.Engine.decide>`, then log the decision with its ``x``
         and ``z``. A ``decision_id`` already in the log (this engine's or another's) is a
         :class:`~bandit_engine.errors.ConflictError`."""
+        if self.engine.rules is not None:
+            # the rules' counters are read and incremented in the decision's transaction, which
+            # every writer takes one at a time: caps and budgets stay exact across processes
+            with self.log.transaction():
+                return self._decide(user_id, profile, candidates, decision_id, now)
+        return self._decide(user_id, profile, candidates, decision_id, now)
+
+    def _decide(
+        self,
+        user_id: str | None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None,
+        candidates: Sequence[str] | None,
+        decision_id: str | None,
+        now: float | None,
+    ) -> Decision:
         engine = self.engine
         if decision_id is not None and self.log.has_decision(decision_id):
             raise ConflictError.for_field("decision_id", decision_id, "is already in use")
@@ -183,6 +211,11 @@ class LoggedEngine:
             raise  # retryable; the caller rolls back and rebuilds (the engine already decided)
         except BanditError as exc:  # the engine decided but the log refused: they now disagree
             raise RuntimeError(f"decision {d.decision_id} could not be logged: {exc}") from exc
+        if d.mode is not None:
+            target = getattr(engine.policy, "target_propensity_", None)
+            self.log.log_mode(
+                d.decision_id, d.mode, target if d.mode.startswith("apprentice") else None
+            )
         return d
 
     def report(
@@ -227,7 +260,36 @@ class LoggedEngine:
         if tell is not None:
             for rec in out:
                 tell(rec)
+        check = self.apprentice_check
+        if (
+            learned
+            and check is not None
+            and getattr(self.engine.policy, "mode", None) == "rule"
+            and not self._replaying
+        ):
+            self._learned_since_check += len(learned)
+            if self._learned_since_check >= self.apprentice_check_every:
+                self._learned_since_check = 0
+                st = check(self.engine)
+                if st.ready:
+                    self._journal_switch(str(st.reason))
         return out
+
+    # -- apprentice mode --------------------------------------------------------------------
+    def use_rules(self, rules: Rules | None) -> None:
+        """Apply business rules with their counters in this log (shared by every process serving
+        from it); see :meth:`Engine.use_rules <bandit_engine.Engine.use_rules>`."""
+        state = LogRuleState(self.log) if self.log.pseudonymizes else None
+        self.engine.use_rules(rules, state)
+
+    def _journal_switch(self, reason: str) -> int:
+        seq = self.log.log_admin("apprentice_switch", {"reason": reason}, ts=self.engine.now())
+        logger.info("apprentice mode switched to the learner (seq %d): %s", seq, reason)
+        return seq
+
+    def apprentice_switch(self, reason: str = "told") -> AppliedOp:
+        """Switch apprentice mode to the learner now (journaled; a no-op when already switched)."""
+        return self.apply("apprentice_switch", {"reason": reason})
 
     # -- catalog and profiles ---------------------------------------------------------------
     def apply(self, op: str, payload: Mapping[str, Any], *, now: float | None = None) -> AppliedOp:
@@ -270,6 +332,8 @@ class LoggedEngine:
         deleted = self.log.forget_user(user_id)
         self.engine.profiles.forget(user_id)
         self.engine.forget_behaviour(user_id)
+        if self.engine.rules is not None:
+            self.engine.rules.forget(user_id)
         attribution = self.engine.attribution
         pending = [d for d in ids if d in attribution and attribution.status(d) == "pending"]
         for decision_id in pending:
@@ -300,6 +364,24 @@ class LoggedEngine:
         its logged bundle raises :class:`~bandit_engine.errors.ConflictError` (the checkpoint and the
         log disagree).
         """
+        engine = self.engine
+        if engine.rules is not None:
+            # the journal's shows and orders were counted when they happened
+            engine.rules.replaying = True
+            try:
+                return self._roll_forward(since)
+            finally:
+                engine.rules.replaying = False
+        return self._roll_forward(since)
+
+    def _roll_forward(self, since: int) -> tuple[int, int, int, int]:
+        self._replaying = True  # switches are in the journal: none is decided while replaying
+        try:
+            return self._roll(since)
+        finally:
+            self._replaying = False
+
+    def _roll(self, since: int) -> tuple[int, int, int, int]:
         engine = self.engine
         n_dec = n_ev = n_ad = n_skip = 0
         for entry in self.log.entries_since(since):

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
-from .roles_schema import ROLE_TABLES, pg_version_2
+from .roles_schema import ROLE_TABLES, pg_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
 
@@ -117,6 +117,23 @@ def _version_1(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
+_VERSION_2 = (
+    'CREATE TABLE IF NOT EXISTS rule_shows ("user" BYTEA NOT NULL, scope TEXT NOT NULL,'
+    " item TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)",
+    'CREATE INDEX IF NOT EXISTS idx_rule_shows_user ON rule_shows ("user", ts)',
+    "CREATE TABLE IF NOT EXISTS rule_budgets (budget TEXT NOT NULL, item TEXT NOT NULL,"
+    " day BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (budget, item, day))",
+    "CREATE TABLE IF NOT EXISTS decision_modes (decision_id TEXT PRIMARY KEY,"
+    " mode TEXT NOT NULL, target_p DOUBLE PRECISION)",
+)
+
+
+def _version_2(conn: psycopg.Connection[Any]) -> None:
+    """Business rules' counters and decision modes (:mod:`~bandit_engine.store.rule_rows`)."""
+    for statement in _VERSION_2:
+        conn.execute(statement)
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -128,9 +145,12 @@ _OWN_TABLES = (
             "admin",
             "candidate_sets",
             "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
         }
     )
-    | ROLE_TABLES  # issue 12: model versions and the learner lease (step 2)
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
@@ -138,7 +158,8 @@ _ATTEMPTS = 5
 
 MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
     _version_1,
-    pg_version_2,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_2,
+    pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

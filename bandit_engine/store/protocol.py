@@ -8,7 +8,7 @@ server, the CLI and the evaluation loaders are typed against it and get one from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self
 
@@ -112,6 +112,30 @@ class EventStore(Protocol):
         until: float | None = None,
         model_id: str | None = None,
     ) -> pd.DataFrame: ...
+
+    # business rules' counters and decision modes (store/rule_rows.py)
+    def rule_history(
+        self, pseudonym: str, since: float, *, orders: bool
+    ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]: ...
+
+    def rule_budget_used(self, day: int, at_least: int = 1) -> dict[tuple[str, str], int]: ...
+
+    def rule_record_show(
+        self,
+        pseudonym: str | None,
+        shows: Sequence[tuple[str, str]],
+        budget_units: Sequence[tuple[str, str]],
+        *,
+        now: float,
+        day: int,
+        forget_before: float,
+    ) -> None: ...
+
+    def rule_record_order(self, budget_units: Sequence[tuple[str, str]], *, day: int) -> None: ...
+
+    def log_mode(self, decision_id: str, mode: str, target_p: float | None = None) -> None: ...
+
+    def decision_modes(self, *, closed_only: bool = False) -> list[dict[str, Any]]: ...
 
     # retention and housekeeping
     def forget_user(self, user_id: str) -> dict[str, int]: ...

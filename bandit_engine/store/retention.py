@@ -6,12 +6,12 @@ import math
 import time
 
 from ..errors import ValidationError
-from .connection import LogConnection
+from .rule_rows import LogRuleRows
 
 __all__ = ["LogRetention"]
 
 
-class LogRetention(LogConnection):
+class LogRetention(LogRuleRows):
     """The deleting methods of :class:`~bandit_engine.store.EventLog`."""
 
     def forget_user(self, user_id: str) -> dict[str, int]:
@@ -25,12 +25,19 @@ class LogRetention(LogConnection):
         with self.transaction():
             c = self._conn
             ids = 'SELECT decision_id FROM decisions WHERE "user" = ?'
+            rule_rows = self.forget_rule_rows(user)
             n_ev = c.execute(f"DELETE FROM events WHERE decision_id IN ({ids})", (user,)).rowcount
             n_le = c.execute(f"DELETE FROM learned WHERE decision_id IN ({ids})", (user,)).rowcount
             n_de = c.execute('DELETE FROM decisions WHERE "user" = ?', (user,)).rowcount
             n_pr = c.execute('DELETE FROM profiles WHERE "user" = ?', (user,)).rowcount
         self._pseudonyms.pop(user_id, None)  # not even the in-memory cache keeps the raw id
-        return {"profiles": n_pr, "decisions": n_de, "events": n_ev, "learned": n_le}
+        return {
+            "profiles": n_pr,
+            "decisions": n_de,
+            "events": n_ev,
+            "learned": n_le,
+            **rule_rows,
+        }
 
     def purge(
         self,

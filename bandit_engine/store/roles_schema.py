@@ -1,4 +1,4 @@
-"""Schema step 2: the tables of the split roles (decision servers, one learner).
+"""The schema step of the split roles (decision servers, one learner): step 3 of both backends.
 
 ``model_versions`` holds the model versions the learner publishes: an increasing integer
 ``version``, the journal position ``log_seq`` it covers (every entry up to it is in the state),
@@ -11,7 +11,8 @@ decisions (a learner that takes over rebuilds those from the log). ``learner_lea
 journal position the learner has consumed (``position``).
 
 The same step exists for both backends (:mod:`~bandit_engine.store.schema` and
-:mod:`~bandit_engine.store.pg_schema` list it second), idempotent like the first.
+:mod:`~bandit_engine.store.pg_schema` list it third, after the business rules' step), idempotent
+like the others.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-__all__ = ["ROLE_TABLES", "pg_version_2", "sqlite_version_2"]
+__all__ = ["ROLE_TABLES", "pg_roles", "sqlite_roles"]
 
 ROLE_TABLES = frozenset({"model_versions", "learner_lease"})
 
@@ -68,13 +69,13 @@ _PG = (
 )
 
 
-def sqlite_version_2(conn: sqlite3.Connection) -> None:
+def sqlite_roles(conn: sqlite3.Connection) -> None:
     """Add the model versions and the learner lease (SQLite)."""
     for statement in _SQLITE:
         conn.execute(statement)
 
 
-def pg_version_2(conn: Any) -> None:
+def pg_roles(conn: Any) -> None:
     """Add the model versions and the learner lease (PostgreSQL; ``conn`` is a psycopg
     connection)."""
     for statement in _PG:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
-from .roles_schema import ROLE_TABLES, sqlite_version_2
+from .roles_schema import ROLE_TABLES, sqlite_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
 
@@ -137,6 +137,23 @@ def _version_1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO journal_seq (id, seq) VALUES (0, 0)")
 
 
+def _version_2(conn: sqlite3.Connection) -> None:
+    """Business rules' counters and decision modes (:mod:`~bandit_engine.store.rule_rows`)."""
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS rule_shows ("user" TEXT NOT NULL, scope TEXT NOT NULL,'
+        " item TEXT NOT NULL, ts REAL NOT NULL)"
+    )
+    conn.execute('CREATE INDEX IF NOT EXISTS idx_rule_shows_user ON rule_shows ("user", ts)')
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS rule_budgets (budget TEXT NOT NULL, item TEXT NOT NULL,"
+        " day INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (budget, item, day))"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS decision_modes (decision_id TEXT PRIMARY KEY,"
+        " mode TEXT NOT NULL, target_p REAL)"
+    )
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -148,14 +165,18 @@ _OWN_TABLES = (
             "admin",
             "candidate_sets",
             "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
         }
     )
-    | ROLE_TABLES  # issue 12: model versions and the learner lease (step 2)
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _version_1,
-    sqlite_version_2,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_2,
+    sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

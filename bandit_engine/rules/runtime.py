@@ -1,0 +1,503 @@
+"""Applying :class:`~bandit_engine.rules.Rules` at decision time: the :class:`RuleRunner`.
+
+Order of a decision with rules (the engine calls these; see :meth:`Engine.decide
+<bandit_engine.Engine.decide>`):
+
+1. the catalog's eligibility (city, validity, availability mask);
+2. the eligibility predicates (static ones are computed once per catalog version, the ones that
+   read the profile per decision);
+3. exclusions, frequency caps and budgets, read from the :class:`~bandit_engine.rules.state.RuleState`;
+4. the policy chooses among what is left, so its propensity is over that set;
+5. if nothing is left, the fallback (:class:`~bandit_engine.rules.Fallback`);
+6. the chosen bundle's shows and decision budgets are counted (:meth:`RuleRunner.record`).
+
+With a state in the event log, 3 and 6 run inside the decision's transaction (see
+:class:`~bandit_engine.service.LoggedEngine`), which every writer takes one at a time, so the
+count a decision reads is the count it increments: caps and decision budgets are exact across
+processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..catalog import Catalog
+from ..catalog.bundles import CandidateSet
+from ..errors import ConfigError, ValidationError
+from ..features import FeatureMap
+from ..policies.base import Policy
+from ..policies.registry import make_policy
+from .predicates import BUNDLE_SIDES, Predicate
+from .spec import Rules
+from .state import MemoryRuleState, RuleState
+
+__all__ = ["RuleRunner", "known_columns", "policy_from_spec"]
+
+BoolArray = NDArray[np.bool_]
+_PENDING_KEPT = 200_000
+
+
+def known_columns(features: FeatureMap, catalog: Catalog) -> tuple[set[str], set[str]]:
+    """``(profile columns, bundle columns)`` a predicate may name."""
+    profile = {
+        f"{platform}.{f.spec.name}"
+        for platform, block in features.blocks.items()
+        for f in block.fields
+    }
+    bundle = {f"deal.{c}" for c in catalog.deals().columns if c != "active"} | {
+        f"course.{c}" for c in catalog.courses().columns if c != "active"
+    }
+    return profile, bundle
+
+
+def policy_from_spec(spec: str, field: str = "fallback.policy") -> Policy:
+    """``"name"`` or ``"name:key=value,..."`` (numbers, ``true`` / ``false`` parsed) through
+    ``make_policy``; errors name ``field``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError.for_field(field, spec, "must be a policy spec like 'fixed_rule:column=3'")
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, raw = part.partition("=")
+        if not eq:
+            raise ConfigError.for_field(field, spec, "must look like 'name:key=value'")
+        value: Any = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+        for conv in (int, float) if isinstance(value, str) else ():
+            try:
+                value = conv(raw)
+                break
+            except ValueError:
+                continue
+        params[key.strip()] = value
+    try:
+        return make_policy(name.strip(), **params)
+    except ConfigError as exc:
+        raise ConfigError(f"{field}: {exc.message}", field=field, value=spec) from None
+
+
+class _Compiled:
+    """One eligibility rule: its predicates, and which of their sides read the profile."""
+
+    def __init__(self, name: str, require: Predicate, when: Predicate | None, allow: bool) -> None:
+        self.name = name
+        self.require = require
+        self.when = when
+        self.allow_missing = allow
+        self.dynamic = any(
+            c.split(".")[0] not in BUNDLE_SIDES for p in (require, when) if p for c in p.columns
+        )
+
+
+class RuleRunner:
+    """:class:`~bandit_engine.rules.Rules` bound to an engine's schema and catalog.
+
+    Construction checks every column the predicates name: an unknown one is a
+    :class:`~bandit_engine.errors.ConfigError` naming the rule, the column and the known columns.
+    """
+
+    def __init__(
+        self,
+        rules: Rules,
+        features: FeatureMap,
+        catalog: Catalog,
+        state: RuleState | None = None,
+    ) -> None:
+        if not isinstance(rules, Rules):
+            raise ConfigError.for_field("rules", type(rules).__name__, "must be a Rules object")
+        if not catalog.materialized:
+            raise ConfigError.for_field(
+                "rules",
+                "materialize=False",
+                "need a listed catalog (the grid path has no rules yet)",
+            )
+        self.rules = rules
+        self.catalog = catalog
+        self.state: RuleState = state if state is not None else MemoryRuleState()
+        profile_cols, bundle_cols = known_columns(features, catalog)
+        self._compiled: list[_Compiled] = []
+        for rule in rules.eligibility:
+            require, when = rule.predicates
+            for p in (require, when):
+                if p is None:
+                    continue
+                for col in p.columns:
+                    side = col.split(".")[0]
+                    known = bundle_cols if side in BUNDLE_SIDES else profile_cols
+                    if col not in known:
+                        raise ConfigError(
+                            f"eligibility rule {rule.name!r} names unknown column {col!r}; known "
+                            f"columns: {sorted(profile_cols | bundle_cols)}",
+                            field=f"eligibility[{rule.name}]",
+                            value=col,
+                        )
+            self._compiled.append(_Compiled(rule.name, require, when, rule.if_missing == "allow"))
+        fb = rules.fallback
+        if fb.kind == "bundle":
+            assert fb.bundle_id is not None
+            if fb.bundle_id not in catalog:
+                raise ConfigError.for_field(
+                    "fallback.bundle_id", fb.bundle_id, "must name a bundle of the catalog"
+                )
+        self.fallback_policy: Policy | None = (
+            policy_from_spec(fb.policy) if fb.kind == "policy" and fb.policy else None
+        )
+        self._cap_scopes = sorted({c.per for c in rules.caps})
+        self._caps_by_scope: dict[str, list[tuple[int, float]]] = {}
+        for j, cap in enumerate(rules.caps):
+            self._caps_by_scope.setdefault(cap.per, []).append((j, cap.window))
+        self._max_window = max((c.window for c in rules.caps), default=0.0)
+        self._static: tuple[tuple[int, int], BoolArray | None] | None = None
+        self._parts: tuple[tuple[int, int], dict[str, NDArray[Any]]] | None = None
+        self._pending: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+        #: set while a restart replays the journal: counts are already in the log
+        self.replaying = False
+
+    # -- catalog columns, cached per catalog version ------------------------------------------
+    def _stamp(self) -> tuple[int, int]:
+        return (self.catalog.version, len(self.catalog))
+
+    def _columns(self) -> dict[str, NDArray[Any]]:
+        """Per bundle row: ``deal_row``, ``course_row``, ids, and every column a rule reads."""
+        stamp = self._stamp()
+        if self._parts is not None and self._parts[0] == stamp:
+            return self._parts[1]
+        cat = self.catalog
+        rows = np.arange(len(cat), dtype=np.intp)
+        d_rows, c_rows = cat.part_rows(rows)
+        deals, courses = cat.deals(), cat.courses()
+        out: dict[str, NDArray[Any]] = {
+            "deal_row": d_rows,
+            "course_row": c_rows,
+            "deal_id": deals["deal_id"].to_numpy(dtype=object)[d_rows],
+            "course_id": courses["course_id"].to_numpy(dtype=object)[c_rows],
+            "bundle_id": np.asarray(cat.bundle_ids, dtype=object),
+        }
+        for comp in self._compiled:
+            for p in (comp.require, comp.when):
+                for col in p.columns if p else ():
+                    side, name = col.split(".", 1)
+                    if side not in BUNDLE_SIDES or col in out:
+                        continue
+                    table, at = (deals, d_rows) if side == "deal" else (courses, c_rows)
+                    values = table[name].to_numpy()
+                    if values.dtype.kind in "biuf":
+                        out[col] = values.astype(np.float64)[at]
+                    else:
+                        out[col] = values.astype(object)[at]
+        self._parts = (stamp, out)
+        return out
+
+    def _static_mask(self) -> BoolArray | None:
+        """Rows allowed by the rules that read no profile (``None``: no such rule)."""
+        stamp = self._stamp()
+        if self._static is not None and self._static[0] == stamp:
+            return self._static[1]
+        rules = [c for c in self._compiled if not c.dynamic]
+        mask: BoolArray | None = None
+        if rules:
+            cols = self._columns()
+            n = len(self.catalog)
+            mask = np.ones(n, dtype=bool)
+            every = np.arange(n, dtype=np.intp)
+            for comp in rules:
+                mask &= self._rule(comp, cols, every, {})
+        self._static = (stamp, mask)
+        return mask
+
+    # -- predicates -------------------------------------------------------------------------------
+    @staticmethod
+    def _side(
+        col: str, cols: Mapping[str, NDArray[Any]], rows: NDArray[np.intp], profile: Any
+    ) -> Any:
+        side, name = col.split(".", 1)
+        if side in BUNDLE_SIDES:
+            return cols[col][rows]
+        part = profile.get(side) if profile else None
+        return part.get(name) if part else None
+
+    def _pred(
+        self,
+        p: Predicate,
+        cols: Mapping[str, NDArray[Any]],
+        rows: NDArray[np.intp],
+        profile: Any,
+    ) -> tuple[BoolArray, BoolArray]:
+        """``(holds, undecided)`` over ``rows``."""
+        n = rows.shape[0]
+        left = self._side(p.column, cols, rows, profile)
+        if p.other is None:
+            right: Any = p.value
+        else:
+            right = self._side(p.other, cols, rows, profile)
+            if p.factor != 1.0:
+                right = _scaled(right, p.factor)
+        la, ra = isinstance(left, np.ndarray), isinstance(right, np.ndarray)
+        if not la and not ra:
+            r = p.compare(left, right)
+            return np.full(n, r is True), np.full(n, r is None)
+        ufunc = _UFUNCS.get(p.op)
+        if ufunc is not None and _numeric(left) and _numeric(right):
+            # the fast path: numbers against numbers (NaN compares False without a warning)
+            if left is None or right is None:
+                return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+            holds = ufunc(left, right)
+            undecided = np.isnan(left) if la else np.isnan(right)
+            if la and ra:
+                undecided |= np.isnan(right)
+            elif (not la and isinstance(left, float) and math.isnan(left)) or (
+                not ra and isinstance(right, float) and math.isnan(right)
+            ):
+                undecided = np.ones(n, dtype=bool)
+            if p.op == "!=":
+                holds &= ~undecided
+            return holds, undecided
+        lefts = left if la else [left] * n
+        rights = right if ra else [right] * n
+        res = [p.compare(a, b) for a, b in zip(lefts, rights, strict=True)]
+        return (
+            np.fromiter((r is True for r in res), dtype=bool, count=n),
+            np.fromiter((r is None for r in res), dtype=bool, count=n),
+        )
+
+    def _rule(
+        self,
+        comp: _Compiled,
+        cols: Mapping[str, NDArray[Any]],
+        rows: NDArray[np.intp],
+        profile: Any,
+    ) -> BoolArray:
+        holds, undecided = self._pred(comp.require, cols, rows, profile)
+        ok = holds | undecided if comp.allow_missing else holds
+        if comp.when is not None:
+            applies, w_undecided = self._pred(comp.when, cols, rows, profile)
+            ok = ok | ~(applies & ~w_undecided)
+        return ok
+
+    # -- per decision -----------------------------------------------------------------------------
+    def user_key(self, user_id: str | None) -> str | None:
+        """The state's pseudonym of ``user_id`` (``None`` for an anonymous decision)."""
+        return None if user_id is None else self.state.user_key(user_id)
+
+    def _blocked(
+        self, key: str | None, now: float
+    ) -> tuple[set[str], set[str], set[str], list[str]]:
+        """``(bundles, deals, courses, reasons)`` the counters rule out now."""
+        rules = self.rules
+        by: dict[str, set[str]] = {"bundle": set(), "deal": set(), "course": set()}
+        reasons: list[str] = []
+        excl = rules.exclusions
+        if key is not None and (rules.caps or excl.active):
+            hist = self.state.history(key, now - self._max_window, orders=excl.active)
+            if rules.caps and hist.shows:
+                # one pass over the user's shows, counting for every cap of the show's scope
+                counts: list[dict[str, int]] = [{} for _ in rules.caps]
+                by_scope = self._caps_by_scope
+                for scope, item, ts in hist.shows:
+                    for j, since in by_scope.get(scope, ()):
+                        if ts > now - since:
+                            cj = counts[j]
+                            cj[item] = cj.get(item, 0) + 1
+                for cap, cj in zip(rules.caps, counts, strict=True):
+                    hit = {i for i, c in cj.items() if c >= cap.max_shows}
+                    if hit:
+                        by[cap.per] |= hit
+                        reasons.append(f"cap {cap.name!r}")
+            if excl.bought_courses and hist.orders:
+                by["course"] |= {c for _, c, _ in hist.orders}
+                reasons.append("bought courses")
+            if excl.ordered_deals_days is not None and hist.orders:
+                since = now - excl.ordered_deals_days * 86_400.0
+                recent = {d for d, _, ts in hist.orders if ts > since}
+                if recent:
+                    by["deal"] |= recent
+                    reasons.append("recently ordered deals")
+        if rules.budgets:
+            limits = {b.name: b.allowed(now) for b in rules.budgets}
+            used = self.state.budget_used(int(now // 86_400), min(limits.values()))
+            if used:  # only the counts at or above the smallest limit come back
+                for b in rules.budgets:
+                    limit = limits[b.name]
+                    out = {
+                        item for (name, item), n in used.items() if name == b.name and n >= limit
+                    }
+                    if out:
+                        by[b.per] |= out
+                        reasons.append(f"budget {b.name!r}")
+        return by["bundle"], by["deal"], by["course"], reasons
+
+    def filter(
+        self, cs: CandidateSet, profile: Any, key: str | None, now: float
+    ) -> tuple[CandidateSet | None, str]:
+        """The candidates that pass every rule (``None`` and the reasons when none does)."""
+        rows = cs.rows
+        keep: BoolArray | None = None
+        reasons: list[str] = []
+        static = self._static_mask()
+        if static is not None:
+            keep = static[rows]
+            if not keep.all():
+                reasons.append("eligibility rules")
+        dynamic = [c for c in self._compiled if c.dynamic]
+        if dynamic:
+            cols = self._columns()
+            for comp in dynamic:
+                ok = self._rule(comp, cols, rows, profile)
+                if not ok.all():
+                    reasons.append(f"rule {comp.name!r}")
+                keep = ok if keep is None else keep & ok
+        if self.rules.uses_state:
+            bundles, deals, courses, why = self._blocked(key, now)
+            if bundles or deals or courses:
+                cols = self._columns()
+                out = np.zeros(rows.shape[0], dtype=bool)
+                if bundles:
+                    out |= np.fromiter(
+                        (b in bundles for b in cs.ids), dtype=bool, count=rows.shape[0]
+                    )
+                if deals:
+                    out |= np.fromiter(
+                        (d in deals for d in cols["deal_id"][rows]), dtype=bool, count=rows.shape[0]
+                    )
+                if courses:
+                    out |= np.fromiter(
+                        (c in courses for c in cols["course_id"][rows]),
+                        dtype=bool,
+                        count=rows.shape[0],
+                    )
+                keep = ~out if keep is None else keep & ~out
+                reasons.extend(why)
+        if keep is None or keep.all():
+            return cs, ""
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return None, "the rules rule out every eligible bundle (" + ", ".join(reasons) + ")"
+        return (
+            CandidateSet(tuple([cs.ids[i] for i in idx.tolist()]), rows[idx], cs.features[idx]),
+            "",
+        )
+
+    def eligible(
+        self,
+        profile: Any,
+        key: str | None,
+        now: float,
+        restrict: Sequence[str] | None,
+    ) -> tuple[CandidateSet | None, str]:
+        """The catalog's eligible set for ``profile`` filtered by the rules; ``(None, reason)`` when
+        nothing is left. With ``fallback.kind == "error"`` the catalog's own error propagates."""
+        try:
+            cs = self.catalog.eligible_for(profile, now, restrict)
+        except ValidationError as exc:
+            if self.rules.fallback.kind == "error":
+                raise
+            return None, exc.message
+        return self.filter(cs, profile, key, now)
+
+    def fallback_set(self, profile: Any, key: str | None, now: float) -> CandidateSet | None:
+        """The candidates of the fallback (``None``: none, the decision is a no-offer)."""
+        fb = self.rules.fallback
+        if fb.kind == "bundle":
+            assert fb.bundle_id is not None
+            row = self.catalog.row(fb.bundle_id)
+            # exempt from eligibility, caps and exclusions, never from budgets
+            bundles, deals, _, _ = self._blocked(None, now)
+            deal_id, _ = self.catalog.parts(fb.bundle_id)
+            if fb.bundle_id in bundles or deal_id in deals:
+                return None
+            rows = np.asarray([row], dtype=np.intp)
+            return CandidateSet((fb.bundle_id,), rows, self.catalog.features([fb.bundle_id]))
+        if fb.kind == "policy":
+            offered = self.catalog.offered(now)
+            if not offered.ids:
+                return None
+            return self.filter(offered, profile, key, now)[0]
+        return None
+
+    # -- counting ---------------------------------------------------------------------------------
+    def _units(self, count: str, bundle_id: str, deal_id: str) -> list[tuple[str, str]]:
+        out = []
+        for b in self.rules.budgets:
+            if b.count != count:
+                continue
+            item = bundle_id if b.per == "bundle" else deal_id
+            if not b.ids or item in b.ids:
+                out.append((b.name, item))
+        return out
+
+    def record(self, decision_id: str, key: str | None, bundle_id: str, now: float) -> None:
+        """Count a served decision: its shows for the caps, its decision budgets."""
+        if self.replaying or not self.rules.uses_state:
+            return
+        deal_id, course_id = self.catalog.parts(bundle_id)
+        items = {"bundle": bundle_id, "deal": deal_id, "course": course_id}
+        self.state.record_show(
+            key,
+            [(scope, items[scope]) for scope in self._cap_scopes],
+            self._units("decisions", bundle_id, deal_id),
+            now=now,
+            day=int(now // 86_400),
+            forget_before=now - self._max_window,
+        )
+        if self.rules.exclusions.active or any(b.count == "orders" for b in self.rules.budgets):
+            if len(self._pending) >= _PENDING_KEPT:
+                self._pending.popitem(last=False)
+            self._pending[decision_id] = (key, bundle_id)
+
+    def on_order(self, decision_id: str, now: float) -> None:
+        """Count an accepted order of a decision this runner recorded (exclusions, order
+        budgets). Orders of decisions it no longer remembers (more than 200,000 decisions ago, or
+        before a restart) count through the event log only."""
+        if self.replaying:
+            return
+        seen = self._pending.get(decision_id)
+        if seen is None:
+            return
+        key, bundle_id = seen
+        deal_id, course_id = self.catalog.parts(bundle_id)
+        self.state.record_order(
+            key,
+            deal_id,
+            course_id,
+            self._units("orders", bundle_id, deal_id),
+            now=now,
+            day=int(now // 86_400),
+        )
+
+    def forget(self, user_id: str) -> int:
+        """Remove the user's counters (right to be forgotten); returns how many rows."""
+        key = self.state.user_key(user_id)
+        for did in [d for d, (k, _) in self._pending.items() if k == key]:
+            del self._pending[did]
+        return self.state.forget(key)
+
+
+_UFUNCS: dict[str, Any] = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
+
+def _numeric(v: Any) -> bool:
+    """A float64 array, a number (bools count as 0 / 1) or ``None`` (missing)."""
+    if isinstance(v, np.ndarray):
+        return bool(v.dtype == np.float64)
+    return v is None or isinstance(v, int | float)
+
+
+def _scaled(v: Any, factor: float) -> Any:
+    """``factor * v`` for numbers and float arrays; ``None`` (undecided) for anything else."""
+    if isinstance(v, np.ndarray):
+        return v * factor if v.dtype == np.float64 else None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v) * factor

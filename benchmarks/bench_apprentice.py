@@ -1,0 +1,92 @@
+"""Apprentice mode on the simulator: no decision worse than the rule's before the switch, and the
+learner's uplift over the rule after it, with a 95% interval over seeds.
+
+Per seed, two engines on the demo world see the same users, times and outcome draws
+(:mod:`bandit_engine.simulation.apprentice_run`): one serves the rule ``fixed_rule`` on
+``deal.discount`` with ``epsilon`` exploration, the other runs apprentice mode with the same rule
+and a ``linucb`` learner, checking the switch rule (:class:`SwitchThresholds` defaults) every 250
+decisions. If the rule has not switched by ``--force-at``, the switch is told there (as an
+operator would with ``POST /v1/admin/apprentice/switch``). Reported:
+
+* before the switch: the share of decisions where the apprentice served exactly the rule's
+  bundle (must be 100%) and the two engines' mean true expected reward (must be equal);
+* the switch: when, told or decided, and the switch rule's figures at that point;
+* after the switch: the uplift of the learner over the rule in true expected reward per
+  decision, per seed and as a mean with a t interval over seeds (paired on the same draws).
+
+    python benchmarks/bench_apprentice.py --seeds 3 --rounds 40000 --force-at 30000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+from scipy import stats
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from bandit_engine.demo import demo_world
+from bandit_engine.simulation.apprentice_run import run_apprentice
+
+START = 1_799_971_200.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=40_000)
+    ap.add_argument("--force-at", type=int, default=30_000)
+    ap.add_argument("--epsilon", type=float, default=0.2, help="the rule's exploration")
+    ap.add_argument("--learner", default="linucb")
+    args = ap.parse_args()
+    threadpool_limits(limits=1, user_api="blas")
+    uplifts = []
+    for seed in range(args.seeds):
+        t0 = time.perf_counter()
+        world = demo_world(seed=seed, start_time=START)
+        run = run_apprentice(
+            world,
+            rounds=args.rounds,
+            seed=seed,
+            rule_epsilon=args.epsilon,
+            learner=args.learner,
+            force_at=args.force_at,
+        )
+        s = run.switch_at if run.switch_at is not None else args.rounds
+        same = float(np.mean(run.served[:s] == run.rule[:s]))
+        pre_a, pre_r = run.apprentice_value[:s].mean(), run.rule_value[:s].mean()
+        post_a = run.apprentice_value[s:].mean() if s < args.rounds else math.nan
+        post_r = run.rule_value[s:].mean() if s < args.rounds else math.nan
+        uplift = post_a / post_r - 1.0
+        uplifts.append(uplift)
+        st = run.status_at_switch
+        how = "told" if run.forced else "switch rule"
+        print(
+            f"seed {seed}: before the switch {s} decisions, same bundle as the rule "
+            f"{100 * same:.1f}%, expected reward {pre_a:.4f} vs rule {pre_r:.4f}; "
+            f"switch at {run.switch_at} ({how})"
+        )
+        if st is not None:
+            print(
+                f"    at the switch: agreement {st.agreement:.3f}, rule value {st.rule_value:.4f}, "
+                f"learner SNIPS {st.learner_value:.4f} [{st.learner_ci_low:.4f}, "
+                f"{st.learner_ci_high:.4f}] over {st.evaluated} decisions: {st.reason}"
+            )
+        print(
+            f"    after the switch: expected reward {post_a:.4f} vs rule {post_r:.4f}, "
+            f"uplift {100 * uplift:+.1f}% ({time.perf_counter() - t0:.0f} s)"
+        )
+    u = np.asarray(uplifts)
+    if len(u) > 1:
+        half = stats.t.ppf(0.975, len(u) - 1) * u.std(ddof=1) / math.sqrt(len(u))
+        print(
+            f"uplift of the learner over the rule after the switch: {100 * u.mean():+.1f}% "
+            f"(95% CI {100 * (u.mean() - half):+.1f}..{100 * (u.mean() + half):+.1f}, "
+            f"{len(u)} seeds)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""What business rules cost a decision: decide p50 / p99 with and without rules, same run.
+
+    python benchmarks/bench_rules.py [--decisions 20000] [--policy linucb]
+
+The demo schema and world (24 deals x 10 courses, 2,000 users), decide -> click (5%) -> order
+(1%), interleaved: each round one engine with the rules and one without decide for the same user
+at the same time, so machine load hits both alike. The rules are one of each kind:
+
+* a static eligibility predicate (``course.rating >= 3.0``, computed once per catalog version);
+* a predicate on profile x bundle columns (``deal.price <= 3 * groupbuy.avg_ticket``, per
+  decision, ``if_missing = "allow"``);
+* a frequency cap (3 shows per bundle per user per 7 days) and one per deal;
+* a paced decisions budget on every deal (large enough not to bind) and an orders budget;
+* exclusion of bought courses and of deals ordered within 30 days;
+* a control-policy fallback (``uniform`` over every city's bundles that pass the rules) for the
+  users whose city leaves nothing (their decisions are timed too; a no-offer is counted).
+
+Part 1 is the in-process engine with the counters in memory; part 2 the logged path
+(:class:`~bandit_engine.service.LoggedEngine` on a SQLite file, ``synchronous=OFF``, 100
+decisions per transaction as the server's group commit does), where the counters are read and
+written in the log inside the decision's transaction. The target is the difference of the p99s.
+
+A third engine, without rules, is given each decision's shrunk candidate list as an availability
+mask (``candidates=``): it pays what deciding over a smaller, per-user list costs the policy (the
+ridge policies cache their scoring blocks per candidate list, and per-user lists miss that cache),
+so "with rules" minus "masked" is what evaluating the rules itself costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from bandit_engine.demo import build_engine, demo_world
+from bandit_engine.errors import NoOfferError
+from bandit_engine.policies.registry import make_policy
+from bandit_engine.rewards import RewardSpec
+from bandit_engine.rules import Budget, EligibilityRule, Exclusions, Fallback, FrequencyCap, Rules
+from bandit_engine.service import LoggedEngine
+from bandit_engine.store import open_log
+
+T0 = 1.7e9
+KEY = os.urandom(32)
+
+
+def rules() -> Rules:
+    return Rules(
+        eligibility=(
+            EligibilityRule("rated", "course.rating >= 3.0"),
+            EligibilityRule("price", "deal.price <= 3 * groupbuy.avg_ticket", if_missing="allow"),
+        ),
+        caps=(FrequencyCap("bundle", "bundle", 3, 7), FrequencyCap("deal", "deal", 10, 7)),
+        budgets=(
+            Budget("deal_daily", "deal", 1_000_000, pacing="even"),
+            Budget("deal_orders", "deal", 1_000_000, count="orders"),
+        ),
+        exclusions=Exclusions(bought_courses=True, ordered_deals_days=30),
+        fallback=Fallback("policy", policy="uniform:seed=0"),
+    )
+
+
+def run(n: int, policy: str, logged: bool, folder: Path) -> None:
+    world = demo_world(0, start_time=T0)
+    spec = RewardSpec(click=1, order=2, window=1.0)
+    plain = build_engine(world, make_policy(policy, seed=0), rewards=spec)
+    ruled = build_engine(world, make_policy(policy, seed=0), rewards=spec)
+    masked = build_engine(world, make_policy(policy, seed=0), rewards=spec)
+    ruled.use_rules(rules())
+    engines: list = [plain, ruled]
+    if logged:
+        engines = []
+        for name, eng in (("plain", plain), ("ruled", ruled)):
+            svc = LoggedEngine(
+                eng, open_log(str(folder / f"{name}.sqlite"), hmac_key=KEY, synchronous="OFF")
+            )
+            if eng is ruled:
+                svc.use_rules(rules())
+            engines.append(svc)
+    rng = np.random.default_rng(0)
+    users = [world.user_id(int(u)) for u in rng.integers(0, world.n_users, n + 1000)]
+    u_click = rng.random(n + 1000)
+    lat = np.empty((3, n))
+    t_start = T0 + 3600
+    blocks = [None, None]
+    no_offer = 0
+    for i in range(n + 1000):  # the first 1,000 rounds warm up, untimed
+        t = t_start + 2.0 * i
+        if logged and i % 100 == 0:
+            for k, svc in enumerate(engines):
+                if blocks[k] is not None:
+                    blocks[k].__exit__(None, None, None)
+                blocks[k] = svc.log.transaction()
+                blocks[k].__enter__()
+        for k, eng in enumerate(engines):
+            a = time.perf_counter()
+            try:
+                d = eng.decide(users[i], decision_id=f"d{i}", now=t)
+            except NoOfferError:
+                d = None
+                no_offer += 1
+            dt = time.perf_counter() - a
+            if i >= 1000:
+                lat[k, i - 1000] = dt
+            if d is None:
+                if k == 1 and i >= 1000:
+                    lat[2, i - 1000] = np.nan
+                continue
+            if u_click[i] < 0.05:
+                eng.report(d.decision_id, "click", at=t)
+                if u_click[i] < 0.01:
+                    eng.report(d.decision_id, "order", value=100.0, at=t)
+            if k == 1 and not logged and d.mode is not None:  # a fallback: no peer for it
+                if i >= 1000:
+                    lat[2, i - 1000] = np.nan
+            elif k == 1 and not logged:  # the peer decides over the same shrunk list
+                a = time.perf_counter()
+                masked.decide(users[i], candidates=list(d.candidates), decision_id=f"d{i}", now=t)
+                if i >= 1000:
+                    lat[2, i - 1000] = time.perf_counter() - a
+    if logged:
+        for block in blocks:
+            if block is not None:
+                block.__exit__(None, None, None)
+    path = "logged path (SQLite, counters in the log)" if logged else "in-process engine"
+    p = np.nanpercentile(lat * 1e6, [50, 99], axis=1)
+    print(
+        f"{path}, {policy}, {n} decisions: without rules p50 {p[0, 0]:.0f} us p99 {p[1, 0]:.0f} us;"
+        f" with rules p50 {p[0, 1]:.0f} us p99 {p[1, 1]:.0f} us;"
+        f" added p50 {p[0, 1] - p[0, 0]:+.0f} us, p99 {p[1, 1] - p[1, 0]:+.0f} us"
+        f" ({no_offer} no-offers)"
+    )
+    if not logged:
+        fb = int(np.isnan(lat[2]).sum())
+        print(
+            f"    ({fb} fallback decisions have no peer) peer without rules over the same shrunk lists (a mask): p50 {p[0, 2]:.0f} us"
+            f" p99 {p[1, 2]:.0f} us; the rules' own cost p50 {p[0, 1] - p[0, 2]:+.0f} us,"
+            f" p99 {p[1, 1] - p[1, 2]:+.0f} us"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--decisions", type=int, default=20_000)
+    ap.add_argument("--policy", default="linucb")
+    args = ap.parse_args()
+    threadpool_limits(limits=1, user_api="blas")
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args.decisions, args.policy, False, Path(tmp))
+        run(args.decisions, args.policy, True, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
