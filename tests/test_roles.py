@@ -389,3 +389,34 @@ def test_a_version_1_log_is_upgraded_with_the_role_tables(db_target: str) -> Non
     with open_log(db_target, hmac_key=KEY) as log:  # what an older library wrote, opened by this
         assert log.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert log.latest_version() is None and log.lease_row().holder is None
+
+
+def test_caps_hold_across_decision_servers(tmp_path: Path) -> None:
+    from bandit_engine.errors import NoOfferError, ValidationError
+    from bandit_engine.rules import Rules
+
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        '[[caps]]\nname = "deal_once"\nper = "deal"\nmax_shows = 1\nwindow_days = 1\n'
+    )
+    db = str(tmp_path / "caps.sqlite")
+    clock = Clock()
+    logs = [open_log(db, hmac_key=KEY) for _ in range(2)]
+    try:
+        servers = []
+        for i, lg in enumerate(logs):
+            server = _server(lg, 0, _small, clock, i)
+            server.use_rules(Rules.from_toml(rules_file))  # counters in the shared log
+            servers.append(server)
+        deals = []
+        for k in range(8):  # u1 (shanghai) may see d1, d2 and d4 (no city): each once
+            try:
+                deals.append(servers[k % 2].decide("u1").deal_id)
+            except (NoOfferError, ValidationError):  # every eligible deal shown once already
+                pass
+            clock.t += 1.0
+        assert sorted(deals) == sorted(set(deals)) and 2 <= len(deals) <= 3, deals
+        assert logs[0].counts()["decisions"] == len(deals)
+    finally:
+        for lg in logs:
+            lg.close()
