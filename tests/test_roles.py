@@ -420,3 +420,45 @@ def test_caps_hold_across_decision_servers(tmp_path: Path) -> None:
     finally:
         for lg in logs:
             lg.close()
+
+
+def test_the_learner_serves_its_lag_and_role_as_metrics(tmp_path: Path) -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from bandit_engine.server.roles import serve_learner_metrics
+
+    db = str(tmp_path / "m.sqlite")
+    clock = Clock()
+    slog = open_log(db, hmac_key=KEY)
+    llog = open_log(db, hmac_key=None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    http = None
+    try:
+        server = _server(slog, 0, _small, clock, 0)
+        learner = Learner(_small, llog, open_lease(llog), grace=0.0, clock=clock)
+        assert learner.try_lead()
+        for user in USERS:
+            server.decide(user)
+        learner.stats.head = slog.last_seq()  # what the next step would see: 6 entries unread
+        http = serve_learner_metrics(learner, "127.0.0.1", port, token=b"metrics-token")
+        url = f"http://127.0.0.1:{port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=5)
+        assert denied.value.code == 401
+        req = urllib.request.Request(url, headers={"Authorization": "Bearer metrics-token"})
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
+        assert "\nbandit_learner_leader 1\n" in text
+        assert "\nbandit_learner_lag_entries 6\n" in text
+        assert "\nbandit_model_version 1\n" in text and "bandit_decisions_total" not in text
+        learner.step()
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
+        assert "\nbandit_learner_lag_entries 0\n" in text
+    finally:
+        if http is not None:
+            http.shutdown()
+        slog.close()
+        llog.close()

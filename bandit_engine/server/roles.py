@@ -343,6 +343,7 @@ def open_decision_server(
 def learner_metrics(learner: Learner) -> Metrics:
     """The learner's metrics (read from its stats at scrape time)."""
     m = Metrics()
+    m._help.clear()  # the HTTP server's counters (decisions, events, commits) are not the learner's
     s = learner.stats
     for name, text, read in (
         ("bandit_learner_leader", "1 while this process holds the learner role.", lambda: s.leader),
