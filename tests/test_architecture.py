@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("records",),
     ("profiles",),
     ("features", "rewards", "fileformat", "store"),
-    ("catalog", "policies"),
+    ("catalog", "policies", "privacy"),
     ("rules",),
     ("engine",),
     ("service", "evaluation"),

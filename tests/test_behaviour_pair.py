@@ -354,8 +354,8 @@ def test_a_new_deal_is_explored_with_the_spread_existing_deals_show() -> None:
     widths = {}
     for hierarchical in (True, False):
         policy, _ = _grouped_history(hierarchical)
-        _mean_new, var_new, _, _ = policy._posterior(new, policy._rows(["new"], create=False))
-        _mean_old, var_old, _, _ = policy._posterior(old, policy._rows(["d0c0"], create=False))
+        _, var_new, _, _ = policy._posterior(new, policy._rows(["new"], create=False))
+        _, var_old, _, _ = policy._posterior(old, policy._rows(["d0c0"], create=False))
         widths[hierarchical] = float(np.sqrt(var_new[0]) - np.sqrt(var_old[0]))
     # with the fixed prior the new deal's extra width is ~1 (prior sd 1 on its column); the
     # deals' true effects have sd 0.1 on rewards of sd 0.3, so the empirical prior cuts it to

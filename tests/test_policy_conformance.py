@@ -93,6 +93,23 @@ CASES = [
         "learned",
     ),
     Case("pair_ts", lambda s: make_policy("pair_ts", seed=s), "context_free", "learned"),
+    # Differentially private LinUCB: the protocol at a budget so large that the noise is
+    # negligible (its privacy cost is measured in benchmarks/bench_private_linucb.py, its
+    # mechanism tested in tests/test_policy_private_linucb.py).
+    Case(
+        "dp_linucb",
+        lambda s: make_policy("dp_linucb", dp_epsilon=1e6, horizon=20_000, batch=10, seed=s),
+        "contextual",
+        "learned",
+    ),
+    Case(
+        "dp_linucb-eps",
+        lambda s: make_policy(
+            "dp_linucb", dp_epsilon=1e6, horizon=20_000, batch=1, epsilon=0.1, seed=s
+        ),
+        "contextual",
+        "learned",
+    ),
     Case("epsilon_greedy", lambda s: EpsilonGreedy(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("popularity", lambda s: Popularity(epsilon=0.1, seed=s), "context_free", "learned"),
     Case("fixed_rule", lambda s: FixedRule(column=0, epsilon=0.2, seed=s), "none", "immediate"),

@@ -130,6 +130,19 @@ def test_new_bundle_summary_is_sensible(bundles: Any) -> None:
     assert nb["policies"]["linucb"]["share"] > 0.05
 
 
+def test_early_share_is_measured_over_the_first_rounds_after_arrival(bundles: Any) -> None:
+    res, summary = bundles
+    nb = summary["cold_start"]["new_bundles"]
+    k = nb["early_rounds"]
+    fair = [
+        float((s.best_new[1500 : 1500 + k] > s.best_old[1500 : 1500 + k]).mean()) for s in res.seeds
+    ]
+    assert nb["early_fair_share"] == pytest.approx(np.mean(fair), rel=1e-5)
+    for label, rec in nb["policies"].items():
+        chose = [s.arms[label].chose_new[1500 : 1500 + k].mean() for s in res.seeds]
+        assert rec["early_share"] == pytest.approx(np.mean(chose), rel=1e-5)
+
+
 # -- (c) drift ----------------------------------------------------------------------------
 def test_drift_is_summarised_with_and_without_forgetting() -> None:
     sc = scenario(

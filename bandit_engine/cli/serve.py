@@ -233,6 +233,16 @@ def serve_policy(
                 fg=typer.colors.YELLOW,
             )
         key = load_hmac_key(file=hmac_key_file, ephemeral=dev)
+        from ..store.crypto import ENV_KEY, cipher_from_env
+
+        if cipher_from_env() is None and not dev:  # a malformed key fails here, before serving
+            typer.secho(
+                f"warning: {ENV_KEY} is not set, so profile values and context vectors are "
+                "stored unencrypted in the event log; set it to 64 random hex characters to "
+                "encrypt them at rest (README: encryption at rest)",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
         if not _is_loopback(host):
             typer.secho(
                 f"warning: binding {host}, which is not a loopback address: the API is reachable "

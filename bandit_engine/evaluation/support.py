@@ -83,6 +83,7 @@ MOSTLY_DETERMINISTIC = 0.5
 #: at ``epsilon=0`` once it has learned, and that the policies left out do not.
 GREEDY_POLICIES = (
     "linucb",
+    "dp_linucb",
     "hybrid_linucb",
     "pair_ucb",
     "epsilon_greedy",

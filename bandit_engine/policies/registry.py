@@ -39,6 +39,7 @@ _BUILTIN: dict[str, str] = {
     "factored_ucb": "bandit_engine.policies.factored:FactoredUCB",
     "factored_ts": "bandit_engine.policies.factored:FactoredTS",
     "apprentice": "bandit_engine.policies.apprentice:ApprenticePolicy",
+    "dp_linucb": "bandit_engine.policies.private_linucb:PrivateLinUCB",
 }
 
 

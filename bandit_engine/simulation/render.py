@@ -214,16 +214,23 @@ def _render_cold_start(summary: dict[str, Any], console: Console) -> None:
             ),
             title_justify="left",
         )
+        early = nb.get("early_rounds")
         t.add_column("policy")
         t.add_column("share chosen", justify="right")
+        if early is not None:
+            t.add_column(
+                f"first {early:,} (fair {nb['early_fair_share'] * 100:.1f}%)", justify="right"
+            )
         t.add_column("rounds to fair share", justify="right")
         t.add_column("exploration cost", justify="right")
         t.add_column("missed gain", justify="right")
         for p, r in nb["policies"].items():
             reach = r["rounds_to_fair_share"]
+            first = [f"{r['early_share'] * 100:.1f}%"] if early is not None else []
             t.add_row(
                 p,
                 f"{r['share'] * 100:.1f}%",
+                *first,
                 "not reached" if reach is None else f"{reach:,.0f}",
                 f"{r['exploration_cost']:.1f}",
                 f"{r['missed_gain']:.1f}",

@@ -179,6 +179,11 @@ def _new_users(result: SimulationResult, controls: list[ArmSpec]) -> dict[str, A
     return out
 
 
+#: Decisions after new bundles arrive over which their early share is reported (issue 9 judges a
+#: policy's cold start for bundles by its share there against the fair share there).
+EARLY_ROUNDS = 2_000
+
+
 def _new_bundles(result: SimulationResult) -> dict[str, Any] | None:
     spec = result.scenario.new_bundles
     if spec is None:
@@ -202,17 +207,26 @@ def _new_bundles(result: SimulationResult) -> dict[str, Any] | None:
         a = int(s.added_at or 0)
         fair.append(float((s.best_new[a:] > s.best_old[a:]).mean()))
     out["fair_share"] = float(np.mean(fair))
+    # the first EARLY_ROUNDS after arrival: how a policy treats bundles it knows nothing about
+    early = []
+    for s in seeds:
+        window = slice(int(s.added_at or 0), int(s.added_at or 0) + EARLY_ROUNDS)
+        early.append(float((s.best_new[window] > s.best_old[window]).mean()))
+    out["early_rounds"] = EARLY_ROUNDS
+    out["early_fair_share"] = float(np.mean(early))
     out["offered_share"] = float(
         np.mean([np.isfinite(s.best_new[int(s.added_at or 0) :]).mean() for s in seeds])
     )
     policies: dict[str, Any] = {}
     for arm in result.arms:
         shares, reach, hours, explore, missed, post_regret, blocks_all = [], [], [], [], [], [], []
+        early_shares = []
         for s, f in zip(seeds, fair, strict=True):
             a = int(s.added_at or 0)
             tr = s.arms[arm.label]
             chose = tr.chose_new[a:]
             shares.append(float(chose.mean()))
+            early_shares.append(float(chose[:EARLY_ROUNDS].mean()))
             blocks = _blocks(chose.astype(np.float64), block)
             blocks_all.append(blocks)
             hit = np.flatnonzero(blocks >= tol * f) if f > 0 else np.array([0])
@@ -233,6 +247,7 @@ def _new_bundles(result: SimulationResult) -> dict[str, Any] | None:
         policies[arm.label] = {
             "role": arm.role,
             "share": float(np.mean(shares)),
+            "early_share": float(np.mean(early_shares)),
             "rounds_to_fair_share": float(np.mean(reach)) if len(reach) == len(seeds) else None,
             "hours_to_fair_share": float(np.mean(hours)) if len(hours) == len(seeds) else None,
             "seeds_reaching_fair_share": len(reach),

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Literal, Protocol, Self, TypeVar
 
 from ..errors import ConfigError, DataError, StoreBusyError, ValidationError
+from .crypto import FieldCipher, cipher_from_env
 from .keys import MIN_KEY_BYTES, key_check, pseudonymize
 
 __all__ = ["LogConnection", "SqlConnection", "SqlCursor", "Synchronous", "check_settings"]
@@ -99,6 +100,8 @@ class LogConnection:
         self._sets: dict[tuple[str, ...], int] = {}
         self._set_ids: dict[int, tuple[str, ...]] = {}
         self._pseudonyms: dict[str, str] = {}
+        # profile values and context vectors are sealed when BANDIT_ENCRYPTION_KEY is set
+        self._cipher: FieldCipher | None = cipher_from_env()
 
     # -- hooks of a backend ------------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .connection import LogConnection
+from .crypto import open_vector, x_aad
 from .rows import FloatArray, unblob
 
 __all__ = ["LogFrames", "bundle_matrix", "context_matrix"]
@@ -109,7 +110,7 @@ class LogFrames(LogConnection):
         Z = np.empty((n, p))
         cols: dict[str, list[Any]] = {name: [] for name in names}
         for i, r in enumerate(rows):
-            X[i] = unblob(r[16], d)
+            X[i] = unblob(open_vector(self._cipher, r[16], d, x_aad(r[0])), d)
             if p:
                 Z[i] = unblob(r[18], p)
             for j, name in enumerate(names):

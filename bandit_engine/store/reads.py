@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import DataError, NotFoundError, ValidationError
 from .connection import LogConnection
+from .crypto import open_text, open_vector, profile_aad, x_aad
 from .rows import JournalEntry, unblob
 
 __all__ = ["LogReads"]
@@ -35,14 +36,20 @@ class LogReads(LogConnection):
 
     def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None:
         """``{platform: fields}`` stored for a user (looked up by pseudonym), or ``None``."""
-        user = self._stored_user(self.pseudonym(user_id))
+        pseudonym = self.pseudonym(user_id)
+        user = self._stored_user(pseudonym)
         with self._lock:
             rows = self._conn.execute(
                 'SELECT platform, fields FROM profiles WHERE "user" = ?', (user,)
             ).fetchall()
         if not rows:
             return None
-        return {str(p): json.loads(f) for p, f in rows}
+        return {
+            str(p): json.loads(
+                open_text(self._cipher, f, profile_aad(pseudonym, str(p)), "profiles.fields")
+            )
+            for p, f in rows
+        }
 
     def decision_ids_of(self, user_id: str) -> list[str]:
         """The ids of every logged decision of a user (looked up by pseudonym)."""
@@ -167,7 +174,9 @@ class LogReads(LogConnection):
                     "propensity": r[6],
                     "policy_version": r[7],
                     "model_id": r[8],
-                    "x": unblob(r[9], int(r[10])),
+                    "x": unblob(
+                        open_vector(self._cipher, r[9], int(r[10]), x_aad(r[1])), int(r[10])
+                    ),
                 },
             )
 

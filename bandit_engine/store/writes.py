@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..records import Decision, LearnedReward
 from .connection import LogConnection
+from .crypto import open_text, profile_aad, seal_text, seal_vector, x_aad
 from .rows import FloatArray, blob, vector
 
 __all__ = ["LogWrites"]
@@ -56,7 +57,7 @@ class LogWrites(LogConnection):
             blob(np.asarray(decision.scores, dtype=np.float64)),
             decision.policy_version,
             model_id,
-            blob(xa),
+            seal_vector(self._cipher, blob(xa), x_aad(decision.decision_id)),
             int(xa.shape[0]),
             blob(za),
             int(za.shape[0]),
@@ -219,12 +220,18 @@ class LogWrites(LogConnection):
             raise ValidationError.for_field("platform", platform, "must be a non-empty string")
         if not isinstance(fields, Mapping):
             raise ValidationError.for_field("fields", fields, "must be a mapping field -> value")
-        user = self._stored_user(self.pseudonym(user_id))
+        pseudonym = self.pseudonym(user_id)
+        user = self._stored_user(pseudonym)
+        aad = profile_aad(pseudonym, platform)
         with self.transaction():
             row = self._conn.execute(
                 'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?', (user, platform)
             ).fetchone()
-            merged: dict[str, Any] = {} if (row is None or replace) else json.loads(row[0])
+            merged: dict[str, Any] = (
+                {}
+                if (row is None or replace)
+                else json.loads(open_text(self._cipher, row[0], aad, "profiles.fields"))
+            )
             merged.update(fields)
             try:
                 text = json.dumps(merged, allow_nan=False, separators=(",", ":"), sort_keys=True)
@@ -236,6 +243,11 @@ class LogWrites(LogConnection):
                 'INSERT INTO profiles ("user", platform, fields, updated_at) VALUES (?,?,?,?) '
                 'ON CONFLICT("user", platform) DO UPDATE SET fields = excluded.fields, '
                 "updated_at = excluded.updated_at",
-                (user, platform, text, time.time() if now is None else float(now)),
+                (
+                    user,
+                    platform,
+                    seal_text(self._cipher, text, aad),
+                    time.time() if now is None else float(now),
+                ),
             )
         return merged
