@@ -462,3 +462,41 @@ def test_the_learner_serves_its_lag_and_role_as_metrics(tmp_path: Path) -> None:
             http.shutdown()
         slog.close()
         llog.close()
+
+
+def test_the_learner_reads_encrypted_contexts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 15: contexts are sealed in the log; the learner opens them with the same key
+    monkeypatch.setenv("BANDIT_ENCRYPTION_KEY", "ab" * 32)
+    db = str(tmp_path / "sealed.sqlite")
+    clock = Clock()
+    slog = open_log(db, hmac_key=KEY)
+    llog = open_log(db, hmac_key=None)
+    try:
+        server = _server(slog, 0, _small, clock, 0)
+        learner = Learner(_small, llog, open_lease(llog), grace=0.0, clock=clock)
+        assert learner.try_lead()
+        ids = [server.decide(u).decision_id for u in USERS]
+        raw = sqlite3.connect(db).execute("SELECT x, x_dim FROM decisions LIMIT 1").fetchone()
+        assert len(raw[0]) != 8 * raw[1]  # sealed, not the plain float64 blob
+        clock.t += WINDOW + 1.0
+        learner.step()
+        assert learner.engine is not None and learner.engine.n_learned == len(ids)
+        _assert_same_policy(Learner.replay(_small, llog, learner.position), learner.engine)
+        # the learner's reader opens each context as the log's own reader does
+        ours = {
+            e.data["decision_id"]: e.data["x"]
+            for e in llog.tail(0, llog.last_seq())
+            if e.kind == "decision"
+        }
+        theirs = {
+            e.data["decision_id"]: e.data["x"]
+            for e in llog.entries_since(0)
+            if e.kind == "decision"
+        }
+        assert ours.keys() == theirs.keys() == set(ids)
+        assert all(np.array_equal(ours[k], theirs[k]) for k in ids)
+    finally:
+        slog.close()
+        llog.close()

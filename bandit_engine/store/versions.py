@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from .connection import LogConnection
+from .crypto import open_vector, x_aad
 from .rows import JournalEntry, unblob
 
 __all__ = ["LeaseRow", "LogVersions", "VersionInfo"]
@@ -225,7 +226,10 @@ class LogVersions(LogConnection):
                 "propensity": float(r[5]),
                 "policy_version": r[6],
                 "model_id": r[7],
-                "x": unblob(r[8], int(r[9])),
+                # a sealed context (issue 15's encryption at rest) is opened with the log's key
+                "x": unblob(
+                    open_vector(self._cipher, r[8], int(r[9]), x_aad(str(r[1]))), int(r[9])
+                ),
                 "z": unblob(r[10], None if r[11] is None else int(r[11])),
             },
         )
