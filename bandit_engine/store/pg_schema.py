@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
+from .roles_schema import ROLE_TABLES, pg_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
 
@@ -133,26 +134,33 @@ def _version_2(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
-_OWN_TABLES = frozenset(
-    {
-        "meta",
-        "journal_seq",
-        "decisions",
-        "events",
-        "learned",
-        "admin",
-        "candidate_sets",
-        "profiles",
-        "rule_shows",
-        "rule_budgets",
-        "decision_modes",
-    }
+_OWN_TABLES = (
+    frozenset(
+        {
+            "meta",
+            "journal_seq",
+            "decisions",
+            "events",
+            "learned",
+            "admin",
+            "candidate_sets",
+            "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
+        }
+    )
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
 _ATTEMPTS = 5
 
-MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (_version_1, _version_2)
+MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
+    _version_1,
+    _version_2,
+    pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

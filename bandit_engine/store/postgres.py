@@ -67,6 +67,7 @@ from .profile_bulk import PgProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .target import is_url, redact
+from .versions import LogVersions
 from .writes import LogWrites
 
 __all__ = ["PgSession", "PostgresConnection", "PostgresEventLog", "to_pg"]
@@ -116,6 +117,10 @@ def _fetch(cur: psycopg.Cursor[Any]) -> _Rows:
     return _Rows(cur.rowcount, cur.fetchall() if cur.description is not None else [])
 
 
+#: errors meaning the log's tables are not reachable any more (beside lost connections)
+_GONE = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)
+
+
 class PgSession:
     """Runs the shared SQL on PostgreSQL: inside a transaction on that transaction's connection,
     otherwise on a pooled connection (autocommit) for the one statement.
@@ -137,6 +142,10 @@ class PgSession:
                 return _fetch(self.tx.execute(query, parameters))
             with self.pool.connection() as conn:
                 return _fetch(conn.execute(query, parameters))
+        except _GONE as exc:
+            # a lost connection, or the log's schema dropped under a running server (issue 12):
+            # the database cannot serve the log now; callers answer 503, never a half-logged result
+            raise StoreBusyError.during(self.where, exc) from exc
         except psycopg.OperationalError as exc:
             raise StoreBusyError.during(self.where, exc) from exc
 
@@ -428,7 +437,13 @@ class PostgresConnection(LogConnection):
 
 
 class PostgresEventLog(
-    LogWrites, LogReads, LogRetention, LogFrames, PgProfileBulk, PostgresConnection
+    LogWrites,
+    LogReads,
+    LogRetention,
+    LogFrames,
+    PgProfileBulk,
+    LogVersions,
+    PostgresConnection,
 ):
     """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
 

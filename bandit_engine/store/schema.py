@@ -25,6 +25,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
+from .roles_schema import ROLE_TABLES, sqlite_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
 
@@ -153,23 +154,30 @@ def _version_2(conn: sqlite3.Connection) -> None:
     )
 
 
-_OWN_TABLES = frozenset(
-    {
-        "meta",
-        "journal_seq",
-        "decisions",
-        "events",
-        "learned",
-        "admin",
-        "candidate_sets",
-        "profiles",
-        "rule_shows",
-        "rule_budgets",
-        "decision_modes",
-    }
+_OWN_TABLES = (
+    frozenset(
+        {
+            "meta",
+            "journal_seq",
+            "decisions",
+            "events",
+            "learned",
+            "admin",
+            "candidate_sets",
+            "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
+        }
+    )
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _version_1,
+    _version_2,
+    sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
