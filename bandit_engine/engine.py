@@ -329,7 +329,7 @@ class Engine:
         fn = self.pseudonym_fn
         return plan.assign(fn(user_id) if fn is not None else _plain_pseudonym(user_id))
 
-    def _policy_of(self, group: str | None) -> Policy:
+    def policy_of(self, group: str | None) -> Policy:
         if group is None or group == POLICY_GROUP:
             return self.policy
         policy = self.holdout_policies.get(group)
@@ -645,7 +645,7 @@ class Engine:
         mode: str | None = None,
     ) -> Decision:
         # a rule's fallback policy when given, else the decision's holdout group's policy
-        chooser = self._policy_of(group) if policy is None else policy
+        chooser = self.policy_of(group) if policy is None else policy
         choice = chooser.choose(x, ids, Z)
         i = choice.index
         bundle_id = ids[i]
@@ -900,7 +900,7 @@ class Engine:
                 )
             else:
                 # a holdout group's decision teaches its own policy only
-                self._policy_of(p.group).update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
+                self.policy_of(p.group).update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
             self.n_learned += 1
             rec = LearnedReward(
                 c.decision_id, p.bundle_id, c.reward, c.status, c.n_events, c.closed_at

@@ -33,7 +33,14 @@ import numpy as np
 
 from .errors import ModelFileError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_state", "write_state"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "dump_state",
+    "load_state",
+    "read_state",
+    "write_state",
+]
 
 FORMAT_NAME = "bandit-engine"
 FORMAT_VERSION = 1
@@ -86,10 +93,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_state(
-    path: str | os.PathLike[str], state: Mapping[str, Any], *, library_version: str
-) -> None:
-    """Write ``state`` (JSON data, numpy arrays and bytes) atomically to ``path``."""
+def dump_state(state: Mapping[str, Any], *, library_version: str) -> bytes:
+    """``state`` (JSON data, numpy arrays and bytes) as the bytes of a model file (what
+    :func:`write_state` writes; a model version stored in the event log holds them)."""
     arrays: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
     json_tree = _split(state, arrays, blobs, "state")
@@ -107,15 +113,25 @@ def write_state(
         "library_version": library_version,
         "members": {name: _sha256(data) for name, data in members.items()},
     }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, indent=1))
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def write_state(
+    path: str | os.PathLike[str], state: Mapping[str, Any], *, library_version: str
+) -> None:
+    """Write ``state`` (JSON data, numpy arrays and bytes) atomically to ``path``."""
+    data = dump_state(state, library_version=library_version)
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, indent=1))
-                for name, data in members.items():
-                    zf.writestr(name, data)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -146,6 +162,12 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(
             f"cannot read model file {where!r}: {exc}", field="path", value=where
         ) from None
+    return load_state(raw, where)
+
+
+def load_state(raw: bytes, where: str) -> dict[str, Any]:
+    """Verify and decode the bytes of a model file (:func:`dump_state`); ``where`` names them in
+    errors."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
             names = set(zf.namelist())

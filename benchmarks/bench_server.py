@@ -63,6 +63,24 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children (``--workers``: the supervisor's decision servers
+    and learners)."""
+    total = _cpu_seconds(pid)
+    try:
+        kids = subprocess.check_output(["pgrep", "-P", str(pid)], text=True).split()
+    except (subprocess.CalledProcessError, OSError):
+        kids = []
+    return total + sum(_cpu_seconds(int(k)) for k in kids)
+
+
+def _n_children(pid: int) -> int:
+    try:
+        return len(subprocess.check_output(["pgrep", "-P", str(pid)], text=True).split())
+    except (subprocess.CalledProcessError, OSError):
+        return 0
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -198,7 +216,7 @@ async def run_phase(
             pool.put_nowait(conn)
             phase.completed += 1
 
-    cpu0 = _cpu_seconds(pid)
+    cpu0 = _tree_cpu_seconds(pid)
     start = time.perf_counter()
     n = int(rate * seconds)
     for i in range(n):
@@ -211,7 +229,7 @@ async def run_phase(
         t.add_done_callback(tasks.discard)
     await asyncio.gather(*list(tasks))
     phase.elapsed = time.perf_counter() - start
-    phase.server_cpu = _cpu_seconds(pid) - cpu0
+    phase.server_cpu = _tree_cpu_seconds(pid) - cpu0
     while not pool.empty():
         pool.get_nowait().close()
     return phase
@@ -257,16 +275,16 @@ def _pg_schema(url: str, name: str, *, drop: bool = False) -> str:
 
 
 def _start_server(
-    args: argparse.Namespace, sync: str, workdir: Path
+    args: argparse.Namespace, sync: str, workdir: Path, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = dict(os.environ)
     env.update({"BANDIT_API_TOKEN": TOKEN, "BANDIT_HMAC_KEY": HMAC_KEY})
     if args.db:
-        db = _pg_schema(args.db, f"bench_{sync.lower()}_{os.getpid()}")
+        db = _pg_schema(args.db, f"bench_{sync.lower()}_{workers}_{os.getpid()}")
         where = ["--db", db, "--checkpoint-dir", str(workdir / f"cps-{sync}")]
     else:
-        where = ["--db", str(workdir / f"bench-{sync}.sqlite")]
+        where = ["--db", str(workdir / f"bench-{sync}-{workers}.sqlite")]
     cmd = [
         sys.executable,
         "-c",
@@ -279,22 +297,32 @@ def _start_server(
         sync,
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
+        *getattr(args, "server_arg", []),
     ]
     if args.model:
         cmd += ["--model", args.model]
     else:
         cmd += ["--demo-policy", args.policy]
-    log = open(workdir / f"server-{sync}.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    log = open(workdir / f"server-{sync}-{workers}.log", "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {(workdir / f'server-{sync}.log').read_text()}")
+            raise SystemExit(
+                f"server exited: {(workdir / f'server-{sync}-{workers}.log').read_text()}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(_HEALTHZ)
                 if b" 200 " in s.recv(1024):
-                    return proc, port
+                    if workers == 1:
+                        return proc, port
+                    # every decision server and both learners started, and had time to load
+                    if _n_children(proc.pid) >= workers + 2:
+                        time.sleep(5.0)
+                        return proc, port
         except OSError:
             pass
         time.sleep(0.2)
@@ -378,7 +406,32 @@ def main(argv: list[str] | None = None) -> int:
         help="policy of the demo engine without --model (issue 5's workload: linucb; the "
         "serve-policy default pair_ucb sustains less, see benchmarks/README.md)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="decision server processes (serve-policy --workers N: N decision servers + a learner "
+        "and a standby learner under a supervisor)",
+    )
+    p.add_argument(
+        "--compare-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="issue 12: step the rate up (--rates, --step-seconds each) against --workers 1 and "
+        "--workers N, and report the highest rate each sustains at p99 <= 50 ms with 0 errors",
+    )
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra serve-policy argument (repeat; e.g. --server-arg=--refresh-interval=30)",
+    )
+    p.add_argument("--rates", default="400,600,800,1000,1200,1400,1600,1800,2000,2400")
+    p.add_argument("--step-seconds", type=float, default=10.0)
     args = p.parse_args(argv)
+    if args.compare_workers:
+        return compare_workers(args)
     if not (0 < args.seconds <= 600 and 0 < args.trivial_seconds <= 600):
         p.error("durations must be in (0, 600] seconds")
     try:
@@ -397,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         work = Path(tmp)
         for sync in settings:
-            proc, port = _start_server(args, sync, work)
+            proc, port = _start_server(args, sync, work, args.workers)
             try:
 
                 async def go(port: int, pid: int) -> list[Phase]:
@@ -440,9 +493,115 @@ def main(argv: list[str] | None = None) -> int:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
                 if args.db:
-                    _pg_schema(args.db, f"bench_{sync.lower()}_{os.getpid()}", drop=True)
+                    _pg_schema(
+                        args.db, f"bench_{sync.lower()}_{args.workers}_{os.getpid()}", drop=True
+                    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
+
+
+def compare_workers(args: argparse.Namespace) -> int:
+    """``--compare-workers N`` (issue 12): the highest rate one process and N decision servers
+    each sustain with every step passing (>= 98% of the rate, p99 <= 50 ms, 0 errors)."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    sync = "NORMAL" if args.sync == "all" else args.sync
+    rates = [float(r) for r in args.rates.split(",")]
+    print(
+        f"cores: {os.cpu_count()}  load average before: {os.getloadavg()[0]:.2f}  "
+        f"log: {'PostgreSQL' if args.db else 'SQLite'}  synchronous: {sync}  "
+        f"step: {args.step_seconds:g} s  (the load generator runs on the same cores)"
+    )
+    best: dict[int, float] = {}  # highest rate with every step so far at p99 <= 50 ms
+    capacity: dict[int, float] = {}  # highest rate kept up with (>= 98%, 0 errors), any p99
+    all_passed: dict[int, bool] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+        for workers in (1, args.compare_workers):
+            proc, port = _start_server(args, sync, Path(tmp), workers)
+            best[workers] = capacity[workers] = 0.0
+            all_passed[workers] = True
+            try:
+
+                async def steps(port: int, pid: int, workers: int) -> None:
+                    users = await _eligible_users(
+                        port,
+                        [f"U{i:06d}" for i in range(1, 2001)]
+                        if not args.model
+                        else [f"user{i}" for i in range(500)],
+                        500,
+                    )
+                    # warm every decision server up (the probe above reached one of them over
+                    # one connection; a first decision compiles kernels and fills caches)
+                    await run_phase(
+                        port,
+                        pid=pid,
+                        name="warmup",
+                        rate=100.0,
+                        seconds=4.0,
+                        connections=args.connections,
+                        users=users,
+                        trivial=False,
+                    )
+                    for rate in rates:
+                        ph = await run_phase(
+                            port,
+                            pid=pid,
+                            name="engine",
+                            rate=rate,
+                            seconds=args.step_seconds,
+                            connections=args.connections,
+                            users=users,
+                            trivial=False,
+                        )
+                        summ = ph.summary()
+                        dec, ev = summ.get("decision", {}), summ.get("event", {})
+                        errors = sum(ph.errors.values())
+                        p99 = max(dec.get("p99_ms", 1e9), ev.get("p99_ms", 1e9))
+                        kept_up = (
+                            dec.get("per_s", 0) >= 0.98 * rate
+                            and ev.get("per_s", 0) >= 0.98 * rate
+                            and errors == 0
+                        )
+                        passed = kept_up and p99 <= 50.0
+                        print(
+                            f"workers {workers}  rate {rate:6.0f}/s  decisions "
+                            f"{dec.get('per_s', 0):7.0f}/s  p50 {dec.get('p50_ms', 0):6.2f} ms  "
+                            f"p99 {p99:7.2f} ms  errors {errors}  server CPU "
+                            f"{ph.server_cpu / ph.elapsed:.2f} cores  "
+                            f"{'ok' if passed else ('p99 FAIL' if kept_up else 'FAIL')}  "
+                            f"(load {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
+                        if not kept_up:
+                            break
+                        capacity[workers] = rate
+                        if passed and all_passed[workers]:
+                            best[workers] = rate
+                        all_passed[workers] &= passed
+
+                runner(steps(port, proc.pid, workers))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(90)
+                if args.db:
+                    _pg_schema(args.db, f"bench_{sync.lower()}_{workers}_{os.getpid()}", drop=True)
+    n = args.compare_workers
+    ratio = best[n] / best[1] if best[1] else float("nan")
+    cap_ratio = capacity[n] / capacity[1] if capacity[1] else float("nan")
+    print(
+        f"highest rate at p99 <= 50 ms: 1 process {best[1]:.0f}/s, {n} decision servers "
+        f"{best[n]:.0f}/s: {ratio:.2f}x (target >= 1.6x)"
+    )
+    print(
+        f"highest rate kept up with (any p99): 1 process {capacity[1]:.0f}/s, {n} decision "
+        f"servers {capacity[n]:.0f}/s: {cap_ratio:.2f}x  load average after: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    return 0 if ratio >= 1.6 else 1
 
 
 if __name__ == "__main__":

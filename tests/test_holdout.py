@@ -247,3 +247,44 @@ def test_serve_policy_refuses_a_bad_holdout_before_serving(
     )
     assert r.exit_code == 3, r.output
     assert message in r.output
+
+
+def test_the_learner_role_teaches_each_group_its_own_decisions(tmp_path: Path) -> None:
+    """Split deployment (issue 12): a decision server logs the group, the learner routes each
+    reward to the group's policy, as the single-process engine does."""
+    from bandit_engine.service.decider import DecisionService
+    from bandit_engine.service.learner import Learner
+    from bandit_engine.store import open_log
+    from bandit_engine.store.lease import open_lease
+
+    t = [T0]
+
+    def base() -> Any:
+        e = small_engine(window=30.0)
+        e.set_holdout(plan(("pop", 0.4, "popularity")))
+        return e
+
+    db = str(tmp_path / "split.sqlite")
+    slog = open_log(db, hmac_key=KEY)
+    llog = open_log(db, hmac_key=None)
+    try:
+        engine = base()
+        engine.clock = lambda: t[0]
+        server = DecisionService(engine, slog, version=0, server_index=0)
+        learner = Learner(base, llog, open_lease(llog), grace=0.0, clock=lambda: t[0])
+        assert learner.try_lead()
+        groups: Counter[str] = Counter()
+        for i in range(40):
+            d = server.decide(f"user{i}")
+            groups[str(d.group)] += 1
+        assert groups["pop"] and groups["policy"]
+        learner.step()
+        t[0] += 31.0
+        learner.step()
+        learned = learner.engine
+        assert learned is not None and learned.n_learned == 40
+        assert learned.holdout_policies["pop"].n_updates_ == groups["pop"]
+        assert learned.policy.n_updates_ == groups["policy"]
+    finally:
+        slog.close()
+        llog.close()

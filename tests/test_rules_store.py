@@ -232,7 +232,7 @@ def test_a_version_1_log_is_migrated_and_keeps_its_rows(
         assert old.get_meta("schema_version") == "1"
         old.close()
     service = _service(db)
-    assert service.log.get_meta("schema_version") == str(schema.SCHEMA_VERSION)  # the newest
+    assert service.log.get_meta("schema_version") == str(schema.SCHEMA_VERSION)
     assert service.log.get_profile("U000001") == {"groupbuy": {"city": "beijing"}}
     for i in range(4):
         with contextlib.suppress(NoOfferError):  # the cap may leave nothing: a no-offer

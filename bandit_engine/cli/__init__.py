@@ -81,6 +81,11 @@ from .profiles import register as _register_profiles  # noqa: E402
 
 _register_profiles(app)
 
+# the learner role of the split deployment (learn) lives in its own module (issue 12)
+from .learn import register as _register_learn  # noqa: E402
+
+_register_learn(app)
+
 # live measurement (report, export) lives in its own module
 from .report import register as _register_report  # noqa: E402
 

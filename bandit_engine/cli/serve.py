@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -143,6 +143,31 @@ def serve_policy(
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log each request."
     ),
+    # issue 12: the split roles (decision servers, one learner); see server/roles.py
+    role: str = typer.Option(
+        "all",
+        "--role",
+        help="all: one process decides and learns (default); decide: decision server(s) that "
+        "load the learner's model versions; learner: the learner only (as `bandit learn`).",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        help="Decision server processes sharing --port (SO_REUSEPORT); with --role all and N > 1, "
+        "N decision servers plus a learner and a standby learner under a supervisor.",
+    ),
+    refresh_interval: float = typer.Option(
+        2.0, "--refresh-interval", help="Seconds between a decision server's version checks."
+    ),
+    busy_timeout: float = typer.Option(
+        30.0, "--busy-timeout", help="Seconds a write waits for another process's lock (then 503)."
+    ),
+    learner_metrics_port: int | None = typer.Option(
+        None,
+        "--learner-metrics-port",
+        help="With --workers: the learner's /metrics port (the standby learner's is the next one).",
+    ),
+    server_index: int = typer.Option(0, "--server-index", hidden=True),
 ) -> None:
     """Serve decisions over HTTP with a durable event log (SQLite or PostgreSQL) and online
     learning."""
@@ -163,6 +188,30 @@ def serve_policy(
 
         if blas_threads < 1:
             raise ConfigError.for_field("blas_threads", blas_threads, "must be >= 1")
+        if role not in ("all", "decide", "learner"):
+            raise ConfigError.for_field("role", role, "must be all, decide or learner")
+        if workers < 1:
+            raise ConfigError.for_field("workers", workers, "must be >= 1")
+        if role == "learner" or workers > 1:
+            if dev:
+                raise ConfigError.for_field(
+                    "dev", True, f"cannot be combined with --role {role} --workers {workers}"
+                )
+            if db is None:
+                raise ConfigError.for_field("db", None, "must be given with the split roles")
+            _split_roles(
+                db=db,
+                role=role,
+                workers=workers,
+                model=model,
+                demo_seed=demo_seed,
+                demo_policy=demo_policy,
+                synchronous=synchronous,
+                busy_timeout=busy_timeout,
+                learner_metrics_port=learner_metrics_port,
+                blas_threads=blas_threads,
+            )
+            return
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
         threadpool_limits(limits=blas_threads, user_api="blas")
@@ -253,12 +302,21 @@ def serve_policy(
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             accept_rollback=accept_rollback,
+            role=role,
+            refresh_interval=refresh_interval,
+            server_index=server_index,
+            busy_timeout=busy_timeout,
             rules=rules,
             apprentice=apprentice,
             holdout=plan,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-        app, log = open_server(settings, hmac_key=key)
+        if role == "decide":
+            from ..server.roles import open_decision_server
+
+            app, log = open_decision_server(settings, hmac_key=key)
+        else:
+            app, log = open_server(settings, hmac_key=key)
         engine = app.state.worker.engine
         typer.echo(
             f"serving model {engine.model_id} ({engine.policy.name}) on http://{host}:{port} "
@@ -291,24 +349,104 @@ def serve_policy(
         # signal again for the handler that was there before it. That handler is ours and does
         # nothing, so the log below is closed (WAL copied into the main file) and we exit 0.
         previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+        options: dict[str, Any] = {
+            "loop": loop,
+            "http": http,
+            "log_level": log_level.lower(),
+            "access_log": access_log,
+            "timeout_graceful_shutdown": 30,
+            "lifespan": "on",
+        }
         try:
-            uvicorn.run(
-                app,
-                host=host,
-                port=port,
-                loop=loop,
-                http=http,
-                log_level=log_level.lower(),
-                access_log=access_log,
-                timeout_graceful_shutdown=30,
-                lifespan="on",
-            )
+            if role == "decide":
+                # decision servers share the port: each binds it with SO_REUSEPORT
+                from ..server.supervisor import reuse_port_socket
+
+                sock = reuse_port_socket(host, port)
+                uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options)).run(
+                    sockets=[sock]
+                )
+            else:
+                uvicorn.run(app, host=host, port=port, **options)
         finally:
+            reader = getattr(app.state, "reader", None)
+            if reader is not None:
+                reader.close()
             log.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     run(body)
+
+
+def _split_roles(
+    *,
+    db: str,
+    role: str,
+    workers: int,
+    model: str | None,
+    demo_seed: int,
+    demo_policy: str,
+    synchronous: str,
+    busy_timeout: float,
+    learner_metrics_port: int | None,
+    blas_threads: int,
+) -> None:
+    """``--role learner`` in this process, or ``--workers N``: N decision servers (each this
+    command with ``--role decide --workers 1``) plus, for ``--role all``, one learner, under
+    :func:`~bandit_engine.server.supervisor.supervise`."""
+    from ..server.supervisor import Child, child_command, supervise
+    from .learn import run_learner
+
+    learner_args = {
+        "db": db,
+        "model": model,
+        "demo_seed": demo_seed,
+        "demo_policy": demo_policy,
+        "synchronous": synchronous,
+        "busy_timeout": busy_timeout,
+        "grace": 2.0,
+        "publish_interval": 2.0,
+        "keep_versions": 5,
+        "lease_ttl": 6.0,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": learner_metrics_port,
+        "blas_threads": blas_threads,
+    }
+    if role == "learner":
+        if workers != 1:
+            from ..errors import ConfigError
+
+            raise ConfigError.for_field("workers", workers, "must be 1 with --role learner")
+        run_learner(**learner_args)  # type: ignore[arg-type]
+        return
+    own = sys.argv[1:]  # this very command line; click keeps the last value of a repeated option
+    children = [
+        Child(
+            f"decision server {i}",
+            child_command([*own, "--role", "decide", "--workers", "1", "--server-index", str(i)]),
+        )
+        for i in range(workers)
+    ]
+    if role == "all":
+        args = ["learn", "--db", db, "--synchronous", synchronous]
+        args += ["--busy-timeout", str(busy_timeout), "--blas-threads", str(blas_threads)]
+        args += ["--model", model] if model else ["--demo-seed", str(demo_seed)]
+        args += ["--demo-policy", demo_policy]
+        # a standby learner waits for the lease: a take-over does not wait for a process start;
+        # its metrics (if served) are on the next port
+        for k, name in enumerate(("learner", "standby learner")):
+            metrics = []
+            if learner_metrics_port is not None:
+                metrics = ["--metrics-port", str(learner_metrics_port + k)]
+            children.append(Child(name, child_command([*args, *metrics])))
+    typer.echo(
+        f"supervising {workers} decision servers"
+        + (" and two learners (one holds the role, one stands by)" if role == "all" else "")
+        + " (SIGTERM stops them all)",
+        err=True,
+    )
+    supervise(children)
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:

@@ -214,19 +214,10 @@ def open_server(
     return app, log
 
 
-def create_app(
-    engine: Engine,
-    log: EventStore,
-    settings: ServerSettings,
-    *,
-    base: Callable[[], Engine] | None = None,
-) -> FastAPI:
-    """The HTTP application over a ready ``engine`` and its event ``log``.
-
-    ``base`` builds the base engine when the worker must rebuild after a failure (default:
-    :func:`base_engine_factory`). The worker thread starts with the app's lifespan and stops (after a
-    final checkpoint) when the app shuts down.
-    """
+def _single_process_worker(
+    engine: Engine, log: EventStore, settings: ServerSettings, base: Callable[[], Engine] | None
+) -> EngineWorker:
+    """The worker of ``--role all``: one engine that decides and learns, with checkpoints."""
     metrics = Metrics()
     checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
     build = base if base is not None else base_engine_factory(settings)
@@ -249,7 +240,7 @@ def create_app(
     def rebuild() -> LoggedEngine:
         return configured(_restore(build, log, checkpointer, settings, clock=clock, **options)[0])
 
-    worker = EngineWorker(
+    return EngineWorker(
         configured(LoggedEngine(engine, log, checkpoints=checkpointer, **options)),
         rebuild=rebuild,
         metrics=metrics,
@@ -260,6 +251,26 @@ def create_app(
         checkpoint_seconds=settings.checkpoint_seconds,
         fork_checkpoints=settings.fork_checkpoints,
     )
+
+
+def create_app(
+    engine: Engine,
+    log: EventStore,
+    settings: ServerSettings,
+    *,
+    base: Callable[[], Engine] | None = None,
+    worker: EngineWorker | None = None,
+) -> FastAPI:
+    """The HTTP application over a ready ``engine`` and its event ``log``.
+
+    ``base`` builds the base engine when the worker must rebuild after a failure (default:
+    :func:`base_engine_factory`). The worker thread starts with the app's lifespan and stops (after a
+    final checkpoint) when the app shuts down. ``worker`` replaces the single-process worker (a
+    decision server of the split roles brings its own: :mod:`bandit_engine.server.roles`).
+    """
+    if worker is None:
+        worker = _single_process_worker(engine, log, settings, base)
+    metrics = worker.metrics
     metrics.gauge(
         "bandit_pending_decisions",
         "Decisions waiting for their attribution window to close.",

@@ -81,6 +81,15 @@ class ServerSettings:
     accept_rollback
         Start even when the purged journal cannot bring the newest usable checkpoint up to the
         logged state (learning since that checkpoint is lost); refused by default.
+    role
+        ``"all"`` (one process decides and learns, with checkpoints: the default) or ``"decide"``
+        (a decision server of the split roles: decides with the newest model version the
+        learner published and never learns; :mod:`bandit_engine.server.roles`). A decision
+        server writes no checkpoints, so ``checkpoint_dir`` is not needed for it.
+    refresh_interval
+        Seconds between a decision server's checks for a newer model version.
+    server_index
+        A decision server's number among its peers (seeds its random generator).
     rules
         A TOML file of business rules (:class:`~bandit_engine.rules.Rules`), applied on top of
         whatever the model or checkpoint holds; ``None`` keeps the model's own.
@@ -113,6 +122,10 @@ class ServerSettings:
     fast_path: bool = True
     fork_checkpoints: bool = True
     accept_rollback: bool = False
+    # issue 12: the split roles (server/roles.py)
+    role: str = "all"
+    refresh_interval: float = 2.0
+    server_index: int = 0
     rules: str | None = None
     apprentice: str | None = None
     holdout: HoldoutPlan | None = None
@@ -129,7 +142,18 @@ class ServerSettings:
                 raise ConfigError.for_field(
                     f"role_tokens.{role}", type(token).__name__, "must be a Secret"
                 )
-        if is_url(self.db) and self.checkpoint_dir is None:
+        if self.role not in ("all", "decide"):
+            raise ConfigError.for_field("role", self.role, "must be 'all' or 'decide'")
+        if self.role == "decide" and self.apprentice is not None:
+            raise ConfigError.for_field(
+                "apprentice",
+                self.apprentice,
+                "is served by one process (--role all) only: the split roles do not run "
+                "apprentice mode yet",
+            )
+        _positive("refresh_interval", self.refresh_interval)
+        _positive("server_index", self.server_index, integer=True, allow_zero=True)
+        if is_url(self.db) and self.checkpoint_dir is None and self.role == "all":
             raise ConfigError.for_field(
                 "checkpoint_dir",
                 None,

@@ -8,13 +8,21 @@ from .profile_bulk import LogProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .sqlite import SQLiteConnection
+from .versions import LogVersions
 from .writes import LogWrites
 
 __all__ = ["EventLog"]
 
 
 class EventLog(
-    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, LogProfileBulk, SQLiteConnection
+    LogWrites,
+    LogReads,
+    LogRetention,
+    LogFrames,
+    LogColumns,
+    LogProfileBulk,
+    LogVersions,
+    SQLiteConnection,
 ):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 

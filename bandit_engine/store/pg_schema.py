@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
+from .roles_schema import ROLE_TABLES, pg_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
 
@@ -133,27 +134,30 @@ def _version_2(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
-def _version_3(conn: psycopg.Connection[Any]) -> None:
+def _version_4(conn: psycopg.Connection[Any]) -> None:
     """Reporting (issue 13): the decision's holdout group and its user's segment, as in SQLite's
-    step 3 (NULL-able TEXT columns: PostgreSQL adds them without rewriting the table)."""
+    step 4 (NULL-able TEXT columns: PostgreSQL adds them without rewriting the table)."""
     for column in ("grp", "presence", "city"):
         conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
 
 
-_OWN_TABLES = frozenset(
-    {
-        "meta",
-        "journal_seq",
-        "decisions",
-        "events",
-        "learned",
-        "admin",
-        "candidate_sets",
-        "profiles",
-        "rule_shows",
-        "rule_budgets",
-        "decision_modes",
-    }
+_OWN_TABLES = (
+    frozenset(
+        {
+            "meta",
+            "journal_seq",
+            "decisions",
+            "events",
+            "learned",
+            "admin",
+            "candidate_sets",
+            "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
+        }
+    )
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
@@ -162,7 +166,8 @@ _ATTEMPTS = 5
 MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
     _version_1,
     _version_2,
-    _version_3,
+    pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_4,  # issue 13: holdout group and segment per decision
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -68,6 +68,7 @@ from .profile_bulk import PgProfileBulk
 from .reads import LogReads
 from .retention import LogRetention
 from .target import is_url, redact
+from .versions import LogVersions
 from .writes import LogWrites
 
 __all__ = ["PgSession", "PostgresConnection", "PostgresEventLog", "to_pg"]
@@ -117,6 +118,10 @@ def _fetch(cur: psycopg.Cursor[Any]) -> _Rows:
     return _Rows(cur.rowcount, cur.fetchall() if cur.description is not None else [])
 
 
+#: errors meaning the log's tables are not reachable any more (beside lost connections)
+_GONE = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)
+
+
 class PgSession:
     """Runs the shared SQL on PostgreSQL: inside a transaction on that transaction's connection,
     otherwise on a pooled connection (autocommit) for the one statement.
@@ -138,6 +143,10 @@ class PgSession:
                 return _fetch(self.tx.execute(query, parameters))
             with self.pool.connection() as conn:
                 return _fetch(conn.execute(query, parameters))
+        except _GONE as exc:
+            # a lost connection, or the log's schema dropped under a running server (issue 12):
+            # the database cannot serve the log now; callers answer 503, never a half-logged result
+            raise StoreBusyError.during(self.where, exc) from exc
         except psycopg.OperationalError as exc:
             raise StoreBusyError.during(self.where, exc) from exc
 
@@ -429,7 +438,14 @@ class PostgresConnection(LogConnection):
 
 
 class PostgresEventLog(
-    LogWrites, LogReads, LogRetention, LogFrames, LogColumns, PgProfileBulk, PostgresConnection
+    LogWrites,
+    LogReads,
+    LogRetention,
+    LogFrames,
+    LogColumns,
+    PgProfileBulk,
+    LogVersions,
+    PostgresConnection,
 ):
     """PostgreSQL event log: decisions, events, learned rewards, admin ops, profiles.
 

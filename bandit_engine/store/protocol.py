@@ -17,6 +17,7 @@ import pandas as pd
 from ..records import Decision, LearnedReward
 from .connection import Synchronous
 from .rows import FloatArray, JournalEntry
+from .versions import LeaseRow, VersionInfo
 
 __all__ = ["EventStore"]
 
@@ -194,6 +195,44 @@ class EventStore(Protocol):
     def integrity_check(self) -> str: ...
 
     def close(self) -> None: ...
+
+    # model versions and the learner lease (issue 12: store/versions.py)
+    def publish_version(
+        self,
+        state: bytes,
+        *,
+        log_seq: int,
+        model_id: str,
+        policy_version: str,
+        n_learned: int,
+        learner: str,
+        keep: int = 5,
+        now: float | None = None,
+    ) -> int: ...
+
+    def latest_version(self) -> VersionInfo | None: ...
+
+    def version_state(self, version: int) -> bytes | None: ...
+
+    def versions(self) -> list[VersionInfo]: ...
+
+    def lease_row(self) -> LeaseRow: ...
+
+    def lease_take(self, holder: str, *, now: float, ttl: float, force: bool = False) -> bool: ...
+
+    def lease_renew(self, holder: str, *, now: float, ttl: float, position: int | None) -> bool: ...
+
+    def lease_release(self, holder: str) -> None: ...
+
+    def decision_window(self, decision_id: str) -> tuple[float, str, str] | None: ...
+
+    def has_event(self, decision_id: str, event_id: str) -> bool: ...
+
+    def tail(self, since: int, until: int) -> list[JournalEntry]: ...
+
+    def pending_as_of(
+        self, seq: int, model_id: str
+    ) -> tuple[list[JournalEntry], list[JournalEntry]]: ...
 
     def __enter__(self) -> Self: ...
 

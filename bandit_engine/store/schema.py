@@ -25,6 +25,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
+from .roles_schema import ROLE_TABLES, sqlite_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
 
@@ -153,7 +154,7 @@ def _version_2(conn: sqlite3.Connection) -> None:
     )
 
 
-def _version_3(conn: sqlite3.Connection) -> None:
+def _version_4(conn: sqlite3.Connection) -> None:
     """Reporting (issue 13): each decision's holdout group (``grp``: ``policy`` or a holdout's
     name, NULL in logs without a plan, read as ``policy``) and its user's segment (``presence``:
     knowledge / groupbuy / both / neither; ``city``). Added NULL-able, so the step is a metadata
@@ -164,23 +165,31 @@ def _version_3(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
 
 
-_OWN_TABLES = frozenset(
-    {
-        "meta",
-        "journal_seq",
-        "decisions",
-        "events",
-        "learned",
-        "admin",
-        "candidate_sets",
-        "profiles",
-        "rule_shows",
-        "rule_budgets",
-        "decision_modes",
-    }
+_OWN_TABLES = (
+    frozenset(
+        {
+            "meta",
+            "journal_seq",
+            "decisions",
+            "events",
+            "learned",
+            "admin",
+            "candidate_sets",
+            "profiles",
+            "rule_shows",
+            "rule_budgets",
+            "decision_modes",
+        }
+    )
+    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
 )
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2, _version_3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _version_1,
+    _version_2,
+    sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_4,  # issue 13: holdout group and segment per decision
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,160 @@
+"""``bandit learn``: the learner role of the split deployment (issue 12).
+
+Only typer is imported at module level (``bandit --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["learn", "register", "run_learner"]
+
+
+def run_learner(
+    *,
+    db: str,
+    model: str | None,
+    demo_seed: int,
+    demo_policy: str,
+    synchronous: str,
+    busy_timeout: float,
+    grace: float,
+    publish_interval: float,
+    keep_versions: int,
+    lease_ttl: float,
+    metrics_host: str,
+    metrics_port: int | None,
+    blas_threads: int,
+) -> None:
+    """Run the learner until SIGTERM / SIGINT (the body of ``bandit learn``)."""
+    import os
+    import signal
+    import threading
+
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    from ..engine import Engine
+    from ..errors import ConfigError
+    from ..service.learner import Learner
+    from ..store import open_log, redact
+    from ..store.lease import open_lease
+
+    if blas_threads < 1:
+        raise ConfigError.for_field("blas_threads", blas_threads, "must be >= 1")
+    threadpool_limits(limits=blas_threads, user_api="blas")
+    sync = synchronous.upper()
+    if sync not in ("OFF", "NORMAL", "FULL"):
+        raise ConfigError.for_field("synchronous", synchronous, "must be OFF, NORMAL or FULL")
+    if keep_versions < 1:
+        raise ConfigError.for_field("keep_versions", keep_versions, "must be >= 1")
+    if not 0 < lease_ttl <= 60:
+        raise ConfigError.for_field("lease_ttl", lease_ttl, "must be in (0, 60] seconds")
+
+    def base() -> Engine:
+        if model is not None:
+            return Engine.load(model)
+        from ..demo import demo_engine
+
+        return demo_engine(seed=demo_seed, policy=demo_policy)
+
+    base().model_id  # noqa: B018  (a bad --model fails now, not at the first take-over)
+    # the learner never sees a user id (it reads pseudonyms), so it needs no HMAC key
+    log = open_log(db, hmac_key=None, synchronous=sync, busy_timeout=busy_timeout)  # type: ignore[arg-type]
+    lease = open_lease(log, ttl=lease_ttl)
+    learner = Learner(
+        base,
+        log,
+        lease,
+        grace=grace,
+        publish_interval=publish_interval,
+        keep_versions=keep_versions,
+    )
+    stop = threading.Event()
+
+    def on_signal(sig: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    http = None
+    try:
+        if metrics_port is not None:
+            from ..server.roles import serve_learner_metrics
+
+            raw = os.environ.get("BANDIT_READ_TOKEN", "") or os.environ.get("BANDIT_API_TOKEN", "")
+            token = raw.strip().encode("utf-8") or None
+            http = serve_learner_metrics(learner, metrics_host, metrics_port, token=token)
+        typer.echo(
+            f"learner {lease.holder} on {redact(db)} (grace {grace} s, publishing every "
+            f"{publish_interval} s)",
+            err=True,
+        )
+        learner.run(stop)
+    finally:
+        if http is not None:
+            http.shutdown()
+        lease.close()
+        log.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def learn(
+    db: str = typer.Option(..., "--db", help="Event log: a SQLite file or a postgresql:// URL."),
+    model: str | None = typer.Option(
+        None, "--model", help="Base engine file (used until a version is published)."
+    ),
+    demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine (no --model)."),
+    demo_policy: str = typer.Option(
+        "pair_ucb", "--demo-policy", help="Policy of the demo engine (no --model)."
+    ),
+    synchronous: str = typer.Option("NORMAL", "--synchronous", help="OFF, NORMAL or FULL."),
+    busy_timeout: float = typer.Option(
+        30.0, "--busy-timeout", help="Seconds a write waits for another writer's lock."
+    ),
+    grace: float = typer.Option(
+        2.0, "--grace", help="Seconds past a window's end before its decision is closed."
+    ),
+    publish_interval: float = typer.Option(
+        2.0, "--publish-interval", help="Seconds between published model versions."
+    ),
+    keep_versions: int = typer.Option(5, "--keep-versions", help="Versions kept in the store."),
+    lease_ttl: float = typer.Option(
+        6.0, "--lease-ttl", help="SQLite: seconds a silent learner keeps the role."
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Metrics interface."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve GET /metrics and /healthz on this port."
+    ),
+    blas_threads: int = typer.Option(1, "--blas-threads", help="BLAS threads."),
+    log_level: str = typer.Option("info", "--log-level", help="Log level."),
+) -> None:
+    """The learner role: tail the event log, learn each decision exactly once, publish model
+    versions. Any number may run; one holds the role, the others take over when it dies."""
+    from .exits import run
+
+    def body() -> None:
+        import logging
+
+        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        run_learner(
+            db=db,
+            model=model,
+            demo_seed=demo_seed,
+            demo_policy=demo_policy,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            grace=grace,
+            publish_interval=publish_interval,
+            keep_versions=keep_versions,
+            lease_ttl=lease_ttl,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            blas_threads=blas_threads,
+        )
+
+    run(body)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``learn`` to the ``bandit`` app."""
+    app.command("learn")(learn)

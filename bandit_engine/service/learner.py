@@ -1,0 +1,547 @@
+"""The learner role: one process tails the event log, joins events to decisions, learns, and
+publishes model versions for the decision servers (the Decision Service split of Agarwal et al.,
+"Making contextual decisions with low technical debt", 2016).
+
+What it does, per step (:meth:`Learner.step`)
+---------------------------------------------
+1. Read the journal after its position (outside any lock, in batches): decisions of its lineage
+   become pending (their logged ``x``, ``z``, propensity and bundle: the learner never re-decides),
+   events join them (``accepted`` inside the window, ``late`` after it or after the decision
+   closed, ``duplicate`` for an event id seen before), catalog changes are applied, and the live
+   behaviour state observes decisions and accepted events as the single-process engine does.
+2. In one write transaction, which holds the journal (no other writer commits meanwhile) and first
+   checks the lease (:mod:`~bandit_engine.store.lease`): read what was committed since step 1,
+   close every decision whose window ended more than ``grace`` seconds ago, write their learned
+   rows (:meth:`~bandit_engine.store.EventLog.log_learned`: a decision is learned at most once,
+   whoever tries) and the new position. A learner that lost its lease rolls back here.
+3. After the commit, update the policy from the closed decisions, in the order of their learned
+   rows.
+4. Every ``publish_interval`` seconds, when something changed: publish a model version (the engine
+   without pending decisions, with the position it covers).
+
+Why the order makes replay exact: the learned rows of a step follow, in the journal, every entry
+the step had read, and nothing else is committed in between. So replaying the journal in order,
+closing each decision at its learned row with the logged reward (:meth:`Learner.replay`), applies
+the same policy updates in the same order: the state a learner holds is a function of the log.
+A learner taking over (or restarting after a failed write) loads the newest version, rebuilds the
+decisions pending at its position from the log (:meth:`~bandit_engine.store.EventLog.pending_as_of`)
+and replays from there, learned rows of its predecessor included.
+
+Limits (honest): an event whose decision server commits it more than ``grace`` seconds after its
+timestamp (a writer stuck on a lock) may find its decision closed and count as late. The
+behaviour block's hourly expiry sweep runs at the learner's clock and is not replayed (expired
+rows read as empty either way, so decisions do not depend on it). Grid policies learn through
+their pair update, as in the engine.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._version import __version__
+from ..engine import Engine
+from ..errors import BanditError, ConflictError
+from ..features.behaviour import KEY_BYTES
+from ..fileformat import dump_state, load_state
+from ..records import LearnedReward
+from ..rewards import RewardSpec
+from ..store import EventStore, JournalEntry
+from ..store.lease import LearnerLease
+from .admin import apply_admin
+
+__all__ = ["Learner", "LearnerStats", "LeaseLostError", "PendingSet"]
+
+logger = logging.getLogger("bandit_engine.learner")
+_SWEEP_EVERY = 3600.0
+
+
+class LeaseLostError(ConflictError):
+    """Another learner holds the role now: this one's write was rolled back."""
+
+
+@dataclass
+class _Open:
+    """A decision waiting for its window to close, as the learner holds it."""
+
+    timestamp: float
+    deadline: float
+    x: np.ndarray
+    bundle_id: str
+    z: np.ndarray
+    propensity: float
+    user_key: bytes | None
+    row: int
+    reward_sum: float = 0.0
+    n_events: int = 0
+    event_ids: set[str] | None = None
+    group: str | None = None  # holdout group that chose: its policy learns the reward
+
+
+@dataclass(frozen=True)
+class _Closed:
+    decision_id: str
+    open: _Open
+    reward: float
+    status: str
+    n_events: int
+    closed_at: float
+
+
+class PendingSet:
+    """The learner's pending decisions: the attribution rules of
+    :class:`~bandit_engine.rewards.Attribution` (window, reward, duplicates, late events) over
+    decisions it did not make, with closing a given decision in O(1) (a replayed learned row)."""
+
+    def __init__(self, spec: RewardSpec) -> None:
+        self.spec = spec
+        self._open: dict[str, _Open] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._n = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __contains__(self, decision_id: object) -> bool:
+        return decision_id in self._open
+
+    def add(self, decision_id: str, item: _Open) -> None:
+        if decision_id in self._open:
+            return  # seen already (a batch boundary read twice): the first stands
+        self._open[decision_id] = item
+        self._n += 1
+        heapq.heappush(self._heap, (item.deadline, self._n, decision_id))
+
+    def event(
+        self, decision_id: str, type: str, t: float, value: float, event_id: str | None
+    ) -> str | None:
+        """The event's status for the learner (``None``: not one of its pending decisions)."""
+        item = self._open.get(decision_id)
+        if item is None:
+            return None
+        if event_id is not None:
+            if item.event_ids is None:
+                item.event_ids = set()
+            elif event_id in item.event_ids:
+                return "duplicate"
+            item.event_ids.add(event_id)
+        if t > item.deadline:
+            return "late"
+        item.reward_sum += self.spec.event_reward(type, value)
+        item.n_events += 1
+        return "accepted"
+
+    def _closed(self, decision_id: str, item: _Open, now: float) -> _Closed:
+        if item.n_events:
+            return _Closed(
+                decision_id, item, self.spec.total(item.reward_sum), "learned", item.n_events, now
+            )
+        return _Closed(decision_id, item, self.spec.default_reward, "default", 0, now)
+
+    def close_due(self, now: float) -> list[_Closed]:
+        """Close every decision whose window ended strictly before ``now``, earliest first."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            _, _, decision_id = heapq.heappop(heap)
+            item = self._open.pop(decision_id, None)
+            if item is not None:  # else closed from a learned row already
+                out.append(self._closed(decision_id, item, now))
+        return out
+
+    def pop(self, decision_id: str) -> _Open | None:
+        """Remove a decision (closed by a logged learned row); its heap entry is skipped later."""
+        return self._open.pop(decision_id, None)
+
+    def oldest_deadline(self) -> float:
+        while self._heap and self._heap[0][2] not in self._open:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else math.inf
+
+
+@dataclass
+class LearnerStats:
+    """What the learner's metrics report."""
+
+    position: int = 0
+    head: int = 0
+    version: int = 0
+    version_created_at: float = 0.0
+    published: int = 0
+    learned: int = 0
+    takeovers: int = 0
+    failures: int = 0
+    last_step_at: float = 0.0
+    leader: bool = False
+
+
+def _learn_one(engine: Engine, item: _Open, reward: float) -> None:
+    """One policy update from a closed decision, as :meth:`Engine.advance` makes it."""
+    grid = engine.grid
+    if grid is not None:
+        kd = grid.deal_width
+        deal_id, course_id = engine.catalog.parts(item.bundle_id)
+        engine.policy.update_pair(  # type: ignore[attr-defined]
+            deal_id,
+            course_id,
+            item.z[:kd],
+            item.z[kd:-2],
+            int(item.z[-2]),
+            int(item.z[-1]),
+            reward,
+            item.propensity,
+        )
+    else:
+        # a holdout group's decision teaches its own policy only (bandit_engine/holdout.py)
+        engine.policy_of(item.group).update(item.x, item.bundle_id, item.z, reward, item.propensity)
+    engine.n_learned += 1
+
+
+class Learner:
+    """The one learner of an event log (see the module docstring).
+
+    Parameters
+    ----------
+    base
+        Builds the base engine (the ``--model`` file or the demo engine) when no version is
+        published yet; its ``model_id`` is the lineage learned.
+    log
+        The event log (opened read-write; the learner needs no HMAC key).
+    lease
+        The role's lock (:func:`~bandit_engine.store.lease.open_lease`).
+    grace
+        Seconds past a window's end before the learner closes it (for events committed late).
+    publish_interval
+        Seconds between published versions (when something changed).
+    keep_versions
+        How many versions the store keeps.
+    batch
+        Journal entries read per query while catching up.
+    clock
+        Wall clock (epoch seconds).
+    """
+
+    def __init__(
+        self,
+        base: Callable[[], Engine],
+        log: EventStore,
+        lease: LearnerLease,
+        *,
+        grace: float = 2.0,
+        publish_interval: float = 2.0,
+        keep_versions: int = 5,
+        batch: int = 5_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("grace", grace), ("publish_interval", publish_interval)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                from ..errors import ConfigError
+
+                raise ConfigError.for_field(name, value, "must be a number >= 0")
+        self.base = base
+        self.log = log
+        self.lease = lease
+        self.grace = float(grace)
+        self.publish_interval = float(publish_interval)
+        self.keep_versions = int(keep_versions)
+        self.batch = int(batch)
+        self.clock = clock
+        self.stats = LearnerStats()
+        self.engine: Engine | None = None
+        self.pending: PendingSet | None = None
+        self.position = 0
+        self._published_position = -1
+        self._last_publish = -math.inf
+        self._last_renew = -math.inf
+        self._swept_at = -math.inf
+
+    # -- state from the log ------------------------------------------------------------------
+    def _load(self) -> None:
+        """Newest version + the decisions pending at its position (or the base engine at 0)."""
+        info = self.log.latest_version()
+        data = None if info is None else self.log.version_state(info.version)
+        if info is not None and data is not None:
+            engine = Engine.from_state(load_state(data, f"model version {info.version}"))
+            position = info.log_seq
+            self.stats.version, self.stats.version_created_at = info.version, info.created_at
+        else:
+            engine = self.base()
+            position = 0
+        engine.auto_advance = False
+        self.engine = engine
+        self.pending = PendingSet(engine.rewards)
+        self.position = position
+        decisions, events = self.log.pending_as_of(position, engine.model_id)
+        for entry in decisions:
+            self._add_decision(entry, observe=False)
+        for entry in events:
+            self._event(entry, observe=False)
+        self._published_position = position if info is not None else -1
+        self.stats.position = position
+
+    @classmethod
+    def replay(cls, base: Callable[[], Engine], log: EventStore, until: int) -> Engine:
+        """The engine a learner holds at journal position ``until``, rebuilt from the base engine
+        and the log alone (decisions, events, catalog changes and learned rows up to ``until``)."""
+        learner = cls(base, log, _NoLease())
+        engine = base()
+        engine.auto_advance = False
+        learner.engine, learner.pending = engine, PendingSet(engine.rewards)
+        position = 0
+        while position < until:
+            end = min(until, position + learner.batch)
+            learner._apply(log.tail(position, end))
+            position = end
+        return engine
+
+    def _add_decision(self, entry: JournalEntry, *, observe: bool = True) -> None:
+        engine, pending = self.engine, self.pending
+        assert engine is not None and pending is not None
+        d = entry.data
+        if d["model_id"] != engine.model_id:
+            return
+        user = d.get("user")
+        key = bytes.fromhex(user)[:KEY_BYTES] if user and engine.behaviour is not None else None
+        row = -1
+        if engine.behaviour is not None:
+            try:
+                row = engine.catalog.row(d["bundle_id"])
+            except BanditError:
+                row = -1
+        t = float(d["timestamp"])
+        item = _Open(
+            t,
+            t + engine.rewards.window,
+            d["x"],
+            str(d["bundle_id"]),
+            d["z"],
+            float(d["propensity"]),
+            key,
+            row,
+            group=d.get("group"),
+        )
+        pending.add(str(d["decision_id"]), item)
+        if observe and key is not None and row >= 0 and engine.behaviour is not None:
+            engine.behaviour.observe_decision(key, row, t)
+
+    def _event(self, entry: JournalEntry, *, observe: bool = True) -> None:
+        engine, pending = self.engine, self.pending
+        assert engine is not None and pending is not None
+        d = entry.data
+        did = str(d["decision_id"])
+        status = pending.event(
+            did, str(d["type"]), float(d["timestamp"]), float(d["value"]), d["event_id"]
+        )
+        if status == "accepted" and observe and engine.behaviour is not None:
+            item = pending._open[did]
+            if item.user_key is not None and item.row >= 0:
+                engine.behaviour.observe_event(
+                    item.user_key, item.row, str(d["type"]), float(d["timestamp"])
+                )
+
+    def _apply(self, entries: Iterable[JournalEntry]) -> int:
+        """Apply journal entries in order; learned rows close their decision with the logged
+        reward (a predecessor's, or any when replaying). Returns how many were applied."""
+        engine, pending = self.engine, self.pending
+        assert engine is not None and pending is not None
+        n = 0
+        for entry in entries:
+            n += 1
+            if entry.kind == "decision":
+                self._add_decision(entry)
+            elif entry.kind == "event":
+                self._event(entry)
+            elif entry.kind == "learned":
+                item = pending.pop(str(entry.data["decision_id"]))
+                if item is not None:
+                    _learn_one(engine, item, float(entry.data["reward"]))
+            elif entry.kind == "admin":
+                try:
+                    apply_admin(engine, entry.data["op"], entry.data["payload"])
+                except BanditError as exc:  # refused the same way in every replay
+                    logger.warning("catalog change at seq %d not applied: %s", entry.seq, exc)
+        return n
+
+    # -- the role ----------------------------------------------------------------------------
+    @property
+    def leader(self) -> bool:
+        return self.stats.leader
+
+    def try_lead(self) -> bool:
+        """Take the role if it is free; on success load the state from the store."""
+        if self.stats.leader:
+            return True
+        if not self.lease.acquire():
+            return False
+        self.stats.leader = True
+        self.stats.takeovers += 1
+        self._last_renew = time.monotonic()
+        try:
+            self._load()
+        except BaseException:
+            self.resign()
+            raise
+        logger.info(
+            "learner %s took the role at position %d (version %d, %d pending)",
+            self.lease.holder,
+            self.position,
+            self.stats.version,
+            len(self.pending or ()),
+        )
+        if self.stats.version == 0:
+            self.publish(force=True)  # the base engine is version 1
+        return True
+
+    def resign(self) -> None:
+        """Stop being the learner (the next one takes over)."""
+        self.stats.leader = False
+        try:
+            self.lease.release()
+        except Exception:
+            logger.debug("lease release failed (it will expire)", exc_info=True)
+
+    def _fence(self, position: int | None = None) -> None:
+        if not self.lease.renew(position):
+            self.stats.leader = False
+            raise LeaseLostError("the learner lease is held by another learner now", field="lease")
+        self._last_renew = time.monotonic()
+
+    def step(self) -> int:
+        """One round (module docstring). Returns the journal entries read plus decisions learned
+        (0: nothing to do). Raises :class:`LeaseLostError` when the role was lost, and
+        :class:`~bandit_engine.errors.StoreBusyError` when the log failed (call :meth:`recover`)."""
+        engine, pending, log = self.engine, self.pending, self.log
+        assert engine is not None and pending is not None and self.stats.leader
+        n = 0
+        head = log.last_seq()
+        while self.position < head:  # catch up outside the lock
+            end = min(head, self.position + self.batch)
+            n += self._apply(log.tail(self.position, end))
+            self.position = end
+            if time.monotonic() - self._last_renew > self.lease.ttl / 3:
+                with log.transaction():
+                    self._fence(self.position)
+        watermark = self.clock() - self.grace
+        due = pending.oldest_deadline() < watermark
+        renew = time.monotonic() - self._last_renew > self.lease.ttl / 3
+        kept: list[_Closed] = []
+        if due or renew:
+            with log.transaction():
+                self._fence()
+                head = log.last_seq()
+                n += self._apply(log.tail(self.position, head))
+                self.position = head
+                for c in pending.close_due(watermark) if due else ():
+                    rec = LearnedReward(
+                        c.decision_id,
+                        c.open.bundle_id,
+                        c.reward,
+                        c.status,  # type: ignore[arg-type]
+                        c.n_events,
+                        c.closed_at,
+                    )
+                    if log.log_learned(rec):  # else forgotten meanwhile: not learned
+                        kept.append(c)
+                self._fence(head + len(kept))
+            self.position = head + len(kept)
+            for c in kept:
+                _learn_one(engine, c.open, c.reward)
+        if engine.behaviour is not None and watermark - self._swept_at >= _SWEEP_EVERY:
+            engine.behaviour.sweep(watermark)
+            self._swept_at = watermark
+        self.stats.position = self.position
+        self.stats.head = max(head, self.position)
+        self.stats.learned += len(kept)
+        self.stats.last_step_at = self.clock()
+        if time.monotonic() - self._last_publish >= self.publish_interval:
+            self.publish()
+        return n + len(kept)
+
+    def publish(self, *, force: bool = False) -> int | None:
+        """Publish the engine as a new model version (when its position moved, or ``force``)."""
+        engine = self.engine
+        assert engine is not None
+        if not force and self.position == self._published_position:
+            return None
+        data = dump_state(engine.to_state(), library_version=__version__)
+        now = self.clock()
+        with self.log.transaction():
+            self._fence(self.position)
+            version = self.log.publish_version(
+                data,
+                log_seq=self.position,
+                model_id=engine.model_id,
+                policy_version=engine.policy_version,
+                n_learned=engine.n_learned,
+                learner=self.lease.holder,
+                keep=self.keep_versions,
+                now=now,
+            )
+        self._published_position = self.position
+        self._last_publish = time.monotonic()
+        self.stats.version, self.stats.version_created_at = version, now
+        self.stats.published += 1
+        return version
+
+    def recover(self) -> None:
+        """After a failed write: the in-memory state may be ahead of the log; reload it."""
+        self.stats.failures += 1
+        if self.stats.leader:
+            self._load()
+
+    def run(self, stop: threading.Event, *, poll: float = 0.2, lease_poll: float = 1.0) -> None:
+        """Serve the role until ``stop`` is set: wait for the lease, then step; publish a final
+        version and release the lease on the way out."""
+        while not stop.is_set():
+            try:
+                if not self.stats.leader and not self.try_lead():
+                    stop.wait(lease_poll)
+                    continue
+                if self.step() < self.batch:  # else still catching up: go on at once
+                    stop.wait(poll)
+            except LeaseLostError:
+                logger.warning(
+                    "learner %s lost the role; waiting to take it again", self.lease.holder
+                )
+                stop.wait(lease_poll)
+            except Exception:
+                logger.exception("learner step failed; reloading from the store")
+                stop.wait(lease_poll)
+                try:
+                    self.recover()
+                except Exception:
+                    logger.exception("reload failed; resigning")
+                    self.resign()
+        if self.stats.leader:
+            try:
+                self.step()
+                self.publish()
+            except Exception:
+                logger.exception("final publish failed")
+            self.resign()
+
+
+class _NoLease:
+    """The lease of a replay (it writes nothing)."""
+
+    holder = "replay"
+    ttl = math.inf
+
+    def acquire(self) -> bool:
+        return True
+
+    def renew(self, position: int | None = None) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
