@@ -288,3 +288,17 @@ def test_the_learner_role_teaches_each_group_its_own_decisions(tmp_path: Path) -
     finally:
         slog.close()
         llog.close()
+
+
+def test_bandit_learn_takes_the_same_holdout_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bandit_engine.cli import app
+
+    r = CliRunner().invoke(app, ["learn", "--db", str(tmp_path / "e.sqlite"), "--holdout", "0.6"])
+    assert r.exit_code == 3 and "holdout must be a share in (0, 0.5], got 0.6" in r.output
+    from bandit_engine.cli.holdout_options import holdout_plan
+
+    p = holdout_plan(["ctl=0.1"], ["popularity"], "s1")
+    assert p is not None and p.salt == "s1" and p.shares()["ctl"] == 0.1
+    assert holdout_plan(None, None, "s") is None

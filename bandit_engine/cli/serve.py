@@ -273,19 +273,9 @@ def serve_policy(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
-        plan = None
-        if holdout or holdout_policy:
-            from ..holdout import HoldoutPlan
-            from ..simulation.policy_spec import parse_policy_spec
+        from .holdout_options import holdout_plan
 
-            specs = [parse_policy_spec(p, option="--holdout-policy") for p in holdout_policy or []]
-            if not holdout:
-                raise ConfigError.for_field(
-                    "holdout", [], "must be given (SHARE or NAME=SHARE) with --holdout-policy"
-                )
-            plan = HoldoutPlan.from_options(
-                holdout, [(s.name, dict(s.params)) for s in specs], salt=holdout_salt
-            )
+        plan = holdout_plan(holdout, holdout_policy, holdout_salt)
         settings = ServerSettings(
             db=path,
             api_token=token,
