@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -43,6 +44,7 @@ from .features.behaviour import BehaviourStore
 from .features.grid import GridFeatures
 from .features.pairs import PairFeatures, exchangeable_groups
 from .fileformat import read_state, write_state
+from .holdout import POLICY_GROUP, HoldoutPlan
 from .policies.base import GridPolicy, Policy
 from .policies.explain import Explanation, explain_choice
 from .policies.registry import policy_from_dict, policy_to_dict
@@ -69,6 +71,7 @@ class _Pending:
         "bundle_id",
         "bundle_row",
         "candidates",
+        "group",
         "propensity",
         "seen",
         "t",
@@ -88,7 +91,9 @@ class _Pending:
         candidates: tuple[str, ...] | None = None,
         t: float | None = None,
         seen: Any = False,
+        group: str | None = None,
     ) -> None:
+        self.group = group  # holdout group that chose (None: no holdout plan)
         self.candidates = candidates  # the tuple the catalog shares between decisions (explain)
         self.t = t
         self.seen = seen  # the user's behaviour row the candidate rows were built from (explain)
@@ -106,6 +111,19 @@ def _check_id(name: str, value: Any) -> str:
             name, value, f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
         )
     return value
+
+
+def _plain_pseudonym(user_id: str) -> str:
+    """An unkeyed stand-in pseudonym for an engine used without an event log."""
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
+def _segment_of(prof: Profile, city: Any) -> tuple[str, str | None]:
+    """The reporting segment of a decision's user: platform presence and city."""
+    k = prof.get("knowledge") is not None
+    g = prof.get("groupbuy") is not None
+    presence = "both" if k and g else "knowledge" if k else "groupbuy" if g else "neither"
+    return presence, None if city is None else str(city)
 
 
 def _check_time(name: str, value: Any) -> float:
@@ -217,6 +235,11 @@ class Engine:
         self._sides: dict[int, tuple[Any, Any, Any]] = {}
         # policy_version, remembered with what it was made from (rebuilt when any changes)
         self._version: tuple[str, str, int, str] = ("", "", -1, "")
+        # holdout groups (bandit_engine/holdout.py): each group's own policy, learning only from
+        # its group's decisions; pseudonym_fn is the event log's keyed pseudonym when served
+        self.holdout: HoldoutPlan | None = None
+        self.holdout_policies: dict[str, Policy] = {}
+        self.pseudonym_fn: Callable[[str], str] | None = None
         #: business rules (bandit_engine/rules): applied before the policy chooses; None = off
         self.rules: RuleRunner | None = None
 
@@ -281,6 +304,42 @@ class Engine:
 
     def now(self) -> float:
         return float(self.clock())
+
+    # -- holdout groups ---------------------------------------------------------------------
+    def set_holdout(self, plan: HoldoutPlan | None, *, seed: int = 0) -> None:
+        """Keep shares of users on control policies (:mod:`bandit_engine.holdout`); ``None``
+        removes the plan. Each group gets a fresh policy (seeded from ``seed`` and its position).
+        Not on the grid path (a :class:`~bandit_engine.errors.ConfigError` says so)."""
+        if plan is None:
+            self.holdout, self.holdout_policies = None, {}
+            return
+        self._not_for_grid("holdout groups")
+        self.holdout_policies = {g.name: g.make(seed + 1 + i) for i, g in enumerate(plan.groups)}
+        self.holdout = plan
+
+    def group_of(self, user_id: str | None, decision_id: str) -> str | None:
+        """A decision's holdout group: by the user's pseudonym (``pseudonym_fn``, the event log's
+        keyed hash when served; a SHA-256 of the id otherwise), by the decision id when anonymous;
+        ``None`` without a plan."""
+        plan = self.holdout
+        if plan is None:
+            return None
+        if user_id is None:
+            return plan.assign("decision:" + decision_id)
+        fn = self.pseudonym_fn
+        return plan.assign(fn(user_id) if fn is not None else _plain_pseudonym(user_id))
+
+    def policy_of(self, group: str | None) -> Policy:
+        if group is None or group == POLICY_GROUP:
+            return self.policy
+        policy = self.holdout_policies.get(group)
+        if policy is None:
+            raise ConflictError.for_field(
+                "group",
+                group,
+                f"is not a holdout group of this engine ({sorted(self.holdout_policies)})",
+            )
+        return policy
 
     def _use_behaviour(self, store: BehaviourStore) -> None:
         spec = store.spec
@@ -510,7 +569,9 @@ class Engine:
         did = decision_id if decision_id is not None else self.id_factory()
         key = self._user_key(user_id)
         x, Z = self._live(x, key, cs.rows, cs.features, t)
-        return self._choose(did, x, cs.ids, Z, t, key, cs.rows)
+        group = self.group_of(user_id, did)
+        segment = _segment_of(prof, self.catalog.rules.city_of(prof))
+        return self._choose(did, x, cs.ids, Z, t, key, cs.rows, group=group, segment=segment)
 
     def _decide_with_rules(
         self,
@@ -550,7 +611,21 @@ class Engine:
             policy = rr.fallback_policy
         key = self._user_key(user_id)
         xe, Z = self._live(x, key, cs.rows, cs.features, t)
-        d = self._choose(did, xe, cs.ids, Z, t, key, cs.rows, policy=policy, mode=mode)
+        group = self.group_of(user_id, did)
+        segment = _segment_of(prof, self.catalog.rules.city_of(prof))
+        d = self._choose(
+            did,
+            xe,
+            cs.ids,
+            Z,
+            t,
+            key,
+            cs.rows,
+            group=group,
+            segment=segment,
+            policy=policy,
+            mode=mode,
+        )
         rr.record(did, rkey, d.bundle_id, t)
         return d
 
@@ -564,10 +639,13 @@ class Engine:
         user_key: bytes | None = None,
         rows: Any = None,
         *,
+        group: str | None = None,
+        segment: tuple[str, str | None] | None = None,
         policy: Policy | None = None,
         mode: str | None = None,
     ) -> Decision:
-        chooser = self.policy if policy is None else policy
+        # a rule's fallback policy when given, else the decision's holdout group's policy
+        chooser = self.policy_of(group) if policy is None else policy
         choice = chooser.choose(x, ids, Z)
         i = choice.index
         bundle_id = ids[i]
@@ -580,7 +658,7 @@ class Engine:
         self.attribution.add_decision(
             decision_id,
             t,
-            _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t, seen),
+            _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t, seen, group),
         )
         if user_key is not None and self.behaviour is not None and row >= 0:
             self.behaviour.observe_decision(user_key, row, t)
@@ -600,6 +678,9 @@ class Engine:
             probabilities=None if probs is None else tuple(probs.tolist()),
             x=x,
             z=z,
+            group=group,
+            presence=None if segment is None else segment[0],
+            city=None if segment is None else segment[1],
             mode=mode if mode is not None else getattr(chooser, "serving_mode", None),
         )
 
@@ -688,6 +769,7 @@ class Engine:
         now: float,
         expected_bundle: str | None = None,
         user_key: bytes | None = None,
+        group: str | None = None,
     ) -> Decision:
         """Re-run a logged decision with its logged context and candidate list.
 
@@ -720,9 +802,9 @@ class Engine:
             # state the original call saw when the checkpoint and the journal agree
             rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)
             xv, Z = self._live(xv[: self.features.n_features], user_key, rows, Z, t)
-            decision = self._choose(decision_id, xv, ids, Z, t, user_key, rows)
+            decision = self._choose(decision_id, xv, ids, Z, t, user_key, rows, group=group)
         else:
-            decision = self._choose(decision_id, xv, ids, Z, t)
+            decision = self._choose(decision_id, xv, ids, Z, t, group=group)
         if expected_bundle is not None and decision.bundle_id != expected_bundle:
             self.attribution.discard(decision_id)
             self.n_decisions -= 1
@@ -752,8 +834,7 @@ class Engine:
         :class:`~bandit_engine.errors.NotFoundError`.
         """
         _check_id("decision_id", decision_id)
-        if type not in ("click", "order"):
-            raise ValidationError.for_field("type", type, "must be 'click' or 'order'")
+        self.rewards.check_type(type)  # click, order and the spec's declared event types
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -765,6 +846,13 @@ class Engine:
         if event_id is not None:
             _check_id("event_id", event_id)
         t = self.now() if at is None else _check_time("at", at)
+        if type not in ("click", "order") and decision_id in self.attribution:
+            try:  # a platform's event needs that part in the bundle (pending decisions only)
+                bundle_id = self.attribution.pending_payload(decision_id).bundle_id
+            except NotFoundError:
+                bundle_id = None
+            if bundle_id is not None:
+                self.rewards.check_part(type, *self.catalog.parts(bundle_id))
         status = self.attribution.add_event(decision_id, type, t, float(value), event_id)
         if status == "accepted" and type == "order" and self.rules is not None:
             self.rules.on_order(decision_id, t)
@@ -811,7 +899,8 @@ class Engine:
                     p.propensity,
                 )
             else:
-                self.policy.update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
+                # a holdout group's decision teaches its own policy only
+                self.policy_of(p.group).update(p.x, p.bundle_id, p.z, c.reward, p.propensity)
             self.n_learned += 1
             rec = LearnedReward(
                 c.decision_id, p.bundle_id, c.reward, c.status, c.n_events, c.closed_at
@@ -981,6 +1070,7 @@ class Engine:
                         "reward_sum": rsum,
                         "n_events": n_ev,
                         "event_ids": ev_ids,
+                        **({} if payload.group is None else {"group": payload.group}),
                     }
                     for did, ts, payload, rsum, n_ev, ev_ids in pending
                 ],
@@ -993,6 +1083,11 @@ class Engine:
             out["rules"] = self.rules.rules.to_dict()
             if self.rules.fallback_policy is not None:
                 out["rules_fallback_policy"] = policy_to_dict(self.rules.fallback_policy)
+        if self.holdout is not None:  # absent otherwise: older readers see the file they know
+            out["holdout"] = {
+                "plan": self.holdout.to_dict(),
+                "policies": {n: policy_to_dict(p) for n, p in self.holdout_policies.items()},
+            }
         if self.behaviour is not None:
             out["behaviour"] = self.behaviour.to_state()
             out["pending"]["user_keys"] = [
@@ -1038,6 +1133,11 @@ class Engine:
                 assert engine.rules is not None
                 if "rules_fallback_policy" in state:
                     engine.rules.fallback_policy = policy_from_dict(state["rules_fallback_policy"])
+            if "holdout" in state:
+                engine.holdout = HoldoutPlan.from_dict(state["holdout"]["plan"])
+                engine.holdout_policies = {
+                    str(n): policy_from_dict(d) for n, d in state["holdout"]["policies"].items()
+                }
             keys = state["pending"].get("user_keys")
             brows = state["pending"].get("bundle_rows")
             meta = state["engine"]
@@ -1058,6 +1158,7 @@ class Engine:
                     float(item["propensity"]),
                     bytes.fromhex(keys[i]) if keys and keys[i] is not None else None,
                     int(brows[i]) if brows else -1,
+                    group=item.get("group"),
                 )
                 engine.attribution.restore_pending(
                     str(item["decision_id"]),

@@ -146,6 +146,12 @@ class Decision:
     #: ``"fallback:policy"`` (business rules left nothing), ``"apprentice:rule"`` /
     #: ``"apprentice:policy"`` (apprentice mode); ``None`` for a plain policy decision
     mode: str | None = None
+    #: holdout group that chose (``"policy"`` or a holdout's name; ``None`` without a plan)
+    group: str | None = None
+    #: reporting segment of the user: platform presence (``knowledge``, ``groupbuy``, ``both``,
+    #: ``neither``) and city (``None`` unknown)
+    presence: str | None = None
+    city: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -164,6 +170,8 @@ class Decision:
             out["n_candidates"] = self.n_candidates
         if self.mode is not None:
             out["mode"] = self.mode
+        if self.group is not None:  # holdout plans only
+            out["group"] = self.group
         return out
 
 

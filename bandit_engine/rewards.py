@@ -19,15 +19,17 @@ import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from .records import OutcomeEvent
 
 __all__ = [
+    "PLATFORMS",
     "Attribution",
     "ClosedDecision",
+    "EventKind",
     "EventStatus",
     "RewardSpec",
     "reward_to_cost",
@@ -35,6 +37,10 @@ __all__ = [
 
 EventStatus = Literal["accepted", "duplicate", "late"]
 EVENT_TYPES = ("click", "order")
+#: Where an event happens: on the knowledge platform (a course), on the group-buying platform (a
+#: deal), or on the whole bundle (the built-in ``order`` buys the pair).
+PLATFORMS = ("knowledge", "groupbuy", "bundle")
+_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 P = TypeVar("P")
 
 
@@ -44,6 +50,70 @@ def _finite(name: str, value: Any) -> float:
     if not math.isfinite(value):
         raise ConfigError.for_field(name, value, "must be a finite number")
     return float(value)
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """An event type beyond ``click`` / ``order``, declared in :class:`RewardSpec`.
+
+    Parameters
+    ----------
+    platform
+        ``"knowledge"`` (the course part: ``course_purchase``, ``course_play``), ``"groupbuy"``
+        (the deal part: ``deal_order``) or ``"bundle"``. An event of a platform may only be
+        reported for a bundle that has that part.
+    weight
+        Reward of one such event.
+    value_weight
+        Reward per unit of the event's value (``0``: the value is kept but not learned).
+    conversion
+        Whether the event is a purchase on its platform (counted by the cross-platform conversion
+        metrics of :mod:`bandit_engine.reporting`); ``course_play`` would set it ``False``.
+    """
+
+    platform: str
+    weight: float = 0.0
+    value_weight: float = 0.0
+    conversion: bool = True
+
+    def __post_init__(self) -> None:
+        if self.platform not in PLATFORMS:
+            raise ConfigError.for_field("platform", self.platform, f"must be one of {PLATFORMS}")
+        _finite("weight", self.weight)
+        _finite("value_weight", self.value_weight)
+        if not isinstance(self.conversion, bool):
+            raise ConfigError.for_field("conversion", self.conversion, "must be true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "weight": self.weight,
+            "value_weight": self.value_weight,
+            "conversion": self.conversion,
+        }
+
+
+def _event_kind(name: str, value: Any) -> EventKind:
+    if isinstance(value, EventKind):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError.for_field(
+            f"events.{name}", value, "must be an EventKind or a mapping with 'platform'"
+        )
+    known = {"platform", "weight", "value_weight", "conversion"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError.for_field(
+            f"events.{name}.{unknown[0]}", value[unknown[0]], f"is not one of {sorted(known)}"
+        )
+    if "platform" not in value:
+        raise ConfigError.for_field(f"events.{name}", dict(value), "must name its 'platform'")
+    try:
+        return EventKind(**dict(value))
+    except ConfigError as exc:  # name the declaration: events.<type>.<setting>
+        raise ConfigError(
+            f"events.{name}.{exc.message}", field=f"events.{name}.{exc.field}", value=exc.value
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -65,6 +135,14 @@ class RewardSpec:
         Reward learned when the attribution window closes with no event.
     window
         Attribution window in seconds after the decision. Must be >= 0.
+    events
+        More event types, ``{name: EventKind(platform, weight, value_weight, conversion)}`` (or
+        plain mappings), e.g. ``{"deal_order": EventKind("groupbuy", 2.0, 0.01),
+        "course_purchase": EventKind("knowledge", 2.0), "course_play": EventKind("knowledge",
+        0.2, conversion=False)}``. Names are lower-case letters, digits and ``_`` (at most 32)
+        and may not be ``click`` or ``order``. ``click`` is not tied to a platform; ``order``
+        buys the bundle (platform ``"bundle"``). A spec without ``events`` is the one older
+        model files hold, unchanged.
     """
 
     click: float = 1.0
@@ -73,6 +151,7 @@ class RewardSpec:
     cap: float | None = None
     default_reward: float = 0.0
     window: float = 3600.0
+    events: Mapping[str, EventKind] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("click", "order", "value_weight", "default_reward"):
@@ -81,6 +160,82 @@ class RewardSpec:
             raise ConfigError.for_field("cap", self.cap, "must be > 0 or None")
         if _finite("window", self.window) < 0:
             raise ConfigError.for_field("window", self.window, "must be >= 0")
+        if not isinstance(self.events, Mapping):
+            raise ConfigError.for_field(
+                "events", self.events, "must be a mapping name -> EventKind"
+            )
+        kinds: dict[str, EventKind] = {}
+        for name, kind in self.events.items():
+            if (
+                not isinstance(name, str)
+                or not name
+                or len(name) > 32
+                or not set(name) <= _TYPE_CHARS
+            ):
+                raise ConfigError.for_field(
+                    "events", name, "names must be 1-32 lower-case letters, digits or '_'"
+                )
+            if name in EVENT_TYPES:
+                raise ConfigError.for_field("events", name, "must not redeclare click or order")
+            kinds[name] = _event_kind(name, kind)
+        # frozen: store a private copy so the caller's dict cannot change the spec afterwards
+        object.__setattr__(self, "events", kinds)
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """Every event type this spec accepts: ``click``, ``order``, then the declared ones."""
+        return (*EVENT_TYPES, *self.events)
+
+    def platform_of(self, type: str) -> str | None:
+        """The platform of an event type (``None`` for ``click``; ``"bundle"`` for ``order``)."""
+        if type == "click":
+            return None
+        if type == "order":
+            return "bundle"
+        return self._kind(type).platform
+
+    def is_conversion(self, type: str) -> bool:
+        """Whether an event type is a purchase (``order`` and declared conversions)."""
+        if type == "click":
+            return False
+        if type == "order":
+            return True
+        return self._kind(type).conversion
+
+    def check_type(self, type: Any) -> str:
+        """``type`` if this spec accepts it, else a :class:`ValidationError` naming the type and
+        the declared ones."""
+        if isinstance(type, str) and (type in EVENT_TYPES or type in self.events):
+            return type
+        raise ValidationError.for_field(
+            "type", type, f"must be one of the declared event types {list(self.event_types)}"
+        )
+
+    def check_part(self, type: str, deal_id: str | None, course_id: str | None) -> None:
+        """Refuse an event of a platform for a bundle without that part (a deal order for a
+        course-only bundle, a course purchase for a deal-only one). Every bundle of a
+        :class:`~bandit_engine.catalog.Catalog` today has both parts; the rule is here so an
+        event never silently credits a part the bundle does not have."""
+        platform = self.platform_of(type)
+        need = {
+            "groupbuy": (("deal", deal_id),),
+            "knowledge": (("course", course_id),),
+            "bundle": (("deal", deal_id), ("course", course_id)),
+        }.get(platform or "", ())
+        for part, pid in need:
+            if not pid:
+                raise ValidationError.for_field(
+                    "type",
+                    type,
+                    f"is a {platform} event, but the decision's bundle has no {part} part",
+                )
+
+    def _kind(self, type: str) -> EventKind:
+        kind = self.events.get(type)
+        if kind is None:
+            self.check_type(type)
+            raise AssertionError("unreachable")  # check_type raised
+        return kind
 
     def event_reward(self, type: str, value: float = 0.0) -> float:
         """Reward contributed by one event (before the cap)."""
@@ -88,7 +243,8 @@ class RewardSpec:
             return self.click
         if type == "order":
             return self.order + self.value_weight * value
-        raise ValidationError.for_field("type", type, "must be 'click' or 'order'")
+        kind = self._kind(type)
+        return kind.weight + kind.value_weight * value
 
     def total(self, partial_sum: float) -> float:
         """Apply the cap to a sum of event rewards."""
@@ -107,7 +263,7 @@ class RewardSpec:
         return self.total(total)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "click": self.click,
             "order": self.order,
             "value_weight": self.value_weight,
@@ -115,10 +271,13 @@ class RewardSpec:
             "default_reward": self.default_reward,
             "window": self.window,
         }
+        if self.events:  # absent otherwise: files of specs without events stay byte-identical
+            out["events"] = {name: kind.to_dict() for name, kind in self.events.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RewardSpec:
-        known = {"click", "order", "value_weight", "cap", "default_reward", "window"}
+        known = {"click", "order", "value_weight", "cap", "default_reward", "window", "events"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError.for_field(

@@ -85,3 +85,8 @@ _register_profiles(app)
 from .learn import register as _register_learn  # noqa: E402
 
 _register_learn(app)
+
+# live measurement (report, export) lives in its own module
+from .report import register as _register_report  # noqa: E402
+
+_register_report(app)

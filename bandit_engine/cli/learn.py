@@ -5,7 +5,12 @@ Only typer is imported at module level (``bandit --help`` stays fast).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+if TYPE_CHECKING:
+    from ..holdout import HoldoutPlan
 
 __all__ = ["learn", "register", "run_learner"]
 
@@ -25,8 +30,10 @@ def run_learner(
     metrics_host: str,
     metrics_port: int | None,
     blas_threads: int,
+    holdout: HoldoutPlan | None = None,
 ) -> None:
-    """Run the learner until SIGTERM / SIGINT (the body of ``bandit learn``)."""
+    """Run the learner until SIGTERM / SIGINT (the body of ``bandit learn``). ``holdout`` is
+    set on the base engine (the published versions carry it to the decision servers)."""
     import os
     import signal
     import threading
@@ -52,10 +59,16 @@ def run_learner(
 
     def base() -> Engine:
         if model is not None:
-            return Engine.load(model)
-        from ..demo import demo_engine
+            engine = Engine.load(model)
+        else:
+            from ..demo import demo_engine
 
-        return demo_engine(seed=demo_seed, policy=demo_policy)
+            engine = demo_engine(seed=demo_seed, policy=demo_policy)
+        if holdout is not None and (
+            engine.holdout is None or engine.holdout.to_dict() != holdout.to_dict()
+        ):
+            engine.set_holdout(holdout)
+        return engine
 
     base().model_id  # noqa: B018  (a bad --model fails now, not at the first take-over)
     # the learner never sees a user id (it reads pseudonyms), so it needs no HMAC key
@@ -127,6 +140,15 @@ def learn(
     ),
     blas_threads: int = typer.Option(1, "--blas-threads", help="BLAS threads."),
     log_level: str = typer.Option("info", "--log-level", help="Log level."),
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option("--holdout", help="As serve-policy's --holdout: SHARE or NAME=SHARE."),
+    ] = None,
+    holdout_policy: Annotated[
+        list[str] | None,
+        typer.Option("--holdout-policy", help="As serve-policy's --holdout-policy."),
+    ] = None,
+    holdout_salt: str = typer.Option("holdout-v1", "--holdout-salt", help="Bucketing salt."),
 ) -> None:
     """The learner role: tail the event log, learn each decision exactly once, publish model
     versions. Any number may run; one holds the role, the others take over when it dies."""
@@ -135,6 +157,9 @@ def learn(
     def body() -> None:
         import logging
 
+        from .holdout_options import holdout_plan
+
+        plan = holdout_plan(holdout, holdout_policy, holdout_salt)
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         run_learner(
             db=db,
@@ -150,6 +175,7 @@ def learn(
             metrics_host=metrics_host,
             metrics_port=metrics_port,
             blas_threads=blas_threads,
+            holdout=plan,
         )
 
     run(body)

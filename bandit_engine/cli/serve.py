@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -118,6 +118,26 @@ def serve_policy(
         "--accept-rollback",
         help="Start even if a purged journal cannot bring the newest usable checkpoint up to the "
         "logged state (what was learned since that checkpoint is lost).",
+    ),
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holdout",
+            help="Keep a share of users on a control policy: SHARE or NAME=SHARE, SHARE in "
+            "(0, 0.5]; repeat for several groups (sticky by keyed hash of the user's pseudonym).",
+        ),
+    ] = None,
+    holdout_policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holdout-policy",
+            help="The control of each --holdout, in order: NAME[:key=value,...] of any "
+            "registered policy or rule (default uniform), e.g. popularity or "
+            "fixed_rule:column=deal.discount.",
+        ),
+    ] = None,
+    holdout_salt: str = typer.Option(
+        "holdout-v1", "--holdout-salt", help="Salt of the bucketing (a new salt reshuffles users)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     access_log: bool = typer.Option(
@@ -253,6 +273,9 @@ def serve_policy(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
+        from .holdout_options import holdout_plan
+
+        plan = holdout_plan(holdout, holdout_policy, holdout_salt)
         settings = ServerSettings(
             db=path,
             api_token=token,
@@ -275,6 +298,7 @@ def serve_policy(
             busy_timeout=busy_timeout,
             rules=rules,
             apprentice=apprentice,
+            holdout=plan,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         if role == "decide":

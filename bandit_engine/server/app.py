@@ -34,10 +34,12 @@ from starlette.responses import Response
 from .._version import __version__
 from ..engine import Engine
 from ..evaluation.apprentice import check_switch, status
+from ..holdout import HoldoutPlan
 from ..policies.apprentice import ApprenticePolicy
 from ..records import LearnedReward
 from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
+from ..service.checkpoints import RestoreReport
 from ..service.profile_store import announce_profiles
 from ..store import EventStore, open_log
 from .errors import (
@@ -109,7 +111,8 @@ def _no_otel() -> dict[str, Any]:
 
 
 def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
-    """Builds the base engine of ``settings``: the ``--model`` file or the demo engine."""
+    """Builds the base engine of ``settings``: the ``--model`` file or the demo engine, with the
+    settings' holdout groups."""
 
     def build() -> Engine:
         if settings.model is not None:
@@ -126,9 +129,36 @@ def base_engine_factory(settings: ServerSettings) -> Callable[[], Engine]:
             )
             # the rule may name a bundle column (fixed_rule:column=deal.discount)
             engine.policy.bind_feature_names(engine.catalog.feature_names)
+        _use_holdout(engine, settings.holdout)
         return engine
 
     return build
+
+
+def _use_holdout(engine: Engine, plan: HoldoutPlan | None) -> bool:
+    """Give the engine the configured holdout plan unless it holds that plan already (a
+    checkpoint keeps each group's learned policy); returns whether it changed."""
+    held = None if engine.holdout is None else engine.holdout.to_dict()
+    if held == (None if plan is None else plan.to_dict()):
+        return False
+    if held is not None:
+        logger.warning("holdout plan changed: each group's policy starts afresh")
+    engine.set_holdout(plan)
+    return True
+
+
+def _restore(
+    build: Callable[[], Engine],
+    log: EventStore,
+    checkpointer: Checkpointer,
+    settings: ServerSettings,
+    **options: Any,
+) -> tuple[LoggedEngine, RestoreReport]:
+    """:meth:`LoggedEngine.restore`, then the configured holdout plan on what it restored."""
+    service, report = LoggedEngine.restore(build, log, checkpointer, **options)
+    if _use_holdout(service.engine, settings.holdout):
+        service.record_experiment()
+    return service, report
 
 
 def open_server(
@@ -153,10 +183,11 @@ def open_server(
         build = base if base is not None else base_engine_factory(settings)
         checkpointer = Checkpointer(settings.checkpoints, keep=settings.checkpoint_keep)
         checkpointer.check_writable("checkpoint_dir")
-        service, report = LoggedEngine.restore(
+        service, report = _restore(
             build,
             log,
             checkpointer,
+            settings,
             clock=clock,
             profiles_in_log=True,
             accept_rollback=settings.accept_rollback,
@@ -207,7 +238,7 @@ def _single_process_worker(
         return service
 
     def rebuild() -> LoggedEngine:
-        return configured(LoggedEngine.restore(build, log, checkpointer, clock=clock, **options)[0])
+        return configured(_restore(build, log, checkpointer, settings, clock=clock, **options)[0])
 
     return EngineWorker(
         configured(LoggedEngine(engine, log, checkpoints=checkpointer, **options)),
@@ -310,6 +341,7 @@ def create_app(
             "propensity": d.propensity,
             "policy_version": d.policy_version,
             "timestamp": d.timestamp,
+            **({} if d.group is None else {"group": d.group}),
         }
         if d.mode is not None:
             out["mode"] = d.mode
@@ -376,6 +408,16 @@ def create_app(
         if explain:
             why = await worker.run(lambda service: service.engine.explain(decision_id, top_k=top_k))
             record["explanation"] = why.to_dict()
+        return _json(jsonable(record))
+
+    @app.get("/v1/experiment", tags=["decisions"])
+    async def get_experiment() -> Response:
+        """The holdout plan, users and decisions per group, and the sample-ratio check
+        (chi-square of users per group against the configured shares; ``mismatch`` when
+        p < 0.001). One SQL pass over the log's decisions."""
+        from ..reporting import sample_ratio
+
+        record = await worker.run(lambda service: sample_ratio(service.log))
         return _json(jsonable(record))
 
     @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"])

@@ -149,6 +149,10 @@ class DecisionResponse(BaseModel):
         description="How the bundle was chosen when not by the policy alone: fallback:bundle, "
         "fallback:policy, apprentice:rule, apprentice:policy",
     )
+    group: str | None = Field(
+        None,
+        description="Holdout group that chose (policy, or a holdout's name); absent without one",
+    )
 
 
 class EventRequest(BaseModel):
@@ -157,7 +161,11 @@ class EventRequest(BaseModel):
     model_config = _STRICT
 
     decision_id: Id
-    type: Literal["click", "order"]
+    type: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")] = Field(
+        ...,
+        description="click, order, or an event type the model's RewardSpec declares (e.g. "
+        "deal_order, course_purchase); others get 422 naming the declared ones",
+    )
     value: Annotated[float, Field(ge=0.0, le=1e12, allow_inf_nan=False)] = Field(
         0.0, description="Order value (orders only matter when the reward spec weights value)."
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..holdout import HoldoutPlan
 from ..policies.registry import POLICIES
 from ..store import Synchronous, is_url, redact
 from .auth import ROLES, Role, Secret
@@ -95,6 +96,9 @@ class ServerSettings:
     apprentice
         Apprentice mode: the policy spec of the rule to serve (``"fixed_rule:column=3"``) while
         the model's policy learns from its traffic (:mod:`bandit_engine.evaluation.apprentice`).
+    holdout
+        Holdout groups (:class:`~bandit_engine.holdout.HoldoutPlan`) kept on control policies,
+        or ``None``; set on the served engine at every start.
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
@@ -124,6 +128,7 @@ class ServerSettings:
     server_index: int = 0
     rules: str | None = None
     apprentice: str | None = None
+    holdout: HoldoutPlan | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):

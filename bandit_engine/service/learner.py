@@ -82,6 +82,7 @@ class _Open:
     reward_sum: float = 0.0
     n_events: int = 0
     event_ids: set[str] | None = None
+    group: str | None = None  # holdout group that chose: its policy learns the reward
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ def _learn_one(engine: Engine, item: _Open, reward: float) -> None:
             item.propensity,
         )
     else:
-        engine.policy.update(item.x, item.bundle_id, item.z, reward, item.propensity)
+        # a holdout group's decision teaches its own policy only (bandit_engine/holdout.py)
+        engine.policy_of(item.group).update(item.x, item.bundle_id, item.z, reward, item.propensity)
     engine.n_learned += 1
 
 
@@ -323,6 +325,7 @@ class Learner:
             float(d["propensity"]),
             key,
             row,
+            group=d.get("group"),
         )
         pending.add(str(d["decision_id"]), item)
         if observe and key is not None and row >= 0 and engine.behaviour is not None:

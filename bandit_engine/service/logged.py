@@ -30,6 +30,7 @@ rolled forward (forgetting wins over bit-identical state).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,10 @@ class LoggedEngine:
 
     def _attach(self, engine: Engine) -> None:
         engine.auto_advance = False
+        if self.log.pseudonymizes:
+            # holdout buckets are a hash of the log's keyed pseudonym: the same group for a user
+            # on every server sharing the key, and after every restart
+            engine.pseudonym_fn = self.log.pseudonym
         if engine.rules is not None and self.log.pseudonymizes:
             # caps, budgets and exclusions count in the log: shared by every serving process
             engine.rules.state = LogRuleState(self.log)
@@ -164,6 +169,31 @@ class LoggedEngine:
                             store.put(user_id, profile)
             engine.profiles = store
         self.engine = engine
+        if not self.log.read_only:
+            self.record_experiment()
+
+    def record_experiment(self) -> None:
+        """Keep in the log's ``meta`` what ``bandit report`` needs to read it: the holdout plan
+        (``holdout_plan``: groups and configured shares, for the sample-ratio check) and the
+        declared event types with their platforms (``event_types``). Written only when changed;
+        a report reads the plan in force when it runs."""
+        engine = self.engine
+        plan = (
+            "" if engine.holdout is None else json.dumps(engine.holdout.to_dict(), sort_keys=True)
+        )
+        types = json.dumps(
+            {
+                t: {
+                    "platform": engine.rewards.platform_of(t),
+                    "conversion": engine.rewards.is_conversion(t),
+                }
+                for t in engine.rewards.event_types
+            },
+            sort_keys=True,
+        )
+        for key, value in (("holdout_plan", plan), ("event_types", types)):
+            if self.log.get_meta(key) != value:
+                self.log.set_meta(key, value)
 
     def now(self) -> float:
         return self.engine.now()
@@ -231,6 +261,7 @@ class LoggedEngine:
 
         A decision unknown to the log is a :class:`~bandit_engine.errors.NotFoundError` naming
         ``decision_id``, whatever the engine remembers."""
+        self.engine.rewards.check_type(type)  # a malformed event is 422 whatever its decision
         if not self.log.has_decision(decision_id):
             raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
         engine = self.engine
@@ -400,6 +431,7 @@ class LoggedEngine:
                     now=t,
                     expected_bundle=d["bundle_id"],
                     user_key=_behaviour_key(user) if user and engine.behaviour else None,
+                    group=d.get("group"),
                 )
                 n_dec += 1
             elif entry.kind == "event":

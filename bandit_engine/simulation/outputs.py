@@ -43,6 +43,7 @@ OUTPUT_FILES = (
     "summary.json",
     "curves.csv",
     "timings.json",
+    "segments.json",
     "reward_regret.png",
     "uplift.png",
     "cold_start.png",
@@ -95,8 +96,20 @@ def write_outputs(result: SimulationResult, summary: dict[str, Any], directory: 
         json.dumps(timings(result), indent=2) + "\n", encoding="utf-8"
     )
     from .plots import plot_all
+    from .segments import segment_reports
 
-    return ["summary.json", "curves.csv", "timings.json", *plot_all(summary, data, directory)]
+    # the live report's segments and conversion metrics, from the same code (bandit report)
+    segments = {k: r.to_dict() for k, r in segment_reports(result).items()}
+    (directory / "segments.json").write_text(
+        json.dumps(segments, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    return [
+        "summary.json",
+        "curves.csv",
+        "timings.json",
+        "segments.json",
+        *plot_all(summary, data, directory),
+    ]
 
 
 def check_output_paths(

@@ -256,6 +256,7 @@ def run_stream(
             pcj, poj, vj, exj = pc_a.item(j), po_a.item(j), v_a.item(j), ex_a.item(j)
             tr = traces[a]
             tr.expected[i] = exj
+            tr.bundle[i] = d.bundle_id
             if info.any_new and info.new[j]:
                 tr.chose_new[i] = True
             if uc[i] >= pcj:
@@ -459,6 +460,14 @@ def run_seed(
             close = getattr(engine.policy, "close", None)
             if callable(close):
                 close()
+    # the segment report reads what a live log would hold: presence ("new" users are on
+    # neither platform) and the city a group-buying profile reveals
+    truth = world.truth
+    seg = truth["segment"].replace({"new": "neither"}).tolist()
+    trace.user_presence = tuple(seg)
+    trace.user_city = tuple(
+        c if s in ("both", "groupbuy") else "" for s, c in zip(seg, truth["city"], strict=True)
+    )
     drift = scenario.world.drift
     if drift.kind != "none":
         t_drift = scenario.world.start_time + drift.at_days * 86400.0

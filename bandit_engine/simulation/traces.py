@@ -35,6 +35,7 @@ class ArmTrace:
     n_late: int = 0  # events the engine counted as late (outside the window)
     n_learned: int = 0  # decisions whose window closed with events
     seconds: float = 0.0  # time spent inside this engine's decide/report calls
+    bundle: list[str] = field(default_factory=list)  # the chosen bundle per round (reports)
 
     @classmethod
     def empty(cls, n: int) -> ArmTrace:
@@ -45,6 +46,7 @@ class ArmTrace:
             np.zeros(n, dtype=bool),
             np.zeros(n),
             np.zeros(n, dtype=bool),
+            bundle=[""] * n,
         )
 
 
@@ -66,6 +68,9 @@ class SeedTrace:
     world_seconds: float = 0.0
     wall_seconds: float = 0.0
     new_bundles: tuple[str, ...] = ()
+    # per world user index: platform presence and city (what the segment report reads)
+    user_presence: tuple[str, ...] = ()
+    user_city: tuple[str, ...] = ()
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .columns import LogColumns
 from .frames import LogFrames
 from .profile_bulk import LogProfileBulk
 from .reads import LogReads
@@ -14,7 +15,14 @@ __all__ = ["EventLog"]
 
 
 class EventLog(
-    LogWrites, LogReads, LogRetention, LogFrames, LogProfileBulk, LogVersions, SQLiteConnection
+    LogWrites,
+    LogReads,
+    LogRetention,
+    LogFrames,
+    LogColumns,
+    LogProfileBulk,
+    LogVersions,
+    SQLiteConnection,
 ):
     """SQLite event log (WAL mode): decisions, events, learned rewards, admin ops, profiles.
 

@@ -134,6 +134,13 @@ def _version_2(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
+def _version_4(conn: psycopg.Connection[Any]) -> None:
+    """Reporting (issue 13): the decision's holdout group and its user's segment, as in SQLite's
+    step 4 (NULL-able TEXT columns: PostgreSQL adds them without rewriting the table)."""
+    for column in ("grp", "presence", "city"):
+        conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -160,6 +167,7 @@ MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
     _version_1,
     _version_2,
     pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_4,  # issue 13: holdout group and segment per decision
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -61,6 +61,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigError, DataError, NotFoundError, StoreBusyError
 from . import pg_schema
+from .columns import LogColumns
 from .connection import LogConnection, Synchronous, check_settings
 from .frames import LogFrames
 from .profile_bulk import PgProfileBulk
@@ -441,6 +442,7 @@ class PostgresEventLog(
     LogReads,
     LogRetention,
     LogFrames,
+    LogColumns,
     PgProfileBulk,
     LogVersions,
     PostgresConnection,
@@ -475,3 +477,6 @@ class PostgresEventLog(
     -----
     One instance may be shared by threads (an internal lock serializes them), as on SQLite.
     """
+
+    _USER_PREFIX = "encode(substr(\"user\", 1, 8), 'hex')"  # stored as 32 bytes here
+    _FLOOR = True

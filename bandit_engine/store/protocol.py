@@ -127,6 +127,34 @@ class EventStore(Protocol):
         model_id: str | None = None,
     ) -> pd.DataFrame: ...
 
+    # column reads for reports and exports (store/columns.py)
+    def decision_chunks(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        chunk: int = 500_000,
+    ) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    def event_totals(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[int, str, int, float]]: ...
+
+    def users_before(self, ts: float) -> list[Any]: ...
+
+    def group_counts(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[str, int, int]]: ...
+
+    def export_chunks(
+        self,
+        table: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        chunk: int = 200_000,
+    ) -> Iterator[tuple[Sequence[str], list[tuple[Any, ...]]]]: ...
+
     # business rules' counters and decision modes (store/rule_rows.py)
     def rule_history(
         self, pseudonym: str, since: float, *, orders: bool

@@ -80,7 +80,7 @@ class LogReads(LogConnection):
             row = self._conn.execute(
                 "SELECT decision_id, ts, bundle_id, deal_id, course_id, propensity, candidate_set,"
                 " probabilities, scores, policy_version, model_id, status, reward, closed_at,"
-                " n_events FROM decisions WHERE decision_id = ?",
+                " n_events, grp FROM decisions WHERE decision_id = ?",
                 (decision_id,),
             ).fetchone()
             if row is None:
@@ -113,6 +113,7 @@ class LogReads(LogConnection):
             "closed_at": row[13],
             "n_events": int(n_events),
             "n_late": n_late,
+            "group": row[15],
             "events": [
                 {"event_id": e[0], "type": e[1], "value": e[2], "timestamp": e[3], "status": e[4]}
                 for e in events
@@ -144,7 +145,7 @@ class LogReads(LogConnection):
             c = self._conn
             decisions = c.execute(
                 'SELECT seq, decision_id, ts, "user", bundle_id, candidate_set, propensity,'
-                " policy_version, model_id, x, x_dim FROM decisions WHERE seq > ? ORDER BY seq",
+                " policy_version, model_id, x, x_dim, grp FROM decisions WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
             events = c.execute(
@@ -177,6 +178,7 @@ class LogReads(LogConnection):
                     "x": unblob(
                         open_vector(self._cipher, r[9], int(r[10]), x_aad(r[1])), int(r[10])
                     ),
+                    "group": r[11],
                 },
             )
 

@@ -154,6 +154,17 @@ def _version_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _version_4(conn: sqlite3.Connection) -> None:
+    """Reporting (issue 13): each decision's holdout group (``grp``: ``policy`` or a holdout's
+    name, NULL in logs without a plan, read as ``policy``) and its user's segment (``presence``:
+    knowledge / groupbuy / both / neither; ``city``). Added NULL-able, so the step is a metadata
+    change in SQLite (no table rewrite) and old rows read as unknown."""
+    have = {str(r[1]) for r in conn.execute("PRAGMA table_info(decisions)")}
+    for column in ("grp", "presence", "city"):
+        if column not in have:  # idempotent: a concurrent opener may have added it
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -177,6 +188,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _version_1,
     _version_2,
     sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
+    _version_4,  # issue 13: holdout group and segment per decision
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -51,7 +51,7 @@ class LeaseRow:
 
 _DECISION_COLS = (
     'seq, decision_id, ts, "user", bundle_id, propensity, policy_version, model_id,'
-    " x, x_dim, z, z_dim"
+    " x, x_dim, z, z_dim, grp"
 )
 
 
@@ -231,6 +231,7 @@ class LogVersions(LogConnection):
                     open_vector(self._cipher, r[8], int(r[9]), x_aad(str(r[1]))), int(r[9])
                 ),
                 "z": unblob(r[10], None if r[11] is None else int(r[11])),
+                "group": r[12],  # the holdout group whose policy learns this decision
             },
         )
 

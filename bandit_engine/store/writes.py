@@ -61,6 +61,9 @@ class LogWrites(LogConnection):
             int(xa.shape[0]),
             blob(za),
             int(za.shape[0]),
+            decision.group,
+            decision.presence,
+            decision.city,
         ]
         with self.transaction():
             params[8] = self._candidate_set(tuple(decision.candidates))
@@ -71,7 +74,8 @@ class LogWrites(LogConnection):
             cur = self._conn.execute(
                 'INSERT INTO decisions (seq, decision_id, ts, "user", bundle_id, deal_id,'
                 " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
-                " model_id, x, x_dim, z, z_dim) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " model_id, x, x_dim, z, z_dim, grp, presence, city)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (decision_id) DO NOTHING",
                 params,
             )
@@ -122,8 +126,11 @@ class LogWrites(LogConnection):
         it was already there. Events without ``event_id`` cannot be de-duplicated and are always
         stored.
         """
-        if type not in ("click", "order"):
-            raise ValidationError.for_field("type", type, "must be 'click' or 'order'")
+        # the engine checks the type against its RewardSpec; the log keeps any well-formed name
+        if not isinstance(type, str) or not type or len(type) > 32:
+            raise ValidationError.for_field(
+                "type", type, "must be an event type name of 1-32 characters"
+            )
         if status not in _EVENT_STATUSES:
             raise ValidationError.for_field(
                 "status", status, f"must be one of {list(_EVENT_STATUSES)}"
