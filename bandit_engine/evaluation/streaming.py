@@ -31,6 +31,11 @@ not bit for bit: float addition is not associative.
 Limitation: bootstrap intervals need every row's terms and are only offered in memory
 (``ips(..., ci="bootstrap")`` ...), not here.
 
+Chunk size: tens of thousands of rows. With 80 actions a 16,384-row chunk keeps each
+``action_dist`` near 10 MB, which the allocator reuses; 500,000-row chunks (320 MB arrays) are
+mapped and unmapped on every call and spent over half their time in page faults
+(``benchmarks/bench_dask_ope.py``).
+
 Example
 -------
 >>> acc = DRAccumulator(clip=50.0)
