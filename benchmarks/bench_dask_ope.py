@@ -148,14 +148,12 @@ def run(log: Path, workers: int, seed: int, actions: int, skip_single: bool) -> 
         t_single = time.perf_counter() - t0
         print(f"one process: {t_single:.1f} s; load {os.getloadavg()}")
 
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    from bandit_engine.evaluation.parallel import local_cluster
+
+    # the cluster `bandit evaluate --workers N` starts (single-threaded workers, allocator kept)
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         client.run(lambda: None)  # workers are up before the clock starts
         t0 = time.perf_counter()
         wf, bf = client.scatter(w, broadcast=True), client.scatter(b, broadcast=True)

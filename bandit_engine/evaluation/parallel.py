@@ -29,7 +29,8 @@ import functools
 import importlib
 import itertools
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +63,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARALLEL_ESTIMATORS",
+    "WORKER_MALLOC_ENVIRON",
     "PartialEvaluation",
     "client_workers",
     "connect_dask",
     "evaluate_policy_parallel",
+    "local_cluster",
     "partial_evaluation",
 ]
 
@@ -400,18 +403,40 @@ def _run_on_dask(
     if client is not None:
         return _submit(client, task, policy, blobs)
     distributed = _distributed("workers", workers)
-    if client is not None:
-        return _submit(client, task, policy, blobs)
+    with local_cluster(workers, processes=processes) as cluster, distributed.Client(cluster) as own:
+        return _submit(own, task, policy, blobs)
+
+
+#: Allocator settings (glibc) for local worker processes. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_`` to 64 KiB so that idle workers hand memory back; setting any such
+#: variable also freezes glibc's mmap threshold at 128 KiB, so an evaluation chunk's temporaries
+#: (about 10 MB for 16,384 rows x 80 actions) were mapped, faulted in and unmapped on every chunk:
+#: a worker took 1.5-1.8 s per 1,000,000-row partition against 0.8-0.9 s in one process
+#: (``benchmarks/bench_dask_ope.py``). These values keep such blocks in the heap.
+WORKER_MALLOC_ENVIRON = {
+    "MALLOC_TRIM_THRESHOLD_": 256 * 2**20,
+    "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+}
+
+
+@contextmanager
+def local_cluster(workers: int, *, processes: bool = True) -> Iterator[Any]:
+    """A Dask ``LocalCluster`` of ``workers`` single-threaded workers for evaluation (processes
+    by default), started with :data:`WORKER_MALLOC_ENVIRON`."""
+    import dask
+
+    distributed = _distributed("workers", workers)
+    prefix = "distributed.nanny.pre-spawn-environ."
     with (
+        dask.config.set({prefix + k: v for k, v in WORKER_MALLOC_ENVIRON.items()}),
         distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=processes,
             dashboard_address=None,
         ) as cluster,
-        distributed.Client(cluster) as own,
     ):
-        return _submit(own, task, policy, blobs)
+        yield cluster
 
 
 def _submit(client: Any, task: Any, policy: Policy, blobs: list[bytes]) -> list[PartialEvaluation]:
