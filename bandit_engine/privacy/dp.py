@@ -216,12 +216,7 @@ def dp_count(
     label: str = "count",
 ) -> Release:
     """A count (e.g. decisions) summed over users, each user's count clipped to ``cap``."""
-    eps, b = _check_epsilon(epsilon), _check_beta(beta)
-    c = _check_cap(cap, integer=True)
-    counts = _per_user("per_user", per_user, integer=True)
-    _spend(ledger, eps, label, "count: discrete Laplace")
-    value, acc, mech = _noisy_sum(counts, c, eps, b, integer=True)
-    return Release(label, value, eps, 0.0, mech, acc, 1 - b, int(np.sum(counts > c)))
+    return _total(per_user, epsilon, cap, beta, ledger, label, integer=True)
 
 
 def dp_sum(
@@ -234,11 +229,25 @@ def dp_sum(
     label: str = "sum",
 ) -> Release:
     """A sum of non-negative per-user values (order value, reward), each clipped to ``cap``."""
+    return _total(per_user, epsilon, cap, beta, ledger, label, integer=False)
+
+
+def _total(
+    per_user: ArrayLike,
+    epsilon: float,
+    cap: float,
+    beta: float,
+    ledger: PrivacyLedger | None,
+    label: str,
+    *,
+    integer: bool,
+) -> Release:
+    """:func:`dp_count` (``integer``: discrete Laplace) and :func:`dp_sum` (Laplace)."""
     eps, b = _check_epsilon(epsilon), _check_beta(beta)
-    c = _check_cap(cap, integer=False)
-    values = _per_user("per_user", per_user, integer=False)
-    _spend(ledger, eps, label, "sum: Laplace")
-    value, acc, mech = _noisy_sum(values, c, eps, b, integer=False)
+    c = _check_cap(cap, integer=integer)
+    values = _per_user("per_user", per_user, integer=integer)
+    _spend(ledger, eps, label, "count: discrete Laplace" if integer else "sum: Laplace")
+    value, acc, mech = _noisy_sum(values, c, eps, b, integer=integer)
     return Release(label, value, eps, 0.0, mech, acc, 1 - b, int(np.sum(values > c)))
 
 
