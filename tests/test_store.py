@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -198,29 +197,6 @@ def test_events_counters_learning_and_late_status(log: EventLog) -> None:
         log.log_event("dec1", "order", float("nan"), 1.0, None, "accepted")
     counts = log.counts()
     assert counts["decisions"] == 2 and counts["events"] == 4 and counts["learned"] == 2
-
-
-def test_same_event_from_concurrent_connections_is_stored_once(tmp_path: Path) -> None:
-    path = tmp_path / "events.sqlite"
-    with EventLog(path, hmac_key=KEY) as lg:
-        log_one(lg, 1)
-    logs = [EventLog(path, hmac_key=KEY) for _ in range(8)]
-    results: list[bool] = []
-    barrier = threading.Barrier(len(logs))
-
-    def post(lg: EventLog) -> None:
-        barrier.wait()
-        results.append(lg.log_event("dec1", "click", 0.0, 1001.0, "same", "accepted"))
-
-    threads = [threading.Thread(target=post, args=(lg,)) for lg in logs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
-    assert logs[0].decision("dec1")["n_events"] == 1
-    for lg in logs:
-        lg.close()
 
 
 def test_transaction_groups_and_rolls_back(log: EventLog) -> None:

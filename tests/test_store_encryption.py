@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import service_unavailable
 
 from bandit_engine.demo import demo_engine
 from bandit_engine.errors import ConfigError, DataError
@@ -309,7 +310,8 @@ def test_canary_nothing_readable_in_postgresqls_files(
         log.upsert_profile(f"control-{tag}", "knowledge", {"membership": plain_value})
     files = _pg_data_files(pg_url)
     if files is None:
-        pytest.skip("the PostgreSQL data directory is not readable from this process")
+        # the canary must search the server's files: skip locally, fail under CI=true
+        service_unavailable("the PostgreSQL data directory", "not readable from this process")
     found: set[str] = set()
     for path in files:
         try:
