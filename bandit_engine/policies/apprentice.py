@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
-from .base import BasePolicy, FloatArray, Policy, SeedLike
+from .base import BasePolicy, BoolArray, FloatArray, Policy, SeedLike
 
 __all__ = ["ApprenticePolicy"]
 
@@ -151,12 +151,19 @@ class ApprenticePolicy(BasePolicy):
             self.switched_at_ = self.n_rule_decisions_
 
     # -- the Policy protocol -------------------------------------------------------------------
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
         if self.mode == "policy":
             self.target_propensity_ = None
-            return self.learner_.choose(x, arms, arm_features)
-        choice = self.rule_.choose(x, arms, arm_features)
-        probs = self.learner_.probabilities(x, arms, arm_features)
+            return self.learner_.choose(x, arms, arm_features, mask)
+        choice = self.rule_.choose(x, arms, arm_features, mask)
+        # the learner's probability over the same (masked) set the rule chose from
+        probs = self.learner_.probabilities(x, arms, arm_features, mask)
         self.n_rule_decisions_ += 1
         if probs is None:  # a learner without exact probabilities: no agreement, no estimate
             self.target_propensity_ = None
@@ -196,10 +203,14 @@ class ApprenticePolicy(BasePolicy):
         self.n_updates_ += 1
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         served = self.learner_ if self.mode == "policy" else self.rule_
-        return served.probabilities(x, arms, arm_features)
+        return served.probabilities(x, arms, arm_features, mask)
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
