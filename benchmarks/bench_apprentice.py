@@ -71,8 +71,10 @@ def main() -> None:
         if st is not None:
             print(
                 f"    at the switch: agreement {st.agreement:.3f}, rule value {st.rule_value:.4f}, "
-                f"learner SNIPS {st.learner_value:.4f} [{st.learner_ci_low:.4f}, "
-                f"{st.learner_ci_high:.4f}] over {st.evaluated} decisions: {st.reason}"
+                f"learner {st.learner_value:.4f} [{st.learner_ci_low:.4f}, "
+                f"{st.learner_ci_high:.4f}], learner - rule {st.difference:+.4f} (one-sided "
+                f"lower bound {st.difference_ci_low:+.4f}), ESS {st.ess:.0f} over "
+                f"{st.evaluated} decisions: {st.reason}"
             )
         print(
             f"    after the switch: expected reward {post_a:.4f} vs rule {post_r:.4f}, "

@@ -12,8 +12,10 @@ decision the learner's probability of the rule's choice, ``p_L(a_rule | x)``, is
 * its running mean over the last ``window`` decisions is the *agreement* (the expected share of
   decisions on which the learner would have chosen what the rule chose);
 * with the reward that decision later learns, it is one row of an off-policy estimate of the
-  learner's value on the rule's traffic (weights ``p_L(a_rule) / p_rule(a_rule)``; SNIPS in
-  :mod:`bandit_engine.evaluation.apprentice`).
+  learner's value on the rule's traffic (weights ``p_L(a_rule) / p_rule(a_rule)``, stratified by
+  the number of arms the rule chose among; :mod:`bandit_engine.evaluation.apprentice`). The
+  learner's probability is taken before it learns that decision's reward (progressive
+  validation), so each row is an honest out-of-sample test of the learner of that time.
 
 In mode ``"policy"`` (after the switch) it is the learner, unchanged. The mode of each decision is
 its :attr:`serving_mode` (``"apprentice:rule"`` / ``"apprentice:policy"``), which the engine puts
@@ -103,10 +105,10 @@ class ApprenticePolicy(BasePolicy):
         self.switched_at_: int | None = None  # n_rule_decisions_ when it switched
         #: p_L(a_rule) of the last decision (the event log records it with the mode)
         self.target_propensity_: float | None = None
-        self._stash: OrderedDict[tuple[bytes, str], list[float]] = OrderedDict()
+        self._stash: OrderedDict[tuple[bytes, str], list[tuple[float, int]]] = OrderedDict()
         #: closed rule decisions: (learner probability of the rule's choice, rule propensity,
-        #: reward)
-        self.eval_rows_: list[tuple[float, float, float]] = []
+        #: reward, number of arms the rule chose among), the newest 1,000,000
+        self.eval_rows_: list[tuple[float, float, float, float]] = []
 
     def bind_feature_names(self, names: Sequence[str]) -> None:
         """Tell the rule and the learner the bundle feature names (a rule may name its column,
@@ -172,14 +174,16 @@ class ApprenticePolicy(BasePolicy):
         p = float(probs[i])
         self.target_propensity_ = p
         self.agreement_.append(p)
+        # the number of arms the rule chose among: the stratum of the off-policy estimate
+        k = len(arms) if mask is None else int(np.count_nonzero(mask))
         key = (np.asarray(x, dtype=np.float64).tobytes(), arms[i])
         held = self._stash.get(key)
         if held is None:
             if len(self._stash) >= _STASH:
                 self._stash.popitem(last=False)
-            self._stash[key] = [p]
+            self._stash[key] = [(p, k)]
         else:
-            held.append(p)
+            held.append((p, k))
         return choice
 
     def update(
@@ -193,11 +197,12 @@ class ApprenticePolicy(BasePolicy):
         key = (np.asarray(x, dtype=np.float64).tobytes(), arm)
         held = self._stash.get(key)
         if held:
-            p = held.pop(0)
+            p, k = held.pop(0)
             if not held:
                 del self._stash[key]
-            if len(self.eval_rows_) < _MAX_ROWS:
-                self.eval_rows_.append((p, float(propensity), float(reward)))
+            if len(self.eval_rows_) >= _MAX_ROWS:
+                del self.eval_rows_[: _MAX_ROWS // 10]  # the oldest tenth goes
+            self.eval_rows_.append((p, float(propensity), float(reward), float(k)))
         self.learner_.update(x, arm, arm_features, reward, propensity)
         self.rule_.update(x, arm, arm_features, reward, propensity)
         self.n_updates_ += 1
@@ -219,7 +224,7 @@ class ApprenticePolicy(BasePolicy):
         return self.learner_.score_batch(X, arms, arm_features)
 
     def get_state(self) -> dict[str, Any]:
-        rows = np.asarray(self.eval_rows_, dtype=np.float64).reshape(-1, 3)
+        rows = np.asarray(self.eval_rows_, dtype=np.float64).reshape(-1, 4)
         rule, learner = self.rule_.get_state(), self.learner_.get_state()
         return {
             # the wrapped generators (each policy restores its own from its state)
@@ -250,8 +255,11 @@ class ApprenticePolicy(BasePolicy):
             sw = state["switched_at"]
             self.switched_at_ = None if sw is None else int(sw)
             self.n_updates_ = int(state["n_updates"])
-            rows = np.asarray(state["eval_rows"], dtype=np.float64).reshape(-1, 3)
-            self.eval_rows_ = [(a, b, c) for a, b, c in rows.tolist()]
+            rows = np.asarray(state["eval_rows"], dtype=np.float64)
+            if rows.ndim == 2 and rows.shape[1] == 3:  # saved before the strata: one stratum
+                rows = np.column_stack([rows, np.zeros(rows.shape[0])])
+            rows = rows.reshape(-1, 4)
+            self.eval_rows_ = [(a, b, c, d) for a, b, c, d in rows.tolist()]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError.for_field(
                 "policy.state", type(exc).__name__, f"is not an apprentice state ({exc})"
