@@ -75,8 +75,10 @@ def run_apprentice(
     # 20,000 times a day, and a day-long window would keep most of a short run unlearned
     rewards = RewardSpec(click=1.0, order=2.0, value_weight=0.01, window=600.0)
     rule_engine = build_engine(world, make_policy("fixed_rule", **rule_params), rewards=rewards)
-    spec = {"name": learner, "params": {}} if isinstance(learner, str) else dict(learner)
-    params = {"seed": seed + 1, **dict(spec.get("params") or {})}
+    spec: dict[str, Any] = (
+        {"name": learner, "params": {}} if isinstance(learner, str) else dict(learner)
+    )
+    params: dict[str, Any] = {"seed": seed + 1, **dict(spec.get("params") or {})}
     policy = ApprenticePolicy(
         rule={"name": "fixed_rule", "params": rule_params},
         learner={"name": spec["name"], "params": params},
