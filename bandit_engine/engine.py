@@ -22,6 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -600,7 +601,7 @@ class Engine:
                     field="candidates",
                     value=[],
                 )
-            cs = rr.fallback_set(prof, rkey, t)
+            cs, keep = rr.fallback_set(prof, rkey, t)
             if cs is None or not cs.ids:
                 raise NoOfferError(
                     reason
@@ -658,7 +659,7 @@ class Engine:
             choice = chooser.choose(x, ids, Z, mask)
             kept = np.flatnonzero(mask)
             i = int(np.searchsorted(kept, choice.index))
-            ids = tuple([ids[j] for j in kept.tolist()])
+            ids = tuple(compress(ids, mask.tolist()))
             Z = Z[kept]
             rows = None if rows is None else np.asarray(rows)[kept]
             scores = choice.scores[kept]

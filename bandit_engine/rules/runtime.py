@@ -164,6 +164,8 @@ class RuleRunner:
         # the static mask restricted to a candidate list, per list (the catalog hands out the
         # same rows array per city): id(rows) -> (rows, stamp, mask)
         self._static_rows: dict[int, tuple[NDArray[np.intp], tuple[int, int], BoolArray]] = {}
+        # (column, id(rows)) -> (rows, the columns' dict it came from, the column at rows)
+        self._gathered: dict[tuple[str, int], tuple[Any, Any, NDArray[Any]]] = {}
         # deal / course id -> its bundles' catalog rows, per catalog version
         self._rows_of: tuple[tuple[int, int], dict[str, dict[str, NDArray[np.intp]]]] | None = None
         self._pending: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
@@ -223,13 +225,20 @@ class RuleRunner:
         return mask
 
     # -- predicates -------------------------------------------------------------------------------
-    @staticmethod
     def _side(
-        col: str, cols: Mapping[str, NDArray[Any]], rows: NDArray[np.intp], profile: Any
+        self, col: str, cols: Mapping[str, NDArray[Any]], rows: NDArray[np.intp], profile: Any
     ) -> Any:
         side, name = col.split(".", 1)
         if side in BUNDLE_SIDES:
-            return cols[col][rows]
+            # a bundle column at a list's rows: the same for every decision over that list
+            hit = self._gathered.get((col, id(rows)))
+            if hit is not None and hit[0] is rows and hit[1] is cols:
+                return hit[2]
+            if len(self._gathered) >= 512:
+                self._gathered.clear()
+            values = cols[col][rows]
+            self._gathered[(col, id(rows))] = (rows, cols, values)
+            return values
         part = profile.get(side) if profile else None
         return part.get(name) if part else None
 
@@ -472,8 +481,12 @@ class RuleRunner:
             return None, None, reason
         return cs, keep, ""
 
-    def fallback_set(self, profile: Any, key: str | None, now: float) -> CandidateSet | None:
-        """The candidates of the fallback (``None``: none, the decision is a no-offer)."""
+    def fallback_set(
+        self, profile: Any, key: str | None, now: float
+    ) -> tuple[CandidateSet | None, BoolArray | None]:
+        """The candidates of the fallback and the mask of those the rules keep (``None``: all);
+        ``(None, None)``: none, the decision is a no-offer. A control policy gets every offered
+        bundle under the mask, so its per-list caches hold as the main policy's do."""
         fb = self.rules.fallback
         if fb.kind == "bundle":
             assert fb.bundle_id is not None
@@ -482,15 +495,17 @@ class RuleRunner:
             bundles, deals, _, _ = self._blocked(None, now)
             deal_id, _ = self.catalog.parts(fb.bundle_id)
             if fb.bundle_id in bundles or deal_id in deals:
-                return None
+                return None, None
             rows = np.asarray([row], dtype=np.intp)
-            return CandidateSet((fb.bundle_id,), rows, self.catalog.features([fb.bundle_id]))
+            cs = CandidateSet((fb.bundle_id,), rows, self.catalog.features([fb.bundle_id]))
+            return cs, None
         if fb.kind == "policy":
             offered = self.catalog.offered(now)
             if not offered.ids:
-                return None
-            return self.filter(offered, profile, key, now)[0]
-        return None
+                return None, None
+            keep, reason = self.keep_mask(offered, profile, key, now)
+            return (None, None) if reason else (offered, keep)
+        return None, None
 
     # -- counting ---------------------------------------------------------------------------------
     def _units(self, count: str, bundle_id: str, deal_id: str) -> list[tuple[str, str]]:
