@@ -628,7 +628,7 @@ class Engine:
             mode=mode,
             mask=keep,
         )
-        rr.record(did, rkey, d.bundle_id, t)
+        rr.record(did, rkey, d.bundle_id, t, (d.deal_id, d.course_id))
         return d
 
     def _choose(

@@ -518,11 +518,19 @@ class RuleRunner:
                 out.append((b.name, item))
         return out
 
-    def record(self, decision_id: str, key: str | None, bundle_id: str, now: float) -> None:
-        """Count a served decision: its shows for the caps, its decision budgets."""
+    def record(
+        self,
+        decision_id: str,
+        key: str | None,
+        bundle_id: str,
+        now: float,
+        parts: tuple[str, str] | None = None,
+    ) -> None:
+        """Count a served decision: its shows for the caps, its decision budgets (``parts``:
+        the bundle's deal and course ids when the caller has them)."""
         if self.replaying or not self.rules.uses_state:
             return
-        deal_id, course_id = self.catalog.parts(bundle_id)
+        deal_id, course_id = parts if parts is not None else self.catalog.parts(bundle_id)
         items = {"bundle": bundle_id, "deal": deal_id, "course": course_id}
         self.state.record_show(
             key,
