@@ -342,6 +342,14 @@ class Scenario:
             raise ConfigError.for_field(
                 "replay.policy", None, "is required when the scenario has no [[policies]]"
             )
+        if self.world.bundles == "grid":
+            # a grid world lists no bundles: no mid-run additions of listed bundles, no replay
+            # of a listed uniform log (both need a bundle table)
+            for key in ("new_bundles", "replay"):
+                if getattr(self, key) is not None:
+                    raise ConfigError.for_field(
+                        "world.bundles", "grid", f"cannot be combined with [{key}] yet"
+                    )
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
