@@ -160,12 +160,15 @@ class ApprenticePolicy(BasePolicy):
         arm_features: FloatArray,
         mask: BoolArray | None = None,
     ) -> Choice:
+        # the mask is passed on only when there is one (a wrapped policy written before the
+        # mask existed still works without rules)
+        more = () if mask is None else (mask,)
         if self.mode == "policy":
             self.target_propensity_ = None
-            return self.learner_.choose(x, arms, arm_features, mask)
-        choice = self.rule_.choose(x, arms, arm_features, mask)
+            return self.learner_.choose(x, arms, arm_features, *more)
+        choice = self.rule_.choose(x, arms, arm_features, *more)
         # the learner's probability over the same (masked) set the rule chose from
-        probs = self.learner_.probabilities(x, arms, arm_features, mask)
+        probs = self.learner_.probabilities(x, arms, arm_features, *more)
         self.n_rule_decisions_ += 1
         if probs is None:  # a learner without exact probabilities: no agreement, no estimate
             self.target_propensity_ = None
@@ -215,7 +218,7 @@ class ApprenticePolicy(BasePolicy):
         mask: BoolArray | None = None,
     ) -> FloatArray | None:
         served = self.learner_ if self.mode == "policy" else self.rule_
-        return served.probabilities(x, arms, arm_features, mask)
+        return served.probabilities(x, arms, arm_features, *(() if mask is None else (mask,)))
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
