@@ -135,7 +135,8 @@ def run(n: int, policy: str, logged: bool, folder: Path) -> None:
         f"{path}, {policy}, {n} decisions: without rules p50 {p[0, 0]:.0f} us p99 {p[1, 0]:.0f} us;"
         f" with rules p50 {p[0, 1]:.0f} us p99 {p[1, 1]:.0f} us;"
         f" added p50 {p[0, 1] - p[0, 0]:+.0f} us, p99 {p[1, 1] - p[1, 0]:+.0f} us"
-        f" ({no_offer} no-offers)"
+        f" (ratio with / without: p50 x{p[0, 1] / p[0, 0]:.2f}, p99 x{p[1, 1] / p[1, 0]:.2f};"
+        f" {no_offer} no-offers)"
     )
     if not logged:
         fb = int(np.isnan(lat[2]).sum())
