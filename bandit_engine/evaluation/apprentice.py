@@ -210,7 +210,7 @@ def status(engine: Engine, thresholds: SwitchThresholds | None = None) -> Appren
     rule holds."""
     th = thresholds if thresholds is not None else SwitchThresholds()
     ap = apprentice_of(engine)
-    rows = np.asarray(ap.eval_rows_[-th.recent :], dtype=np.float64).reshape(-1, 4)
+    rows = ap.eval_rows_[-th.recent :]
     n = rows.shape[0]
     est = paired_estimate(rows)
     z = float(NormalDist().inv_cdf(th.level))  # one-sided

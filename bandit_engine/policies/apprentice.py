@@ -106,9 +106,10 @@ class ApprenticePolicy(BasePolicy):
         #: p_L(a_rule) of the last decision (the event log records it with the mode)
         self.target_propensity_: float | None = None
         self._stash: OrderedDict[tuple[bytes, str], list[tuple[float, int]]] = OrderedDict()
-        #: closed rule decisions: (learner probability of the rule's choice, rule propensity,
-        #: reward, number of arms the rule chose among), the newest 1,000,000
-        self.eval_rows_: list[tuple[float, float, float, float]] = []
+        # closed rule decisions, one row each (see eval_rows_), in a growing array so that the
+        # switch check reads them without conversion
+        self._eval = np.empty((0, 4))
+        self._n_eval = 0
 
     def bind_feature_names(self, names: Sequence[str]) -> None:
         """Tell the rule and the learner the bundle feature names (a rule may name its column,
@@ -203,12 +204,33 @@ class ApprenticePolicy(BasePolicy):
             p, k = held.pop(0)
             if not held:
                 del self._stash[key]
-            if len(self.eval_rows_) >= _MAX_ROWS:
-                del self.eval_rows_[: _MAX_ROWS // 10]  # the oldest tenth goes
-            self.eval_rows_.append((p, float(propensity), float(reward), float(k)))
+            self._add_eval_row(p, float(propensity), float(reward), float(k))
         self.learner_.update(x, arm, arm_features, reward, propensity)
         self.rule_.update(x, arm, arm_features, reward, propensity)
         self.n_updates_ += 1
+
+    @property
+    def eval_rows_(self) -> FloatArray:
+        """Closed rule decisions, oldest first, the newest 1,000,000: ``(learner probability of
+        the rule's choice, rule propensity, reward, number of arms the rule chose among)`` (a
+        read-only view)."""
+        view = self._eval[: self._n_eval]
+        view.flags.writeable = False
+        return view
+
+    def _add_eval_row(self, p_learner: float, p_rule: float, reward: float, k: float) -> None:
+        n = self._n_eval
+        if n == self._eval.shape[0]:
+            if n >= _MAX_ROWS:  # the oldest tenth goes
+                drop = _MAX_ROWS // 10
+                self._eval[: n - drop] = self._eval[drop:n]
+                n = self._n_eval = n - drop
+            else:
+                grown = np.empty((min(_MAX_ROWS, max(1024, 2 * n)), 4))
+                grown[:n] = self._eval[:n]
+                self._eval = grown
+        self._eval[n] = (p_learner, p_rule, reward, k)
+        self._n_eval = n + 1
 
     def probabilities(
         self,
@@ -227,7 +249,7 @@ class ApprenticePolicy(BasePolicy):
         return self.learner_.score_batch(X, arms, arm_features)
 
     def get_state(self) -> dict[str, Any]:
-        rows = np.asarray(self.eval_rows_, dtype=np.float64).reshape(-1, 4)
+        rows = self.eval_rows_.copy()
         rule, learner = self.rule_.get_state(), self.learner_.get_state()
         return {
             # the wrapped generators (each policy restores its own from its state)
@@ -262,7 +284,8 @@ class ApprenticePolicy(BasePolicy):
             if rows.ndim == 2 and rows.shape[1] == 3:  # saved before the strata: one stratum
                 rows = np.column_stack([rows, np.zeros(rows.shape[0])])
             rows = rows.reshape(-1, 4)
-            self.eval_rows_ = [(a, b, c, d) for a, b, c, d in rows.tolist()]
+            self._eval = np.array(rows, dtype=np.float64)
+            self._n_eval = rows.shape[0]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError.for_field(
                 "policy.state", type(exc).__name__, f"is not an apprentice state ({exc})"
