@@ -29,17 +29,20 @@ stratified estimate. A stratum in which the learner never plays the rule's choic
 information about the learner: its learner value is counted as 0 (rewards are >= 0), which can
 only make the test more conservative.
 
-Why the old rule (SNIPS over all rows, its two-sided 95% lower bound against the rule's mean)
-never fired in the simulator: the estimate is starved, not mainly biased. A ``fixed_rule`` with
+Why the old rule (SNIPS over the last 10,000 rows, its two-sided 95% lower bound against the
+rule's mean) never fired in the simulator: the estimate is starved, not mainly biased. A ``fixed_rule`` with
 ``epsilon = 0.2`` shows an arm other than its own choice with probability ``0.2 / k``; the
 learner disagrees with the rule on ~98% of decisions, so its value rests on the rows where the
 rule's exploration happened to play the learner's choice, with weights up to ``k / 0.2`` (1,200
 for the 240-bundle list of users without a city). Those few heavy rows make the Kish ESS of 30,000
 decisions about 56 (interval half-width ~0.1 against an uplift of ~0.02). Stratifying by ``k``
-stops the heavy strata from swamping the large light one; the lower bound on the paired
-difference, the support floor and using all closed decisions (``recent`` 50,000) do the rest.
+stops the heavy strata from swamping the large light one, the support floor stops a handful of
+heavy rows from deciding, and the window holds all closed decisions up to ``recent`` (50,000).
 The rule's value is estimated on the same rows, on policy (precise); that is what the paired
-influence accounts for.
+influence accounts for. Where the rule's traffic supports the learner the test fires, and it does
+not for a worse learner (benchmarks/README.md, tests/test_apprentice.py); on a 20%-exploring
+rule's traffic the support stays too small to certify a ``linucb`` learner within 40,000
+decisions, and the switch has to be told.
 
 Limits, stated: the learner is judged by its past selves over the window (it improves, so the
 test is conservative); checking every few hundred decisions is repeated testing, which raises the
