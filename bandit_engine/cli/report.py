@@ -110,6 +110,7 @@ def _dp_report(
     from ..reporting.report import _iso, experiment_of
     from ..reporting.table import table_from_log
     from ..store import open_log
+    from ..store.connection import LogConnection
     from ..store.ledger import PrivacyLedger
 
     if not math.isfinite(epsilon) or epsilon <= 0:
@@ -130,6 +131,7 @@ def _dp_report(
                 )
             rec = json.loads(recorded)
             total, total_delta = float(rec["epsilon"]), float(rec["delta"])
+        assert isinstance(log, LogConnection)  # both backends are
         ledger = PrivacyLedger(log, total_epsilon=total, total_delta=total_delta)
         shares, types = experiment_of(log)
         table = table_from_log(log, since=start, until=end)

@@ -35,7 +35,7 @@ import numpy as np
 from ..store import EventStore
 from .aggregate import Aggregates, aggregate
 from .report import Report, build_report, experiment_of
-from .table import FloatArray, IntArray, LogColumns, assemble, events_of
+from .table import DecisionTable, FloatArray, IntArray, LogColumns, assemble, events_of
 
 __all__ = ["Health", "LiveReport", "LiveSnapshot"]
 
@@ -99,6 +99,7 @@ class LiveSnapshot:
 
     report: Report
     aggregates: Aggregates
+    table: DecisionTable
     health: dict[str, Any]
     pending: int
     oldest_pending_ts: float | None
@@ -204,6 +205,7 @@ class LiveReport:
             self.snapshot_ = LiveSnapshot(
                 report=rep,
                 aggregates=agg,
+                table=table,
                 health=self.health_.to_dict(),
                 pending=int(pending.shape[0]),
                 oldest_pending_ts=oldest,
