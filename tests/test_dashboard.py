@@ -56,7 +56,8 @@ def test_dashboard_data_equals_bandit_report_json(served: tuple[TestClient, Cloc
     # propensity health and versions add up to the decisions logged
     health = data["health"]
     assert health["decisions"] == 241
-    assert sum(v["decisions"] for v in health["versions"]) == 241
+    assert sum(v["decisions"] for v in health["models"]) == 241
+    assert health["current"]["policy_version"]
     assert 0.0 <= health["small_propensity_share"] <= 1.0
     assert 0.0 < health["effective_sample_size"] <= 241
     assert data["learner"]["n_learned"] > 0

@@ -24,7 +24,6 @@ views read the last built report. The whole log is covered (no window).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,38 +44,36 @@ SMALL_PROPENSITY = 0.01
 
 @dataclass
 class Health:
-    """Propensity health and model versions (sums over decisions, added up at each refresh)."""
+    """Propensity health per model (sums over decisions, added up at each refresh) and the
+    newest decision's policy version."""
 
-    versions: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    models: dict[str, list[float]] = field(default_factory=dict)
+    newest: tuple[str, str, float] | None = None
 
-    def add(self, rows: list[tuple[str, str, int, float, float, int, float]]) -> None:
-        for version, model, n, w, w2, small, newest in rows:
-            acc = self.versions.setdefault((version, model), [0, 0.0, 0.0, 0, -math.inf])
+    def add(self, rows: list[tuple[str, int, float, float, int, int]]) -> None:
+        for model, n, w, w2, small, seq in rows:
+            acc = self.models.setdefault(model, [0, 0.0, 0.0, 0, 0])
             acc[0] += n
             acc[1] += w
             acc[2] += w2
             acc[3] += small
-            acc[4] = max(acc[4], newest)
+            acc[4] = max(acc[4], seq)
 
     def to_dict(self) -> dict[str, Any]:
         """``decisions``, ``small_propensity_share`` (share with propensity < 0.01) and
         ``effective_sample_size`` ``(sum w)^2 / sum w^2`` of the inverse-propensity weights
-        ``w = 1 / p`` (Kish's ESS: ``n`` when all propensities are equal, far below ``n`` when
-        a few decisions carry most of the weight of an off-policy estimate), in total and per
-        ``(policy_version, model_id)``, newest decision time of each version."""
+        ``w = 1 / p`` (Kish's ESS: ``n`` when all propensities are equal, far below ``n`` when a
+        few decisions carry most of the weight of an off-policy estimate), in total and per
+        ``model_id`` (newest first); ``current``: the newest decision's policy version."""
         rows = []
         tot = [0, 0.0, 0.0, 0]
-        for (version, model), (n, w, w2, small, newest) in sorted(
-            self.versions.items(), key=lambda kv: -kv[1][4]
-        ):
+        for model, (n, w, w2, small, _) in sorted(self.models.items(), key=lambda kv: -kv[1][4]):
             rows.append(
                 {
-                    "policy_version": version,
                     "model_id": model,
                     "decisions": int(n),
                     "small_propensity_share": small / n if n else None,
                     "effective_sample_size": w * w / w2 if w2 > 0 else None,
-                    "newest": newest if math.isfinite(newest) else None,
                 }
             )
             tot[0] += int(n)
@@ -84,12 +81,17 @@ class Health:
             tot[2] += w2
             tot[3] += int(small)
         n, w, w2, small = tot
+        current = None
+        if self.newest is not None:
+            version, model, ts = self.newest
+            current = {"policy_version": version, "model_id": model, "ts": ts}
         return {
             "small_propensity": SMALL_PROPENSITY,
             "decisions": n,
             "small_propensity_share": small / n if n else None,
             "effective_sample_size": w * w / w2 if w2 > 0 else None,
-            "versions": rows,
+            "models": rows,
+            "current": current,
         }
 
 
@@ -196,6 +198,7 @@ class LiveReport:
                 rebuilt = True
             self.decision_seq_ = d_seq
             self.event_seq_ = e_seq
+            self.health_.newest = log.decision_at(d_seq) if d_seq else None
             shares, types = experiment_of(log)
             table = assemble(self.cols_, self.events_)
             agg = aggregate(table, types)

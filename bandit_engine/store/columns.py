@@ -180,26 +180,32 @@ class LogColumns(LogConnection):
 
     def decision_health(
         self, *, after: int = 0, upto: int | None = None, small: float = 0.01
-    ) -> list[tuple[str, str, int, float, float, int, float]]:
-        """Per ``(policy_version, model_id)`` of the decisions with ``after < seq <= upto``:
-        ``(version, model, decisions, sum 1/p, sum 1/p^2, decisions with p < small, newest ts)``
-        (all sums, so a cache adds what is new to what it holds)."""
+    ) -> list[tuple[str, int, float, float, int, int]]:
+        """Per ``model_id`` of the decisions with ``after < seq <= upto``: ``(model, decisions,
+        sum 1/p, sum 1/p^2, decisions with p < small, newest seq)`` (sums, so a cache adds what
+        is new to what it holds; one row per model, not per policy version, which changes with
+        every update learned)."""
         where, params = "seq > ?", [int(after)]
         if upto is not None:
             where += " AND seq <= ?"
             params.append(int(upto))
         sql = (
-            "SELECT coalesce(policy_version, ''), coalesce(model_id, ''), count(*),"
-            " sum(1.0 / propensity), sum(1.0 / (propensity * propensity)),"
-            " sum(CASE WHEN propensity < ? THEN 1 ELSE 0 END), max(ts)"
-            " FROM decisions WHERE propensity > 0 AND " + where + " GROUP BY 1, 2"
+            "SELECT coalesce(model_id, ''), count(*), sum(1.0 / propensity),"
+            " sum(1.0 / (propensity * propensity)),"
+            " sum(CASE WHEN propensity < ? THEN 1 ELSE 0 END), max(seq)"
+            " FROM decisions WHERE propensity > 0 AND " + where + " GROUP BY 1"
         )
         with self._lock:
             rows = self._conn.execute(sql, [float(small), *params]).fetchall()
-        return [
-            (str(v), str(m), int(n), float(w), float(w2), int(k), float(t))
-            for v, m, n, w, w2, k, t in rows
-        ]
+        return [(str(m), int(n), float(w), float(w2), int(k), int(s)) for m, n, w, w2, k, s in rows]
+
+    def decision_at(self, seq: int) -> tuple[str, str, float] | None:
+        """``(policy_version, model_id, ts)`` of the decision with journal seq ``seq``."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT policy_version, model_id, ts FROM decisions WHERE seq = ?", (int(seq),)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
     def group_counts(
         self, *, since: float | None = None, until: float | None = None

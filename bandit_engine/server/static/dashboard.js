@@ -87,8 +87,9 @@
 
     // uplift vs holdout, overall, every metric
     var ups = byKey(rep.uplift, function (u) { return u.breakdown === "overall"; });
+    // relative uplift: one scale for metrics of different units (rates, revenue)
     Charts.intervals($("chart-uplift"), ups.map(function (u) {
-      return {label: u.metric + " vs " + u.holdout, value: u.diff, low: u.diff_low, high: u.diff_high};
+      return {label: u.metric + " vs " + u.holdout, value: u.relative, low: u.relative_low, high: u.relative_high};
     }));
     table($("t-uplift"), ["metric", "holdout", "policy", "control", "uplift", "95% low", "95% high", "relative"],
       ups.map(function (u) {
@@ -150,9 +151,10 @@
     kpi(l, null, null, "updates learned", String(data.learner.n_learned));
     kpi(l, null, null, "pending in the engine", String(data.learner.pending));
     kpi(l, null, null, "learner lag (oldest pending decision)", data.learner.lag_seconds === null ? "none" : fmt(data.learner.lag_seconds) + " s");
-    table($("t-models"), ["policy version", "model", "decisions", "p < " + h.small_propensity, "ESS"],
-      h.versions.map(function (v) {
-        return [cell("td", null, v.policy_version), cell("td", null, v.model_id), cell("td", null, v.decisions),
+    if (h.current) kpi(l, null, null, "policy version of the newest decision", h.current.policy_version);
+    table($("t-models"), ["model", "decisions", "p < " + h.small_propensity, "ESS"],
+      h.models.map(function (v) {
+        return [cell("td", null, v.model_id), cell("td", null, v.decisions),
           cell("td", null, v.small_propensity_share), cell("td", null, v.effective_sample_size)];
       }));
     var p = $("propensity"); p.textContent = "";
