@@ -187,7 +187,7 @@ def test_dp_report_spends_the_ledger_and_refuses_past_the_budget(tmp_path: Path)
     assert all("discrete Laplace" in r["mechanism"] for r in rel["releases"])
     # the recorded budget is reused; 1.5 more would pass it: refused, nothing recorded
     code, out = _dp(db, "--dp-epsilon", "1.5")
-    assert code != 0 and "would exceed the privacy budget" in out
+    assert code == 3 and "would exceed the privacy budget" in out
     code, out = _dp(db, "--dp-epsilon", "1")
     assert code == 0, out
     with open_log(db, hmac_key=None) as log:
@@ -201,7 +201,7 @@ def test_dp_report_epsilon_must_be_positive(tmp_path: Path, eps: str) -> None:
     db = str(tmp_path / "dp.sqlite")
     fill_log(db, n=20)
     code, out = _dp(db, "--dp-epsilon", eps, "--dp-budget", "5")
-    assert code != 0 and "dp_epsilon must be a finite number > 0" in out, out
+    assert code == 3 and "dp_epsilon must be a finite number > 0" in out, out
 
 
 def test_dp_report_counts_are_close_on_a_large_cap(tmp_path: Path) -> None:
