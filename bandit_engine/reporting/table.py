@@ -166,15 +166,18 @@ class _Factorizer:
         self.index: dict[Any, int] = {}
 
     def codes(self, column: Sequence[Any]) -> IntArray:
-        codes, uniques = pd.factorize(np.asarray(column, dtype=object))
+        # a dict lookup per value: the distinct values (cells) are few and repeat, and this is
+        # about 2.5x faster than hashing each page again with pandas (measured, 10^6 cells)
         index = self.index
-        table = np.empty(len(uniques), dtype=np.int64)
-        for i, u in enumerate(uniques):
-            code = index.get(u)
+        get = index.get
+        out = np.fromiter((get(v, -1) for v in column), dtype=np.int64, count=len(column))
+        for i in np.flatnonzero(out < 0).tolist():
+            v = column[i]
+            code = index.get(v)
             if code is None:
-                code = index[u] = len(index)
-            table[i] = code
-        return table[codes]
+                code = index[v] = len(index)
+            out[i] = code
+        return out
 
     @property
     def names(self) -> list[Any]:
@@ -188,8 +191,16 @@ def _prefix_ints(prefixes: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[n
     """A 64-bit key per user from its 16 hex digits, computed in numpy (no Python object per
     user): the 16 ASCII bytes as two words, mixed (``a * C xor b``, a bijection of ``b`` for each
     ``a``; two users collide with probability about ``n^2 / 2^65``), and the anonymous flags
-    (``"-"``)."""
-    raw = np.asarray(prefixes, dtype="S16")
+    (a leading ``-``)."""
+    raw: NDArray[np.bytes_] | None = None
+    if isinstance(prefixes, list) and prefixes and isinstance(prefixes[0], str):
+        # every prefix 16 ASCII characters (the anonymous one too): one join and one view,
+        # instead of a bytes conversion per value
+        joined = "".join(prefixes)
+        if len(joined) == 16 * len(prefixes) and joined.isascii():
+            raw = np.frombuffer(joined.encode("ascii"), dtype="S16")
+    if raw is None:
+        raw = np.asarray(prefixes, dtype="S16")
     words = np.ascontiguousarray(raw).view("<u8").reshape(-1, 2)
     anonymous = raw.view(np.uint8).reshape(-1, 16)[:, 0] == ord("-")
     with np.errstate(over="ignore"):

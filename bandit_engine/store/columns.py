@@ -16,6 +16,7 @@ from ..errors import ValidationError
 from .connection import LogConnection
 
 __all__ = [
+    "ANONYMOUS_PREFIX",
     "CELL_FIELDS",
     "CELL_SEPARATOR",
     "DAY_SPAN",
@@ -29,6 +30,9 @@ DECISION_COLUMNS = ("seq_day", "user", "cell", "reward")
 #: ``seq_day = seq * DAY_SPAN + day``: one integer for two (a report's time is mostly spent making
 #: a Python object per value read); UTC day numbers stay below 2**16 until the year 2149.
 DAY_SPAN = 1 << 16
+#: The user of an anonymous decision in :meth:`LogColumns.decision_chunks`: as wide as a
+#: pseudonym prefix, so a page of users is one fixed-width byte string for numpy.
+ANONYMOUS_PREFIX = "-" * 16
 #: The fields joined into ``cell`` (by :data:`CELL_SEPARATOR`), in order.
 CELL_FIELDS = ("group", "presence", "city", "bundle_id")
 #: ASCII unit separator: not expected in group names, cities or bundle ids.
@@ -89,7 +93,7 @@ class LogColumns(LogConnection):
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Decisions with ``since <= ts < until`` and ``seq > after`` as row lists of :data:`DECISION_COLUMNS`:
         ``seq_day`` (``seq * DAY_SPAN + UTC day number``), ``user`` (the pseudonym's first 16
-        hex digits, ``"-"`` when anonymous), ``cell`` (the :data:`CELL_FIELDS` joined by
+        hex digits, ``ANONYMOUS_PREFIX`` (16 dashes) when anonymous), ``cell`` (the :data:`CELL_FIELDS` joined by
         :data:`CELL_SEPARATOR`: group (``policy`` for rows logged without a holdout plan),
         presence and city (empty when unknown), bundle) and ``reward`` (``None`` while
         pending). ``after`` (a journal seq) lets a cache read only what was logged since its last
@@ -113,7 +117,8 @@ class LogColumns(LogConnection):
             "CAST(floor(ts / 86400.0) AS BIGINT)" if self._FLOOR else "CAST(ts / 86400 AS INTEGER)"
         )
         sql = (
-            f"SELECT seq * {DAY_SPAN} + {day}, coalesce({self._USER_PREFIX}, '-'), {cell}, reward"
+            f"SELECT seq * {DAY_SPAN} + {day}, coalesce({self._USER_PREFIX}, '{ANONYMOUS_PREFIX}'), {cell},"
+            " reward"
             " FROM decisions"
             " WHERE seq > ?" + extra + " ORDER BY seq LIMIT ?"
         )
