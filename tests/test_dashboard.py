@@ -30,7 +30,7 @@ from bandit_engine.reporting import report_from_log
 from bandit_engine.reporting.live import LiveReport
 from bandit_engine.server import Secret, open_server
 from bandit_engine.service import LoggedEngine
-from bandit_engine.store import EventLog, open_log
+from bandit_engine.store import open_log
 from bandit_engine.store.ledger import PrivacyLedger
 
 
@@ -84,18 +84,18 @@ def test_dashboard_pages_are_open_but_its_data_needs_the_read_role(
     assert c.get("/dashboard/data", headers={"Authorization": f"Bearer {READ_TOKEN}"}).is_success
 
 
-def test_live_report_refreshes_incrementally_and_equals_a_full_read(tmp_path: Path) -> None:
+def test_live_report_refreshes_incrementally_and_equals_a_full_read(db_target: str) -> None:
     from reliability.engine_factory import small_engine
 
     from bandit_engine.holdout import HoldoutGroup, HoldoutPlan
 
-    db = str(tmp_path / "live.sqlite")
+    db = db_target  # a SQLite file, then a PostgreSQL schema
     engine = small_engine()
     engine.set_holdout(HoldoutPlan((HoldoutGroup("pop", 0.4, "popularity"),)))
     rng = np.random.default_rng(3)
     live = LiveReport()
     users = [f"u{i}" for i in range(1, 8)]
-    with EventLog(db, hmac_key=KEY) as log:
+    with open_log(db, hmac_key=KEY) as log:
         svc = LoggedEngine(engine, log)
         reader = open_log(db, hmac_key=None, read_only=True)
         t = T0
