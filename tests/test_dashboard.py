@@ -82,6 +82,12 @@ def test_dashboard_pages_are_open_but_its_data_needs_the_read_role(
     # the read role has its own token here: the shared one (decide, admin) is not enough
     assert c.get("/dashboard/data", headers=AUTH).status_code == 403
     assert c.get("/dashboard/data", headers={"Authorization": f"Bearer {READ_TOKEN}"}).is_success
+    # the API description says which needs a token
+    paths = c.get("/openapi.json", headers={"Authorization": f"Bearer {READ_TOKEN}"}).json()[
+        "paths"
+    ]
+    assert paths["/dashboard/data"]["get"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in paths["/dashboard/public/data"]["get"]
 
 
 def test_live_report_refreshes_incrementally_and_equals_a_full_read(db_target: str) -> None:
@@ -155,12 +161,15 @@ def test_public_view_releases_once_per_period_and_stops_at_the_budget(tmp_path: 
     log.close()
 
 
-def test_public_view_is_off_unless_configured(tmp_path: Path) -> None:
+def test_public_view_is_off_unless_configured_and_an_empty_log_says_so(tmp_path: Path) -> None:
     app, log = open_server(settings_for(tmp_path), hmac_key=KEY, clock=Clock())
     with TestClient(app) as c:
         body = c.get("/dashboard/public/data").json()
+        data = c.get("/dashboard/data", headers=AUTH).json()
     log.close()
     assert body["enabled"] is False and "--public-dp-epsilon" in body["message"]
+    assert data["report"]["empty"] and "no decisions" in data["report"]["message"]
+    assert data["health"]["decisions"] == 0 and data["health"]["effective_sample_size"] is None
 
 
 # -- bandit report --dp-epsilon ----------------------------------------------------------------

@@ -49,7 +49,7 @@ from .dashboard import install_dashboard
 from .errors import (
     install_error_handlers,
 )
-from .guard import OPEN_PATHS, FastRoute, GuardMiddleware
+from .guard import OPEN_PAGES, OPEN_PATHS, FastRoute, GuardMiddleware
 from .metrics import Metrics
 from .models import (
     AdminResult,
@@ -93,7 +93,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "bearerAuth": {"type": "http", "scheme": "bearer"}
         }
         for path, ops in schema.get("paths", {}).items():
-            if path in OPEN_PATHS:
+            if path in OPEN_PATHS or path in OPEN_PAGES:
                 continue
             for op in ops.values():
                 op["security"] = [{"bearerAuth": []}]
@@ -299,7 +299,7 @@ def create_app(
             yield
         finally:
             await worker.stop(checkpoint=True)
-            dashboard.close()
+            await dashboard.aclose()
 
     app = FastAPI(
         **_no_otel(),

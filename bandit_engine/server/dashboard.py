@@ -106,6 +106,15 @@ class Dashboard:
             self.start_refresh()
         return snap
 
+    async def aclose(self) -> None:
+        """Wait for a running refresh (it reads through the connection), then close."""
+        if self._task is not None and not self._task.done():
+            try:
+                await self._task
+            except Exception:  # the server is stopping: a failed last refresh changes nothing
+                logger.exception("dashboard refresh failed while the server stopped")
+        self.close()
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
