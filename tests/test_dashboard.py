@@ -205,6 +205,15 @@ def test_dp_report_spends_the_ledger_and_refuses_past_the_budget(tmp_path: Path)
     assert [json.loads(e.details)["cap"] for e in entries] == [100, 20]  # each as released
 
 
+def test_dp_report_refuses_exact_outputs_beside_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "dp.sqlite")
+    fill_log(db, n=20)
+    code, out = _dp(db, "--dp-epsilon", "1", "--dp-budget", "5", "--csv", str(tmp_path))
+    assert code == 3 and "leave out --csv" in out
+    with open_log(db, hmac_key=None) as log:
+        assert PrivacyLedger(log, total_epsilon=5.0).entries() == []  # nothing spent
+
+
 @pytest.mark.parametrize("eps", ["0", "-1", "nan", "inf"])
 def test_dp_report_epsilon_must_be_positive(tmp_path: Path, eps: str) -> None:
     db = str(tmp_path / "dp.sqlite")

@@ -71,6 +71,13 @@ def report(
         if top_bundles < 1:
             raise ConfigError.for_field("top_bundles", top_bundles, "must be >= 1")
         if dp_epsilon is not None:
+            if csv_dir is not None or plots is not None:
+                raise ConfigError.for_field(
+                    "dp_epsilon",
+                    dp_epsilon,
+                    "prints its release as JSON only: leave out --csv and --plots (they would "
+                    "show exact figures)",
+                )
             _dp_report(db, start, end, dp_epsilon, dp_delta, dp_cap, dp_budget, dp_budget_delta)
             return
         log = open_log(db, hmac_key=None, read_only=True, must_exist=True)
