@@ -58,7 +58,7 @@ def append(path: Path, n: int) -> None:
     con = sqlite3.connect(path)
     last, ts = con.execute("SELECT max(seq), max(ts) FROM decisions").fetchone()
     con.execute(
-        "INSERT INTO decisions (seq, decision_id, ts, \"user\", bundle_id, deal_id, course_id,"
+        'INSERT INTO decisions (seq, decision_id, ts, "user", bundle_id, deal_id, course_id,'
         " propensity, candidate_set, scores, policy_version, model_id, x, x_dim, status, reward,"
         " closed_at, n_events, grp, presence, city)"
         " SELECT seq + ?, decision_id || 'x', ? + 1, \"user\", bundle_id, deal_id, course_id,"
@@ -100,8 +100,7 @@ def first_paint(base: str, loads: int) -> list[float]:
         for _ in range(loads):
             driver.get(f"{base}/dashboard")
             WebDriverWait(driver, 60).until(
-                lambda d: d.execute_script("return document.body.getAttribute('data-drawn')")
-                == "1"
+                lambda d: d.execute_script("return document.body.getAttribute('data-drawn')") == "1"
             )
             ms = driver.execute_script("return document.body.getAttribute('data-drawn-ms')")
             out.append(float(ms) / 1000.0)
