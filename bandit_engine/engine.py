@@ -22,6 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -601,7 +602,7 @@ class Engine:
         rr = self.rules
         assert rr is not None
         rkey = rr.user_key(user_id)
-        cs, reason = rr.eligible(prof, rkey, t, candidates)
+        cs, keep, reason = rr.eligible(prof, rkey, t, candidates)
         policy: Policy | None = None
         mode: str | None = None
         if cs is None:
@@ -613,7 +614,7 @@ class Engine:
                     field="candidates",
                     value=[],
                 )
-            cs = rr.fallback_set(prof, rkey, t)
+            cs, keep = rr.fallback_set(prof, rkey, t)
             if cs is None or not cs.ids:
                 raise NoOfferError(
                     reason
@@ -638,8 +639,9 @@ class Engine:
             segment=segment,
             policy=policy,
             mode=mode,
+            mask=keep,
         )
-        rr.record(did, rkey, d.bundle_id, t)
+        rr.record(did, rkey, d.bundle_id, t, (d.deal_id, d.course_id))
         return d
 
     def _choose(
@@ -656,11 +658,25 @@ class Engine:
         segment: tuple[str, str | None] | None = None,
         policy: Policy | None = None,
         mode: str | None = None,
+        mask: NDArray[np.bool_] | None = None,
     ) -> Decision:
         # a rule's fallback policy when given, else the decision's holdout group's policy
         chooser = self.policy_of(group) if policy is None else policy
-        choice = chooser.choose(x, ids, Z)
-        i = choice.index
+        scores: FloatArray
+        if mask is None:
+            choice = chooser.choose(x, ids, Z)
+            i, scores, probs = choice.index, choice.scores, choice.probabilities
+        else:
+            # the rules' mask over the catalog's list: the policy keeps its per-list caches, the
+            # decision records the eligible sub-list (the propensity is over it)
+            choice = chooser.choose(x, ids, Z, mask)
+            kept = np.flatnonzero(mask)
+            i = int(np.searchsorted(kept, choice.index))
+            ids = tuple(compress(ids, mask.tolist()))
+            Z = Z[kept]
+            rows = None if rows is None else np.asarray(rows)[kept]
+            scores = choice.scores[kept]
+            probs = None if choice.probabilities is None else choice.probabilities[kept]
         bundle_id = ids[i]
         z = Z[i]
         row = int(rows[i]) if rows is not None else -1
@@ -677,7 +693,6 @@ class Engine:
             self.behaviour.observe_decision(user_key, row, t)
         self.n_decisions += 1
         deal_id, course_id = self.catalog.parts(bundle_id)
-        probs = choice.probabilities
         return Decision(
             decision_id=decision_id,
             bundle_id=bundle_id,
@@ -685,7 +700,7 @@ class Engine:
             course_id=course_id,
             propensity=float(choice.propensity),
             candidates=ids,
-            scores=tuple(choice.scores.tolist()),
+            scores=tuple(scores.tolist()),
             policy_version=self.policy_version,
             timestamp=t,
             probabilities=None if probs is None else tuple(probs.tolist()),
