@@ -48,12 +48,21 @@ from .holdout import POLICY_GROUP, HoldoutPlan
 from .policies.base import GridPolicy, Policy
 from .policies.explain import Explanation, explain_choice
 from .policies.registry import policy_from_dict, policy_to_dict
-from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
+from .profiles import (
+    CONSENT,
+    PERSONALISATION,
+    Profile,
+    ProfileSource,
+    ProfileStore,
+    check_consent,
+    merge_profiles,
+    withhold,
+)
 from .records import Decision, LearnedReward, PairGrid
 from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
 from .rules import RuleRunner, Rules, RuleState
 
-__all__ = ["Engine"]
+__all__ = ["OPT_OUT_MODE", "Engine"]
 
 FloatArray = NDArray[np.float64]
 Clock = Callable[[], float]
@@ -61,6 +70,9 @@ MAX_ID_LENGTH = 128
 #: Ids an availability mask (``decide(candidates=...)``) may name: the mask is checked id by id.
 MAX_CANDIDATES = 100_000
 _SAVED_CLOSED = 100_000
+#: The mode of a decision served to a user who opted out of personalisation: the control policy
+#: (uniform over the eligible bundles) chose it from a context holding nothing of the profile.
+OPT_OUT_MODE = "control:opt_out"
 _SWEEP_EVERY = 3600.0
 
 
@@ -242,6 +254,9 @@ class Engine:
         self.pseudonym_fn: Callable[[str], str] | None = None
         #: business rules (bandit_engine/rules): applied before the policy chooses; None = off
         self.rules: RuleRunner | None = None
+        # the control policy of users who opted out of personalisation (uniform over what is
+        # eligible, seed 0: exact propensities 1/k), made at the first such decision
+        self._control: Policy | None = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -464,6 +479,42 @@ class Engine:
             )
         return merge_profiles(stored, profile)
 
+    def fusable(
+        self,
+        user_id: str | None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> tuple[Profile, bool]:
+        """What fusion may use of the user's profile now: ``(profile, personalised)``.
+
+        The stored and inline profiles merged (:meth:`profile_of`), then the consent record
+        applied (:func:`~bandit_engine.profiles.withhold`): withheld platforms left out, and for
+        a user who opted out of personalisation, nothing (``({}, False)``)."""
+        prof, personalised = withhold(self.profile_of(user_id, profile))
+        return (prof if personalised else {}), personalised
+
+    def set_consent(self, user_id: str, consent: Mapping[str, Any]) -> dict[str, bool]:
+        """Record a user's consent (scopes: the declared platforms and ``"personalisation"``,
+        each ``True`` / ``False``), merged over what was recorded; returns the whole record.
+
+        It applies from the user's next decision. Withholding a platform also drops that
+        platform's stored record from the engine's profile store (the log's store does the same);
+        opting out of personalisation erases the user's live behaviour, and none is kept while the
+        opt-out stands."""
+        uid = _check_id("user_id", user_id)
+        checked = check_consent(consent, self.features.platform_names)
+        self.profiles.upsert(uid, CONSENT, checked)
+        if checked.get(PERSONALISATION) is False:
+            self.forget_behaviour(uid)
+        record = (self.profiles.get(uid) or {}).get(CONSENT) or {}
+        return {str(k): bool(v) for k, v in record.items()}
+
+    def _control_policy(self) -> Policy:
+        if self._control is None:
+            from .policies.baselines import UniformRandom
+
+            self._control = UniformRandom(seed=0)
+        return self._control
+
     def context(
         self,
         user_id: str | None = None,
@@ -471,9 +522,9 @@ class Engine:
         *,
         now: float | None = None,
     ) -> FloatArray:
-        """The context vector ``x`` the policy would see for this user now."""
+        """The context vector ``x`` the policy would see for this user now (consent applied)."""
         t = self.now() if now is None else _check_time("now", now)
-        return self.features.transform_one(self.profile_of(user_id, profile), now=t)
+        return self.features.transform_one(self.fusable(user_id, profile)[0], now=t)
 
     def policy_inputs(
         self,
@@ -488,10 +539,11 @@ class Engine:
         t = self.now() if now is None else _check_time("now", now)
         if user_id is not None:
             _check_id("user_id", user_id)
-        prof = self.profile_of(user_id, profile)
+        prof, personalised = self.fusable(user_id, profile)
         x = self.features.transform_one(prof, now=t)
         cs = self.catalog.eligible_for(prof, t)
-        x, Z = self._live(x, self._user_key(user_id), cs.rows, cs.features, t)
+        key = self._user_key(user_id) if personalised else None
+        x, Z = self._live(x, key, cs.rows, cs.features, t)
         return x, cs.ids, Z
 
     def decide(
@@ -556,6 +608,11 @@ class Engine:
             prof: Profile = stored if stored is not None else {}
         else:
             prof = self.profile_of(user_id, profile)
+        # consent (profiles.withhold): withheld platforms are absent; an opted-out user is served
+        # the control policy from nothing of their profile, and keeps no behaviour state
+        prof, personalised = withhold(prof)
+        if not personalised:
+            prof = {}
         x = self.features.transform_one(prof, now=t)
         if self.grid is not None:
             if candidates is not None:
@@ -564,13 +621,27 @@ class Engine:
             return self._choose_grid(did, prof, x, t)
         if self.rules is not None:
             did = decision_id if decision_id is not None else self.id_factory()
-            return self._decide_with_rules(did, user_id, prof, x, t, candidates)
+            return self._decide_with_rules(did, user_id, prof, x, t, candidates, personalised)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
-        key = self._user_key(user_id)
+        key = self._user_key(user_id) if personalised else None
         x, Z = self._live(x, key, cs.rows, cs.features, t)
         group = self.group_of(user_id, did)
         segment = _segment_of(prof, self.catalog.rules.city_of(prof))
+        if not personalised:
+            return self._choose(
+                did,
+                x,
+                cs.ids,
+                Z,
+                t,
+                None,
+                cs.rows,
+                group=group,
+                segment=segment,
+                policy=self._control_policy(),
+                mode=OPT_OUT_MODE,
+            )
         return self._choose(did, x, cs.ids, Z, t, key, cs.rows, group=group, segment=segment)
 
     def _decide_with_rules(
@@ -581,10 +652,13 @@ class Engine:
         x: FloatArray,
         t: float,
         candidates: Sequence[str] | None,
+        personalised: bool = True,
     ) -> Decision:
         """:meth:`decide` with business rules: the rules shrink the candidate set before the
         policy chooses (so the propensity is over what was eligible), the fallback serves when
-        nothing is left, and the served bundle is counted (bandit_engine/rules/runtime.py)."""
+        nothing is left, and the served bundle is counted (bandit_engine/rules/runtime.py).
+        An opted-out user (``personalised`` false) is served the control policy; caps still
+        count their shows (they protect the user and are not personalisation)."""
         rr = self.rules
         assert rr is not None
         rkey = rr.user_key(user_id)
@@ -609,7 +683,9 @@ class Engine:
                 )
             mode = f"fallback:{kind}"
             policy = rr.fallback_policy
-        key = self._user_key(user_id)
+        if not personalised and mode is None:
+            policy, mode = self._control_policy(), OPT_OUT_MODE
+        key = self._user_key(user_id) if personalised else None
         xe, Z = self._live(x, key, cs.rows, cs.features, t)
         group = self.group_of(user_id, did)
         segment = _segment_of(prof, self.catalog.rules.city_of(prof))
@@ -1083,6 +1159,8 @@ class Engine:
             out["rules"] = self.rules.rules.to_dict()
             if self.rules.fallback_policy is not None:
                 out["rules_fallback_policy"] = policy_to_dict(self.rules.fallback_policy)
+        if self._control is not None:  # opt-out decisions were made: the control's generator
+            out["consent_control"] = policy_to_dict(self._control)
         if self.holdout is not None:  # absent otherwise: older readers see the file they know
             out["holdout"] = {
                 "plan": self.holdout.to_dict(),
@@ -1133,6 +1211,8 @@ class Engine:
                 assert engine.rules is not None
                 if "rules_fallback_policy" in state:
                     engine.rules.fallback_policy = policy_from_dict(state["rules_fallback_policy"])
+            if "consent_control" in state:
+                engine._control = policy_from_dict(state["consent_control"])
             if "holdout" in state:
                 engine.holdout = HoldoutPlan.from_dict(state["holdout"]["plan"])
                 engine.holdout_policies = {

@@ -40,7 +40,7 @@ from typing import Any
 from ..engine import Engine
 from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError, StoreBusyError
 from ..features.behaviour import KEY_BYTES
-from ..profiles import Profile, ProfileStore
+from ..profiles import CONSENT, PERSONALISATION, Profile, ProfileStore, check_consent
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
 from ..rules import Rules
@@ -340,7 +340,10 @@ class LoggedEngine:
         naming ``<platform>.<field>`` and stores nothing, instead of breaking every later decision
         for the user."""
         engine = self.engine
+        if platform == CONSENT:
+            return dict(self.set_consent(user_id, fields))
         current = engine.profiles.get(user_id) or {}
+        current = {p: f for p, f in current.items() if p != CONSENT}  # not a platform to check
         candidate = {p: dict(f) if f is not None else None for p, f in current.items()}
         if isinstance(fields, Mapping):
             base = {} if replace or candidate.get(platform) is None else candidate[platform]
@@ -350,6 +353,21 @@ class LoggedEngine:
         if not self.profiles_in_log:
             self.engine.profiles.upsert(user_id, platform, fields, replace=replace)
         return stored
+
+    def set_consent(self, user_id: str, consent: Mapping[str, Any]) -> dict[str, bool]:
+        """Record a user's consent (scopes: the engine's platforms and ``"personalisation"``,
+        ``True`` / ``False`` only) in the log, where the change is logged and a withheld
+        platform's stored record deleted (:mod:`bandit_engine.store.consent`), and in the
+        engine (:meth:`Engine.set_consent <bandit_engine.Engine.set_consent>`: an opt-out erases
+        the live behaviour). Applies from the user's next decision; returns the whole record."""
+        checked = check_consent(consent, self.engine.features.platform_names)
+        record = self.log.set_consent(user_id, checked)
+        if self.profiles_in_log:
+            if checked.get(PERSONALISATION) is False:
+                self.engine.forget_behaviour(user_id)
+        else:
+            self.engine.set_consent(user_id, checked)
+        return record
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete the user's profile and logged rows (:meth:`EventLog.forget_user
