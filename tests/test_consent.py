@@ -308,3 +308,40 @@ def test_import_names_each_consent_cell_that_is_not_a_boolean(
         with pytest.raises(ProfileImportError) as err:
             import_profiles(log, engine.features, pq_path, platform="groupbuy", now=T0)
         assert [e.row for e in err.value.report.errors] == [1, 2]
+
+
+# -- the admin API --------------------------------------------------------------------------------
+
+
+def test_the_admin_endpoint_takes_consent_and_names_a_bad_flag(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from bandit_engine.server import Secret, ServerSettings, open_server
+
+    token = "consent-test-token-0123456789abcd"
+    auth = {"Authorization": f"Bearer {token}"}
+    model = tmp_path / "model.bandit"
+    demo_engine(seed=0).save(model)  # deals valid now (the server runs on the wall clock)
+    settings = ServerSettings(
+        db=str(tmp_path / "events.sqlite"), api_token=Secret(token.encode()), model=str(model)
+    )
+    app, log = open_server(settings, hmac_key=KEY)
+    try:
+        with TestClient(app) as c:
+            body = {"user_id": "zed", "profile": {"groupbuy": {"city": "beijing"}}}
+            assert c.post("/v1/admin/profiles", json=body, headers=auth).status_code == 200
+            bad = {"user_id": "zed", "profile": {CONSENT: {"groupbuy": "yes"}}}
+            r = c.post("/v1/admin/profiles", json=bad, headers=auth)
+            assert r.status_code == 422, r.text
+            assert r.json()["field"] == "consent.groupbuy" and "'yes'" in r.json()["message"]
+            out = {"user_id": "zed", "profile": {CONSENT: {"personalisation": False}}}
+            r = c.post("/v1/admin/profiles", json=out, headers=auth)
+            assert r.status_code == 200 and r.json()["profile"][CONSENT] == {
+                "personalisation": False
+            }
+            r = c.post("/v1/decisions", json={"user_id": "zed"}, headers=auth)
+            assert r.status_code == 200, r.text
+            assert r.json()["mode"] == OPT_OUT_MODE
+        assert [ch.scope for ch in log.consent_log_of("zed")] == ["personalisation"]
+    finally:
+        log.close()
