@@ -175,7 +175,7 @@ LEDGER_DDL = (
 )
 
 
-def _unhex(value: object) -> object:
+def _unhex(value: str | bytes | None) -> bytes | None:
     return bytes.fromhex(value) if isinstance(value, str) else value
 
 
