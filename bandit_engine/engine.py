@@ -846,8 +846,12 @@ class Engine:
         expected_bundle: str | None = None,
         user_key: bytes | None = None,
         group: str | None = None,
+        mode: str | None = None,
     ) -> Decision:
         """Re-run a logged decision with its logged context and candidate list.
+
+        ``mode`` :data:`OPT_OUT_MODE` redoes the decision of a user who had opted out of
+        personalisation: by the control policy, without behaviour (as the original was).
 
         With a behaviour block, ``user_key`` is the user's behaviour key (:meth:`behaviour_key`;
         the event log's pseudonym when a :class:`~bandit_engine.service.LoggedEngine` serves the
@@ -873,7 +877,15 @@ class Engine:
             self.advance(t)
         ids = tuple(str(c) for c in candidates)
         Z = self.catalog.features(ids)
-        if self.behaviour is not None:
+        if mode == OPT_OUT_MODE:
+            control = self._control_policy()
+            if self.behaviour is not None:
+                rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)
+                xv, Z = self._live(xv[: self.features.n_features], None, rows, Z, t)
+            decision = self._choose(
+                decision_id, xv, ids, Z, t, group=group, policy=control, mode=OPT_OUT_MODE
+            )
+        elif self.behaviour is not None:
             # The behaviour features are recomputed from the state as it is now, which is the
             # state the original call saw when the checkpoint and the journal agree
             rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)

@@ -345,3 +345,28 @@ def test_the_admin_endpoint_takes_consent_and_names_a_bad_flag(tmp_path: Path) -
         assert [ch.scope for ch in log.consent_log_of("zed")] == ["personalisation"]
     finally:
         log.close()
+
+
+def test_a_restart_redoes_opted_out_decisions_with_the_control(tmp_path: Path) -> None:
+    from bandit_engine.service import Checkpointer
+
+    base = lambda: demo_engine(seed=0, start_time=T0, clock=lambda: T0)  # noqa: E731
+    with open_log(str(tmp_path / "a.sqlite"), hmac_key=KEY) as log:
+        cps = Checkpointer(tmp_path / "cps")
+        service, _ = LoggedEngine.restore(base, log, cps)
+        service.checkpoint()
+        service.set_consent(USER, {"personalisation": False})
+        made = [service.decide(USER, now=T0 + i) for i in range(5)]
+        made += [service.decide("U000002", now=T0 + 5 + i) for i in range(3)]
+        for d in made:
+            service.report(d.decision_id, "click", at=T0 + 9)
+        again, report = LoggedEngine.restore(base, log, cps)  # same bundles, or ConflictError
+        assert report.redone_decisions == 8
+        assert again.engine.behaviour is not None
+        for engine in (service.engine, again.engine):
+            assert engine.behaviour is not None
+            assert engine.behaviour.key(USER) not in engine.behaviour.index
+            assert engine.behaviour.key("U000002") in engine.behaviour.index
+        assert [
+            again.engine.attribution.pending_payload(d.decision_id).bundle_id for d in made
+        ] == [d.bundle_id for d in made]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine
+from ..engine import OPT_OUT_MODE, Engine
 from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError, StoreBusyError
 from ..features.behaviour import KEY_BYTES
 from ..profiles import CONSENT, PERSONALISATION, Profile, ProfileStore, check_consent
@@ -433,6 +433,10 @@ class LoggedEngine:
     def _roll(self, since: int) -> tuple[int, int, int, int]:
         engine = self.engine
         n_dec = n_ev = n_ad = n_skip = 0
+        # decisions of opted-out users were chosen by the control policy: redone by it too
+        opted_out = {
+            str(m["decision_id"]) for m in self.log.decision_modes() if m["mode"] == OPT_OUT_MODE
+        }
         for entry in self.log.entries_since(since):
             d = entry.data
             if entry.kind == "decision":
@@ -442,14 +446,20 @@ class LoggedEngine:
                 t = float(d["timestamp"])
                 self.advance(t)
                 user = d.get("user")
+                control = d["decision_id"] in opted_out
                 engine.redo_decision(
                     d["decision_id"],
                     d["x"],
                     d["candidates"],
                     now=t,
                     expected_bundle=d["bundle_id"],
-                    user_key=_behaviour_key(user) if user and engine.behaviour else None,
+                    user_key=(
+                        _behaviour_key(user)
+                        if user and engine.behaviour is not None and not control
+                        else None
+                    ),
                     group=d.get("group"),
+                    mode=OPT_OUT_MODE if control else None,
                 )
                 n_dec += 1
             elif entry.kind == "event":
