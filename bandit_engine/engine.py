@@ -256,7 +256,7 @@ class Engine:
         self.rules: RuleRunner | None = None
         # the control policy of users who opted out of personalisation (uniform over what is
         # eligible, seed 0: exact propensities 1/k), made at the first such decision
-        self._control: Policy | None = None
+        self._control: Any = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -508,11 +508,18 @@ class Engine:
         record = (self.profiles.get(uid) or {}).get(CONSENT) or {}
         return {str(k): bool(v) for k, v in record.items()}
 
-    def _control_policy(self) -> Policy:
+    def _control_policy(self, *, grid: bool = False) -> Any:
+        """The opt-out control: uniform over the eligible bundles (over the grid's pairs for a
+        grid policy), seed 0."""
         if self._control is None:
-            from .policies.baselines import UniformRandom
+            if grid:
+                from .policies.grid_baselines import GridUniform
 
-            self._control = UniformRandom(seed=0)
+                self._control = GridUniform(seed=0)
+            else:
+                from .policies.baselines import UniformRandom
+
+                self._control = UniformRandom(seed=0)
         return self._control
 
     def context(
@@ -618,7 +625,7 @@ class Engine:
             if candidates is not None:
                 self._not_for_grid("candidates")
             did = decision_id if decision_id is not None else self.id_factory()
-            return self._choose_grid(did, prof, x, t)
+            return self._choose_grid(did, prof, x, t, control=not personalised)
         if self.rules is not None:
             did = decision_id if decision_id is not None else self.id_factory()
             return self._decide_with_rules(did, user_id, prof, x, t, candidates, personalised)
@@ -780,7 +787,9 @@ class Engine:
             )
         return cached[1], cached[2]
 
-    def _choose_grid(self, decision_id: str, prof: Profile, x: FloatArray, t: float) -> Decision:
+    def _choose_grid(
+        self, decision_id: str, prof: Profile, x: FloatArray, t: float, *, control: bool = False
+    ) -> Decision:
         gf = self.grid
         assert gf is not None
         g = self.catalog.grid_for(prof, t)
@@ -808,7 +817,9 @@ class Engine:
             gf.n_course_cells,
             g.allowed,
         )
-        policy: GridPolicy = self.policy  # type: ignore[assignment]
+        policy: GridPolicy = (
+            self._control_policy(grid=True) if control else self.policy  # type: ignore[assignment]
+        )
         choice = policy.choose_grid(grid)
         d, c = choice.deal, choice.course
         deal_id, course_id = g.deal_ids[d], g.course_ids[c]
@@ -834,6 +845,7 @@ class Engine:
             x=x,
             z=z,
             n_candidates=grid.size,
+            mode=OPT_OUT_MODE if control else None,
         )
 
     def redo_decision(

@@ -370,3 +370,21 @@ def test_a_restart_redoes_opted_out_decisions_with_the_control(tmp_path: Path) -
         assert [
             again.engine.attribution.pending_payload(d.decision_id).bundle_id for d in made
         ] == [d.bundle_id for d in made]
+
+
+def test_on_a_grid_an_opted_out_user_gets_the_grid_uniform_control() -> None:
+    from tests.test_engine_grid import _engine as grid_engine
+    from tests.test_engine_grid import _users_with_city
+
+    engine = grid_engine()
+    [user] = _users_with_city(engine, 1)
+    t = engine.now()
+    personal = engine.decide(user, now=t)
+    assert personal.mode is None
+    engine.set_consent(user, {"personalisation": False})
+    cold = engine.features.transform_one({}, now=t)
+    for i in range(5):
+        d = engine.decide(user, now=t + i)
+        assert d.mode == OPT_OUT_MODE and np.array_equal(d.x, cold)
+        assert d.propensity == pytest.approx(1.0 / d.n_candidates)  # uniform over every pair
+    assert d.n_candidates > personal.n_candidates  # no known city: every city's deals
