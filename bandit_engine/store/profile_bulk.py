@@ -149,11 +149,7 @@ class LogProfileBulk(LogConnection):
 
 class PgProfileBulk(LogProfileBulk):
     """PostgreSQL: the rows go through ``COPY`` into a temporary staging table, then one
-    ``INSERT ... SELECT ... ON CONFLICT`` moves them.
-
-    A repeated user is reduced to its last row here, and the rows are staged in pseudonym order,
-    so the database neither sorts (``DISTINCT ON`` sorted the whole batch, beyond ``work_mem``
-    on disk) nor jumps around the primary-key index while it inserts."""
+    ``INSERT ... SELECT ... ON CONFLICT`` moves them (the last row of a repeated user wins)."""
 
     def _insert_profile_rows(
         self, platform: str, users: list[Any], texts: list[str], stamp: float
@@ -162,17 +158,17 @@ class PgProfileBulk(LogProfileBulk):
         conn = session.tx  # inside transaction(): the transaction's connection
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS bandit_profile_stage "
-            '("user" BYTEA, fields TEXT) ON COMMIT DROP'
+            '(n BIGINT, "user" BYTEA, fields TEXT) ON COMMIT DROP'
         )
         conn.execute("TRUNCATE bandit_profile_stage")
-        last = dict(zip(users, texts, strict=True))  # a repeated user's last row wins
-        stage = 'COPY bandit_profile_stage ("user", fields) FROM STDIN'
+        stage = 'COPY bandit_profile_stage (n, "user", fields) FROM STDIN'
         with conn.cursor() as cur, cur.copy(stage) as copy:
-            for row in sorted(last.items(), key=itemgetter(0)):
-                copy.write_row(row)
+            for i, (u, t) in enumerate(zip(users, texts, strict=True)):
+                copy.write_row((i, u, t))
         conn.execute(
             'INSERT INTO profiles ("user", platform, fields, updated_at) '
-            'SELECT "user", %s, fields::json, %s FROM bandit_profile_stage '
+            'SELECT DISTINCT ON ("user") "user", %s, fields::json, %s '
+            'FROM bandit_profile_stage ORDER BY "user", n DESC '
             'ON CONFLICT ("user", platform) DO UPDATE SET fields = excluded.fields, '
             "updated_at = excluded.updated_at",
             (platform, stamp),
