@@ -324,12 +324,23 @@ class Engine:
     def set_holdout(self, plan: HoldoutPlan | None, *, seed: int = 0) -> None:
         """Keep shares of users on control policies (:mod:`bandit_engine.holdout`); ``None``
         removes the plan. Each group gets a fresh policy (seeded from ``seed`` and its position).
-        Not on the grid path (a :class:`~bandit_engine.errors.ConfigError` says so)."""
+        With a grid policy every group's policy must be a grid policy too (``grid_popularity``,
+        ``grid_uniform``, a factored policy): a :class:`~bandit_engine.errors.ConfigError` names
+        the group otherwise, and nothing changes."""
         if plan is None:
             self.holdout, self.holdout_policies = None, {}
             return
-        self._not_for_grid("holdout groups")
-        self.holdout_policies = {g.name: g.make(seed + 1 + i) for i, g in enumerate(plan.groups)}
+        policies = {g.name: g.make(seed + 1 + i) for i, g in enumerate(plan.groups)}
+        if self.grid is not None:
+            for name, policy in policies.items():
+                if not callable(getattr(policy, "choose_grid", None)):
+                    raise ConfigError.for_field(
+                        f"holdout group {name!r} policy",
+                        policy.name,
+                        "must be a grid policy on an unlisted or grid catalog (grid_popularity, "
+                        "grid_uniform, factored_ts, factored_ucb)",
+                    )
+        self.holdout_policies = policies
         self.holdout = plan
 
     def group_of(self, user_id: str | None, decision_id: str) -> str | None:
@@ -625,7 +636,11 @@ class Engine:
             if candidates is not None:
                 self._not_for_grid("candidates")
             did = decision_id if decision_id is not None else self.id_factory()
-            return self._choose_grid(did, prof, x, t, control=not personalised)
+            group = self.group_of(user_id, did)
+            segment = _segment_of(prof, self.catalog.rules.city_of(prof))
+            return self._choose_grid(
+                did, prof, x, t, group=group, segment=segment, control=not personalised
+            )
         if self.rules is not None:
             did = decision_id if decision_id is not None else self.id_factory()
             return self._decide_with_rules(did, user_id, prof, x, t, candidates, personalised)
@@ -788,7 +803,15 @@ class Engine:
         return cached[1], cached[2]
 
     def _choose_grid(
-        self, decision_id: str, prof: Profile, x: FloatArray, t: float, *, control: bool = False
+        self,
+        decision_id: str,
+        prof: Profile,
+        x: FloatArray,
+        t: float,
+        *,
+        group: str | None = None,
+        segment: tuple[str, str | None] | None = None,
+        control: bool = False,
     ) -> Decision:
         gf = self.grid
         assert gf is not None
@@ -817,8 +840,10 @@ class Engine:
             gf.n_course_cells,
             g.allowed,
         )
+        # an opted-out user's: the control; else the decision's holdout group's policy (a grid
+        # policy: set_holdout checked it)
         policy: GridPolicy = (
-            self._control_policy(grid=True) if control else self.policy  # type: ignore[assignment]
+            self._control_policy(grid=True) if control else self.policy_of(group)  # type: ignore[assignment]
         )
         choice = policy.choose_grid(grid)
         d, c = choice.deal, choice.course
@@ -829,7 +854,7 @@ class Engine:
             bundle_id = self.catalog.bundle_at(int(g.bundle_rows[d, c]))
         z = np.concatenate([D[d], C[c], [float(grid.deal_cell[d]), float(grid.course_cell[c])]])
         self.attribution.add_decision(
-            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, None, -1)
+            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, None, -1, group=group)
         )
         self.n_decisions += 1
         return Decision(
@@ -845,6 +870,9 @@ class Engine:
             x=x,
             z=z,
             n_candidates=grid.size,
+            group=group,
+            presence=None if segment is None else segment[0],
+            city=None if segment is None else segment[1],
             mode=OPT_OUT_MODE if control else None,
         )
 
@@ -988,7 +1016,8 @@ class Engine:
             if grid is not None:
                 kd = grid.deal_width
                 deal_id, course_id = self.catalog.parts(p.bundle_id)
-                self.policy.update_pair(  # type: ignore[attr-defined]
+                # a holdout group's decision teaches its own policy only
+                self.policy_of(p.group).update_pair(  # type: ignore[attr-defined]
                     deal_id,
                     course_id,
                     p.z[:kd],

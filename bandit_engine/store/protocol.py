@@ -156,11 +156,27 @@ class EventStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         chunk: int = 500_000,
+        after: int = 0,
     ) -> Iterator[list[tuple[Any, ...]]]: ...
 
     def event_totals(
-        self, *, since: float | None = None, until: float | None = None
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        events_after: int = 0,
+        events_upto: int | None = None,
     ) -> list[tuple[int, str, int, float]]: ...
+
+    def live_marks(self) -> tuple[int, int, int]: ...
+
+    def rewards_of(self, seqs: Sequence[int]) -> list[tuple[int, float]]: ...
+
+    def decision_health(
+        self, *, after: int = 0, upto: int | None = None, small: float = 0.01
+    ) -> list[tuple[str, int, float, float, int, int]]: ...
+
+    def decision_at(self, seq: int) -> tuple[str, str, float] | None: ...
 
     def users_before(self, ts: float) -> list[Any]: ...
 
