@@ -49,12 +49,21 @@ from .holdout import POLICY_GROUP, HoldoutPlan
 from .policies.base import GridPolicy, Policy
 from .policies.explain import Explanation, explain_choice
 from .policies.registry import policy_from_dict, policy_to_dict
-from .profiles import Profile, ProfileSource, ProfileStore, merge_profiles
+from .profiles import (
+    CONSENT,
+    PERSONALISATION,
+    Profile,
+    ProfileSource,
+    ProfileStore,
+    check_consent,
+    merge_profiles,
+    withhold,
+)
 from .records import Decision, LearnedReward, PairGrid
 from .rewards import Attribution, ClosedDecision, EventStatus, RewardSpec
 from .rules import RuleRunner, Rules, RuleState
 
-__all__ = ["Engine"]
+__all__ = ["OPT_OUT_MODE", "Engine"]
 
 FloatArray = NDArray[np.float64]
 Clock = Callable[[], float]
@@ -62,6 +71,9 @@ MAX_ID_LENGTH = 128
 #: Ids an availability mask (``decide(candidates=...)``) may name: the mask is checked id by id.
 MAX_CANDIDATES = 100_000
 _SAVED_CLOSED = 100_000
+#: The mode of a decision served to a user who opted out of personalisation: the control policy
+#: (uniform over the eligible bundles) chose it from a context holding nothing of the profile.
+OPT_OUT_MODE = "control:opt_out"
 _SWEEP_EVERY = 3600.0
 
 
@@ -243,6 +255,9 @@ class Engine:
         self.pseudonym_fn: Callable[[str], str] | None = None
         #: business rules (bandit_engine/rules): applied before the policy chooses; None = off
         self.rules: RuleRunner | None = None
+        # the control policy of users who opted out of personalisation (uniform over what is
+        # eligible, seed 0: exact propensities 1/k), made at the first such decision
+        self._control: Any = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -476,6 +491,49 @@ class Engine:
             )
         return merge_profiles(stored, profile)
 
+    def fusable(
+        self,
+        user_id: str | None,
+        profile: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> tuple[Profile, bool]:
+        """What fusion may use of the user's profile now: ``(profile, personalised)``.
+
+        The stored and inline profiles merged (:meth:`profile_of`), then the consent record
+        applied (:func:`~bandit_engine.profiles.withhold`): withheld platforms left out, and for
+        a user who opted out of personalisation, nothing (``({}, False)``)."""
+        prof, personalised = withhold(self.profile_of(user_id, profile))
+        return (prof if personalised else {}), personalised
+
+    def set_consent(self, user_id: str, consent: Mapping[str, Any]) -> dict[str, bool]:
+        """Record a user's consent (scopes: the declared platforms and ``"personalisation"``,
+        each ``True`` / ``False``), merged over what was recorded; returns the whole record.
+
+        It applies from the user's next decision. Withholding a platform also drops that
+        platform's stored record from the engine's profile store (the log's store does the same);
+        opting out of personalisation erases the user's live behaviour, and none is kept while the
+        opt-out stands."""
+        uid = _check_id("user_id", user_id)
+        checked = check_consent(consent, self.features.platform_names)
+        self.profiles.upsert(uid, CONSENT, checked)
+        if checked.get(PERSONALISATION) is False:
+            self.forget_behaviour(uid)
+        record = (self.profiles.get(uid) or {}).get(CONSENT) or {}
+        return {str(k): bool(v) for k, v in record.items()}
+
+    def _control_policy(self, *, grid: bool = False) -> Any:
+        """The opt-out control: uniform over the eligible bundles (over the grid's pairs for a
+        grid policy), seed 0."""
+        if self._control is None:
+            if grid:
+                from .policies.grid_baselines import GridUniform
+
+                self._control = GridUniform(seed=0)
+            else:
+                from .policies.baselines import UniformRandom
+
+                self._control = UniformRandom(seed=0)
+        return self._control
+
     def context(
         self,
         user_id: str | None = None,
@@ -483,9 +541,9 @@ class Engine:
         *,
         now: float | None = None,
     ) -> FloatArray:
-        """The context vector ``x`` the policy would see for this user now."""
+        """The context vector ``x`` the policy would see for this user now (consent applied)."""
         t = self.now() if now is None else _check_time("now", now)
-        return self.features.transform_one(self.profile_of(user_id, profile), now=t)
+        return self.features.transform_one(self.fusable(user_id, profile)[0], now=t)
 
     def policy_inputs(
         self,
@@ -500,10 +558,11 @@ class Engine:
         t = self.now() if now is None else _check_time("now", now)
         if user_id is not None:
             _check_id("user_id", user_id)
-        prof = self.profile_of(user_id, profile)
+        prof, personalised = self.fusable(user_id, profile)
         x = self.features.transform_one(prof, now=t)
         cs = self.catalog.eligible_for(prof, t)
-        x, Z = self._live(x, self._user_key(user_id), cs.rows, cs.features, t)
+        key = self._user_key(user_id) if personalised else None
+        x, Z = self._live(x, key, cs.rows, cs.features, t)
         return x, cs.ids, Z
 
     def decide(
@@ -568,6 +627,11 @@ class Engine:
             prof: Profile = stored if stored is not None else {}
         else:
             prof = self.profile_of(user_id, profile)
+        # consent (profiles.withhold): withheld platforms are absent; an opted-out user is served
+        # the control policy from nothing of their profile, and keeps no behaviour state
+        prof, personalised = withhold(prof)
+        if not personalised:
+            prof = {}
         x = self.features.transform_one(prof, now=t)
         if self.grid is not None:
             if candidates is not None:
@@ -575,16 +639,32 @@ class Engine:
             did = decision_id if decision_id is not None else self.id_factory()
             group = self.group_of(user_id, did)
             segment = _segment_of(prof, self.catalog.rules.city_of(prof))
-            return self._choose_grid(did, prof, x, t, group=group, segment=segment)
+            return self._choose_grid(
+                did, prof, x, t, group=group, segment=segment, control=not personalised
+            )
         if self.rules is not None:
             did = decision_id if decision_id is not None else self.id_factory()
-            return self._decide_with_rules(did, user_id, prof, x, t, candidates)
+            return self._decide_with_rules(did, user_id, prof, x, t, candidates, personalised)
         cs = self.catalog.eligible_for(prof, t, candidates)
         did = decision_id if decision_id is not None else self.id_factory()
-        key = self._user_key(user_id)
+        key = self._user_key(user_id) if personalised else None
         x, Z = self._live(x, key, cs.rows, cs.features, t)
         group = self.group_of(user_id, did)
         segment = _segment_of(prof, self.catalog.rules.city_of(prof))
+        if not personalised:
+            return self._choose(
+                did,
+                x,
+                cs.ids,
+                Z,
+                t,
+                None,
+                cs.rows,
+                group=group,
+                segment=segment,
+                policy=self._control_policy(),
+                mode=OPT_OUT_MODE,
+            )
         return self._choose(did, x, cs.ids, Z, t, key, cs.rows, group=group, segment=segment)
 
     def _decide_with_rules(
@@ -595,10 +675,13 @@ class Engine:
         x: FloatArray,
         t: float,
         candidates: Sequence[str] | None,
+        personalised: bool = True,
     ) -> Decision:
         """:meth:`decide` with business rules: the rules shrink the candidate set before the
         policy chooses (so the propensity is over what was eligible), the fallback serves when
-        nothing is left, and the served bundle is counted (bandit_engine/rules/runtime.py)."""
+        nothing is left, and the served bundle is counted (bandit_engine/rules/runtime.py).
+        An opted-out user (``personalised`` false) is served the control policy; caps still
+        count their shows (they protect the user and are not personalisation)."""
         rr = self.rules
         assert rr is not None
         rkey = rr.user_key(user_id)
@@ -623,7 +706,9 @@ class Engine:
                 )
             mode = f"fallback:{kind}"
             policy = rr.fallback_policy
-        key = self._user_key(user_id)
+        if not personalised and mode is None:
+            policy, mode = self._control_policy(), OPT_OUT_MODE
+        key = self._user_key(user_id) if personalised else None
         xe, Z = self._live(x, key, cs.rows, cs.features, t)
         group = self.group_of(user_id, did)
         segment = _segment_of(prof, self.catalog.rules.city_of(prof))
@@ -741,6 +826,7 @@ class Engine:
         *,
         group: str | None = None,
         segment: tuple[str, str | None] | None = None,
+        control: bool = False,
     ) -> Decision:
         gf = self.grid
         assert gf is not None
@@ -769,8 +855,11 @@ class Engine:
             gf.n_course_cells,
             g.allowed,
         )
-        # the decision's holdout group's policy (a grid policy: set_holdout checked it)
-        policy: GridPolicy = self.policy_of(group)  # type: ignore[assignment]
+        # an opted-out user's: the control; else the decision's holdout group's policy (a grid
+        # policy: set_holdout checked it)
+        policy: GridPolicy = (
+            self._control_policy(grid=True) if control else self.policy_of(group)  # type: ignore[assignment]
+        )
         choice = policy.choose_grid(grid)
         d, c = choice.deal, choice.course
         deal_id, course_id = g.deal_ids[d], g.course_ids[c]
@@ -799,6 +888,7 @@ class Engine:
             group=group,
             presence=None if segment is None else segment[0],
             city=None if segment is None else segment[1],
+            mode=OPT_OUT_MODE if control else None,
         )
 
     def redo_decision(
@@ -811,8 +901,12 @@ class Engine:
         expected_bundle: str | None = None,
         user_key: bytes | None = None,
         group: str | None = None,
+        mode: str | None = None,
     ) -> Decision:
         """Re-run a logged decision with its logged context and candidate list.
+
+        ``mode`` :data:`OPT_OUT_MODE` redoes the decision of a user who had opted out of
+        personalisation: by the control policy, without behaviour (as the original was).
 
         With a behaviour block, ``user_key`` is the user's behaviour key (:meth:`behaviour_key`;
         the event log's pseudonym when a :class:`~bandit_engine.service.LoggedEngine` serves the
@@ -838,7 +932,15 @@ class Engine:
             self.advance(t)
         ids = tuple(str(c) for c in candidates)
         Z = self.catalog.features(ids)
-        if self.behaviour is not None:
+        if mode == OPT_OUT_MODE:
+            control = self._control_policy()
+            if self.behaviour is not None:
+                rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)
+                xv, Z = self._live(xv[: self.features.n_features], None, rows, Z, t)
+            decision = self._choose(
+                decision_id, xv, ids, Z, t, group=group, policy=control, mode=OPT_OUT_MODE
+            )
+        elif self.behaviour is not None:
             # The behaviour features are recomputed from the state as it is now, which is the
             # state the original call saw when the checkpoint and the journal agree
             rows = np.asarray([self.catalog.row(b) for b in ids], dtype=np.intp)
@@ -1125,6 +1227,8 @@ class Engine:
             out["rules"] = self.rules.rules.to_dict()
             if self.rules.fallback_policy is not None:
                 out["rules_fallback_policy"] = policy_to_dict(self.rules.fallback_policy)
+        if self._control is not None:  # opt-out decisions were made: the control's generator
+            out["consent_control"] = policy_to_dict(self._control)
         if self.holdout is not None:  # absent otherwise: older readers see the file they know
             out["holdout"] = {
                 "plan": self.holdout.to_dict(),
@@ -1175,6 +1279,8 @@ class Engine:
                 assert engine.rules is not None
                 if "rules_fallback_policy" in state:
                     engine.rules.fallback_policy = policy_from_dict(state["rules_fallback_policy"])
+            if "consent_control" in state:
+                engine._control = policy_from_dict(state["consent_control"])
             if "holdout" in state:
                 engine.holdout = HoldoutPlan.from_dict(state["holdout"]["plan"])
                 engine.holdout_policies = {

@@ -320,6 +320,7 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "decisions": 2,
         "events": 1,
         "learned": 1,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }
@@ -333,6 +334,7 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "decisions": 0,
         "events": 0,
         "learned": 0,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..records import Decision, LearnedReward
 from .connection import Synchronous
+from .consent import ConsentChange
 from .rows import FloatArray, JournalEntry
 from .versions import LeaseRow, VersionInfo
 
@@ -103,6 +104,27 @@ class EventStore(Protocol):
     ) -> int: ...
 
     def delete_profiles_before(self, platform: str, stamp: float) -> int: ...
+
+    # consent (store/consent.py)
+    def set_consent(
+        self,
+        user_id: str,
+        consent: Mapping[str, Any],
+        *,
+        source: str = "api",
+        now: float | None = None,
+    ) -> dict[str, bool]: ...
+
+    def write_consents(
+        self,
+        user_ids: Sequence[str],
+        records: Sequence[Mapping[str, bool]],
+        *,
+        source: str = "import",
+        now: float | None = None,
+    ) -> int: ...
+
+    def consent_log_of(self, user_id: str) -> list[ConsentChange]: ...
 
     def profile_counts(self) -> dict[str, int]: ...
 
