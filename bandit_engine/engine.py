@@ -212,7 +212,8 @@ class Engine:
                 "policy",
                 getattr(policy, "name", type(policy).__name__),
                 "cannot decide over an unlisted catalog (materialize=False): use a grid "
-                "policy (factored_ucb, factored_ts) or list the bundles",
+                "policy (factored_ucb, the default there; factored_ts; grid_popularity or "
+                "grid_uniform as controls) or list the bundles",
             )
         self.features = features
         self.catalog = catalog
