@@ -1155,9 +1155,15 @@ class Engine:
     ) -> pd.DataFrame:
         """Deterministic scores (estimated mean reward) of every user in ``tables`` for every active
         bundle: a frame indexed by user with one column per bundle. Ineligible (user, bundle) cells
-        are NaN when ``eligible_only``."""
+        are NaN when ``eligible_only``.
+
+        Consent (:func:`~bandit_engine.profiles.withhold`) is applied from the users' stored
+        records: rows of a platform a user withheld are left out before fusion (so the platform
+        reads as absent, as in :meth:`decide`), and a user who opted out of personalisation gets
+        a row of NaN (no personalised score exists for them)."""
         self._not_for_grid("score")
         t = self.now() if now is None else _check_time("now", now)
+        tables, opted_out = self._consented_tables(tables)
         X = self.features.transform(tables, now=t)
         everything = self.catalog.offered(t)
         b = self.behaviour
@@ -1184,7 +1190,34 @@ class Engine:
                     cols = [c for c in out.columns if c not in allowed]
                     if cols:
                         out.loc[(cities == city).to_numpy(), cols] = np.nan
+        if opted_out:
+            out.loc[out.index.isin(list(opted_out))] = np.nan
         return out
+
+    def _consented_tables(
+        self, tables: Mapping[str, pd.DataFrame]
+    ) -> tuple[dict[str, pd.DataFrame], set[str]]:
+        """``tables`` without the rows of platforms their users withheld, and the users who opted
+        out of personalisation (from the stored consent records)."""
+        key = self.features.key
+        out: dict[str, pd.DataFrame] = {}
+        opted_out: set[str] = set()
+        for platform, table in tables.items():
+            if not isinstance(table, pd.DataFrame) or key not in table.columns:
+                out[platform] = table  # the feature map names what is wrong with it
+                continue
+            keep = np.ones(len(table), dtype=bool)
+            for i, user in enumerate(table[key].astype(str).tolist()):
+                stored = self.profiles.get(user)
+                record = stored.get(CONSENT) if stored is not None else None
+                if not record:
+                    continue
+                if record.get(platform) is False:
+                    keep[i] = False
+                if record.get(PERSONALISATION) is False:
+                    opted_out.add(user)
+            out[platform] = table if keep.all() else table.loc[keep]
+        return out, opted_out
 
     # -- persistence ------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

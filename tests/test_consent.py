@@ -63,6 +63,32 @@ def test_a_withheld_platform_gives_exactly_the_vector_of_a_user_absent_there() -
     assert d2.candidates == unknown_city.candidates
 
 
+def test_batch_scores_use_only_consented_platforms_and_none_for_an_opt_out() -> None:
+    from bandit_engine.demo import demo_world
+
+    engine = _engine()
+    world = demo_world(seed=0)
+    tables = {"knowledge": world.knowledge.head(200), "groupbuy": world.groupbuy.head(200)}
+    users = sorted(set(tables["knowledge"]["user_id"]) & set(tables["groupbuy"]["user_id"]))
+    a, b = users[0], users[1]
+    before = engine.score(tables, now=T0)
+    engine.set_consent(a, {"groupbuy": False})
+    engine.set_consent(b, {"personalisation": False})
+    after = engine.score(tables, now=T0)
+    # a's group-buying row is left out before fusion: the same scores as without that row, and
+    # no city, so every city's bundles are scored (as decide offers them)
+    g = tables["groupbuy"]
+    without = engine.score(
+        {"knowledge": tables["knowledge"], "groupbuy": g[g["user_id"] != a]}, now=T0
+    )
+    pd.testing.assert_series_equal(after.loc[a], without.loc[a])
+    assert before.loc[a].isna().any() and not after.loc[a].isna().any()
+    # an opted-out user has no personalised score; everyone else is unchanged
+    assert after.loc[b].isna().all()
+    rest = [u for u in after.index if u not in (a, b)]
+    pd.testing.assert_frame_equal(after.loc[rest], before.loc[rest])
+
+
 def test_consent_applies_from_the_next_decision_and_inline_consent_only_withholds() -> None:
     engine = _engine()
     before = engine.decide(USER, now=T0)
