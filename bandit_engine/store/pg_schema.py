@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
+from .behaviour_schema import BEHAVIOUR_TABLES, pg_behaviour
 from .roles_schema import ROLE_TABLES, pg_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
@@ -141,6 +142,11 @@ def _version_4(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {column} TEXT")
 
 
+def _reserved_5(conn: psycopg.Connection[Any]) -> None:
+    """Step 5 belongs to another change (not merged on this branch): a no-op placeholder, as in
+    SQLite's :data:`~bandit_engine.store.schema.MIGRATIONS`."""
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -158,6 +164,7 @@ _OWN_TABLES = (
         }
     )
     | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
+    | BEHAVIOUR_TABLES  # issue 12: shared live behaviour (store/behaviour_schema.py)
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
@@ -168,6 +175,8 @@ MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
     _version_2,
     pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
     _version_4,  # issue 13: holdout group and segment per decision
+    _reserved_5,  # another change's step (see its docstring)
+    pg_behaviour,  # issue 12: per-user live behaviour shared by decision servers
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

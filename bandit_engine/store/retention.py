@@ -6,24 +6,35 @@ import math
 import time
 
 from ..errors import ValidationError
+from .behaviour_rows import LogBehaviourRows
 from .rule_rows import LogRuleRows
 
 __all__ = ["LogRetention"]
 
+_KEY_HEX = 24  # the live-behaviour key: the first 12 bytes of the pseudonym (features/behaviour)
 
-class LogRetention(LogRuleRows):
+
+class LogRetention(LogRuleRows, LogBehaviourRows):
     """The deleting methods of :class:`~bandit_engine.store.EventLog`."""
 
     def forget_user(self, user_id: str) -> dict[str, int]:
-        """Delete a user's profile and every decision, event and learned row under their pseudonym.
+        """Delete a user's profile, shared live-behaviour row and every decision, event and
+        learned row under their pseudonym.
 
         Returns the number of rows deleted per table. A decision of this user that is still pending
         in a running engine keeps learning in memory, but nothing about it is written back (see
-        :meth:`log_learned`); a replay from an older checkpoint will not see it.
+        :meth:`log_learned`); a replay from an older checkpoint will not see it. In a log a
+        learner has served (split roles), the user's behaviour key is also queued for the learner,
+        which drops its in-memory row at its next step (:mod:`~bandit_engine.store.behaviour_rows`).
         """
-        user = self._stored_user(self.pseudonym(user_id))
+        pseudonym = self.pseudonym(user_id)
+        user = self._stored_user(pseudonym)
         with self.transaction():
             c = self._conn
+            served = c.execute("SELECT epoch FROM learner_lease WHERE id = 0").fetchone()
+            n_be = self.forget_behaviour_rows(
+                pseudonym[:_KEY_HEX], notify_learner=served is not None and int(served[0]) > 0
+            )
             ids = 'SELECT decision_id FROM decisions WHERE "user" = ?'
             rule_rows = self.forget_rule_rows(user)
             n_ev = c.execute(f"DELETE FROM events WHERE decision_id IN ({ids})", (user,)).rowcount
@@ -36,6 +47,7 @@ class LogRetention(LogRuleRows):
             "decisions": n_de,
             "events": n_ev,
             "learned": n_le,
+            "behaviour": n_be,
             **rule_rows,
         }
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
+from .behaviour_schema import BEHAVIOUR_TABLES, sqlite_behaviour
 from .roles_schema import ROLE_TABLES, sqlite_roles
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
@@ -165,6 +166,12 @@ def _version_4(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
 
 
+def _reserved_5(conn: sqlite3.Connection) -> None:
+    """Step 5 belongs to another change (not merged on this branch): a no-op placeholder that
+    keeps the shared behaviour state's step at number 6 in both backends. Replace it by the real
+    step 5 when the two meet."""
+
+
 _OWN_TABLES = (
     frozenset(
         {
@@ -182,6 +189,7 @@ _OWN_TABLES = (
         }
     )
     | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
+    | BEHAVIOUR_TABLES  # issue 12: shared live behaviour (store/behaviour_schema.py)
 )
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -189,6 +197,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _version_2,
     sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
     _version_4,  # issue 13: holdout group and segment per decision
+    _reserved_5,  # another change's step (see its docstring)
+    sqlite_behaviour,  # issue 12: per-user live behaviour shared by decision servers
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
