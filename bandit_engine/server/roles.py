@@ -275,6 +275,7 @@ class DecisionWorker(EngineWorker):
             server_index=self.server_index,
             reads=self.current.reads,
             inflight=self.inflight,
+            behaviour=self.current.behaviour,  # its cache outlives the version
         )
         service.checkpoints = self.checkpointer
         if self.rules is not None:
