@@ -314,18 +314,24 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
     log.log_event("dec3", "click", 0.0, 1001.0, "e", "accepted")
     log.log_learned(LearnedReward("dec1", "d1+c1", 1.0, "learned", 1, 5000.0))
     log.upsert_profile("carol", "groupbuy", {"city": "x"})
+    # the shared live-behaviour rows (split roles) are keyed by the pseudonym's first 12 bytes
+    row = bytes(28)  # one float32 and the row's three timestamps
+    log.put_behaviour([(log.pseudonym(u)[:24], 1, row) for u in ("carol", "dave")], seq=0)
     counts = log.forget_user("carol")
     assert counts == {
         "profiles": 1,
         "decisions": 2,
         "events": 1,
         "learned": 1,
+        "behaviour": 1,
         "rule_shows": 0,
         "decision_modes": 0,
     }
     assert log.get_profile("carol") is None
     assert list(log.decisions_frame()["decision_id"]) == ["dec3"]
     assert log.decision("dec3")["n_events"] == 1
+    assert log.behaviour_of(log.pseudonym("carol")[:24]) is None
+    assert log.behaviour_of(log.pseudonym("dave")[:24]) == (1, row)
     # a pending decision of a forgotten user learns in memory but writes nothing back
     assert not log.log_learned(LearnedReward("dec2", "d1+c1", 0.0, "default", 0, 5000.0))
     assert log.forget_user("carol") == {
@@ -333,6 +339,7 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "decisions": 0,
         "events": 0,
         "learned": 0,
+        "behaviour": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }

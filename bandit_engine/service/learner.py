@@ -565,7 +565,10 @@ class Learner:
         engine, log = self.engine, self.log
         assert engine is not None
         check = self.apprentice_check
-        if not learned or check is None or getattr(engine.policy, "mode", None) != "rule":
+        policy = engine.policy
+        if not learned or check is None or not isinstance(policy, ApprenticePolicy):
+            return
+        if policy.mode != "rule":
             return
         self._learned_since_check += learned
         if self._learned_since_check < self.apprentice_check_every:
