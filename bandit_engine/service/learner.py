@@ -19,6 +19,14 @@ What it does, per step (:meth:`Learner.step`)
 4. Every ``publish_interval`` seconds, when something changed: publish a model version (the engine
    without pending decisions, with the position it covers).
 
+Shared state: in step 2's transaction the learner also writes each live-behaviour row that
+changed to the log's ``user_behaviour`` table (decision servers read it per request, so a click
+reaches every server's next decision within the learner's poll and lag, not a publish interval
+later), after dropping the rows of users forgotten meanwhile (``behaviour_forgets``). In apprentice
+mode it counts the rule's decisions and the learner's logged probability of each (agreement,
+off-policy rows, :mod:`bandit_engine.evaluation.apprentice`), and journals the switch when
+``apprentice_check`` says the rule holds.
+
 Why the order makes replay exact: the learned rows of a step follow, in the journal, every entry
 the step had read, and nothing else is committed in between. So replaying the journal in order,
 closing each decision at its learned row with the logged reward (:meth:`Learner.replay`), applies
