@@ -46,6 +46,7 @@ from ..rules import Rules
 from ..service import Checkpointer
 from ..service.decider import DecisionService, QueuedWrite
 from ..service.learner import Learner
+from ..service.warmup import warm_up
 from ..store import EventStore, open_log
 from ..store.versions import VersionInfo
 from .app import base_engine_factory, create_app
@@ -268,6 +269,8 @@ class DecisionWorker(EngineWorker):
         engine = await asyncio.to_thread(_engine_of, data, info.version)
         if self.clock is not None:
             engine.clock = self.clock
+        # the new engine's lazy caches are built here, not by the first request it serves
+        await asyncio.to_thread(warm_up, engine)
         service = DecisionService(
             engine,
             self.log,
