@@ -351,15 +351,23 @@ def test_purge_respects_age_and_checkpoint(log: EventLog) -> None:
         log_one(log, i, ts=i * day)
         log.log_event(f"dec{i}", "click", 0.0, i * day + 1, "e", "accepted")
     log.log_admin("retire_deals", {"deal_ids": ["d1"]}, ts=0.5)
+    # shared live-behaviour rows (split roles): one last updated on day 1, one on day 2
+    rows = [
+        (f"{u:024x}", 1, bytes(4) + np.array([t, 0, 0], "<f8").tobytes())
+        for u, t in ((1, 1 * day), (2, 2 * day))
+    ]
+    log.put_behaviour(rows, seq=0)
     with pytest.raises(ValidationError, match="older_than_seconds must be >= 0"):
         log.purge(-1.0, now=0.0)
     # a checkpoint covering only the first 2 journal rows protects everything after it
     log.set_meta("checkpoint_seq", "2")
     counts = log.purge(1.5 * day, now=3 * day)
-    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 0}
+    # behaviour rows are current state, not journal: the checkpoint does not protect them
+    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 0, "behaviour": 1}
+    assert log.behaviour_of(f"{1:024x}") is None and log.behaviour_of(f"{2:024x}") is not None
     log.set_meta("checkpoint_seq", str(log.last_seq()))
     counts = log.purge(1.5 * day, now=3 * day)
-    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 1}
+    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 1, "behaviour": 0}
     assert list(log.decisions_frame()["decision_id"]) == ["dec2", "dec3"]
     assert log.integrity_check() == "ok"
 

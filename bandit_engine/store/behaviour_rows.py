@@ -12,6 +12,7 @@ is sealed under the user's key as associated data, like a profile.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 
 from ..errors import DataError
@@ -31,13 +32,15 @@ class LogBehaviourRows(LogConnection):
 
     def put_behaviour(self, rows: Iterable[tuple[str, int, bytes]], *, seq: int) -> int:
         """Insert or replace ``(key hex, width, row bytes)`` rows, stamped with journal position
-        ``seq``; in the caller's transaction when one is open. Returns how many."""
+        ``seq``; in the caller's transaction when one is open. Returns how many. The bytes are
+        ``width`` float32 values then three float64 times, the first the row's last update."""
         cipher = self._cipher
         params = [
             (
                 self._stored_user(k),
                 int(w),
                 data if cipher is None else cipher.seal(data, _aad(k)),
+                struct.unpack_from("<d", data, 4 * int(w))[0],
                 int(seq),
             )
             for k, w, data in rows
@@ -48,9 +51,10 @@ class LogBehaviourRows(LogConnection):
             c = self._conn
             for p in params:
                 c.execute(
-                    'INSERT INTO user_behaviour ("user", width, state, seq) VALUES (?, ?, ?, ?)'
-                    ' ON CONFLICT ("user") DO UPDATE SET width = excluded.width,'
-                    " state = excluded.state, seq = excluded.seq",
+                    'INSERT INTO user_behaviour ("user", width, state, ts, seq)'
+                    ' VALUES (?, ?, ?, ?, ?) ON CONFLICT ("user") DO UPDATE SET'
+                    " width = excluded.width, state = excluded.state, ts = excluded.ts,"
+                    " seq = excluded.seq",
                     p,
                 )
         return len(params)

@@ -5,8 +5,9 @@ as the learner keeps it, so that every decision server reads the same, current r
 copy inside the model version it loaded: ``"user"`` is the user's 12-byte behaviour key (the first
 12 bytes of the log's keyed pseudonym; hex text in SQLite, bytes in PostgreSQL, like every
 pseudonym column), ``width`` the row's float32 count, ``state`` the row and its three timestamps
-(sealed with AES-GCM when the log encrypts at rest, :mod:`~bandit_engine.store.crypto`), ``seq``
-the journal position the learner had consumed when it wrote the row. ``behaviour_forgets`` is a
+(sealed with AES-GCM when the log encrypts at rest, :mod:`~bandit_engine.store.crypto`), ``ts`` the
+row's last update (what :meth:`~bandit_engine.store.EventLog.purge` selects by), ``seq`` the
+journal position the learner had consumed when it wrote the row. ``behaviour_forgets`` is a
 short queue of forgotten users' keys for the learner (it drops its in-memory copy of the row and
 deletes the queue entry at its next step), written only in logs a learner has served.
 
@@ -26,13 +27,13 @@ BEHAVIOUR_TABLES = frozenset({"user_behaviour", "behaviour_forgets"})
 
 _SQLITE = (
     'CREATE TABLE IF NOT EXISTS user_behaviour ("user" TEXT PRIMARY KEY, width INTEGER NOT NULL,'
-    " state BLOB NOT NULL, seq INTEGER NOT NULL)",
+    " state BLOB NOT NULL, ts REAL NOT NULL, seq INTEGER NOT NULL)",
     'CREATE TABLE IF NOT EXISTS behaviour_forgets ("user" TEXT PRIMARY KEY)',
 )
 
 _PG = (
     'CREATE TABLE IF NOT EXISTS user_behaviour ("user" BYTEA PRIMARY KEY, width BIGINT NOT NULL,'
-    " state BYTEA NOT NULL, seq BIGINT NOT NULL)",
+    " state BYTEA NOT NULL, ts DOUBLE PRECISION NOT NULL, seq BIGINT NOT NULL)",
     'CREATE TABLE IF NOT EXISTS behaviour_forgets ("user" BYTEA PRIMARY KEY)',
 )
 

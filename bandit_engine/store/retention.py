@@ -68,6 +68,8 @@ class LogRetention(LogRuleRows, LogBehaviourRows):
         entry of the served lineage. The highest seq deleted is recorded (``meta['purged_seq']``)
         so that a restart from an older checkpoint can tell that it would lose learning. Profiles
         are not purged (they are current state, not history); :meth:`forget_user` removes them.
+        Shared live-behaviour rows (split roles) not updated since the cutoff are deleted: the
+        user was not seen since, and what is left of their decayed counts is history.
         """
         if isinstance(older_than_seconds, bool) or not (
             isinstance(older_than_seconds, int | float)
@@ -112,7 +114,14 @@ class LogRetention(LogRuleRows, LogBehaviourRows):
             n_ad = c.execute(
                 "DELETE FROM admin WHERE ts < ? AND seq <= ?", (cutoff, max_seq)
             ).rowcount
+            n_be = c.execute("DELETE FROM user_behaviour WHERE ts < ?", (cutoff,)).rowcount
             before = int(self.get_meta("purged_seq") or 0)
             if highest > before:
                 self.set_meta("purged_seq", str(highest))
-        return {"decisions": n_de, "events": n_ev, "learned": n_le, "admin": n_ad}
+        return {
+            "decisions": n_de,
+            "events": n_ev,
+            "learned": n_le,
+            "admin": n_ad,
+            "behaviour": n_be,
+        }
