@@ -72,7 +72,7 @@ def demo_tables(seed: int = 0, *, start_time: float | None = None) -> dict[str, 
 def demo_engine(
     seed: int = 0,
     *,
-    policy: str = "pair_ucb",
+    policy: str = "pair_ts",
     start_time: float | None = None,
     clock: Callable[[], float] | None = None,
     **policy_params: Any,

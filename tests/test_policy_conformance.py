@@ -188,9 +188,12 @@ def test_every_registered_policy_has_a_case() -> None:
         covered.add((policy.name, None))
     # grid policies choose among (deal, course) grids, not listed candidates: their suite (exact
     # argmax against a full scan, exact propensities, state round trip, bad input) is
-    # tests/test_policies_factored.py, which is parametrised over exactly these two
+    # tests/test_policies_factored.py (the factored pair) and tests/test_grid_baselines.py (the
+    # grid controls)
     grid = {name for name in POLICIES if hasattr(POLICIES[name], "choose_grid")}
-    assert grid == {"factored_ucb", "factored_ts"}, f"grid policies without a suite: {grid}"
+    assert grid == {"factored_ucb", "factored_ts", "grid_uniform", "grid_popularity"}, (
+        f"grid policies without a suite: {grid}"
+    )
     required = {(name, None) for name in POLICIES if name not in grid}
     required |= {("lin_ts", "disjoint"), ("lin_ts", "shared")}
     assert not required - covered, f"policies without a conformance case: {required - covered}"

@@ -151,5 +151,5 @@ def test_overrides_keep_everything_else() -> None:
 def test_to_dict_is_plain_data() -> None:
     d = default_scenario().to_dict()
     assert d["run"] == DEFAULT_SCENARIO["run"]
-    assert d["policies"] == [{"name": "pair_ucb", "params": {}}]
+    assert d["policies"] == [{"name": "pair_ts", "params": {}}]
     assert d["controls"][2]["label"] == "highest discount"

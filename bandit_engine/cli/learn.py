@@ -131,7 +131,7 @@ def learn(
     ),
     demo_seed: int = typer.Option(0, "--demo-seed", help="Seed of the demo engine (no --model)."),
     demo_policy: str = typer.Option(
-        "pair_ucb", "--demo-policy", help="Policy of the demo engine (no --model)."
+        "pair_ts", "--demo-policy", help="Policy of the demo engine (no --model)."
     ),
     synchronous: str = typer.Option("NORMAL", "--synchronous", help="OFF, NORMAL or FULL."),
     busy_timeout: float = typer.Option(

@@ -96,7 +96,7 @@ def serve_policy(
         "and the off-policy estimate pass (or POST /v1/admin/apprentice/switch).",
     ),
     demo_policy: str = typer.Option(
-        "pair_ucb",
+        "pair_ts",
         "--demo-policy",
         help="Policy of the demo engine (no --model): NAME[:key=value,...], e.g. "
         "fixed_rule:column=deal.discount.",

@@ -38,6 +38,8 @@ _BUILTIN: dict[str, str] = {
     "pair_ts": "bandit_engine.policies.pair:PairTS",
     "factored_ucb": "bandit_engine.policies.factored:FactoredUCB",
     "factored_ts": "bandit_engine.policies.factored:FactoredTS",
+    "grid_uniform": "bandit_engine.policies.grid_baselines:GridUniform",
+    "grid_popularity": "bandit_engine.policies.grid_baselines:GridPopularity",
     "apprentice": "bandit_engine.policies.apprentice:ApprenticePolicy",
     "dp_linucb": "bandit_engine.policies.private_linucb:PrivateLinUCB",
 }

@@ -45,7 +45,7 @@ class ServerSettings:
     demo_seed
         Seed of the demo engine.
     demo_policy
-        Registered policy of the demo engine (default ``pair_ucb``, the default contextual
+        Registered policy of the demo engine (default ``pair_ts``, the default contextual
         policy), optionally with hyperparameters as on the command line of ``bandit simulate``
         (``fixed_rule:column=deal.discount``). A restart resumes whatever the checkpoints hold, whichever policy is named.
     host, port
@@ -106,7 +106,7 @@ class ServerSettings:
     role_tokens: Mapping[Role, Secret] = field(default_factory=dict, repr=False)
     model: str | None = None
     demo_seed: int = 0
-    demo_policy: str = "pair_ucb"
+    demo_policy: str = "pair_ts"
     host: str = "127.0.0.1"
     port: int = 8080
     synchronous: Synchronous = "NORMAL"

@@ -148,5 +148,6 @@ def _no_clock() -> float:
 
 def catalog_feature_names(world: World) -> list[str]:
     """Bundle feature names of an engine built on ``world`` (to resolve ``fixed_rule`` columns)."""
-    probe = build_engine(world, make_policy("uniform", seed=0), load_profiles=False)
+    probe_policy = "grid_uniform" if world.is_grid else "uniform"
+    probe = build_engine(world, make_policy(probe_policy, seed=0), load_profiles=False)
     return list(probe.catalog.feature_names)

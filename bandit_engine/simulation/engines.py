@@ -63,7 +63,8 @@ def build_engine(
     **engine_kwargs: Any,
 ) -> Engine:
     """An engine for ``world``: schema fitted on its platform tables, catalog from its deals, courses
-    and bundles, deals eligible in their city and validity window."""
+    and bundles, deals eligible in their city and validity window (a grid world's catalog is
+    unlisted: ``materialize=False``)."""
     tables = {"knowledge": world.knowledge, "groupbuy": world.groupbuy}
     features = (schema if schema is not None else DEMO_SCHEMA).fit(
         tables, now=world.config.start_time
@@ -71,10 +72,12 @@ def build_engine(
     catalog = Catalog(
         world.deals,
         world.courses,
-        bundles=world.bundles[["deal_id", "course_id", "bundle_id"]],
+        # a grid world lists no bundles: every pair, never materialised (a grid policy decides)
+        bundles=None if world.is_grid else world.bundles[["deal_id", "course_id", "bundle_id"]],
         deal_features=DEFAULT_DEAL_FEATURES,
         course_features=DEFAULT_COURSE_FEATURES,
         rules=EligibilityRules(user_city="groupbuy.city", deal_city="city"),
+        materialize=not world.is_grid,
     )
     engine = Engine(
         features, catalog, policy, rewards if rewards is not None else DEMO_REWARDS, **engine_kwargs

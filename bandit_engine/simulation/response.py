@@ -88,6 +88,7 @@ __all__ = [
     "ResponseModel",
     "bundle_design",
     "bundle_value",
+    "calibrate_from_logits",
     "calibrate_intercepts",
     "drift_users",
     "user_weights",
@@ -342,6 +343,20 @@ def calibrate_intercepts(
     weight = 1.0 / eligible.sum(axis=1)[rows] / W.shape[0]
     logit_c = (W[:, :, 0] @ phi.T)[eligible]
     logit_o = (W[:, :, 1] @ phi.T)[eligible]
+    return calibrate_from_logits(logit_c, logit_o, weight, base_ctr=base_ctr, order_rate=order_rate)
+
+
+def calibrate_from_logits(
+    logit_c: FloatArray,
+    logit_o: FloatArray,
+    weight: FloatArray,
+    *,
+    base_ctr: float,
+    order_rate: float,
+) -> tuple[float, float]:
+    """Intercepts ``(b0, c0)`` from (user, bundle) pairs' logits without intercepts and their
+    weights in the uniform choice (summing to 1): the core of :func:`calibrate_intercepts`, also
+    used with sampled pairs by grid worlds."""
 
     # Weighted sums as multiply-and-sum, not BLAS dot: a threaded BLAS on a busy machine made
     # many small dot products take seconds.
@@ -487,6 +502,11 @@ class ResponseModel:
                 order_rate=config.order_rate,
             )
 
+        return self._set_intercepts(calibrate)
+
+    def _set_intercepts(
+        self, calibrate: Callable[[FloatArray], tuple[float, float]]
+    ) -> tuple[float, float]:
         b0, c0 = calibrate(self._W0)
         self.intercepts = (b0, c0)
         # Drifted tastes get their own intercepts (calibrated on the same catalog), so drift
@@ -496,6 +516,26 @@ class ResponseModel:
         if self._W1 is not None:
             self._W1 = self._add_intercepts(self._W1, self._drift_intercepts)
         return b0, c0
+
+    def calibrate_pairs(self, users: IntArray, phi: FloatArray) -> tuple[float, float]:
+        """:meth:`calibrate` from sampled eligible pairs: ``phi[i, j]`` is the design row of a pair
+        drawn uniformly from the eligible set of user row ``users[i]`` (shape ``(len(users),
+        per_user, m)``), for a grid world, which cannot list every user's eligible pairs."""
+        config = self.config
+        n_cal, per_user = phi.shape[0], phi.shape[1]
+        weight = np.full(n_cal * per_user, 1.0 / (n_cal * per_user))
+
+        def calibrate(W: FloatArray) -> tuple[float, float]:
+            z = np.matmul(phi, W[users]).reshape(-1, 2)  # (n_cal, per_user, 2) logits
+            return calibrate_from_logits(
+                np.ascontiguousarray(z[:, 0]),
+                np.ascontiguousarray(z[:, 1]),
+                weight,
+                base_ctr=config.base_ctr,
+                order_rate=config.order_rate,
+            )
+
+        return self._set_intercepts(calibrate)
 
     def add_users(self, users: UserTruth, rng: np.random.Generator) -> None:
         """Append the coefficients of new users (drifted ones drawn from ``rng``)."""
@@ -538,6 +578,15 @@ class ResponseModel:
         value = self.value.take(bundle_index) * basket
         p = _sigmoid_inplace(z)
         return p[0], p[1], value
+
+    def rates_of(
+        self, u: int, phi: FloatArray, value: FloatArray, t: float, basket: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`rates` for pairs given by their design rows ``phi`` and order values (a grid
+        world's pairs, which have no row in :attr:`phi`)."""
+        z = self.user_matrix(u, t).T @ phi.T
+        p = _sigmoid_inplace(z)
+        return p[0], p[1], value * basket
 
     def all_rates(self, users: IntArray, t: float) -> tuple[FloatArray, FloatArray]:
         """``(p_click, p_order_given_click)`` of every (user, bundle) pair, shape

@@ -26,6 +26,12 @@ adds the click/order coin flips, whose variance dwarfs the regret signal over a 
 rounds. A reward cap in the :class:`RewardSpec` is ignored by this expectation (documented
 limitation; the shipped scenarios have no cap).
 
+In a grid world (``bundles = "grid"``: every deal x course pair, never listed) the candidates
+are the pairs of the deals and courses the engine's unlisted catalog offered the user, and the
+oracle is their best expected reward, found exactly by
+:func:`~bandit_engine.simulation.grid_response.grid_best` without scoring every pair; without
+drift it is computed once per (user, offered grid).
+
 Realized metrics (CTR, orders, revenue, mean reward) count every event of a decision, including
 orders that arrived after its attribution window: the business gets that revenue even though the
 policy never learns from it.
@@ -46,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..engine import Engine
+from ..records import Decision
 from ..rewards import RewardSpec
 from ..service import LoggedEngine, apply_admin
 from ..store import EventLog
@@ -197,6 +204,29 @@ def run_stream(
     )
 
     last_event = [times[-1] if times else 0.0]
+    grid_world = world.is_grid
+    # a grid world's oracle per (user, offered deals): exact and unchanged without drift
+    grid_rows: dict[int, tuple[tuple[str, ...], IntArray, IntArray]] = {}
+    grid_oracle: dict[tuple[int, int], float] = {}
+    static_truth = world.config.drift.kind == "none"
+
+    def grid_best(engine: Engine | LoggedEngine, uid: str, u: int, t: float) -> float:
+        core = engine.engine if isinstance(engine, LoggedEngine) else engine
+        g = core.catalog.grid_for(core.profile_of(uid), t)
+        rows = grid_rows.get(id(g.deal_ids))
+        if rows is None or rows[0] is not g.deal_ids:
+            if len(grid_rows) > 64:
+                grid_rows.clear()
+                grid_oracle.clear()
+            rows = (g.deal_ids, world.deal_rows(g.deal_ids), world.course_rows(g.course_ids))
+            grid_rows[id(g.deal_ids)] = rows
+        key = (u, id(g.deal_ids))
+        best = grid_oracle.get(key) if static_truth else None
+        if best is None:
+            best, _ = world.best_pair(u, rows[1], rows[2], t, rewards)
+            if static_truth:
+                grid_oracle[key] = best
+        return best
 
     def deliver(until: float) -> None:
         while pending and pending[0][0] <= until:
@@ -224,6 +254,23 @@ def run_stream(
             t0 = perf()
             d = engine.decide(uid, now=t)
             seconds[a] += perf() - t0
+            if grid_world:
+                # every engine decides over an unlisted catalog: rates of the chosen pair only
+                w0 = perf()
+                if a == 0:
+                    oracle[i] = best_old[i] = grid_best(engine, uid, u, t)
+                    n_cand[i] = d.n_candidates or 0
+                elif d.n_candidates != n_cand[i]:
+                    raise RuntimeError(
+                        f"engine {labels[a]!r} offered {d.n_candidates} pairs, {labels[0]!r} "
+                        f"{n_cand[i]} at round {i}: the engines' catalogs diverged"
+                    )
+                pc1, po1, v1 = world.true_rates(u, world.bundle_indices([d.bundle_id]), t)
+                world_seconds += perf() - w0
+                pcj, poj, vj = pc1.item(0), po1.item(0), v1.item(0)
+                exj = pcj * (w_click + poj * (w_order + w_value * vj))
+                record(a, engine, d, i, t, pcj, poj, vj, exj, False)
+                continue
             # a grid policy's decision lists only its choice: the candidates are the catalog's
             # eligible set for this user (the same cached tuple every listed engine offers)
             if d.n_candidates is None:
@@ -254,31 +301,46 @@ def run_stream(
             j = info.pos[d.bundle_id]
             # .item() per chosen bundle: cheaper than converting every candidate's rates
             pcj, poj, vj, exj = pc_a.item(j), po_a.item(j), v_a.item(j), ex_a.item(j)
-            tr = traces[a]
-            tr.expected[i] = exj
-            tr.bundle[i] = d.bundle_id
-            if info.any_new and info.new[j]:
-                tr.chose_new[i] = True
-            if uc[i] >= pcj:
-                continue
-            tr.click[i] = True
-            t0 = perf()
-            engine.report(d.decision_id, "click", at=t)
-            seconds[a] += perf() - t0
-            r = w_click
-            if uo[i] < poj:
-                value = vj * vf[i]
-                tr.order[i] = True
-                tr.value[i] = value
-                r += w_order + w_value * value
-                delay = dl[i]
-                if delay > 0.0:
-                    heapq.heappush(pending, (t + delay, next(seq), a, d.decision_id, value))
-                else:
-                    t0 = perf()
-                    engine.report(d.decision_id, "order", value=value, at=t)
-                    seconds[a] += perf() - t0
-            tr.reward[i] = r if cap is None else min(r, cap)
+            record(a, engine, d, i, t, pcj, poj, vj, exj, bool(info.any_new and info.new[j]))
+
+    def record(
+        a: int,
+        engine: Engine | LoggedEngine,
+        d: Decision,
+        i: int,
+        t: float,
+        pcj: float,
+        poj: float,
+        vj: float,
+        exj: float,
+        chose_new: bool,
+    ) -> None:
+        """Record arm ``a``'s decision of round ``i`` and report its drawn outcomes."""
+        tr = traces[a]
+        tr.expected[i] = exj
+        tr.bundle[i] = d.bundle_id
+        if chose_new:
+            tr.chose_new[i] = True
+        if uc[i] >= pcj:
+            return
+        tr.click[i] = True
+        t0 = perf()
+        engine.report(d.decision_id, "click", at=t)
+        seconds[a] += perf() - t0
+        r = w_click
+        if uo[i] < poj:
+            value = vj * vf[i]
+            tr.order[i] = True
+            tr.value[i] = value
+            r += w_order + w_value * value
+            delay = dl[i]
+            if delay > 0.0:
+                heapq.heappush(pending, (t + delay, next(seq), a, d.decision_id, value))
+            else:
+                t0 = perf()
+                engine.report(d.decision_id, "order", value=value, at=t)
+                seconds[a] += perf() - t0
+        tr.reward[i] = r if cap is None else min(r, cap)
 
     def batch() -> AbstractContextManager[Any]:
         return log.transaction() if log is not None else nullcontext()

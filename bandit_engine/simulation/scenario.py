@@ -342,6 +342,14 @@ class Scenario:
             raise ConfigError.for_field(
                 "replay.policy", None, "is required when the scenario has no [[policies]]"
             )
+        if self.world.bundles == "grid":
+            # a grid world lists no bundles: no mid-run additions of listed bundles, no replay
+            # of a listed uniform log (both need a bundle table)
+            for key in ("new_bundles", "replay"):
+                if getattr(self, key) is not None:
+                    raise ConfigError.for_field(
+                        "world.bundles", "grid", f"cannot be combined with [{key}] yet"
+                    )
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -521,8 +529,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
 DEFAULT_SCENARIO: dict[str, Any] = {
     "name": "baseline",
     "description": (
-        "The default contextual policy (pair_ucb: one shared model over user x bundle pair "
-        "features, live behaviour and a per-bundle term) against three control groups (uniform "
+        "The default contextual policy (pair_ts: one shared model over user x bundle pair "
+        "features, live behaviour and a per-bundle term, explored by Thompson sampling) against three control groups (uniform "
         "random, most popular, highest discount) in a small two-platform world: 3 cities, "
         "12 deals x 5 courses, 2000 users."
     ),
@@ -536,7 +544,7 @@ DEFAULT_SCENARIO: dict[str, Any] = {
     },
     "rewards": {"click": 1.0, "order": 2.0, "value_weight": 0.01, "window": 1800.0},
     "orders": {"delay": "none", "value_noise": 0.3},
-    "policies": [{"name": "pair_ucb"}],
+    "policies": [{"name": "pair_ts"}],
     "controls": [
         {"name": "uniform"},
         {"name": "popularity", "epsilon": 0.05},

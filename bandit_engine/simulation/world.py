@@ -57,6 +57,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..policies.base import make_rng
 from .arrivals import arrival_times, visitors
+from .grid_response import GridTruth, grid_best, pair_rows, side_designs
 from .population import (
     AGE_BANDS,
     CITIES,
@@ -72,7 +73,7 @@ from .population import (
     initial_pairs,
     knowledge_table,
 )
-from .response import ResponseModel
+from .response import _SYNERGY, ResponseModel, bundle_design
 from .world_config import (
     RewardWeightsLike,
     WorldConfig,
@@ -89,6 +90,10 @@ IntArray = NDArray[np.intp]
 _DAY = 86400.0
 # Users used to calibrate the intercepts: enough for the mean CTR to be within ~1% of its target.
 _CALIBRATION_USERS = 4000
+# A grid world calibrates on sampled pairs: this many users, this many pairs each (the mean of
+# 128,000 sampled click probabilities is within ~1% of the uniform choice's).
+_GRID_CALIBRATION_USERS = 2000
+_GRID_PAIRS_PER_USER = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +143,8 @@ class World:
         groupbuy_rows: IntArray,
         drift_rng: np.random.Generator,
         calibration_users: int = _CALIBRATION_USERS,
+        grid_hidden: NDArray[np.float32] | None = None,
+        calibration_rng: np.random.Generator | None = None,
     ) -> None:
         self.config = config
         self.seed = seed
@@ -152,13 +159,22 @@ class World:
         self._k_rows = knowledge_rows
         self._g_rows = groupbuy_rows
         self._records: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._grid_hidden = grid_hidden
+        self._grid: GridTruth | None = None
         # Tastes first (the only draws here), then the catalog, then the intercepts calibrated on it.
         self._response = ResponseModel(config, users, drift_rng)
         self._rebuild_catalog()
-        n_cal = min(len(users), calibration_users)
-        b0, c0 = self._response.calibrate(
-            self._eligible_matrix(np.arange(n_cal), config.start_time)
-        )
+        if self._grid is not None:
+            n_cal = min(len(users), calibration_users, _GRID_CALIBRATION_USERS)
+            rng = calibration_rng if calibration_rng is not None else make_rng(0)
+            b0, c0 = self._response.calibrate_pairs(
+                *self._grid_calibration_design(n_cal, config.start_time, rng)
+            )
+        else:
+            n_cal = min(len(users), calibration_users)
+            b0, c0 = self._response.calibrate(
+                self._eligible_matrix(np.arange(n_cal), config.start_time)
+            )
         self.click_intercept = b0
         self.order_intercept = c0
 
@@ -211,11 +227,24 @@ class World:
             cover_cities=True,
         )
         courses = draw_courses(config.n_courses, r_courses, cover_topics=True)
-        pair_deal, pair_course = initial_pairs(
-            config.n_deals, config.n_courses, config.bundles, r_bundles
-        )
-        hidden = r_bundles.standard_normal((pair_deal.shape[0], config.noise_rank))
-        hidden /= math.sqrt(config.noise_rank)
+        grid_hidden: NDArray[np.float32] | None = None
+        calibration_rng: np.random.Generator | None = None
+        if config.bundles == "grid":
+            # every pair's hidden factors, never a design row per pair (see grid_response.py)
+            pair_deal = pair_course = np.empty(0, dtype=np.intp)
+            hidden = np.empty((0, config.noise_rank))
+            grid_hidden = r_bundles.standard_normal(
+                (config.n_deals, config.n_courses, config.noise_rank), dtype=np.float32
+            )
+            grid_hidden /= np.float32(math.sqrt(config.noise_rank))
+            # an eighth stream (spawning more children leaves the first seven unchanged)
+            calibration_rng = base.spawn(1)[0]
+        else:
+            pair_deal, pair_course = initial_pairs(
+                config.n_deals, config.n_courses, config.bundles, r_bundles
+            )
+            hidden = r_bundles.standard_normal((pair_deal.shape[0], config.noise_rank))
+            hidden /= math.sqrt(config.noise_rank)
         return cls(
             config,
             int(seed) if isinstance(seed, int | np.integer) else None,
@@ -230,10 +259,15 @@ class World:
             knowledge_rows=k_rows,
             groupbuy_rows=g_rows,
             drift_rng=r_drift,
+            grid_hidden=grid_hidden,
+            calibration_rng=calibration_rng,
         )
 
     def _rebuild_catalog(self) -> None:
         """Recompute bundle arrays and tables after the catalog changed."""
+        if self._grid_hidden is not None:
+            self._rebuild_grid(self._grid_hidden)
+            return
         self._response.set_catalog(
             self._deals, self._courses, self._pair_deal, self._pair_course, self._bundle_hidden
         )
@@ -248,10 +282,68 @@ class World:
         deal_ids = self.deals["deal_id"].to_numpy(dtype=object)[self._pair_deal]
         course_ids = self.courses["course_id"].to_numpy(dtype=object)[self._pair_course]
         bundle_ids = [f"{d}+{c}" for d, c in zip(deal_ids, course_ids, strict=True)]
-        self.bundles = pd.DataFrame(
+        self._bundles = pd.DataFrame(
             {"deal_id": list(deal_ids), "course_id": list(course_ids), "bundle_id": bundle_ids}
         )
         self._bundle_pos = {b: i for i, b in enumerate(bundle_ids)}
+
+    def _rebuild_grid(self, hidden: NDArray[np.float32]) -> None:
+        """The pair-independent parts of a grid world (no row per bundle)."""
+        layout = self._response.layout
+        deals, courses = self._deals, self._courses
+        nd, nc, r = len(deals), len(courses), self.config.noise_rank
+        rows_d, rows_c = np.arange(nd, dtype=np.intp), np.arange(nc, dtype=np.intp)
+        full_d = bundle_design(
+            layout, deals, courses, rows_d, np.zeros(nd, dtype=np.intp), np.zeros((nd, r))
+        )
+        full_c = bundle_design(
+            layout, deals, courses, np.zeros(nc, dtype=np.intp), rows_c, np.zeros((nc, r))
+        )
+        D, C = side_designs(layout, full_d, full_c, deals.quality, courses.quality)
+        self._grid = GridTruth(
+            deal_design=D,
+            course_design=C,
+            synergy=_SYNERGY,
+            deal_cuisine=deals.cuisine,
+            course_topic=courses.topic,
+            deal_value=deals.price * (1.0 - deals.discount),
+            course_value=self.config.course_value_share * courses.price,
+            hidden=hidden,
+            hidden_norm=np.sqrt(np.square(hidden, dtype=np.float64).sum(axis=2)).max(axis=1),
+        )
+        self.deals = deals.table(0)
+        self.courses = courses.table(0)
+        self._deal_pos = {d: i for i, d in enumerate(self.deals["deal_id"])}
+        self._course_pos = {c: i for i, c in enumerate(self.courses["course_id"])}
+
+    def _grid_calibration_design(
+        self, n_cal: int, t: float, rng: np.random.Generator
+    ) -> tuple[IntArray, FloatArray]:
+        """User rows and design rows of ``_GRID_PAIRS_PER_USER`` pairs drawn uniformly from each
+        of the first ``n_cal`` users' eligible pairs, shape ``(users, per_user, m)``."""
+        assert self._grid is not None
+        per = _GRID_PAIRS_PER_USER
+        deals = self._deals
+        valid = (deals.valid_from <= t) & (t < deals.valid_to)
+        by_city = [np.flatnonzero(valid & (deals.city == c)) for c in range(self.config.n_cities)]
+        d_rows = np.empty((n_cal, per), dtype=np.intp)
+        for u in range(n_cal):
+            pool = by_city[int(self._users.city[u])]
+            # a city without valid deals leaves its users out (their weight goes to the others)
+            d_rows[u] = rng.choice(pool, size=per) if pool.shape[0] else -1
+        keep = d_rows[:, 0] >= 0
+        d_rows = d_rows[keep]
+        c_rows = rng.integers(0, len(self._courses), size=d_rows.shape)
+        phi, _ = pair_rows(
+            self._response.layout,
+            self._grid,
+            deals,
+            self._courses,
+            d_rows.ravel(),
+            c_rows.ravel(),
+            self.config.course_value_share,
+        )
+        return np.flatnonzero(keep).astype(np.intp), phi.reshape(d_rows.shape[0], per, -1)
 
     # -- sizes and ids --------------------------------------------------------------------------
     @property
@@ -259,8 +351,32 @@ class World:
         return len(self._users)
 
     @property
+    def is_grid(self) -> bool:
+        """Whether the world pairs every deal with every course without listing the bundles
+        (``bundles = "grid"``): bundle ``d * n_courses + c`` is deal row ``d`` with course ``c``."""
+        return self._grid is not None
+
+    @property
     def n_bundles(self) -> int:
+        if self._grid is not None:
+            return len(self._deals) * len(self._courses)
         return int(self._pair_deal.shape[0])
+
+    @property
+    def bundles(self) -> pd.DataFrame:
+        """The bundle table (``deal_id``, ``course_id``, ``bundle_id``), row ``i`` being bundle index
+        ``i``; a grid world has none (its engines get an unlisted catalog)."""
+        if self._grid is not None:
+            raise ConfigError.for_field(
+                "bundles", "grid", "lists no bundle table (every deal x course pair is a bundle)"
+            )
+        return self._bundles
+
+    def _check_not_grid(self, what: str) -> None:
+        if self._grid is not None:
+            raise ConfigError.for_field(
+                "bundles", "grid", f"is not supported by {what} (use 'all' or a number)"
+            )
 
     def user_id(self, user_index: int) -> str:
         """The id of a user (``"U000042"``), also for users without any profile row."""
@@ -273,6 +389,15 @@ class World:
     def bundle_indices(self, bundle_ids: Sequence[str]) -> IntArray:
         """Rows of ``bundles`` for the given ids (for example the engine's candidates)."""
         out = np.empty(len(bundle_ids), dtype=np.intp)
+        if self._grid is not None:
+            nc = len(self._courses)
+            for i, b in enumerate(bundle_ids):
+                deal, _, course = str(b).partition("+")
+                d, c = self._deal_pos.get(deal), self._course_pos.get(course)
+                if d is None or c is None:
+                    raise NotFoundError.for_field("bundle_id", b, "is not a bundle of this world")
+                out[i] = d * nc + c
+            return out
         pos = self._bundle_pos
         for i, b in enumerate(bundle_ids):
             j = pos.get(b)
@@ -364,6 +489,20 @@ class World:
         """
         u = self._check_user(user_index)
         try:
+            if self._grid is not None:
+                d, c = np.divmod(np.asarray(bundle_index, dtype=np.intp), len(self._courses))
+                if d.size and (d.min() < 0 or d.max() >= len(self._deals)):
+                    raise IndexError
+                phi, value = pair_rows(
+                    self._response.layout,
+                    self._grid,
+                    self._deals,
+                    self._courses,
+                    d,
+                    c,
+                    self.config.course_value_share,
+                )
+                return self._response.rates_of(u, phi, value, t, self._users.basket[u])
             return self._response.rates(u, bundle_index, t, self._users.basket[u])
         except (IndexError, TypeError):
             raise ValidationError.for_field(
@@ -390,10 +529,77 @@ class World:
         out: FloatArray = pc * (click + po * (order + value_w * v))
         return out
 
+    def best_pair(
+        self,
+        user_index: int,
+        deal_rows: IntArray,
+        course_rows: IntArray,
+        t: float,
+        reward_weights: RewardWeightsLike | Mapping[str, float] | None = None,
+    ) -> tuple[float, int]:
+        """The best expected reward over every pair of ``deal_rows x course_rows`` (rows of
+        ``deals`` and ``courses``) and its bundle index, exactly, without scoring every pair when
+        the bound allows (:func:`~.grid_response.grid_best`). A grid world's oracle."""
+        u = self._check_user(user_index)
+        if self._grid is None:
+            self._check_grid_only("best_pair")
+        assert self._grid is not None
+        value, d, c = grid_best(
+            self._response.layout,
+            self._grid,
+            self._response.user_matrix(u, t),
+            float(self._users.basket[u]),
+            np.asarray(deal_rows, dtype=np.intp),
+            np.asarray(course_rows, dtype=np.intp),
+            parse_reward_weights(reward_weights),
+        )
+        return value, d * len(self._courses) + c
+
+    def _check_grid_only(self, what: str) -> None:
+        raise ConfigError.for_field("bundles", self.config.bundles, f"must be 'grid' for {what}")
+
+    def deal_rows(self, deal_ids: Sequence[str]) -> IntArray:
+        """Rows of ``deals`` for the given deal ids (a grid world's offered deals)."""
+        pos = (
+            self._deal_pos
+            if self._grid is not None
+            else {d: i for i, d in enumerate(self.deals["deal_id"])}
+        )
+        out = np.empty(len(deal_ids), dtype=np.intp)
+        for i, d in enumerate(deal_ids):
+            j = pos.get(d)
+            if j is None:
+                raise NotFoundError.for_field("deal_id", d, "is not a deal of this world")
+            out[i] = j
+        return out
+
+    def course_rows(self, course_ids: Sequence[str]) -> IntArray:
+        """Rows of ``courses`` for the given course ids."""
+        pos = (
+            self._course_pos
+            if self._grid is not None
+            else {c: i for i, c in enumerate(self.courses["course_id"])}
+        )
+        out = np.empty(len(course_ids), dtype=np.intp)
+        for i, c in enumerate(course_ids):
+            j = pos.get(c)
+            if j is None:
+                raise NotFoundError.for_field("course_id", c, "is not a course of this world")
+            out[i] = j
+        return out
+
     # -- eligibility -------------------------------------------------------------------------------
     def eligible(self, user_index: int, t: float) -> IntArray:
         """Bundle rows eligible for the user at ``t``: deals of the user's true city, valid then."""
         u = self._check_user(user_index)
+        if self._grid is not None:
+            deals = self._deals
+            d = np.flatnonzero(
+                (deals.city == self._users.city[u]) & (deals.valid_from <= t) & (t < deals.valid_to)
+            )
+            nc = len(self._courses)
+            rows: IntArray = (d[:, None] * nc + np.arange(nc)[None, :]).ravel().astype(np.intp)
+            return rows
         idx = self._city_bundles[int(self._users.city[u])]
         keep = (self._b_from[idx] <= t) & (t < self._b_to[idx])
         out: IntArray = idx[keep]
@@ -477,6 +683,7 @@ class World:
         courses as the average deal had at the start.
         """
         n = check_int("n", n, 1, error=ValidationError)
+        self._check_not_grid("add_deals")
         start = float(
             self.config.start_time if t is None else check_finite("t", t, ValidationError)
         )
@@ -505,6 +712,7 @@ class World:
     def add_courses(self, n: int, rng: np.random.Generator) -> CatalogAddition:
         """Add ``n`` courses and their bundles (pairing as in :meth:`add_deals`, with deals)."""
         n = check_int("n", n, 1, error=ValidationError)
+        self._check_not_grid("add_courses")
         new = draw_courses(n, rng, cover_topics=False)
         first = len(self._courses)
         self._courses = self._courses.concat(new)
@@ -553,7 +761,7 @@ class World:
                 if courses_from is not None
                 else self.courses.iloc[:0]
             ),
-            bundles=self.bundles.iloc[first:],
+            bundles=self._bundles.iloc[first:],
             bundle_index=index,
         )
 
@@ -574,6 +782,7 @@ class World:
         city, chosen on the city's average), ``contextual_lift`` (their ratio), ``users`` (users
         counted).
         """
+        self._check_not_grid("diagnostics")
         t = float(self.config.start_time if t is None else t)
         n = min(self.n_users, check_int("max_users", max_users, 1, error=ValidationError))
         click, order, value_w = parse_reward_weights(reward_weights)

@@ -128,8 +128,10 @@ class WorldConfig:
     n_deals, n_courses
         Catalog sizes at the start.
     bundles
-        ``"all"`` (every deal x course pair) or the number of pairs to sample (every deal gets at
-        least one course when the number allows it).
+        ``"all"`` (every deal x course pair), ``"grid"`` (every pair, never listed: engines get an
+        unlisted catalog and must use a grid policy; for catalogs of a million pairs, see
+        :mod:`~bandit_engine.simulation.grid_response`) or the number of pairs to sample (every
+        deal gets at least one course when the number allows it).
     start_time
         Epoch seconds of the simulation start; profile histories lie before it.
     deal_min_days, deal_max_days
@@ -169,7 +171,7 @@ class WorldConfig:
     n_cities: int = 5
     n_deals: int = 40
     n_courses: int = 20
-    bundles: Literal["all"] | int = "all"
+    bundles: Literal["all", "grid"] | int = "all"
     start_time: float = 1_704_067_200.0  # 2024-01-01T00:00:00Z
     deal_min_days: float = 30.0
     deal_max_days: float = 90.0
@@ -198,7 +200,11 @@ class WorldConfig:
         check_int("n_cities", self.n_cities, 1, len(CITIES))
         check_int("n_deals", self.n_deals, 1)
         check_int("n_courses", self.n_courses, 1)
-        if self.bundles != "all":
+        if self.bundles not in ("all", "grid"):
+            if isinstance(self.bundles, str):
+                raise ConfigError.for_field(
+                    "bundles", self.bundles, "must be 'all', 'grid' or a number of pairs"
+                )
             check_int("bundles", self.bundles, 1, self.n_deals * self.n_courses)
         if check_finite("start_time", self.start_time) < 0:
             raise ConfigError.for_field("start_time", self.start_time, "must be >= 0")
