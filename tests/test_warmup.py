@@ -13,7 +13,7 @@ from bandit_engine.service.warmup import warm_up
 T0 = 1_700_000_000.0
 
 
-@pytest.mark.parametrize("policy", ["linucb", "pair_ucb", "lin_ts", "factored_ucb"])
+@pytest.mark.parametrize("policy", ["linucb", "pair_ucb", "pair_ts", "lin_ts", "factored_ucb"])
 def test_a_warmed_engine_decides_as_an_unwarmed_one(policy: str) -> None:
     cold = demo_engine(seed=5, policy=policy, start_time=T0)
     warm = demo_engine(seed=5, policy=policy, start_time=T0)
