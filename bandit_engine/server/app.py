@@ -208,6 +208,9 @@ def open_server(
             report.redone_admin,
         )
         announce_profiles(log, service.engine.features, logger)
+        # the first decision's imports and compiled kernels (260-380 ms measured) are paid now,
+        # before the app serves and before its lifespan freezes the collector (service/warmup.py)
+        warm_up(service.engine)
         app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()
@@ -287,10 +290,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Everything alive now (modules, the engine, the catalog) lives as long as the server:
         # moving it out of the collector's view keeps full collections, which pause serving,
-        # proportional to what requests allocate instead of to the whole process. The warm-up
-        # first: the first decision's imports and compiled kernels (260-380 ms measured) are paid
-        # here, and what they allocate is frozen with the rest (service/warmup.py)
-        warm_up(worker.engine)
+        # proportional to what requests allocate instead of to the whole process (open_server
+        # warmed the engine up first, so the first decision's imports are frozen too).
         gc.collect()
         gc.freeze()
         worker.start()

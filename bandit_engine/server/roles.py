@@ -328,6 +328,7 @@ def open_decision_server(
         rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
         if rules is not None:
             service.use_rules(rules)  # counters in the shared log: caps hold across servers
+        warm_up(engine)  # the first decision's one-time costs, before serving (service/warmup.py)
         worker = DecisionWorker(
             service, reader=reader, info=info, settings=settings, metrics=Metrics(), clock=clock
         )
