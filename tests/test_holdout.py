@@ -142,14 +142,33 @@ def test_save_load_keeps_each_group_s_policy(tmp_path: Path) -> None:
     )
 
 
-def test_holdout_is_refused_on_the_grid_path() -> None:
+def test_holdouts_on_the_grid_path_use_grid_controls_and_learn_apart() -> None:
     from bandit_engine.engine import Engine
     from bandit_engine.policies import make_policy
 
     base = small_engine()  # a listed pair-all catalog: a grid with every pair a bundle
     grid = Engine(base.features, base.catalog, make_policy("factored_ucb", seed=0))
-    with pytest.raises(ConfigError, match="holdout groups"):
+    # a listed control cannot decide over a grid: the group is named, nothing changes
+    with pytest.raises(ConfigError, match="holdout group 'u' policy must be a grid policy"):
         grid.set_holdout(plan(("u", 0.1, "uniform")))
+    assert grid.holdout is None
+    grid.set_holdout(plan(("u", 0.3, "grid_uniform")))
+    groups: Counter[str | None] = Counter()
+    for i in range(400):
+        d = grid.decide(f"user{i % 97}", now=T0 + i)
+        groups[d.group] += 1
+        assert d.group == grid.group_of(f"user{i % 97}", d.decision_id)
+        if d.group == "u":
+            # the uniform control's propensity is one over the grid's pairs
+            assert d.propensity == pytest.approx(1.0 / (d.n_candidates or 0))
+        grid.report(d.decision_id, "click", at=T0 + i)
+    grid.flush(now=T0 + 10_000)
+    # sticky buckets: about 30% of the 97 users (binomial sd ~ 4.5 users) are in the holdout
+    users_u = {i % 97 for i in range(400) if grid.group_of(f"user{i % 97}", "x") == "u"}
+    assert 15 <= len(users_u) <= 45
+    # each group learned only from its own decisions
+    assert grid.holdout_policies["u"].n_updates_ == groups["u"] > 0
+    assert grid.policy.n_updates_ == groups[POLICY_GROUP] + groups[None] > 0
 
 
 def test_the_log_records_groups_and_a_restart_rolls_them_forward(tmp_path: Path) -> None:

@@ -319,8 +319,10 @@ def test_apprentice_mode_across_roles(logs: tuple[EventStore, EventStore, EventS
         assert ap.n_rule_decisions_ == decided
         assert len(ap.eval_rows_) == learner.engine.n_learned == decided
         rows = np.asarray(ap.eval_rows_)
-        # (p_L(a_rule) as the server logged it, the rule's propensity 1/k, the reward)
-        assert np.all((rows[:, 0] > 0) & (rows[:, 0] <= 1)) and np.all(rows[:, 1] < 1)
+        # (p_L(a_rule) as the server logged it, the uniform rule's propensity 1/k, the reward,
+        # k the candidates it chose among)
+        assert np.all((rows[:, 0] > 0) & (rows[:, 0] <= 1))
+        assert np.all(rows[:, 3] >= 2) and np.allclose(rows[:, 1], 1.0 / rows[:, 3])
         learner.publish()
         servers = [_version_server(log_a, clock, 0), _version_server(log_b, clock, 1)]
     assert learner.engine is not None

@@ -324,6 +324,7 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "events": 1,
         "learned": 1,
         "behaviour": 1,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }
@@ -340,6 +341,7 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "events": 0,
         "learned": 0,
         "behaviour": 0,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }

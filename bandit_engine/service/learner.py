@@ -71,7 +71,6 @@ __all__ = ["Learner", "LearnerStats", "LeaseLostError", "PendingSet"]
 
 logger = logging.getLogger("bandit_engine.learner")
 _SWEEP_EVERY = 3600.0
-_EVAL_ROWS = 1_000_000  # as many off-policy rows as an ApprenticePolicy keeps when it decides
 _SYNCED = "behaviour_shared"  # meta key: every behaviour row of the learner is in the table
 
 
@@ -96,6 +95,7 @@ class _Open:
     event_ids: set[str] | None = None
     group: str | None = None  # holdout group that chose: its policy learns the reward
     target_p: float | None = None  # apprentice mode: the learner's p of the rule's choice
+    k: int = 0  # candidates the decision chose among (the off-policy estimate's stratum)
 
 
 @dataclass(frozen=True)
@@ -214,14 +214,11 @@ def _learn_one(engine: Engine, item: _Open, reward: float) -> None:
     else:
         # a holdout group's decision teaches its own policy only (bandit_engine/holdout.py)
         policy = engine.policy_of(item.group)
-        if (
-            item.target_p is not None
-            and isinstance(policy, ApprenticePolicy)
-            and len(policy.eval_rows_) < _EVAL_ROWS
-        ):
+        if item.target_p is not None and isinstance(policy, ApprenticePolicy):
             # one row of the off-policy estimate of the learner on the rule's traffic, from what
-            # the decision server logged (it decided; this process never calls choose)
-            policy.eval_rows_.append((item.target_p, item.propensity, reward))
+            # the decision server logged (it decided; this process never calls choose). With
+            # business rules, k counts the logged candidates, not only those the rules left.
+            policy._add_eval_row(item.target_p, item.propensity, reward, float(item.k))
         policy.update(item.x, item.bundle_id, item.z, reward, item.propensity)
     engine.n_learned += 1
 
@@ -380,6 +377,7 @@ class Learner:
             row,
             group=d.get("group"),
             target_p=d.get("target_p") if d.get("mode") == "apprentice:rule" else None,
+            k=int(d.get("n_candidates") or 0),
         )
         pending.add(str(d["decision_id"]), item)
         if observe and d.get("mode") == "apprentice:rule":

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..records import Decision, LearnedReward
 from .connection import Synchronous
+from .consent import ConsentChange
 from .rows import FloatArray, JournalEntry
 from .versions import LeaseRow, VersionInfo
 
@@ -104,6 +105,27 @@ class EventStore(Protocol):
 
     def delete_profiles_before(self, platform: str, stamp: float) -> int: ...
 
+    # consent (store/consent.py)
+    def set_consent(
+        self,
+        user_id: str,
+        consent: Mapping[str, Any],
+        *,
+        source: str = "api",
+        now: float | None = None,
+    ) -> dict[str, bool]: ...
+
+    def write_consents(
+        self,
+        user_ids: Sequence[str],
+        records: Sequence[Mapping[str, bool]],
+        *,
+        source: str = "import",
+        now: float | None = None,
+    ) -> int: ...
+
+    def consent_log_of(self, user_id: str) -> list[ConsentChange]: ...
+
     def profile_counts(self) -> dict[str, int]: ...
 
     # reading
@@ -134,11 +156,27 @@ class EventStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         chunk: int = 500_000,
+        after: int = 0,
     ) -> Iterator[list[tuple[Any, ...]]]: ...
 
     def event_totals(
-        self, *, since: float | None = None, until: float | None = None
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        events_after: int = 0,
+        events_upto: int | None = None,
     ) -> list[tuple[int, str, int, float]]: ...
+
+    def live_marks(self) -> tuple[int, int, int]: ...
+
+    def rewards_of(self, seqs: Sequence[int]) -> list[tuple[int, float]]: ...
+
+    def decision_health(
+        self, *, after: int = 0, upto: int | None = None, small: float = 0.01
+    ) -> list[tuple[str, int, float, float, int, int]]: ...
+
+    def decision_at(self, seq: int) -> tuple[str, str, float] | None: ...
 
     def users_before(self, ts: float) -> list[Any]: ...
 

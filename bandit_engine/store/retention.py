@@ -18,8 +18,8 @@ class LogRetention(LogRuleRows, LogBehaviourRows):
     """The deleting methods of :class:`~bandit_engine.store.EventLog`."""
 
     def forget_user(self, user_id: str) -> dict[str, int]:
-        """Delete a user's profile, shared live-behaviour row and every decision, event and
-        learned row under their pseudonym.
+        """Delete a user's profile (consent record included), their consent log, their shared
+        live-behaviour row and every decision, event and learned row under their pseudonym.
 
         Returns the number of rows deleted per table. A decision of this user that is still pending
         in a running engine keeps learning in memory, but nothing about it is written back (see
@@ -40,7 +40,11 @@ class LogRetention(LogRuleRows, LogBehaviourRows):
             n_ev = c.execute(f"DELETE FROM events WHERE decision_id IN ({ids})", (user,)).rowcount
             n_le = c.execute(f"DELETE FROM learned WHERE decision_id IN ({ids})", (user,)).rowcount
             n_de = c.execute('DELETE FROM decisions WHERE "user" = ?', (user,)).rowcount
-            n_pr = c.execute('DELETE FROM profiles WHERE "user" = ?', (user,)).rowcount
+            key = self._profile_key(self.pseudonym(user_id))
+            n_pr = c.execute('DELETE FROM profiles WHERE "user" = ?', (key,)).rowcount
+            # the consent log goes too: erasure leaves nothing under the pseudonym (no consent
+            # is needed to process a user there is no data about)
+            n_co = c.execute('DELETE FROM consent_log WHERE "user" = ?', (key,)).rowcount
         self._pseudonyms.pop(user_id, None)  # not even the in-memory cache keeps the raw id
         return {
             "profiles": n_pr,
@@ -48,6 +52,7 @@ class LogRetention(LogRuleRows, LogBehaviourRows):
             "events": n_ev,
             "learned": n_le,
             "behaviour": n_be,
+            "consent_log": n_co,
             **rule_rows,
         }
 

@@ -56,8 +56,9 @@ _DECISION_COLS = (
 # the decision's mode and, in apprentice mode, the learner's probability of the served bundle
 # (decision_modes is written in the decision's own transaction, so a tailed decision has its row)
 _DECISION_FROM = "decisions d LEFT JOIN decision_modes m ON m.decision_id = d.decision_id"
+# (and the number of candidates, from the scores blob: one float64 per candidate)
 _DECISION_SELECT = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLS.split(",")) + (
-    ", m.mode, m.target_p"
+    ", m.mode, m.target_p, length(d.scores) / 8"
 )
 
 
@@ -240,6 +241,7 @@ class LogVersions(LogConnection):
                 "group": r[12],  # the holdout group whose policy learns this decision
                 "mode": r[13],  # None, a fallback, "apprentice:rule" / "apprentice:policy"
                 "target_p": None if r[14] is None else float(r[14]),
+                "n_candidates": int(r[15]),
             },
         )
 
