@@ -232,6 +232,7 @@ def serve_policy(
                 busy_timeout=busy_timeout,
                 learner_metrics_port=learner_metrics_port,
                 blas_threads=blas_threads,
+                apprentice=apprentice,
             )
             return
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -408,6 +409,7 @@ def _split_roles(
     busy_timeout: float,
     learner_metrics_port: int | None,
     blas_threads: int,
+    apprentice: str | None = None,
 ) -> None:
     """``--role learner`` in this process, or ``--workers N``: N decision servers (each this
     command with ``--role decide --workers 1``) plus, for ``--role all``, one learner, under
@@ -429,6 +431,7 @@ def _split_roles(
         "metrics_host": "127.0.0.1",
         "metrics_port": learner_metrics_port,
         "blas_threads": blas_threads,
+        "apprentice": apprentice,
     }
     if role == "learner":
         if workers != 1:
@@ -450,6 +453,7 @@ def _split_roles(
         args += ["--busy-timeout", str(busy_timeout), "--blas-threads", str(blas_threads)]
         args += ["--model", model] if model else ["--demo-seed", str(demo_seed)]
         args += ["--demo-policy", demo_policy]
+        args += ["--apprentice", apprentice] if apprentice else []
         # a standby learner waits for the lease: a take-over does not wait for a process start;
         # its metrics (if served) are on the next port
         for k, name in enumerate(("learner", "standby learner")):

@@ -44,6 +44,7 @@ from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
 from ..service.checkpoints import RestoreReport
 from ..service.profile_store import announce_profiles
+from ..service.warmup import warm_up
 from ..store import EventStore, open_log
 from .dashboard import install_dashboard
 from .errors import (
@@ -211,6 +212,9 @@ def open_server(
             report.redone_admin,
         )
         announce_profiles(log, service.engine.features, logger)
+        # the first decision's imports and compiled kernels (260-380 ms measured) are paid now,
+        # before the app serves and before its lifespan freezes the collector (service/warmup.py)
+        warm_up(service.engine)
         app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()
@@ -290,7 +294,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Everything alive now (modules, the engine, the catalog) lives as long as the server:
         # moving it out of the collector's view keeps full collections, which pause serving,
-        # proportional to what requests allocate instead of to the whole process.
+        # proportional to what requests allocate instead of to the whole process (open_server
+        # warmed the engine up first, so the first decision's imports are frozen too).
         gc.collect()
         gc.freeze()
         worker.start()

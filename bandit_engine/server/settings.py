@@ -157,13 +157,6 @@ class ServerSettings:
                 )
         if self.role not in ("all", "decide"):
             raise ConfigError.for_field("role", self.role, "must be 'all' or 'decide'")
-        if self.role == "decide" and self.apprentice is not None:
-            raise ConfigError.for_field(
-                "apprentice",
-                self.apprentice,
-                "is served by one process (--role all) only: the split roles do not run "
-                "apprentice mode yet",
-            )
         _positive("refresh_interval", self.refresh_interval)
         _positive("server_index", self.server_index, integer=True, allow_zero=True)
         if is_url(self.db) and self.checkpoint_dir is None and self.role == "all":

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
+from .behaviour_schema import BEHAVIOUR_TABLES, pg_behaviour
 from .roles_schema import ROLE_TABLES, pg_roles
 from .schema import LEDGER_DDL
 
@@ -174,6 +175,7 @@ _OWN_TABLES = (
         }
     )
     | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
+    | BEHAVIOUR_TABLES  # issue 12: shared live behaviour (store/behaviour_schema.py)
 )
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
@@ -185,6 +187,7 @@ MIGRATIONS: tuple[Callable[[psycopg.Connection[Any]], None], ...] = (
     pg_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
     _version_4,  # issue 13: holdout group and segment per decision
     _version_5,  # issue 15: consent log and privacy ledger
+    pg_behaviour,  # issue 12: per-user live behaviour shared by decision servers
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

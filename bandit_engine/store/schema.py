@@ -26,6 +26,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import DataError
+from .behaviour_schema import BEHAVIOUR_TABLES, sqlite_behaviour
 from .roles_schema import ROLE_TABLES, sqlite_roles
 
 __all__ = ["LEDGER_DDL", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
@@ -237,6 +238,7 @@ _OWN_TABLES = (
         }
     )
     | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
+    | BEHAVIOUR_TABLES  # issue 12: shared live behaviour (store/behaviour_schema.py)
 )
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -245,6 +247,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     sqlite_roles,  # issue 12: model versions, learner lease (store/roles_schema.py)
     _version_4,  # issue 13: holdout group and segment per decision
     _version_5,  # issues 14 / 15: consent log, privacy ledger, binary profile keys
+    sqlite_behaviour,  # issue 12: per-user live behaviour shared by decision servers
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
