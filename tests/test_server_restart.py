@@ -148,19 +148,37 @@ def reference(model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 
 def run_until_checkpoints(
-    client: TestClient, app: Any, clock: Clock, ops: Sequence[tuple[Any, ...]], done: int, n: int
+    client: TestClient,
+    app: Any,
+    clock: Clock,
+    ops: Sequence[tuple[Any, ...]],
+    done: int,
+    n: int,
+    *,
+    extra: bool = False,
 ) -> int:
     """Run ``ops`` from ``done`` on until ``n`` background checkpoints have succeeded (bounded).
 
     Background writes finish when the machine lets them: rather than assume they are over when the
     requests are, wait for them, feeding a few more operations so that another checkpoint keeps
-    falling due. Returns how many operations have run."""
+    falling due. On a slow machine several due points fall inside one write and the script can
+    run out before ``n`` checkpoints were written; with ``extra`` (tests that compare nothing
+    with the never-stopped reference) fresh decisions keep them falling due. Returns how many
+    operations have run."""
     deadline = time.monotonic() + 120.0
+    fresh = 0
     while app.state.metrics.value("bandit_checkpoints_total") < n:
         assert time.monotonic() < deadline, f"fewer than {n} background checkpoints in 120 s"
         if done < len(ops):
             run(client, clock, ops[done : done + 5])
             done += 5
+        elif extra:
+            run(
+                client,
+                clock,
+                [("decide", f"extra{fresh}", f"user{fresh % 7}", None), ("tick", 1.0)],
+            )
+            fresh += 1
         else:
             time.sleep(0.05)
     return done
@@ -337,7 +355,7 @@ def test_purge_keeps_what_the_oldest_usable_checkpoint_needs(model: Path, tmp_pa
     with TestClient(app) as c:
         ops = script()
         run(c, clock, ops[:100])
-        run_until_checkpoints(c, app, clock, ops, 100, 3)
+        run_until_checkpoints(c, app, clock, ops, 100, 3, extra=True)
         learned = settled(c, app)["engine"]["n_learned"]
         c.portal.call(app.state.worker.kill)
     log.close()
@@ -364,7 +382,7 @@ def test_a_restart_that_would_lose_learning_refuses_unless_accepted(
     with TestClient(app) as c:
         ops = script()
         run(c, clock, ops[:100])
-        run_until_checkpoints(c, app, clock, ops, 100, 2)
+        run_until_checkpoints(c, app, clock, ops, 100, 2, extra=True)
         c.portal.call(app.state.worker.kill)
     log.purge(86_400.0, keep_after=log.last_seq())  # as an older purge without the check did
     log.close()
