@@ -47,13 +47,16 @@ such copies last.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import select
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
@@ -118,6 +121,24 @@ def _fetch(cur: psycopg.Cursor[Any]) -> _Rows:
     return _Rows(cur.rowcount, cur.fetchall() if cur.description is not None else [])
 
 
+def _broken(conn: psycopg.Connection[Any]) -> bool:
+    """Whether psycopg knows the connection is unusable (closed, or its socket failed)."""
+    return conn.closed or conn.pgconn.status != pq.ConnStatus.OK
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip when it can: an idle
+    connection has nothing to read, so a readable socket means the server sent something
+    unasked (the notice of a shutdown or a terminated backend, or the end of the stream) and the
+    connection gets the full check (an empty query). A closure that has not arrived yet is caught
+    by the retry in :meth:`PgSession.begin` / of a read."""
+    if _broken(conn):
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
 #: errors meaning the log's tables are not reachable any more (beside lost connections)
 _GONE = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)
 
@@ -141,6 +162,16 @@ class PgSession:
         try:
             if self.tx is not None:
                 return _fetch(self.tx.execute(query, parameters))
+            used: list[psycopg.Connection[Any]] = []
+            try:
+                with self.pool.connection() as conn:
+                    used.append(conn)
+                    return _fetch(conn.execute(query, parameters))
+            except psycopg.OperationalError:
+                if not (used and _broken(used[0]) and query.lstrip()[:6].upper() == "SELECT"):
+                    raise
+            # a read on a pooled connection the server had closed (a restart, an idle timeout)
+            # that the cheap check could not see yet: a read is safe to repeat on a fresh one
             with self.pool.connection() as conn:
                 return _fetch(conn.execute(query, parameters))
         except _GONE as exc:
@@ -150,24 +181,43 @@ class PgSession:
         except psycopg.OperationalError as exc:
             raise StoreBusyError.during(self.where, exc) from exc
 
-    def begin(self) -> None:
-        """Take a connection from the pool and open a transaction on it."""
-        try:
-            conn = self.pool.getconn()
-        except psycopg.OperationalError as exc:
-            raise StoreBusyError.during(self.where, exc) from exc
-        try:
-            conn.execute("BEGIN")
-        except BaseException as exc:
-            self.pool.putconn(conn)
-            if isinstance(exc, psycopg.OperationalError):
-                raise StoreBusyError.during(self.where, exc) from exc
-            raise
-        self.tx = conn
+    def begin(self, first: str | None = None) -> Any:
+        """Take a connection from the pool and open a transaction on it; with ``first`` (a
+        statement without parameters) run it too, in the same round trip (pipeline mode), and
+        return its first row.
 
-    def commit(self) -> None:
-        """Commit and give the connection back. A transaction that failed earlier is never
-        reported as committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
+        A connection the server had closed while it sat in the pool fails here before anything of
+        the transaction reached the server: it is dropped and the transaction opened once more on
+        a fresh one."""
+        for attempt in (0, 1):
+            try:
+                conn = self.pool.getconn()
+            except psycopg.OperationalError as exc:
+                raise StoreBusyError.during(self.where, exc) from exc
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cur = conn.execute(first) if first is not None else None
+                row = cur.fetchone() if cur is not None else None
+            except BaseException as exc:
+                if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                self.pool.putconn(conn)
+                if isinstance(exc, psycopg.OperationalError):
+                    if attempt == 0 and _broken(conn):
+                        continue
+                    raise StoreBusyError.during(self.where, exc) from exc
+                raise
+            self.tx = conn
+            return row
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def commit(self, last: str | None = None, parameters: Sequence[Any] = ()) -> None:
+        """Commit and give the connection back; with ``last``, run that statement first, in the
+        same round trip as the ``COMMIT`` (pipeline mode; if it fails, nothing is committed). A
+        transaction that failed earlier is never reported as committed (PostgreSQL would turn its
+        ``COMMIT`` into a rollback)."""
         conn = self.tx
         if conn is None:
             return
@@ -178,7 +228,10 @@ class PgSession:
                     "transaction failed; retry",
                     field="db",
                 )
-            cur = conn.execute("COMMIT")
+            with conn.pipeline():
+                if last is not None:
+                    conn.execute(to_pg(last), parameters)
+                cur = conn.execute("COMMIT")
             if cur.statusmessage != "COMMIT":
                 raise StoreBusyError(
                     f"the event log {self.where!r} rolled the transaction back at commit "
@@ -296,7 +349,7 @@ class PostgresConnection(LogConnection):
             max_size=pool_size,
             kwargs=extra,
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=_check,
             timeout=self.busy_timeout,
             name="bandit-event-log",
             open=False,
@@ -387,17 +440,17 @@ class PostgresConnection(LogConnection):
 
     # -- the transaction hooks ---------------------------------------------------------------
     def _open_tx(self) -> int:
-        s = self._conn
-        s.begin()
-        # the row lock is what BEGIN IMMEDIATE is on SQLite: one writer at a time holds the journal
-        row = s.execute("SELECT seq FROM journal_seq WHERE id = 0 FOR UPDATE").fetchone()
+        # the row lock is what BEGIN IMMEDIATE is on SQLite: one writer at a time holds the journal;
+        # sent with BEGIN in one round trip
+        row = self._conn.begin("SELECT seq FROM journal_seq WHERE id = 0 FOR UPDATE")
         return int(row[0])
 
     def _close_tx(self, seq: int | None) -> None:
-        s = self._conn
-        if seq is not None:
-            s.execute("UPDATE journal_seq SET seq = ? WHERE id = 0", (seq,))
-        s.commit()
+        # the journal's new head and the COMMIT in one round trip
+        if seq is None:
+            self._conn.commit()
+        else:
+            self._conn.commit("UPDATE journal_seq SET seq = ? WHERE id = 0", (seq,))
 
     def _abort_tx(self) -> None:
         self._conn.rollback()

@@ -231,12 +231,18 @@ class LogWrites(LogConnection):
         user = self._stored_user(pseudonym)
         aad = profile_aad(pseudonym, platform)
         with self.transaction():
-            row = self._conn.execute(
-                'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?', (user, platform)
-            ).fetchone()
+            # a replacement does not need the stored fields (one round trip less on PostgreSQL)
+            row = (
+                None
+                if replace
+                else self._conn.execute(
+                    'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?',
+                    (user, platform),
+                ).fetchone()
+            )
             merged: dict[str, Any] = (
                 {}
-                if (row is None or replace)
+                if row is None
                 else json.loads(open_text(self._cipher, row[0], aad, "profiles.fields"))
             )
             merged.update(fields)
