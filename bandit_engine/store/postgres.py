@@ -147,21 +147,32 @@ class PgSession:
     """Runs the shared SQL on PostgreSQL: inside a transaction on that transaction's connection,
     otherwise on a pooled connection (autocommit) for the one statement.
 
+    A transaction's connection is in pipeline mode from ``BEGIN`` to ``COMMIT``: a statement
+    whose result is read (:meth:`execute`) costs one round trip, as always, and carries with it
+    the statements :meth:`send` queued before it, which cost none of their own; ``BEGIN`` goes
+    with the journal lock and the journal's new head with ``COMMIT``.
+
     A lost connection, a pool that cannot hand one out in time or a lock wait past
     ``lock_timeout`` raises :class:`~bandit_engine.errors.StoreBusyError` naming the database
-    (never its password).
+    (never its password); so does a statement queued by :meth:`send` that the server refused
+    (its error arrives with the next round trip, and the transaction cannot commit).
     """
 
     def __init__(self, pool: ConnectionPool[Any], where: str) -> None:
         self.pool = pool
         self.where = where
         self.tx: psycopg.Connection[Any] | None = None
+        self._pipe: contextlib.ExitStack | None = None
+        self._pipeline: psycopg.Pipeline | None = None
+        self._sent = 0  # statements queued by send() since the last round trip
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
         query = to_pg(sql)
         try:
             if self.tx is not None:
-                return _fetch(self.tx.execute(query, parameters))
+                cur = self.tx.execute(query, parameters)
+                self._sync()
+                return _fetch(cur)
             used: list[psycopg.Connection[Any]] = []
             try:
                 with self.pool.connection() as conn:
@@ -181,10 +192,46 @@ class PgSession:
         except psycopg.OperationalError as exc:
             raise StoreBusyError.during(self.where, exc) from exc
 
+    def send(self, sql: str, parameters: Sequence[Any] = (), /) -> None:
+        """Queue a statement whose result nobody reads: inside a transaction it travels with the
+        next round trip (its error, if any, comes back then and fails the transaction);
+        outside one it runs at once, like :meth:`execute`."""
+        if self.tx is None:
+            self.execute(sql, parameters)
+            return
+        try:
+            self.tx.execute(to_pg(sql), parameters)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
+        self._sent += 1
+
+    def _sync(self) -> None:
+        """One round trip: every queued statement and the last one executed, results read."""
+        if self._pipeline is None:
+            return
+        try:
+            self._pipeline.sync()
+        except psycopg.Error as exc:
+            if self._sent:
+                self._sent = 0
+                raise self._refused(exc) from exc
+            raise
+        self._sent = 0
+
+    def _refused(self, exc: psycopg.Error) -> StoreBusyError:
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreBusyError.during(self.where, exc)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return StoreBusyError(
+            f"the event log {self.where!r} refused a write of the transaction ({reason}); "
+            "nothing of it is committed; retry",
+            field="db",
+        )
+
     def begin(self, first: str | None = None) -> Any:
         """Take a connection from the pool and open a transaction on it; with ``first`` (a
-        statement without parameters) run it too, in the same round trip (pipeline mode), and
-        return its first row.
+        statement without parameters) run it too, in the same round trip, and return its first
+        row.
 
         A connection the server had closed while it sat in the pool fails here before anything of
         the transaction reached the server: it is dropped and the transaction opened once more on
@@ -195,31 +242,28 @@ class PgSession:
             except psycopg.OperationalError as exc:
                 raise StoreBusyError.during(self.where, exc) from exc
             try:
-                with conn.pipeline():
-                    conn.execute("BEGIN")
-                    cur = conn.execute(first) if first is not None else None
-                row = cur.fetchone() if cur is not None else None
+                self.tx, self._pipe, self._sent = conn, contextlib.ExitStack(), 0
+                self._pipeline = self._pipe.enter_context(conn.pipeline())
+                conn.execute("BEGIN")
+                cur = conn.execute(first) if first is not None else None
+                self._sync()
+                return cur.fetchone() if cur is not None else None
             except BaseException as exc:
-                if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.execute("ROLLBACK")
-                self.pool.putconn(conn)
+                self.rollback()
                 if isinstance(exc, psycopg.OperationalError):
                     if attempt == 0 and _broken(conn):
                         continue
                     raise StoreBusyError.during(self.where, exc) from exc
                 raise
-            self.tx = conn
-            return row
         raise AssertionError("unreachable")  # pragma: no cover
 
     def commit(self, last: str | None = None, parameters: Sequence[Any] = ()) -> None:
         """Commit and give the connection back; with ``last``, run that statement first, in the
-        same round trip as the ``COMMIT`` (pipeline mode; if it fails, nothing is committed). A
-        transaction that failed earlier is never reported as committed (PostgreSQL would turn its
-        ``COMMIT`` into a rollback)."""
-        conn = self.tx
-        if conn is None:
+        same round trip as the ``COMMIT`` (with whatever :meth:`send` queued; if any of them
+        fails, nothing is committed). A transaction that failed earlier is never reported as
+        committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
+        conn, pipe = self.tx, self._pipe
+        if conn is None or pipe is None:
             return
         try:
             if conn.info.transaction_status == TransactionStatus.INERROR:
@@ -228,10 +272,14 @@ class PgSession:
                     "transaction failed; retry",
                     field="db",
                 )
-            with conn.pipeline():
-                if last is not None:
-                    conn.execute(to_pg(last), parameters)
-                cur = conn.execute("COMMIT")
+            if last is not None:
+                conn.execute(to_pg(last), parameters)
+            cur = conn.execute("COMMIT")
+            self._pipe = self._pipeline = None
+            try:
+                pipe.close()  # leaves pipeline mode: sends everything, reads every result
+            except psycopg.Error as exc:
+                raise self._refused(exc) from exc
             if cur.statusmessage != "COMMIT":
                 raise StoreBusyError(
                     f"the event log {self.where!r} rolled the transaction back at commit "
@@ -247,9 +295,14 @@ class PgSession:
         """Roll back (if a transaction is open) and give the connection back; never raises for a
         dead connection (the pool drops it)."""
         conn, self.tx = self.tx, None
+        pipe, self._pipe, self._pipeline = self._pipe, None, None
+        self._sent = 0
         if conn is None:
             return
         try:
+            if pipe is not None:
+                with contextlib.suppress(psycopg.Error):
+                    pipe.close()  # what is queued runs (and fails, or is rolled back below)
             if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
                 conn.execute("ROLLBACK")
         except psycopg.Error:
@@ -437,6 +490,11 @@ class PostgresConnection(LogConnection):
     def commit_waits(self) -> bool:
         """Always: a commit is a round trip to the server (and its WAL flush)."""
         return True
+
+    _pipelined = True
+
+    def _send(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        self._conn.send(sql, parameters)
 
     # -- the transaction hooks ---------------------------------------------------------------
     def _open_tx(self) -> int:

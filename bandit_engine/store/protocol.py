@@ -66,6 +66,7 @@ class EventStore(Protocol):
         x: FloatArray,
         z: FloatArray,
         model_id: str,
+        wait: bool = ...,
     ) -> int: ...
 
     def log_event(
@@ -76,6 +77,8 @@ class EventStore(Protocol):
         ts: float,
         event_id: str | None,
         status: str,
+        *,
+        wait: bool = ...,
     ) -> bool: ...
 
     def log_learned(self, learned: LearnedReward) -> bool: ...
