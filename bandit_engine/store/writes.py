@@ -195,7 +195,8 @@ class LogWrites(LogConnection):
             if cur.rowcount != 1:
                 return False
             seq = self._next_seq()
-            self._conn.execute(
+            # nothing reads its result: on PostgreSQL it travels with the next round trip
+            self._send(
                 "INSERT INTO learned (seq, decision_id, bundle_id, reward, status, n_events,"
                 " closed_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(decision_id) DO NOTHING",
                 (
@@ -223,7 +224,7 @@ class LogWrites(LogConnection):
             raise ValidationError.for_field("payload", op, f"must be finite JSON ({exc})") from None
         with self.transaction():
             seq = self._next_seq()
-            self._conn.execute(
+            self._send(
                 "INSERT INTO admin (seq, ts, op, payload) VALUES (?,?,?,?)",
                 (seq, time.time() if ts is None else float(ts), op, text),
             )
@@ -272,7 +273,7 @@ class LogWrites(LogConnection):
                 raise ValidationError.for_field(
                     "fields", dict(fields), f"must be JSON values with finite numbers ({exc})"
                 ) from None
-            self._conn.execute(
+            self._send(
                 'INSERT INTO profiles ("user", platform, fields, updated_at) VALUES (?,?,?,?) '
                 'ON CONFLICT("user", platform) DO UPDATE SET fields = excluded.fields, '
                 "updated_at = excluded.updated_at",
