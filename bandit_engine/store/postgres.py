@@ -14,8 +14,23 @@ one for its statement. The pool (``psycopg_pool.ConnectionPool``) is there to ke
 open between calls and to replace a broken one: a connection lost with the server (a restart, a
 network cut) fails the call that was using it with :class:`~bandit_engine.errors.StoreBusyError`
 (nothing of it is committed; the server answers 503), and the pool checks each connection it hands
-out, so the next call gets a fresh one once the server is back. TCP keepalives (unless the URL
-sets its own) notice a server that vanished without a word within about 25 s.
+out, so the next call gets a fresh one once the server is back. That check costs no round trip
+(it looks for anything the server sent to an idle connection: the notice of a shutdown, the end
+of the stream); a closure it could not see yet fails the transaction's first round trip before
+anything was written, or a read, and that one is repeated once on a fresh connection. TCP
+keepalives (unless the URL sets its own) notice a server that vanished without a word within
+about 25 s.
+
+Round trips
+-----------
+Every statement whose result the log reads is a round trip to the server, and on a loaded machine
+each costs far more than the work in it (the server process has to be scheduled). So a write
+transaction's connection stays in pipeline mode from ``BEGIN`` to ``COMMIT``: ``BEGIN`` travels
+with the journal lock, the journal's new head with ``COMMIT``, and rows nobody reads back (the
+learned, admin and profile rows; decisions and events logged with ``wait=False``) with the next
+statement that waits. An error of such a row arrives with that round trip and fails the whole
+transaction (:class:`~bandit_engine.errors.StoreBusyError`; nothing of it is committed). A server
+request then costs one round trip per read it needs (the profile, the decision an event names).
 
 The journal
 -----------
@@ -170,9 +185,7 @@ class PgSession:
         query = to_pg(sql)
         try:
             if self.tx is not None:
-                cur = self.tx.execute(query, parameters)
-                self._sync()
-                return _fetch(cur)
+                return self._roundtrip(self.tx, query, parameters)
             used: list[psycopg.Connection[Any]] = []
             try:
                 with self.pool.connection() as conn:
@@ -205,18 +218,19 @@ class PgSession:
             raise self._refused(exc) from exc
         self._sent += 1
 
-    def _sync(self) -> None:
-        """One round trip: every queued statement and the last one executed, results read."""
-        if self._pipeline is None:
-            return
+    def _roundtrip(self, conn: psycopg.Connection[Any], query: str, parameters: Any) -> _Rows:
+        """One round trip: every queued statement, then ``query``, whose result is read. An error
+        of a queued statement (which may surface here first) fails the transaction."""
+        sent, self._sent = self._sent, 0
         try:
-            self._pipeline.sync()
+            cur = conn.execute(query, parameters)
+            if self._pipeline is not None:
+                self._pipeline.sync()
+            return _fetch(cur)
         except psycopg.Error as exc:
-            if self._sent:
-                self._sent = 0
+            if sent:
                 raise self._refused(exc) from exc
             raise
-        self._sent = 0
 
     def _refused(self, exc: psycopg.Error) -> StoreBusyError:
         if isinstance(exc, psycopg.OperationalError):
@@ -228,10 +242,9 @@ class PgSession:
             field="db",
         )
 
-    def begin(self, first: str | None = None) -> Any:
-        """Take a connection from the pool and open a transaction on it; with ``first`` (a
-        statement without parameters) run it too, in the same round trip, and return its first
-        row.
+    def begin(self, first: str) -> Any:
+        """Take a connection from the pool, open a transaction on it and run ``first`` (a
+        statement without parameters) in the same round trip; return its first row.
 
         A connection the server had closed while it sat in the pool fails here before anything of
         the transaction reached the server: it is dropped and the transaction opened once more on
@@ -245,9 +258,7 @@ class PgSession:
                 self.tx, self._pipe, self._sent = conn, contextlib.ExitStack(), 0
                 self._pipeline = self._pipe.enter_context(conn.pipeline())
                 conn.execute("BEGIN")
-                cur = conn.execute(first) if first is not None else None
-                self._sync()
-                return cur.fetchone() if cur is not None else None
+                return self._roundtrip(conn, first, ()).fetchone()
             except BaseException as exc:
                 self.rollback()
                 if isinstance(exc, psycopg.OperationalError):
