@@ -357,6 +357,13 @@ class Attribution(Generic[P]):
     def __contains__(self, decision_id: object) -> bool:
         return decision_id in self._pending or decision_id in self._closed
 
+    def oldest_pending(self) -> float | None:
+        """Timestamp of the oldest pending decision (the learner's lag), ``None`` when none is
+        pending (decisions are pending in the order they were added)."""
+        for pending in self._pending.values():
+            return pending.timestamp
+        return None
+
     def add_decision(self, decision_id: str, timestamp: float, payload: P) -> None:
         """Start the attribution window of a new decision."""
         if decision_id in self._pending or decision_id in self._closed:

@@ -15,6 +15,13 @@ operator would with ``POST /v1/admin/apprentice/switch``). Reported:
   decision, per seed and as a mean with a t interval over seeds (paired on the same draws).
 
     python benchmarks/bench_apprentice.py --seeds 3 --rounds 40000 --force-at 30000
+
+The switch test and why it needs support: :mod:`bandit_engine.evaluation.apprentice`. A run where
+the rule's traffic supports the learner (a rule exploring everything, a better learner):
+
+    python benchmarks/bench_apprentice.py --seeds 3 --rounds 20000 --force-at 20000 \
+        --epsilon 1.0 --rule-column course.price \
+        --learner fixed_rule:column=deal.discount,epsilon=0.1
 """
 
 from __future__ import annotations
@@ -39,8 +46,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=40_000)
     ap.add_argument("--force-at", type=int, default=30_000)
     ap.add_argument("--epsilon", type=float, default=0.2, help="the rule's exploration")
-    ap.add_argument("--learner", default="linucb")
+    ap.add_argument(
+        "--learner",
+        default="linucb",
+        help="a policy name or 'name:key=value,...' (e.g. fixed_rule:column=deal.discount,epsilon=0.1)",
+    )
+    ap.add_argument("--rule-column", default="deal.discount", help="the rule's ranking column")
     args = ap.parse_args()
+    name, _, rest = args.learner.partition(":")
+    params: dict[str, object] = {}
+    for part in filter(None, rest.split(",")):
+        key, _, raw = part.partition("=")
+        try:
+            params[key] = float(raw)
+        except ValueError:
+            params[key] = raw
+    learner = {"name": name, "params": params}
     threadpool_limits(limits=1, user_api="blas")
     uplifts = []
     for seed in range(args.seeds):
@@ -51,7 +72,8 @@ def main() -> None:
             rounds=args.rounds,
             seed=seed,
             rule_epsilon=args.epsilon,
-            learner=args.learner,
+            rule_column=args.rule_column,
+            learner=learner,
             force_at=args.force_at,
         )
         s = run.switch_at if run.switch_at is not None else args.rounds
@@ -71,8 +93,10 @@ def main() -> None:
         if st is not None:
             print(
                 f"    at the switch: agreement {st.agreement:.3f}, rule value {st.rule_value:.4f}, "
-                f"learner SNIPS {st.learner_value:.4f} [{st.learner_ci_low:.4f}, "
-                f"{st.learner_ci_high:.4f}] over {st.evaluated} decisions: {st.reason}"
+                f"learner {st.learner_value:.4f} [{st.learner_ci_low:.4f}, "
+                f"{st.learner_ci_high:.4f}], learner - rule {st.difference:+.4f} (one-sided "
+                f"lower bound {st.difference_ci_low:+.4f}), ESS {st.ess:.0f} over "
+                f"{st.evaluated} decisions: {st.reason}"
             )
         print(
             f"    after the switch: expected reward {post_a:.4f} vs rule {post_r:.4f}, "

@@ -43,10 +43,10 @@ class _NormProbe(UniformRandom):
     norms: ClassVar[list[float]] = []
     dims: ClassVar[set[int]] = set()
 
-    def choose(self, x: Any, arms: Sequence[str], arm_features: Any) -> Any:
+    def choose(self, x: Any, arms: Sequence[str], arm_features: Any, mask: Any = None) -> Any:
         _NormProbe.norms.append(float(np.linalg.norm(x)))
         _NormProbe.dims.add(len(x))
-        return super().choose(x, arms, arm_features)
+        return super().choose(x, arms, arm_features, mask)
 
 
 def main() -> None:

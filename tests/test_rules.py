@@ -215,6 +215,34 @@ def test_propensity_is_over_the_set_that_was_actually_eligible() -> None:
     assert all(deals.loc[engine.catalog.parts(b)[0], "price"] <= 130 for b in after.candidates)
 
 
+@pytest.mark.parametrize("policy", ["linucb", "lin_ts", "epsilon_greedy"])
+def test_a_ruled_decision_is_the_decision_over_the_eligible_sub_list(policy: str) -> None:
+    # The policy gets the city's whole list and the rules' mask (so it keeps its per-list
+    # caches); the goal is that this changes nothing: a twin engine without rules, told the same
+    # eligible sub-list as candidates, decides exactly the same (same seed, same draws), with the
+    # same propensity, over the same recorded candidates, while both learn the same rewards.
+    ruled, twin = _engine(policy), _engine(policy)
+    ruled.use_rules(
+        Rules(
+            eligibility=(EligibilityRule("cheap", "deal.price <= 130"),),
+            caps=(FrequencyCap("bundle", "bundle", 2, 7),),
+        )
+    )
+    sizes = set()
+    for i in range(18):  # the city's 10 cheap bundles, 2 shows each: the cap shrinks the list
+        t = DAY0 + 60.0 * i
+        d = ruled.decide(USER, decision_id=f"r{i}", now=t)
+        sizes.add(len(d.candidates))
+        e = twin.decide(USER, candidates=list(d.candidates), decision_id=f"r{i}", now=t)
+        assert (d.bundle_id, d.candidates) == (e.bundle_id, e.candidates)
+        assert d.propensity == pytest.approx(e.propensity, rel=1e-9)
+        np.testing.assert_allclose(d.scores, e.scores, rtol=1e-9)
+        if i % 3 == 0:
+            for eng in (ruled, twin):
+                eng.report(f"r{i}", "click", at=t + 1.0)
+    assert len(sizes) > 1  # the mask did change from decision to decision
+
+
 # -- caps, budgets, exclusions -------------------------------------------------------------------
 def test_frequency_cap_per_bundle_over_a_sliding_window() -> None:
     engine = _engine("linucb")  # greedy: without the cap it would repeat its favourite

@@ -240,6 +240,8 @@ def test_forget_user(client: TestClient, tmp_path: Path) -> None:
         "decisions": 1,
         "events": 0,
         "learned": 0,
+        "behaviour": 0,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }

@@ -375,3 +375,32 @@ def test_a_restart_that_would_lose_learning_refuses_unless_accepted(
     app, log = open_server(replace(s, accept_rollback=True), hmac_key=KEY, clock=clock)
     assert app.state.worker.engine.n_decisions == 0  # started from the base model, as accepted
     log.close()
+
+
+def test_a_checkpoint_due_while_another_is_written_starts_without_a_new_request(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow disk: each background write takes 0.5 s. Decisions that make the next checkpoint due
+    # while one is being written must get it written once the first is done, by the timer, even
+    # when no request follows (it used to wait for the next request, or for checkpoint_seconds).
+    def slow(write: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.5)
+            return write(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(worker_module, "write_state", slow(worker_module.write_state))
+    clock = Clock()
+    s = settings(tmp_path, "slow", model, checkpoint_every=5, fork_checkpoints=False)
+    app, log = open_server(s, hmac_key=KEY, clock=clock)
+    ops = [op for op in script() if op[0] == "decide"][:10]
+    with TestClient(app) as c:
+        run(c, clock, ops[:5])  # the first checkpoint falls due and starts writing
+        run(c, clock, ops[5:])  # the second falls due while the first is written; then silence
+        deadline = time.monotonic() + 30.0
+        while app.state.metrics.value("bandit_checkpoints_total") < 2:
+            assert time.monotonic() < deadline, "the second checkpoint never started"
+            time.sleep(0.05)
+        c.portal.call(app.state.worker.kill)
+    log.close()

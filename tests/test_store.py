@@ -314,18 +314,25 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
     log.log_event("dec3", "click", 0.0, 1001.0, "e", "accepted")
     log.log_learned(LearnedReward("dec1", "d1+c1", 1.0, "learned", 1, 5000.0))
     log.upsert_profile("carol", "groupbuy", {"city": "x"})
+    # the shared live-behaviour rows (split roles) are keyed by the pseudonym's first 12 bytes
+    row = bytes(28)  # one float32 and the row's three timestamps
+    log.put_behaviour([(log.pseudonym(u)[:24], 1, row) for u in ("carol", "dave")], seq=0)
     counts = log.forget_user("carol")
     assert counts == {
         "profiles": 1,
         "decisions": 2,
         "events": 1,
         "learned": 1,
+        "behaviour": 1,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }
     assert log.get_profile("carol") is None
     assert list(log.decisions_frame()["decision_id"]) == ["dec3"]
     assert log.decision("dec3")["n_events"] == 1
+    assert log.behaviour_of(log.pseudonym("carol")[:24]) is None
+    assert log.behaviour_of(log.pseudonym("dave")[:24]) == (1, row)
     # a pending decision of a forgotten user learns in memory but writes nothing back
     assert not log.log_learned(LearnedReward("dec2", "d1+c1", 0.0, "default", 0, 5000.0))
     assert log.forget_user("carol") == {
@@ -333,6 +340,8 @@ def test_forget_user_removes_every_row_under_the_pseudonym(log: EventLog) -> Non
         "decisions": 0,
         "events": 0,
         "learned": 0,
+        "behaviour": 0,
+        "consent_log": 0,
         "rule_shows": 0,
         "decision_modes": 0,
     }
@@ -344,15 +353,23 @@ def test_purge_respects_age_and_checkpoint(log: EventLog) -> None:
         log_one(log, i, ts=i * day)
         log.log_event(f"dec{i}", "click", 0.0, i * day + 1, "e", "accepted")
     log.log_admin("retire_deals", {"deal_ids": ["d1"]}, ts=0.5)
+    # shared live-behaviour rows (split roles): one last updated on day 1, one on day 2
+    rows = [
+        (f"{u:024x}", 1, bytes(4) + np.array([t, 0, 0], "<f8").tobytes())
+        for u, t in ((1, 1 * day), (2, 2 * day))
+    ]
+    log.put_behaviour(rows, seq=0)
     with pytest.raises(ValidationError, match="older_than_seconds must be >= 0"):
         log.purge(-1.0, now=0.0)
     # a checkpoint covering only the first 2 journal rows protects everything after it
     log.set_meta("checkpoint_seq", "2")
     counts = log.purge(1.5 * day, now=3 * day)
-    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 0}
+    # behaviour rows are current state, not journal: the checkpoint does not protect them
+    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 0, "behaviour": 1}
+    assert log.behaviour_of(f"{1:024x}") is None and log.behaviour_of(f"{2:024x}") is not None
     log.set_meta("checkpoint_seq", str(log.last_seq()))
     counts = log.purge(1.5 * day, now=3 * day)
-    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 1}
+    assert counts == {"decisions": 1, "events": 1, "learned": 0, "admin": 1, "behaviour": 0}
     assert list(log.decisions_frame()["decision_id"]) == ["dec2", "dec3"]
     assert log.integrity_check() == "ok"
 

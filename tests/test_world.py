@@ -657,7 +657,7 @@ def test_bundle_indices_maps_ids(world: World) -> None:
         ),
         ({"n_cities": 9}, "n_cities must be in [1, 8], got 9"),
         ({"bundles": 10_000}, "bundles must be in [1, 800], got 10000"),
-        ({"bundles": "some"}, "bundles must be an integer, got 'some'"),
+        ({"bundles": "some"}, "bundles must be 'all', 'grid' or a number of pairs, got 'some'"),
         ({"base_ctr": 0.0}, "base_ctr must be in (0.0, 0.5], got 0.0"),
         ({"order_rate": 1.0}, "order_rate must be in (0.0, 1.0), got 1.0"),
         ({"noise_scale": -1.0}, "noise_scale must be >= 0, got -1.0"),

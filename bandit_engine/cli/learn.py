@@ -31,9 +31,12 @@ def run_learner(
     metrics_port: int | None,
     blas_threads: int,
     holdout: HoldoutPlan | None = None,
+    apprentice: str | None = None,
 ) -> None:
     """Run the learner until SIGTERM / SIGINT (the body of ``bandit learn``). ``holdout`` is
-    set on the base engine (the published versions carry it to the decision servers)."""
+    set on the base engine (the published versions carry it to the decision servers), and so is
+    ``apprentice`` (the rule served while the base engine's policy learns; the learner checks
+    the switch rule and journals the switch, :mod:`bandit_engine.evaluation.apprentice`)."""
     import os
     import signal
     import threading
@@ -42,6 +45,9 @@ def run_learner(
 
     from ..engine import Engine
     from ..errors import ConfigError
+    from ..evaluation.apprentice import status
+    from ..policies.apprentice import ApprenticePolicy
+    from ..rules import policy_from_spec
     from ..service.learner import Learner
     from ..store import open_log, redact
     from ..store.lease import open_lease
@@ -64,10 +70,16 @@ def run_learner(
             from ..demo import demo_engine
 
             engine = demo_engine(seed=demo_seed, policy=demo_policy)
+        if apprentice is not None and not isinstance(engine.policy, ApprenticePolicy):
+            # as the decision servers' base engine (server/app.py): the same lineage
+            engine.policy = ApprenticePolicy(
+                rule=policy_from_spec(apprentice, "apprentice"), learner=engine.policy
+            )
+            engine.policy.bind_feature_names(engine.catalog.feature_names)
         if holdout is not None and (
             engine.holdout is None or engine.holdout.to_dict() != holdout.to_dict()
         ):
-            engine.set_holdout(holdout)
+            engine.set_holdout(holdout)  # after the apprentice wrap, as the servers do
         return engine
 
     base().model_id  # noqa: B018  (a bad --model fails now, not at the first take-over)
@@ -81,6 +93,7 @@ def run_learner(
         grace=grace,
         publish_interval=publish_interval,
         keep_versions=keep_versions,
+        apprentice_check=status,  # acts only while an apprentice policy serves its rule
     )
     stop = threading.Event()
 
@@ -149,6 +162,12 @@ def learn(
         typer.Option("--holdout-policy", help="As serve-policy's --holdout-policy."),
     ] = None,
     holdout_salt: str = typer.Option("holdout-v1", "--holdout-salt", help="Bucketing salt."),
+    apprentice: str | None = typer.Option(
+        None,
+        "--apprentice",
+        help="As serve-policy's --apprentice: serve this rule (NAME[:key=value,...]) until the "
+        "learner's switch rule holds; give the decision servers the same.",
+    ),
 ) -> None:
     """The learner role: tail the event log, learn each decision exactly once, publish model
     versions. Any number may run; one holds the role, the others take over when it dies."""
@@ -176,6 +195,7 @@ def learn(
             metrics_port=metrics_port,
             blas_threads=blas_threads,
             holdout=plan,
+            apprentice=apprentice,
         )
 
     run(body)

@@ -76,7 +76,10 @@ def import_command(
     Every bad row is reported by row number (from 1, header not counted) and field. The file is
     written one chunk per transaction; writing stops at the first chunk with a bad row (the
     chunks before it stay committed, and the same import run again after a fix completes it).
-    --dry-run checks without writing."""
+    --dry-run checks without writing. Optional columns `consent` (this platform may be fused for
+    cross-platform marketing) and `personalisation` (false: the user opts out) carry consent:
+    true / false only; a row with consent false is not stored and the user's stored record of the
+    platform is deleted."""
     from .exits import run
 
     def body() -> None:

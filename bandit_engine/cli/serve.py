@@ -139,6 +139,28 @@ def serve_policy(
     holdout_salt: str = typer.Option(
         "holdout-v1", "--holdout-salt", help="Salt of the bucketing (a new salt reshuffles users)."
     ),
+    # issue 13 / 15: the dashboard and its public, differentially private view
+    dashboard_refresh: float = typer.Option(
+        10.0,
+        "--dashboard-refresh",
+        help="Seconds after which a /dashboard view refreshes its report in the background.",
+    ),
+    public_dp_epsilon: float | None = typer.Option(
+        None,
+        "--public-dp-epsilon",
+        help="Epsilon of each release of /dashboard/public (off unless set with --dp-budget).",
+    ),
+    dp_budget: float | None = typer.Option(
+        None, "--dp-budget", help="Total epsilon of the log's privacy ledger."
+    ),
+    dp_cap: int = typer.Option(
+        20, "--dp-cap", help="Decisions per user counted in a public release (sensitivity)."
+    ),
+    public_dp_refresh: float = typer.Option(
+        86_400.0,
+        "--public-dp-refresh",
+        help="Seconds a public release is shown before a new one spends budget again.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log each request."
@@ -210,6 +232,7 @@ def serve_policy(
                 busy_timeout=busy_timeout,
                 learner_metrics_port=learner_metrics_port,
                 blas_threads=blas_threads,
+                apprentice=apprentice,
             )
             return
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -299,6 +322,11 @@ def serve_policy(
             rules=rules,
             apprentice=apprentice,
             holdout=plan,
+            dashboard_refresh=dashboard_refresh,
+            public_dp_epsilon=public_dp_epsilon,
+            dp_budget=dp_budget,
+            dp_cap=dp_cap,
+            public_dp_refresh=public_dp_refresh,
         )
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         if role == "decide":
@@ -381,6 +409,7 @@ def _split_roles(
     busy_timeout: float,
     learner_metrics_port: int | None,
     blas_threads: int,
+    apprentice: str | None = None,
 ) -> None:
     """``--role learner`` in this process, or ``--workers N``: N decision servers (each this
     command with ``--role decide --workers 1``) plus, for ``--role all``, one learner, under
@@ -402,6 +431,7 @@ def _split_roles(
         "metrics_host": "127.0.0.1",
         "metrics_port": learner_metrics_port,
         "blas_threads": blas_threads,
+        "apprentice": apprentice,
     }
     if role == "learner":
         if workers != 1:
@@ -423,6 +453,7 @@ def _split_roles(
         args += ["--busy-timeout", str(busy_timeout), "--blas-threads", str(blas_threads)]
         args += ["--model", model] if model else ["--demo-seed", str(demo_seed)]
         args += ["--demo-policy", demo_policy]
+        args += ["--apprentice", apprentice] if apprentice else []
         # a standby learner waits for the lease: a take-over does not wait for a process start;
         # its metrics (if served) are on the next port
         for k, name in enumerate(("learner", "standby learner")):

@@ -35,6 +35,9 @@ user absent from a platform ``known.<platform>`` = 0 and all of that platform's 
                             fitted mean for numerics; categorical blocks all zero, *not*
                             ``<unknown>``, so "absent" differs from "present, unknown label").
 user absent from both       Cold start: intercept 1, everything else 0.
+platform withheld (consent) Exactly "absent from that platform": the engine leaves the platform
+                            out before fusion (:func:`bandit_engine.profiles.withhold`); the
+                            name ``consent`` is reserved for the consent record.
 future timestamp            Elapsed time 0 (then log / standardize as usual).
 wrong type                  :class:`~bandit_engine.errors.ValidationError` naming
                             ``<platform>.<field>`` and the value (and the row, in batch): bool

@@ -444,6 +444,35 @@ class BehaviourStore:
         self.times[r] = 0.0
         return True
 
+    # -- one row as bytes (the shared store of the split roles) ----------------------------
+    def export_row(self, key: bytes) -> bytes | None:
+        """The user's row as stored in the event log's ``user_behaviour`` table: its ``width``
+        float32 values, then its three timestamps as float64 (``None``: no row). The counts are
+        as of the row's own clock (decay is lazy), so the bytes need no time to be read back."""
+        r = self.index.get(key)
+        if r is None:
+            return None
+        row: bytes = self.rows[r].astype("<f4").tobytes()
+        times: bytes = self.times[r].astype("<f8").tobytes()
+        return row + times
+
+    def load_row(self, key: bytes, data: bytes | None) -> bool:
+        """Set the user's row from :meth:`export_row`'s bytes (``None``: drop it). Returns
+        ``False`` (and drops the row) when the bytes are of another width: a row written for
+        another behaviour spec is no history of this one."""
+        if data is None or len(data) != 4 * self.width + 24:
+            r = self.index.get(key)
+            if r is not None:
+                self._drop(r)
+                self.rows[r] = 0.0
+                self.times[r] = 0.0
+            return data is None
+        times = np.frombuffer(data, dtype="<f8", count=3, offset=4 * self.width)
+        r = self._row(key, float(times[_T]), create=True)
+        self.rows[r] = np.frombuffer(data, dtype="<f4", count=self.width)
+        self.times[r] = times
+        return True
+
     def _decay_to(self, r: int, t: float) -> np.ndarray:
         row = self.rows[r]
         t0 = float(self.times[r, _T])

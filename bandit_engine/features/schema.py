@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, ValidationError
+from ..profiles import CONSENT
 from ._columns import canonical_frame, check_fields, check_now, check_out, check_time
 from ._values import FloatArray, RowLabel, invalid, show
 from .behaviour import Behaviour
@@ -18,7 +19,7 @@ from .specs import FieldSpec, check_name, spec_from_dict
 __all__ = ["FORMAT", "FeatureMap", "ProfileSchema"]
 
 FORMAT = "bandit_engine.features/1"
-_RESERVED_PLATFORMS = frozenset({"known", "intercept"})
+_RESERVED_PLATFORMS = frozenset({"known", "intercept", CONSENT})  # consent: profiles.CONSENT
 
 
 class ProfileSchema:

@@ -16,10 +16,11 @@ from numpy.typing import NDArray
 
 from ..errors import ValidationError
 
-__all__ = ["FloatArray", "IntArray", "aligned_empty", "grow_rows", "state_array"]
+__all__ = ["BoolArray", "FloatArray", "IntArray", "aligned_empty", "grow_rows", "state_array"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: type = np.float64) -> NDArray[Any]:

@@ -41,19 +41,32 @@ def _tie_probs(scores: FloatArray, i: int, epsilon: float) -> tuple[FloatArray, 
     return probs, np.flatnonzero(is_tie)
 
 
-def argmax_distribution(scores: FloatArray, epsilon: float = 0.0) -> FloatArray:
+def argmax_distribution(
+    scores: FloatArray, epsilon: float = 0.0, keep: IntArray | None = None
+) -> FloatArray:
     """The distribution of :func:`argmax_choice` over the candidates (no randomness used).
 
     ``pi(a) = (1 - epsilon) * [a in T] / |T| + epsilon / k`` where ``T`` is the set of scores
     within ``TIE_RTOL * max(1, |max score|)`` of the maximum. The tolerance makes arms in
     identical states tie even when BLAS sums their scores in a different order (which moves the
     last bit); genuinely different scores closer than that are treated as equal.
+
+    ``keep`` (positions, from :func:`~bandit_engine.policies._mask.check_mask`): the
+    distribution over ``scores[keep]`` (``k = len(keep)``), zero elsewhere.
     """
+    if keep is not None:
+        sub = argmax_distribution(scores[keep], epsilon)
+        out = np.zeros(scores.shape[0])
+        out[keep] = sub
+        return out
     return _tie_probs(scores, int(scores.argmax()), epsilon)[0]
 
 
 def argmax_choice(
-    scores: FloatArray, rng: np.random.Generator, epsilon: float = 0.0
+    scores: FloatArray,
+    rng: np.random.Generator,
+    epsilon: float = 0.0,
+    keep: IntArray | None = None,
 ) -> tuple[int, float, FloatArray]:
     """Greedy choice with uniform random tie-breaking and optional epsilon mixing.
 
@@ -62,7 +75,14 @@ def argmax_choice(
     the chosen arm is exactly ``pi(index)``. Randomness: one ``rng.random()`` when
     ``epsilon > 0``, one ``rng.integers`` when exploring or when ``|T| > 1``.
     Returns ``(index, pi(index), pi)``; raises :class:`ValidationError` on non-finite scores.
+    ``keep``: choose among ``scores[keep]`` only, exactly as if only those were passed (same
+    draws); ``index`` and ``pi`` are still positions in ``scores`` (``pi`` zero off ``keep``).
     """
+    if keep is not None:
+        j, p, sub = argmax_choice(scores[keep], rng, epsilon)
+        probs = np.zeros(scores.shape[0])
+        probs[keep] = sub
+        return int(keep[j]), p, probs
     i = int(scores.argmax())
     probs, ties = _tie_probs(scores, i, epsilon)
     if epsilon > 0.0 and rng.random() < epsilon:

@@ -12,8 +12,10 @@ decision the learner's probability of the rule's choice, ``p_L(a_rule | x)``, is
 * its running mean over the last ``window`` decisions is the *agreement* (the expected share of
   decisions on which the learner would have chosen what the rule chose);
 * with the reward that decision later learns, it is one row of an off-policy estimate of the
-  learner's value on the rule's traffic (weights ``p_L(a_rule) / p_rule(a_rule)``; SNIPS in
-  :mod:`bandit_engine.evaluation.apprentice`).
+  learner's value on the rule's traffic (weights ``p_L(a_rule) / p_rule(a_rule)``, stratified by
+  the number of arms the rule chose among; :mod:`bandit_engine.evaluation.apprentice`). The
+  learner's probability is taken before it learns that decision's reward (progressive
+  validation), so each row is an honest out-of-sample test of the learner of that time.
 
 In mode ``"policy"`` (after the switch) it is the learner, unchanged. The mode of each decision is
 its :attr:`serving_mode` (``"apprentice:rule"`` / ``"apprentice:policy"``), which the engine puts
@@ -36,7 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
-from .base import BasePolicy, FloatArray, Policy, SeedLike
+from .base import BasePolicy, BoolArray, FloatArray, Policy, SeedLike
 
 __all__ = ["ApprenticePolicy"]
 
@@ -103,10 +105,11 @@ class ApprenticePolicy(BasePolicy):
         self.switched_at_: int | None = None  # n_rule_decisions_ when it switched
         #: p_L(a_rule) of the last decision (the event log records it with the mode)
         self.target_propensity_: float | None = None
-        self._stash: OrderedDict[tuple[bytes, str], list[float]] = OrderedDict()
-        #: closed rule decisions: (learner probability of the rule's choice, rule propensity,
-        #: reward)
-        self.eval_rows_: list[tuple[float, float, float]] = []
+        self._stash: OrderedDict[tuple[bytes, str], list[tuple[float, int]]] = OrderedDict()
+        # closed rule decisions, one row each (see eval_rows_), in a growing array so that the
+        # switch check reads them without conversion
+        self._eval = np.empty((0, 4))
+        self._n_eval = 0
 
     def bind_feature_names(self, names: Sequence[str]) -> None:
         """Tell the rule and the learner the bundle feature names (a rule may name its column,
@@ -151,12 +154,22 @@ class ApprenticePolicy(BasePolicy):
             self.switched_at_ = self.n_rule_decisions_
 
     # -- the Policy protocol -------------------------------------------------------------------
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        # the mask is passed on only when there is one (a wrapped policy written before the
+        # mask existed still works without rules)
+        more = () if mask is None else (mask,)
         if self.mode == "policy":
             self.target_propensity_ = None
-            return self.learner_.choose(x, arms, arm_features)
-        choice = self.rule_.choose(x, arms, arm_features)
-        probs = self.learner_.probabilities(x, arms, arm_features)
+            return self.learner_.choose(x, arms, arm_features, *more)
+        choice = self.rule_.choose(x, arms, arm_features, *more)
+        # the learner's probability over the same (masked) set the rule chose from
+        probs = self.learner_.probabilities(x, arms, arm_features, *more)
         self.n_rule_decisions_ += 1
         if probs is None:  # a learner without exact probabilities: no agreement, no estimate
             self.target_propensity_ = None
@@ -165,14 +178,16 @@ class ApprenticePolicy(BasePolicy):
         p = float(probs[i])
         self.target_propensity_ = p
         self.agreement_.append(p)
+        # the number of arms the rule chose among: the stratum of the off-policy estimate
+        k = len(arms) if mask is None else int(np.count_nonzero(mask))
         key = (np.asarray(x, dtype=np.float64).tobytes(), arms[i])
         held = self._stash.get(key)
         if held is None:
             if len(self._stash) >= _STASH:
                 self._stash.popitem(last=False)
-            self._stash[key] = [p]
+            self._stash[key] = [(p, k)]
         else:
-            held.append(p)
+            held.append((p, k))
         return choice
 
     def update(
@@ -186,20 +201,46 @@ class ApprenticePolicy(BasePolicy):
         key = (np.asarray(x, dtype=np.float64).tobytes(), arm)
         held = self._stash.get(key)
         if held:
-            p = held.pop(0)
+            p, k = held.pop(0)
             if not held:
                 del self._stash[key]
-            if len(self.eval_rows_) < _MAX_ROWS:
-                self.eval_rows_.append((p, float(propensity), float(reward)))
+            self._add_eval_row(p, float(propensity), float(reward), float(k))
         self.learner_.update(x, arm, arm_features, reward, propensity)
         self.rule_.update(x, arm, arm_features, reward, propensity)
         self.n_updates_ += 1
 
+    @property
+    def eval_rows_(self) -> FloatArray:
+        """Closed rule decisions, oldest first, the newest 1,000,000: ``(learner probability of
+        the rule's choice, rule propensity, reward, number of arms the rule chose among)`` (a
+        read-only view)."""
+        view = self._eval[: self._n_eval]
+        view.flags.writeable = False
+        return view
+
+    def _add_eval_row(self, p_learner: float, p_rule: float, reward: float, k: float) -> None:
+        n = self._n_eval
+        if n == self._eval.shape[0]:
+            if n >= _MAX_ROWS:  # the oldest tenth goes
+                drop = _MAX_ROWS // 10
+                self._eval[: n - drop] = self._eval[drop:n]
+                n = self._n_eval = n - drop
+            else:
+                grown = np.empty((min(_MAX_ROWS, max(1024, 2 * n)), 4))
+                grown[:n] = self._eval[:n]
+                self._eval = grown
+        self._eval[n] = (p_learner, p_rule, reward, k)
+        self._n_eval = n + 1
+
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         served = self.learner_ if self.mode == "policy" else self.rule_
-        return served.probabilities(x, arms, arm_features)
+        return served.probabilities(x, arms, arm_features, *(() if mask is None else (mask,)))
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
@@ -208,7 +249,7 @@ class ApprenticePolicy(BasePolicy):
         return self.learner_.score_batch(X, arms, arm_features)
 
     def get_state(self) -> dict[str, Any]:
-        rows = np.asarray(self.eval_rows_, dtype=np.float64).reshape(-1, 3)
+        rows = self.eval_rows_.copy()
         rule, learner = self.rule_.get_state(), self.learner_.get_state()
         return {
             # the wrapped generators (each policy restores its own from its state)
@@ -239,8 +280,12 @@ class ApprenticePolicy(BasePolicy):
             sw = state["switched_at"]
             self.switched_at_ = None if sw is None else int(sw)
             self.n_updates_ = int(state["n_updates"])
-            rows = np.asarray(state["eval_rows"], dtype=np.float64).reshape(-1, 3)
-            self.eval_rows_ = [(a, b, c) for a, b, c in rows.tolist()]
+            rows = np.asarray(state["eval_rows"], dtype=np.float64)
+            if rows.ndim == 2 and rows.shape[1] == 3:  # saved before the strata: one stratum
+                rows = np.column_stack([rows, np.zeros(rows.shape[0])])
+            rows = rows.reshape(-1, 4)
+            self._eval = np.array(rows, dtype=np.float64)
+            self._n_eval = rows.shape[0]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError.for_field(
                 "policy.state", type(exc).__name__, f"is not an apprentice state ({exc})"

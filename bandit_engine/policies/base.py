@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
 
 from ..errors import ValidationError
 from ..records import Choice, PairChoice, PairGrid
-from ._arrays import FloatArray, IntArray
+from ._arrays import BoolArray, FloatArray, IntArray
 from ._checks import (
     SeedLike,
     check_choice,
@@ -40,11 +40,13 @@ from ._checks import (
     is_real,
     make_rng,
 )
+from ._mask import check_mask, widen_choice, widen_probabilities
 
 # The names after Policy and BasePolicy are re-exported for the modules outside policies/ that
 # import them from here (evaluation, simulation); inside policies/ each comes from its own module.
 __all__ = [
     "BasePolicy",
+    "BoolArray",
     "FloatArray",
     "GridPolicy",
     "IntArray",
@@ -75,8 +77,20 @@ class Policy(Protocol):
     name: ClassVar[str]
     n_updates_: int
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
-        """Choose one of ``arms`` for context ``x``; ``arm_features[i]`` describes ``arms[i]``."""
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        """Choose one of ``arms`` for context ``x``; ``arm_features[i]`` describes ``arms[i]``.
+
+        ``mask`` (boolean, one per arm, at least one ``True``): only the arms it keeps may be
+        chosen. The choice has the distribution of ``choose`` on the sub-list ``arms[mask]``
+        (the propensity is over the kept arms), reported as a position in ``arms``; masked-out
+        arms get score ``-inf`` and probability 0 (:mod:`._mask`). Passing the same full list
+        with a per-decision mask lets a policy keep its per-list caches."""
         ...
 
     def update(
@@ -92,10 +106,14 @@ class Policy(Protocol):
         ...
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         """The exact distribution of ``choose`` over ``arms`` (no randomness consumed), or ``None``
-        when the policy can only be sampled."""
+        when the policy can only be sampled; with ``mask``, that of the masked ``choose``."""
         ...
 
     def score_batch(
@@ -314,9 +332,43 @@ class BasePolicy:
             raise ValidationError.for_field("propensity", propensity, "must be in (0, 1]")
         return float(reward)
 
+    # -- masks ------------------------------------------------------------------------------
+    @staticmethod
+    def _keep(mask: BoolArray | None, arms: Sequence[str]) -> IntArray | None:
+        """The positions ``mask`` keeps (``None``: every arm; see :func:`._mask.check_mask`)."""
+        return None if mask is None else check_mask(mask, len(arms))
+
+    def _sub_list(
+        self, keep: IntArray, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> tuple[tuple[str, ...], FloatArray]:
+        """``(arms[keep], arm_features[keep])``, the inputs checked against the whole list."""
+        Z = self._as_float_array(arm_features, "arm_features")
+        if Z.ndim != 2 or Z.shape[0] != len(arms):
+            self._check_inputs(x, arms, Z)  # raises the error naming the shape
+        return tuple([arms[i] for i in keep.tolist()]), Z[keep]
+
+    def _choose_sub_list(
+        self, keep: IntArray, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> Choice:
+        """The masked ``choose`` of a policy with no per-list cache to keep: ``choose`` on the
+        sub-list, positions mapped back (so the same draws and distribution by construction)."""
+        sub_arms, Z = self._sub_list(keep, x, arms, arm_features)
+        return widen_choice(cast(Policy, self).choose(x, sub_arms, Z), keep, len(arms))
+
+    def _probabilities_sub_list(
+        self, keep: IntArray, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+    ) -> FloatArray | None:
+        """The masked ``probabilities`` through the sub-list (see :meth:`_choose_sub_list`)."""
+        sub_arms, Z = self._sub_list(keep, x, arms, arm_features)
+        return widen_probabilities(self.probabilities(x, sub_arms, Z), keep, len(arms))
+
     # -- default implementations -------------------------------------------------------------
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         return None
 

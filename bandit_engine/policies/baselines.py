@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
 from ._arms import ArmTable
-from ._arrays import FloatArray, IntArray, grow_rows, state_array
+from ._arrays import BoolArray, FloatArray, IntArray, grow_rows, state_array
 from ._checks import (
     SeedLike,
     check_choice,
@@ -25,6 +25,7 @@ from ._checks import (
     check_int,
     check_positive,
 )
+from ._mask import mask_scores
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
 
@@ -61,21 +62,35 @@ class _ArmStatsPolicy(BasePolicy):
         """Subclass hook called after the counts of ``row`` were updated."""
 
     # -- protocol ---------------------------------------------------------------------------
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         _, Z = self._check_inputs(x, arms, arm_features)
         rows, contiguous = self._rows(arms)
         scores = self._values(rows, contiguous, Z)
-        index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
-        return Choice(index, propensity, scores, probs)
+        index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon, keep)
+        return Choice(
+            index, propensity, scores if keep is None else mask_scores(scores, keep), probs
+        )
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         """The exact choice distribution (argmax, uniform ties, epsilon mixing); consumes no
         randomness and creates no arm."""
+        keep = self._keep(mask, arms)
         _, Z = self._check_inputs(x, arms, arm_features)
         rows = self.arms_.lookup(arms, missing=len(self.arms_))
-        return argmax_distribution(self._values(rows, False, Z), self.epsilon)
+        return argmax_distribution(self._values(rows, False, Z), self.epsilon, keep)
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray
@@ -160,18 +175,41 @@ class UniformRandom(_ArmStatsPolicy):
     def _values(self, rows: IntArray, contiguous: bool, Z: FloatArray) -> FloatArray:
         return np.zeros(rows.shape[0])
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         self._check_inputs(x, arms, arm_features)
         self._rows(arms)
         k = len(arms)
+        if keep is not None:  # uniform over the kept arms, the same draw as on the sub-list
+            n = keep.shape[0]
+            probs = np.zeros(k)
+            probs[keep] = 1.0 / n
+            return Choice(
+                int(keep[self.rng_.integers(n)]), 1.0 / n, mask_scores(np.zeros(k), keep), probs
+            )
         index = int(self.rng_.integers(k))
         return Choice(index, 1.0 / k, np.zeros(k), np.full(k, 1.0 / k))
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
+        keep = self._keep(mask, arms)
         self._check_inputs(x, arms, arm_features)
         self.arms_.lookup(arms, missing=0)  # validates the ids
+        if keep is not None:
+            probs = np.zeros(len(arms))
+            probs[keep] = 1.0 / keep.shape[0]
+            return probs
         return np.full(len(arms), 1.0 / len(arms))
 
 

@@ -11,9 +11,10 @@ import numpy as np
 from ..errors import ValidationError
 from ..records import Choice
 from ._arms import ArmTable
-from ._arrays import FloatArray, IntArray, aligned_empty, grow_rows, state_array
+from ._arrays import BoolArray, FloatArray, IntArray, aligned_empty, grow_rows, state_array
 from ._checks import SeedLike, check_in_range, check_positive
 from ._linalg import axpy, rank1_update
+from ._mask import mask_scores
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
 from .explain import ArmEstimates
@@ -158,28 +159,42 @@ class HybridLinUCB(BasePolicy):
         s += mean
         return s
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         x, Z = self._check_inputs(x, arms, arm_features)
         rows, contiguous, n_new = self.arms_.rows(arms)
         if n_new:
             self._ensure(len(self.arms_))
         scores = self._scores(x, Z, rows, contiguous)
         try:
-            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
+            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon, keep)
         except ValidationError:
             self._raise_nonfinite(x, Z)
             raise
-        return Choice(index, propensity, scores, probs)
+        return Choice(
+            index, propensity, scores if keep is None else mask_scores(scores, keep), probs
+        )
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
         """The exact choice distribution; consumes no randomness and creates no arm."""
+        keep = self._keep(mask, arms)
         x, Z = self._check_inputs(x, arms, arm_features)
         rows = self.arms_.lookup(arms, missing=len(self.arms_))
         scores = self._scores(x, Z, rows, False)
         try:
-            return argmax_distribution(scores, self.epsilon)
+            return argmax_distribution(scores, self.epsilon, keep)
         except ValidationError:
             self._raise_nonfinite(x, Z)
             raise

@@ -9,9 +9,10 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..records import Choice
-from ._arrays import FloatArray, IntArray
+from ._arrays import BoolArray, FloatArray, IntArray
 from ._checks import SeedLike, check_in_range
 from ._kernels import kernels
+from ._mask import mask_scores
 from ._packed import PackedRows
 from ._ridge_policy import RidgeArmsPolicy
 from ._ties import TIE_RTOL, argmax_choice, argmax_distribution
@@ -133,24 +134,50 @@ class LinUCB(RidgeArmsPolicy):
             return _ucb_float32(ridge, x, rows, self.moments_.scale(self.alpha))
         return self._ucb(*ridge.mean_var(x, rows))
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         x, ridge, rows = self._prepare(x, arms, arm_features)
-        scores = self._scores(x, ridge, rows)
+        scores = self._masked_scores(x, ridge, rows, keep)
         try:
-            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
+            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon, keep)
         except ValidationError:
             self._raise_nonfinite(x)
             raise
-        return Choice(index, propensity, scores, probs)
+        return Choice(
+            index, propensity, scores if keep is None else mask_scores(scores, keep), probs
+        )
+
+    def _masked_scores(
+        self, x: FloatArray, ridge: PackedRows, rows: IntArray, keep: IntArray | None
+    ) -> FloatArray:
+        """Scores of every row (the list's cached block), or in float32 mode with a mask, of the
+        kept rows only, spread back: the float32 rule rescores the arms near the best *kept*
+        arm, which a block scored with the masked-out arms present would not."""
+        if keep is None or ridge.precision != "float32":
+            return self._scores(x, ridge, rows)
+        out = np.full(rows.shape[0], -np.inf)
+        out[keep] = self._scores(x, ridge, rows[keep])
+        return out
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
         """The exact choice distribution (see the class notes); consumes no randomness."""
+        keep = self._keep(mask, arms)
         x, ridge, rows = self._lookup(x, arms, arm_features)
-        scores = self._scores(x, ridge, rows)
+        scores = self._masked_scores(x, ridge, rows, keep)
         try:
-            return argmax_distribution(scores, self.epsilon)
+            return argmax_distribution(scores, self.epsilon, keep)
         except ValidationError:
             self._raise_nonfinite(x)
             raise

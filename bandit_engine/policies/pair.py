@@ -78,9 +78,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..records import Choice
 from ._arms import ArmTable
-from ._arrays import FloatArray, state_array
+from ._arrays import BoolArray, FloatArray, state_array
 from ._checks import SeedLike, check_in_range, check_int, check_positive
 from ._linalg import rank1_update
+from ._mask import mask_scores
 from ._pair_cache import StaticWidthCache
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
@@ -459,18 +460,32 @@ class PairUCB(_PairHybrid):
             self._raise_nonfinite(np.zeros(1), S)
         return out
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         x, S, rows = self._prepare(x, arms, arm_features)
         scores = self._scores(S, rows)
-        index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
-        return Choice(index, propensity, scores, probs)
+        index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon, keep)
+        return Choice(
+            index, propensity, scores if keep is None else mask_scores(scores, keep), probs
+        )
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
+        keep = self._keep(mask, arms)
         x, S = self._check_inputs(x, arms, arm_features)
         rows = self._rows(arms, create=False)
-        return argmax_distribution(self._scores(S, rows), self.epsilon)
+        return argmax_distribution(self._scores(S, rows), self.epsilon, keep)
 
 
 class PairTS(_PairHybrid):
@@ -553,7 +568,16 @@ class PairTS(_PairHybrid):
         out += v * self.rng_.standard_normal((m, k)) * np.sqrt(inv_a)[None, :]
         return out
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
+        if keep is not None:  # the sub-list (its sampling has no per-list cache to keep)
+            return self._choose_sub_list(keep, x, arms, arm_features)
         x, S, rows = self._prepare(x, arms, arm_features)
         M = self.propensity_samples
         scores_all = self._sample_scores(S, rows, M + 1)
@@ -574,8 +598,13 @@ class PairTS(_PairHybrid):
         return Choice(i, float(probs[i]), scores.copy(), probs)
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
+        self._keep(mask, arms)
         return None
 
     # the sampling factor is part of the state, so a loaded policy samples exactly as the original

@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
 from ._arms import ArmTable
-from ._arrays import FloatArray, IntArray
+from ._arrays import BoolArray, FloatArray, IntArray
 from ._checks import SeedLike, check_in_range, check_int, check_positive
+from ._mask import mask_scores
 from ._ties import argmax_choice, argmax_distribution
 from .base import BasePolicy
 
@@ -336,22 +337,37 @@ class PrivateLinUCB(BasePolicy):
         self._ensure_rows(n + new.shape[0])  # zero rows: unseen bundles have no data
         return rows
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         x, _ = self._check_inputs(x, arms, arm_features)
         scores = self._scores(x, self._rows(arms, create=True))
         try:
-            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon)
+            index, propensity, probs = argmax_choice(scores, self.rng_, self.epsilon, keep)
         except ValidationError:
             self._raise_nonfinite(x)
             raise
-        return Choice(index, propensity, scores, probs)
+        return Choice(
+            index, propensity, scores if keep is None else mask_scores(scores, keep), probs
+        )
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
         """The exact choice distribution (LinUCB's tie/epsilon rule); consumes no randomness."""
+        keep = self._keep(mask, arms)
         x, _ = self._check_inputs(x, arms, arm_features)
-        return argmax_distribution(self._scores(x, self._rows(arms, create=False)), self.epsilon)
+        scores = self._scores(x, self._rows(arms, create=False))
+        return argmax_distribution(scores, self.epsilon, keep)
 
     def score_batch(
         self, X: FloatArray, arms: Sequence[str], arm_features: FloatArray

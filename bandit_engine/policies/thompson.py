@@ -21,9 +21,10 @@ import numpy as np
 from ..errors import ConfigError, ValidationError
 from ..records import Choice
 from ._arms import ArmTable
-from ._arrays import FloatArray
+from ._arrays import BoolArray, FloatArray
 from ._checks import SeedLike, check_choice, check_in_range, check_int, check_positive
 from ._kernels import kernels
+from ._mask import widen_choice, widen_probabilities
 from ._ridge import RidgeRows, check_forgetting
 from ._ridge_policy import RidgeArmsPolicy
 from ._ties import TIE_RTOL
@@ -218,9 +219,23 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
         np.maximum(sd, floor, out=sd)
         return sd
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
         x, ridge, rows = self._prepare(x, arms, arm_features)
-        m, q = ridge.mean_var(x, rows)
+        m, q = ridge.mean_var(x, rows)  # the whole list: its cached block
+        if keep is not None:  # then draw for the kept arms only, as on the sub-list
+            m, q = m[keep], q[keep]
+        choice = self._choose_from(x, m, q)
+        return choice if keep is None else widen_choice(choice, keep, len(arms))
+
+    def _choose_from(self, x: FloatArray, m: FloatArray, q: FloatArray) -> Choice:
+        """The draw and its propensity from the candidates' means and widths."""
         k = m.shape[0]
         scores = cast(FloatArray, self.rng_.standard_normal(k))
         if self.epsilon == 0.0:
@@ -240,17 +255,29 @@ class DisjointLinearTS(RidgeArmsPolicy, LinearTS):
         return Choice(index, propensity, scores, None)
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
         """Every arm's choice probability by quadrature (``k`` of them, so ``O(k^2)`` normal
         CDFs; no randomness)."""
+        keep = self._keep(mask, arms)
         x, ridge, rows = self._lookup(x, arms, arm_features)
         m, q = ridge.mean_var(x, rows)
         if not math.isfinite(float(m.sum() + q.sum())):
             self._raise_nonfinite(x)
+        if keep is not None:
+            m, q = m[keep], q[keep]
         sd = self._mean_sd(m, q)
         k = m.shape[0]
-        return np.array([self._mix(prob_max_normal(m, sd, a), k) for a in range(k)])
+        out = np.array([self._mix(prob_max_normal(m, sd, a), k) for a in range(k)])
+        if keep is None:
+            return out
+        wide = widen_probabilities(out, keep, len(arms))
+        assert wide is not None
+        return wide
 
 
 class SharedLinearTS(LinearTS):
@@ -333,14 +360,29 @@ class SharedLinearTS(LinearTS):
         probs = (1.0 - self.epsilon) * share + self.epsilon / k
         return Choice(index, float(probs[index]), S[:, j].copy(), probs)
 
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        """(A mask: the sub-list; the shared model keeps no per-list cache.)"""
+        keep = self._keep(mask, arms)
+        if keep is not None:
+            return self._choose_sub_list(keep, x, arms, arm_features)
         return self._choose_shared(x, arms, arm_features)
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray | None:
         """``None``: the scores are correlated, there is no exact marginal (see the notes of
         :class:`LinearTS`). The inputs are still validated."""
+        self._keep(mask, arms)
         self._check_inputs(x, arms, arm_features)
         return None
 

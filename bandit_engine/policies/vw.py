@@ -89,6 +89,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, ConflictError, ModelFileError, ValidationError
 from ..records import Choice
 from ..rewards import reward_to_cost
+from ._arrays import BoolArray
 from ._checks import (
     SeedLike,
     check_choice,
@@ -466,7 +467,16 @@ class VWPolicy(BasePolicy):
         return pmf if costs is None else costs * -self.cost_scale
 
     # -- Policy protocol ----------------------------------------------------------------------
-    def choose(self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray) -> Choice:
+    def choose(
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
+    ) -> Choice:
+        keep = self._keep(mask, arms)
+        if keep is not None:  # VW builds its example per call: nothing to keep, the sub-list
+            return self._choose_sub_list(keep, x, arms, arm_features)
         x, arm_features = self._check_inputs(x, arms, arm_features)
         pmf, costs = self._predict(self._example_text(x, arms, arm_features), True)
         cum = np.cumsum(pmf)
@@ -476,8 +486,17 @@ class VWPolicy(BasePolicy):
         return Choice(index, float(pmf[index]), self._scores(pmf, costs), pmf)
 
     def probabilities(
-        self, x: FloatArray, arms: Sequence[str], arm_features: FloatArray
+        self,
+        x: FloatArray,
+        arms: Sequence[str],
+        arm_features: FloatArray,
+        mask: BoolArray | None = None,
     ) -> FloatArray:
+        keep = self._keep(mask, arms)
+        if keep is not None:
+            out = self._probabilities_sub_list(keep, x, arms, arm_features)
+            assert out is not None
+            return out
         x, arm_features = self._check_inputs(x, arms, arm_features)
         return self._predict(self._example_text(x, arms, arm_features), False)[0]
 

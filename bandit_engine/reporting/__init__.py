@@ -8,7 +8,10 @@ Layout: :mod:`~bandit_engine.reporting.table` (decisions as columns), :mod:`~ban
 release would noise), :mod:`~bandit_engine.reporting.stats` (delta-method intervals clustered by
 user, sample-ratio mismatch), :mod:`~bandit_engine.reporting.report` (the report),
 :mod:`~bandit_engine.reporting.render` (text, CSV, PNG), :mod:`~bandit_engine.reporting.export`
-(decisions, events and learned rewards as Parquet or CSV for BI tools).
+(decisions, events and learned rewards as Parquet or CSV for BI tools),
+:mod:`~bandit_engine.reporting.live` (the same report kept up to date incrementally: the
+dashboard's), :mod:`~bandit_engine.reporting.dp_report` (a differentially private release of
+counts, rates and uplifts, spent from the privacy ledger).
 """
 
 from .aggregate import BREAKDOWNS, Aggregates, aggregate

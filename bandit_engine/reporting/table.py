@@ -22,7 +22,15 @@ from ..holdout import POLICY_GROUP
 from ..store import EventStore
 from ..store.columns import CELL_FIELDS, CELL_SEPARATOR, DAY_SPAN
 
-__all__ = ["DAY", "DecisionTable", "table_from_log", "table_from_records"]
+__all__ = [
+    "DAY",
+    "DecisionTable",
+    "LogColumns",
+    "assemble",
+    "events_of",
+    "table_from_log",
+    "table_from_records",
+]
 
 DAY = 86_400.0
 IntArray = NDArray[np.int64]
@@ -158,15 +166,18 @@ class _Factorizer:
         self.index: dict[Any, int] = {}
 
     def codes(self, column: Sequence[Any]) -> IntArray:
-        codes, uniques = pd.factorize(np.asarray(column, dtype=object))
+        # a dict lookup per value: the distinct values (cells) are few and repeat, and this is
+        # about 2.5x faster than hashing each page again with pandas (measured, 10^6 cells)
         index = self.index
-        table = np.empty(len(uniques), dtype=np.int64)
-        for i, u in enumerate(uniques):
-            code = index.get(u)
+        get = index.get
+        out = np.fromiter((get(v, -1) for v in column), dtype=np.int64, count=len(column))
+        for i in np.flatnonzero(out < 0).tolist():
+            v = column[i]
+            code = index.get(v)
             if code is None:
-                code = index[u] = len(index)
-            table[i] = code
-        return table[codes]
+                code = index[v] = len(index)
+            out[i] = code
+        return out
 
     @property
     def names(self) -> list[Any]:
@@ -180,8 +191,16 @@ def _prefix_ints(prefixes: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[n
     """A 64-bit key per user from its 16 hex digits, computed in numpy (no Python object per
     user): the 16 ASCII bytes as two words, mixed (``a * C xor b``, a bijection of ``b`` for each
     ``a``; two users collide with probability about ``n^2 / 2^65``), and the anonymous flags
-    (``"-"``)."""
-    raw = np.asarray(prefixes, dtype="S16")
+    (a leading ``-``)."""
+    raw: NDArray[np.bytes_] | None = None
+    if isinstance(prefixes, list) and prefixes and isinstance(prefixes[0], str):
+        # every prefix 16 ASCII characters (the anonymous one too): one join and one view,
+        # instead of a bytes conversion per value
+        joined = "".join(prefixes)
+        if len(joined) == 16 * len(prefixes) and joined.isascii():
+            raw = np.frombuffer(joined.encode("ascii"), dtype="S16")
+    if raw is None:
+        raw = np.asarray(prefixes, dtype="S16")
     words = np.ascontiguousarray(raw).view("<u8").reshape(-1, 2)
     anonymous = raw.view(np.uint8).reshape(-1, 16)[:, 0] == ord("-")
     with np.errstate(over="ignore"):
@@ -189,34 +208,156 @@ def _prefix_ints(prefixes: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[n
     return keys.astype(np.uint64, copy=False), anonymous
 
 
-def _read_pages(
-    log: EventStore,
-    since: float | None,
-    until: float | None,
-    chunk: int,
-    seqs: list[IntArray],
-    days: list[IntArray],
-    rewards: list[FloatArray],
-    uvals: list[NDArray[np.uint64]],
-    uanon: list[NDArray[np.bool_]],
-    ccodes: list[IntArray],
-    cells: _Factorizer,
-) -> None:
-    for rows in log.decision_chunks(since=since, until=until, chunk=chunk):
-        # one list per column (a comprehension each is about twice as fast as zip(*rows))
-        seq_day = [r[0] for r in rows]
-        user = [r[1] for r in rows]
-        cell = [r[2] for r in rows]
-        reward = [r[3] for r in rows]
-        del rows
-        sd = np.asarray(seq_day, dtype=np.int64)
-        seqs.append(sd // DAY_SPAN)
-        days.append(sd % DAY_SPAN)
-        rewards.append(np.asarray(reward, dtype=np.float64))  # None (pending) -> NaN
-        values, anonymous = _prefix_ints(user)
-        uvals.append(values)
-        uanon.append(anonymous)
-        ccodes.append(cells.codes(cell))
+@dataclass
+class LogColumns:
+    """Decisions read from a log, as the columns :func:`table_from_log` assembles (mutable: a
+    live cache, :class:`~bandit_engine.reporting.live.LiveReport`, appends to one)."""
+
+    seq: IntArray
+    day: IntArray
+    reward: FloatArray
+    prefix: NDArray[np.uint64]
+    anonymous: NDArray[np.bool_]
+    cell: IntArray
+    cells: _Factorizer
+
+    @classmethod
+    def empty(cls) -> LogColumns:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, np.zeros(0), np.zeros(0, np.uint64), np.zeros(0, bool), z, _Factorizer())
+
+    @property
+    def n(self) -> int:
+        return int(self.seq.shape[0])
+
+    def read(
+        self,
+        log: EventStore,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        chunk: int = 500_000,
+        after: int = 0,
+        upto: int | None = None,
+    ) -> int:
+        """Append the decisions with ``after < seq (<= upto)`` in the window; returns how many."""
+        seqs: list[IntArray] = [self.seq]
+        days: list[IntArray] = [self.day]
+        rewards: list[FloatArray] = [self.reward]
+        uvals: list[NDArray[np.uint64]] = [self.prefix]
+        uanon: list[NDArray[np.bool_]] = [self.anonymous]
+        ccodes: list[IntArray] = [self.cell]
+        # the pages are millions of fresh tuples with no cycles: the cyclic collector would
+        # rescan them again and again (measured: a third of the read), so it is paused
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            for rows in log.decision_chunks(since=since, until=until, chunk=chunk, after=after):
+                # one list per column (a comprehension each is about twice as fast as zip(*rows))
+                seq_day = [r[0] for r in rows]
+                user = [r[1] for r in rows]
+                cell = [r[2] for r in rows]
+                reward = [r[3] for r in rows]
+                del rows
+                sd = np.asarray(seq_day, dtype=np.int64)
+                seq = sd // DAY_SPAN
+                keep = slice(None)
+                if upto is not None and seq.shape[0] and seq[-1] > upto:
+                    # rows logged after the marks were taken: the next read gets them
+                    k = int(np.searchsorted(seq, upto, side="right"))
+                    keep = slice(0, k)
+                    user, cell, reward = user[:k], cell[:k], reward[:k]
+                seqs.append(seq[keep])
+                days.append((sd % DAY_SPAN)[keep])
+                rewards.append(np.asarray(reward, dtype=np.float64))  # None (pending) -> NaN
+                values, anonymous = _prefix_ints(user)
+                uvals.append(values)
+                uanon.append(anonymous)
+                ccodes.append(self.cells.codes(cell))
+        finally:
+            if paused:
+                gc.enable()
+        before = self.n
+        self.seq = np.concatenate(seqs)
+        self.day = np.concatenate(days)
+        self.reward = np.concatenate(rewards)
+        self.prefix = np.concatenate(uvals)
+        self.anonymous = np.concatenate(uanon)
+        self.cell = np.concatenate(ccodes)
+        return self.n - before
+
+
+def events_of(
+    seq: IntArray, totals: Sequence[tuple[int, str, int, float]]
+) -> dict[str, tuple[IntArray, FloatArray]]:
+    """``{type: (count per decision, value per decision)}`` of ``event_totals`` rows, aligned
+    with the decisions' ascending ``seq`` (rows of other decisions are dropped)."""
+    out: dict[str, tuple[IntArray, FloatArray]] = {}
+    n = seq.shape[0]
+    if not totals or n == 0:
+        return out
+    ev_seq = np.asarray([r[0] for r in totals], dtype=np.int64)
+    ev_n = np.asarray([r[2] for r in totals], dtype=np.int64)
+    ev_v = np.asarray([r[3] for r in totals], dtype=np.float64)
+    pos = np.minimum(np.searchsorted(seq, ev_seq), n - 1)
+    known = seq[pos] == ev_seq
+    types = np.asarray([r[1] for r in totals], dtype=object)
+    tcodes, tnames = pd.factorize(types, sort=True)
+    for k, name in enumerate(tnames):
+        sel = (tcodes == k) & known
+        out[str(name)] = (
+            np.bincount(pos[sel], weights=ev_n[sel], minlength=n).astype(np.int64),
+            np.bincount(pos[sel], weights=ev_v[sel], minlength=n).astype(np.float64),
+        )
+    return out
+
+
+def assemble(
+    cols: LogColumns,
+    events: Mapping[str, tuple[IntArray, FloatArray]],
+    returning_prefixes: Sequence[Any] = (),
+) -> DecisionTable:
+    """The :class:`DecisionTable` of read columns and their events (``returning_prefixes``:
+    pseudonym prefixes of users seen before the window, never "new")."""
+    n = cols.n
+    # split the distinct cells into their fields, then index per decision
+    parts = [str(c).split(CELL_SEPARATOR) for c in cols.cells.names]
+    fields: dict[str, tuple[IntArray, tuple[str, ...]]] = {}
+    for k, name in enumerate(CELL_FIELDS):
+        fill = POLICY_GROUP if name == "group" else "unknown"
+        per_cell, names = _codes([p[k] or fill for p in parts], fill)
+        fields[name] = (per_cell[cols.cell] if n else per_cell[:0], names)
+    anonymous = cols.anonymous
+    codes, uniq = pd.factorize(cols.prefix[~anonymous])
+    n_named = len(uniq)
+    user = np.empty(n, dtype=np.int64)
+    user[~anonymous] = codes
+    # each anonymous decision is its own cluster, numbered after the named users
+    user[anonymous] = n_named + np.arange(int(anonymous.sum()), dtype=np.int64)
+    returning = np.zeros(n_named + int(anonymous.sum()), dtype=bool)
+    if len(returning_prefixes) and n:
+        seen, _ = _prefix_ints(returning_prefixes)
+        returning[:n_named] = np.isin(np.asarray(uniq, dtype=np.uint64), seen)
+    g, gn = fields["group"]
+    pres, pn = fields["presence"]
+    cit, cn = fields["city"]
+    b, bn = fields["bundle_id"]
+    return DecisionTable(
+        ts=cols.day.astype(np.float64) * DAY,  # day precision is what every breakdown needs
+        group=g,
+        group_names=gn,
+        user=user,
+        presence=pres,
+        presence_names=pn,
+        city=cit,
+        city_names=cn,
+        bundle=b,
+        bundle_names=bn,
+        new=_first_day_flags(user, cols.day, returning),
+        reward=cols.reward,
+        events={k: v[0] for k, v in events.items()},
+        values={k: v[1] for k, v in events.items()},
+    )
 
 
 def table_from_log(
@@ -234,83 +375,10 @@ def table_from_log(
     decoded in numpy) and the events grouped per decision and type in SQL. Memory: about 40
     bytes per decision in the result. Reading the rows is most of the time on a large log
     (``benchmarks/bench_report.py``)."""
-    seqs: list[IntArray] = []
-    rewards: list[FloatArray] = []
-    days: list[IntArray] = []
-    cells = _Factorizer()
-    uvals: list[NDArray[np.uint64]] = []
-    uanon: list[NDArray[np.bool_]] = []
-    ccodes: list[IntArray] = []
-    # the pages are millions of fresh tuples with no cycles: the cyclic collector would rescan
-    # them again and again (measured: a third of the read), so it is paused while reading
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        _read_pages(log, since, until, chunk, seqs, days, rewards, uvals, uanon, ccodes, cells)
-    finally:
-        if paused:
-            gc.enable()
-    seq_all = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
-    n = seq_all.shape[0]
-    cell_code = np.concatenate(ccodes) if ccodes else np.zeros(0, dtype=np.int64)
-    day = np.concatenate(days) if days else np.zeros(0, dtype=np.int64)
-    # split the distinct cells into their fields, then index per decision
-    parts = [str(c).split(CELL_SEPARATOR) for c in cells.names]
-    fields: dict[str, tuple[IntArray, tuple[str, ...]]] = {}
-    for k, name in enumerate(CELL_FIELDS):
-        fill = POLICY_GROUP if name == "group" else "unknown"
-        per_cell, names = _codes([p[k] or fill for p in parts], fill)
-        fields[name] = (per_cell[cell_code] if n else per_cell[:0], names)
-    prefix = np.concatenate(uvals) if uvals else np.zeros(0, dtype=np.uint64)
-    anonymous = np.concatenate(uanon) if uanon else np.zeros(0, dtype=bool)
-    codes, uniq = pd.factorize(prefix[~anonymous])
-    n_named = len(uniq)
-    user = np.empty(n, dtype=np.int64)
-    user[~anonymous] = codes
-    # each anonymous decision is its own cluster, numbered after the named users
-    user[anonymous] = n_named + np.arange(int(anonymous.sum()), dtype=np.int64)
-    returning = np.zeros(n_named + int(anonymous.sum()), dtype=bool)
-    if since is not None and n:
+    cols = LogColumns.empty()
+    cols.read(log, since=since, until=until, chunk=chunk)
+    before: Sequence[Any] = ()
+    if since is not None and cols.n:
         before = log.users_before(since)
-        if before:
-            seen, _ = _prefix_ints(before)
-            returning[:n_named] = np.isin(np.asarray(uniq, dtype=np.uint64), seen)
-    events: dict[str, IntArray] = {}
-    values_: dict[str, FloatArray] = {}
-    if n:
-        totals = log.event_totals(since=since, until=until)
-        if totals:
-            ev_seq = np.asarray([r[0] for r in totals], dtype=np.int64)
-            ev_n = np.asarray([r[2] for r in totals], dtype=np.int64)
-            ev_v = np.asarray([r[3] for r in totals], dtype=np.float64)
-            pos = np.searchsorted(seq_all, ev_seq)  # seq_all is in journal (ascending) order
-            types = np.asarray([r[1] for r in totals], dtype=object)
-            tcodes, tnames = pd.factorize(types, sort=True)
-            for k, name in enumerate(tnames):
-                sel = tcodes == k
-                events[str(name)] = np.bincount(pos[sel], weights=ev_n[sel], minlength=n).astype(
-                    np.int64
-                )
-                values_[str(name)] = np.bincount(pos[sel], weights=ev_v[sel], minlength=n).astype(
-                    np.float64
-                )
-    g, gn = fields["group"]
-    pres, pn = fields["presence"]
-    cit, cn = fields["city"]
-    b, bn = fields["bundle_id"]
-    return DecisionTable(
-        ts=day.astype(np.float64) * DAY,  # day precision is what every breakdown needs
-        group=g,
-        group_names=gn,
-        user=user,
-        presence=pres,
-        presence_names=pn,
-        city=cit,
-        city_names=cn,
-        bundle=b,
-        bundle_names=bn,
-        new=_first_day_flags(user, day, returning),
-        reward=np.concatenate(rewards) if rewards else np.zeros(0),
-        events=events,
-        values=values_,
-    )
+    events = events_of(cols.seq, log.event_totals(since=since, until=until)) if cols.n else {}
+    return assemble(cols, events, before)

@@ -7,7 +7,8 @@ Order of a decision with rules (the engine calls these; see :meth:`Engine.decide
 2. the eligibility predicates (static ones are computed once per catalog version, the ones that
    read the profile per decision);
 3. exclusions, frequency caps and budgets, read from the :class:`~bandit_engine.rules.state.RuleState`;
-4. the policy chooses among what is left, so its propensity is over that set;
+4. the policy chooses among what is left, so its propensity is over that set (it is given the
+   catalog's list and a mask of what is left, which keeps its per-list caches);
 5. if nothing is left, the fallback (:class:`~bandit_engine.rules.Fallback`);
 6. the chosen bundle's shows and decision budgets are counted (:meth:`RuleRunner.record`).
 
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 
 from ..catalog import Catalog
 from ..catalog.bundles import CandidateSet
-from ..errors import ConfigError, ValidationError
+from ..errors import ConfigError, NotFoundError, ValidationError
 from ..features import FeatureMap
 from ..policies.base import Policy
 from ..policies.registry import make_policy
@@ -154,9 +155,19 @@ class RuleRunner:
         self._caps_by_scope: dict[str, list[tuple[int, float]]] = {}
         for j, cap in enumerate(rules.caps):
             self._caps_by_scope.setdefault(cap.per, []).append((j, cap.window))
+        self._scope_at = {scope: i for i, scope in enumerate(self._caps_by_scope)}
+        self._cap_windows = list(self._caps_by_scope.values())
         self._max_window = max((c.window for c in rules.caps), default=0.0)
+        self._dynamic = [c for c in self._compiled if c.dynamic]
         self._static: tuple[tuple[int, int], BoolArray | None] | None = None
         self._parts: tuple[tuple[int, int], dict[str, NDArray[Any]]] | None = None
+        # the static mask restricted to a candidate list, per list (the catalog hands out the
+        # same rows array per city): id(rows) -> (rows, stamp, mask)
+        self._static_rows: dict[int, tuple[NDArray[np.intp], tuple[int, int], BoolArray]] = {}
+        # (column, id(rows)) -> (rows, the columns' dict it came from, the column at rows)
+        self._gathered: dict[tuple[str, int], tuple[Any, Any, NDArray[Any]]] = {}
+        # deal / course id -> its bundles' catalog rows, per catalog version
+        self._rows_of: tuple[tuple[int, int], dict[str, dict[str, NDArray[np.intp]]]] | None = None
         self._pending: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
         #: set while a restart replays the journal: counts are already in the log
         self.replaying = False
@@ -214,13 +225,20 @@ class RuleRunner:
         return mask
 
     # -- predicates -------------------------------------------------------------------------------
-    @staticmethod
     def _side(
-        col: str, cols: Mapping[str, NDArray[Any]], rows: NDArray[np.intp], profile: Any
+        self, col: str, cols: Mapping[str, NDArray[Any]], rows: NDArray[np.intp], profile: Any
     ) -> Any:
         side, name = col.split(".", 1)
         if side in BUNDLE_SIDES:
-            return cols[col][rows]
+            # a bundle column at a list's rows: the same for every decision over that list
+            hit = self._gathered.get((col, id(rows)))
+            if hit is not None and hit[0] is rows and hit[1] is cols:
+                return hit[2]
+            if len(self._gathered) >= 512:
+                self._gathered.clear()
+            values = cols[col][rows]
+            self._gathered[(col, id(rows))] = (rows, cols, values)
+            return values
         part = profile.get(side) if profile else None
         return part.get(name) if part else None
 
@@ -298,19 +316,24 @@ class RuleRunner:
         if key is not None and (rules.caps or excl.active):
             hist = self.state.history(key, now - self._max_window, orders=excl.active)
             if rules.caps and hist.shows:
-                # one pass over the user's shows, counting for every cap of the show's scope
-                counts: list[dict[str, int]] = [{} for _ in rules.caps]
-                by_scope = self._caps_by_scope
+                # one pass over the user's shows, counting (cap, item) for every cap of the
+                # show's scope whose window holds it
+                counts: dict[tuple[int, str], int] = {}
+                get = counts.get
+                cuts = [[(j, now - w) for j, w in caps] for caps in self._cap_windows]
+                scope_at = self._scope_at
                 for scope, item, ts in hist.shows:
-                    for j, since in by_scope.get(scope, ()):
-                        if ts > now - since:
-                            cj = counts[j]
-                            cj[item] = cj.get(item, 0) + 1
-                for cap, cj in zip(rules.caps, counts, strict=True):
-                    hit = {i for i, c in cj.items() if c >= cap.max_shows}
-                    if hit:
-                        by[cap.per] |= hit
-                        reasons.append(f"cap {cap.name!r}")
+                    for j, cut in cuts[scope_at[scope]] if scope in scope_at else ():
+                        if ts > cut:
+                            ck = (j, item)
+                            counts[ck] = get(ck, 0) + 1
+                hit_caps: set[int] = set()
+                caps = rules.caps
+                for (j, item), c in counts.items():
+                    if c >= caps[j].max_shows:
+                        by[caps[j].per].add(item)
+                        hit_caps.add(j)
+                reasons.extend(f"cap {caps[j].name!r}" for j in sorted(hit_caps))
             if excl.bought_courses and hist.orders:
                 by["course"] |= {c for _, c, _ in hist.orders}
                 reasons.append("bought courses")
@@ -321,11 +344,10 @@ class RuleRunner:
                     by["deal"] |= recent
                     reasons.append("recently ordered deals")
         if rules.budgets:
-            limits = {b.name: b.allowed(now) for b in rules.budgets}
-            used = self.state.budget_used(int(now // 86_400), min(limits.values()))
+            limits = [b.allowed(now) for b in rules.budgets]
+            used = self.state.budget_used(int(now // 86_400), min(limits))
             if used:  # only the counts at or above the smallest limit come back
-                for b in rules.budgets:
-                    limit = limits[b.name]
+                for b, limit in zip(rules.budgets, limits, strict=True):
                     out = {
                         item for (name, item), n in used.items() if name == b.name and n >= limit
                     }
@@ -334,54 +356,105 @@ class RuleRunner:
                         reasons.append(f"budget {b.name!r}")
         return by["bundle"], by["deal"], by["course"], reasons
 
+    def _static_for(self, rows: NDArray[np.intp]) -> BoolArray | None:
+        """:meth:`_static_mask` restricted to ``rows``, cached per rows array (the catalog's
+        per-city lists are the same arrays decision after decision)."""
+        static = self._static_mask()
+        if static is None:
+            return None
+        stamp = self._stamp()
+        hit = self._static_rows.get(id(rows))
+        if hit is not None and hit[0] is rows and hit[1] == stamp:
+            return hit[2]
+        if len(self._static_rows) >= 256:
+            self._static_rows.clear()
+        mask = static[rows]
+        self._static_rows[id(rows)] = (rows, stamp, mask)
+        return mask
+
+    def _catalog_rows(self, scope: str, items: set[str]) -> list[int]:
+        """The catalog rows of the bundles ``items`` (ids of ``scope``: bundle, deal, course)
+        name; ids the catalog does not know are skipped."""
+        if scope == "bundle":
+            index = self.catalog.row
+            out = []
+            for b in items:
+                try:
+                    out.append(index(b))
+                except NotFoundError:  # a bundle the catalog no longer lists
+                    continue
+            return out
+        stamp = self._stamp()
+        if self._rows_of is None or self._rows_of[0] != stamp:
+            cols = self._columns()
+            by: dict[str, dict[str, NDArray[np.intp]]] = {}
+            for part in ("deal", "course"):
+                lists: dict[str, list[int]] = {}
+                for r, item in enumerate(cols[f"{part}_id"].tolist()):
+                    lists.setdefault(item, []).append(r)
+                by[part] = {item: np.asarray(rs, dtype=np.intp) for item, rs in lists.items()}
+            self._rows_of = (stamp, by)
+        groups = self._rows_of[1][scope]
+        out_rows: list[int] = []
+        for item in items:
+            hit = groups.get(item)
+            if hit is not None:
+                out_rows.extend(hit.tolist())
+        return out_rows
+
+    def keep_mask(
+        self, cs: CandidateSet, profile: Any, key: str | None, now: float
+    ) -> tuple[BoolArray | None, str]:
+        """Which of ``cs`` pass every rule: ``(None, "")`` when all do, ``(mask, "")`` when some
+        do, ``(all-False mask, reasons)`` when none does.
+
+        Per decision this is a handful of array operations whatever the list's length: the
+        static rules' mask is cached per list, the counters' blocked ids are turned into catalog
+        rows (a boolean over the catalog, read at the list's rows), and the reasons are only
+        worked out when nothing is left."""
+        rows = cs.rows
+        keep = self._static_for(rows)
+        failed: list[tuple[str, BoolArray]] = []
+        if keep is not None:
+            failed.append(("eligibility rules", keep))
+        if self._dynamic:
+            cols = self._columns()
+            for comp in self._dynamic:
+                ok = self._rule(comp, cols, rows, profile)
+                failed.append((f"rule {comp.name!r}", ok))
+                keep = ok if keep is None else keep & ok
+        why: list[str] = []
+        if self.rules.uses_state:
+            bundles, deals, courses, why = self._blocked(key, now)
+            if bundles or deals or courses:
+                blocked = np.zeros(len(self.catalog), dtype=bool)
+                for scope, items in (("bundle", bundles), ("deal", deals), ("course", courses)):
+                    if items:
+                        blocked[self._catalog_rows(scope, items)] = True
+                ok = ~blocked[rows]
+                keep = ok if keep is None else keep & ok
+        if keep is None:
+            return None, ""
+        n = int(np.count_nonzero(keep))
+        if n == keep.shape[0]:
+            return None, ""
+        if n:
+            return keep, ""
+        reasons = [label for label, ok in failed if not ok.all()] + why
+        return keep, "the rules rule out every eligible bundle (" + ", ".join(reasons) + ")"
+
     def filter(
         self, cs: CandidateSet, profile: Any, key: str | None, now: float
     ) -> tuple[CandidateSet | None, str]:
         """The candidates that pass every rule (``None`` and the reasons when none does)."""
-        rows = cs.rows
-        keep: BoolArray | None = None
-        reasons: list[str] = []
-        static = self._static_mask()
-        if static is not None:
-            keep = static[rows]
-            if not keep.all():
-                reasons.append("eligibility rules")
-        dynamic = [c for c in self._compiled if c.dynamic]
-        if dynamic:
-            cols = self._columns()
-            for comp in dynamic:
-                ok = self._rule(comp, cols, rows, profile)
-                if not ok.all():
-                    reasons.append(f"rule {comp.name!r}")
-                keep = ok if keep is None else keep & ok
-        if self.rules.uses_state:
-            bundles, deals, courses, why = self._blocked(key, now)
-            if bundles or deals or courses:
-                cols = self._columns()
-                out = np.zeros(rows.shape[0], dtype=bool)
-                if bundles:
-                    out |= np.fromiter(
-                        (b in bundles for b in cs.ids), dtype=bool, count=rows.shape[0]
-                    )
-                if deals:
-                    out |= np.fromiter(
-                        (d in deals for d in cols["deal_id"][rows]), dtype=bool, count=rows.shape[0]
-                    )
-                if courses:
-                    out |= np.fromiter(
-                        (c in courses for c in cols["course_id"][rows]),
-                        dtype=bool,
-                        count=rows.shape[0],
-                    )
-                keep = ~out if keep is None else keep & ~out
-                reasons.extend(why)
-        if keep is None or keep.all():
+        keep, reason = self.keep_mask(cs, profile, key, now)
+        if keep is None:
             return cs, ""
+        if reason:
+            return None, reason
         idx = np.flatnonzero(keep)
-        if idx.size == 0:
-            return None, "the rules rule out every eligible bundle (" + ", ".join(reasons) + ")"
         return (
-            CandidateSet(tuple([cs.ids[i] for i in idx.tolist()]), rows[idx], cs.features[idx]),
+            CandidateSet(tuple([cs.ids[i] for i in idx.tolist()]), cs.rows[idx], cs.features[idx]),
             "",
         )
 
@@ -391,19 +464,29 @@ class RuleRunner:
         key: str | None,
         now: float,
         restrict: Sequence[str] | None,
-    ) -> tuple[CandidateSet | None, str]:
-        """The catalog's eligible set for ``profile`` filtered by the rules; ``(None, reason)`` when
-        nothing is left. With ``fallback.kind == "error"`` the catalog's own error propagates."""
+    ) -> tuple[CandidateSet | None, BoolArray | None, str]:
+        """The catalog's eligible set for ``profile`` and the mask of what the rules keep of it
+        (``None``: all of it); ``(None, None, reason)`` when nothing is left. The set is the
+        catalog's own (per city, the same object every time), so a policy given it with the mask
+        keeps its per-list caches (see :mod:`bandit_engine.policies._mask`). With
+        ``fallback.kind == "error"`` the catalog's own error propagates."""
         try:
             cs = self.catalog.eligible_for(profile, now, restrict)
         except ValidationError as exc:
             if self.rules.fallback.kind == "error":
                 raise
-            return None, exc.message
-        return self.filter(cs, profile, key, now)
+            return None, None, exc.message
+        keep, reason = self.keep_mask(cs, profile, key, now)
+        if reason:
+            return None, None, reason
+        return cs, keep, ""
 
-    def fallback_set(self, profile: Any, key: str | None, now: float) -> CandidateSet | None:
-        """The candidates of the fallback (``None``: none, the decision is a no-offer)."""
+    def fallback_set(
+        self, profile: Any, key: str | None, now: float
+    ) -> tuple[CandidateSet | None, BoolArray | None]:
+        """The candidates of the fallback and the mask of those the rules keep (``None``: all);
+        ``(None, None)``: none, the decision is a no-offer. A control policy gets every offered
+        bundle under the mask, so its per-list caches hold as the main policy's do."""
         fb = self.rules.fallback
         if fb.kind == "bundle":
             assert fb.bundle_id is not None
@@ -412,15 +495,17 @@ class RuleRunner:
             bundles, deals, _, _ = self._blocked(None, now)
             deal_id, _ = self.catalog.parts(fb.bundle_id)
             if fb.bundle_id in bundles or deal_id in deals:
-                return None
+                return None, None
             rows = np.asarray([row], dtype=np.intp)
-            return CandidateSet((fb.bundle_id,), rows, self.catalog.features([fb.bundle_id]))
+            cs = CandidateSet((fb.bundle_id,), rows, self.catalog.features([fb.bundle_id]))
+            return cs, None
         if fb.kind == "policy":
             offered = self.catalog.offered(now)
             if not offered.ids:
-                return None
-            return self.filter(offered, profile, key, now)[0]
-        return None
+                return None, None
+            keep, reason = self.keep_mask(offered, profile, key, now)
+            return (None, None) if reason else (offered, keep)
+        return None, None
 
     # -- counting ---------------------------------------------------------------------------------
     def _units(self, count: str, bundle_id: str, deal_id: str) -> list[tuple[str, str]]:
@@ -433,11 +518,19 @@ class RuleRunner:
                 out.append((b.name, item))
         return out
 
-    def record(self, decision_id: str, key: str | None, bundle_id: str, now: float) -> None:
-        """Count a served decision: its shows for the caps, its decision budgets."""
+    def record(
+        self,
+        decision_id: str,
+        key: str | None,
+        bundle_id: str,
+        now: float,
+        parts: tuple[str, str] | None = None,
+    ) -> None:
+        """Count a served decision: its shows for the caps, its decision budgets (``parts``:
+        the bundle's deal and course ids when the caller has them)."""
         if self.replaying or not self.rules.uses_state:
             return
-        deal_id, course_id = self.catalog.parts(bundle_id)
+        deal_id, course_id = parts if parts is not None else self.catalog.parts(bundle_id)
         items = {"bundle": bundle_id, "deal": deal_id, "course": course_id}
         self.state.record_show(
             key,

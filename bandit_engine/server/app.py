@@ -9,7 +9,10 @@ Endpoints (JSON; all but ``/healthz`` need ``Authorization: Bearer <token>``):
 * ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: writes work); ``GET /metrics``
   (Prometheus text format);
 * ``POST /v1/admin/{deals,courses,bundles}`` and ``.../retire``: catalog changes (journaled);
-* ``POST /v1/admin/profiles`` (upsert) and ``POST /v1/admin/users/forget``.
+* ``POST /v1/admin/profiles`` (upsert) and ``POST /v1/admin/users/forget``;
+* ``GET /dashboard`` (page; data from ``GET /dashboard/data``, read role) and
+  ``GET /dashboard/public`` (differentially private figures, no token):
+  :mod:`bandit_engine.server.dashboard`.
 
 User ids travel in request bodies only, never in paths, so access logs cannot carry them. Every write is
 committed to the event log before the response is sent (see :mod:`bandit_engine.server.worker`).
@@ -41,11 +44,13 @@ from ..rules import Rules, policy_from_spec
 from ..service import Checkpointer, LoggedEngine
 from ..service.checkpoints import RestoreReport
 from ..service.profile_store import announce_profiles
+from ..service.warmup import warm_up
 from ..store import EventStore, open_log
+from .dashboard import install_dashboard
 from .errors import (
     install_error_handlers,
 )
-from .guard import OPEN_PATHS, FastRoute, GuardMiddleware
+from .guard import OPEN_PAGES, OPEN_PATHS, FastRoute, GuardMiddleware
 from .metrics import Metrics
 from .models import (
     AdminResult,
@@ -89,7 +94,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "bearerAuth": {"type": "http", "scheme": "bearer"}
         }
         for path, ops in schema.get("paths", {}).items():
-            if path in OPEN_PATHS:
+            if path in OPEN_PATHS or path in OPEN_PAGES:
                 continue
             for op in ops.values():
                 op["security"] = [{"bearerAuth": []}]
@@ -207,6 +212,9 @@ def open_server(
             report.redone_admin,
         )
         announce_profiles(log, service.engine.features, logger)
+        # the first decision's imports and compiled kernels (260-380 ms measured) are paid now,
+        # before the app serves and before its lifespan freezes the collector (service/warmup.py)
+        warm_up(service.engine)
         app = create_app(service.engine, log, settings, base=build)
     except BaseException:
         log.close()
@@ -286,14 +294,17 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Everything alive now (modules, the engine, the catalog) lives as long as the server:
         # moving it out of the collector's view keeps full collections, which pause serving,
-        # proportional to what requests allocate instead of to the whole process.
+        # proportional to what requests allocate instead of to the whole process (open_server
+        # warmed the engine up first, so the first decision's imports are frozen too).
         gc.collect()
         gc.freeze()
         worker.start()
+        dashboard.start_refresh()  # the first build starts with the server, not a page view
         try:
             yield
         finally:
             await worker.stop(checkpoint=True)
+            await dashboard.aclose()
 
     app = FastAPI(
         **_no_otel(),
@@ -310,6 +321,7 @@ def create_app(
     app.state.log = log
     app.state.settings = settings
     install_error_handlers(app)
+    dashboard = install_dashboard(app, settings, worker)
     fast: dict[str, FastRoute] = {}  # filled below, read when the middleware stack is built
     app.add_middleware(
         GuardMiddleware,

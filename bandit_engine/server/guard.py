@@ -26,9 +26,11 @@ from .metrics import Metrics
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "OPEN_PAGES",
     "OPEN_PATHS",
     "FastRoute",
     "GuardMiddleware",
+    "is_open",
     "json_too_deep",
     "parse_body",
     "role_for",
@@ -42,6 +44,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+#: The dashboard's pages and assets (no data in them) and its public, differentially private
+#: data: served without a token (:mod:`bandit_engine.server.dashboard`).
+OPEN_PAGES = frozenset({"/dashboard", "/dashboard/public", "/dashboard/public/data"})
+_STATIC = "/dashboard/static/"
+
+
+def is_open(method: str, path: str) -> bool:
+    """Whether a request needs no token: health probes, the dashboard's pages and assets."""
+    if path in OPEN_PATHS:
+        return True
+    return method in ("GET", "HEAD") and (path in OPEN_PAGES or path.startswith(_STATIC))
+
+
 _JSON = "application/json"
 
 
@@ -255,7 +270,7 @@ class GuardMiddleware:
                 elif name == b"content-type":
                     ctype = value
             fast = self.fast.get(scope["path"]) if scope["method"] == "POST" else None
-            if scope["path"] not in OPEN_PATHS:
+            if not is_open(scope["method"], scope["path"]):
                 if n_auth > 1:  # which one would count depends on the proxy: refuse both
                     await self._refuse(
                         send_wrapper,

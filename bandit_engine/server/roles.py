@@ -46,6 +46,7 @@ from ..rules import Rules
 from ..service import Checkpointer
 from ..service.decider import DecisionService, QueuedWrite
 from ..service.learner import Learner
+from ..service.warmup import warm_up
 from ..store import EventStore, open_log
 from ..store.versions import VersionInfo
 from .app import base_engine_factory, create_app
@@ -268,6 +269,8 @@ class DecisionWorker(EngineWorker):
         engine = await asyncio.to_thread(_engine_of, data, info.version)
         if self.clock is not None:
             engine.clock = self.clock
+        # the new engine's lazy caches are built here, not by the first request it serves
+        await asyncio.to_thread(warm_up, engine)
         service = DecisionService(
             engine,
             self.log,
@@ -275,6 +278,7 @@ class DecisionWorker(EngineWorker):
             server_index=self.server_index,
             reads=self.current.reads,
             inflight=self.inflight,
+            behaviour=self.current.behaviour,  # its cache outlives the version
         )
         service.checkpoints = self.checkpointer
         if self.rules is not None:
@@ -324,6 +328,7 @@ def open_decision_server(
         rules = Rules.from_toml(Path(settings.rules)) if settings.rules is not None else None
         if rules is not None:
             service.use_rules(rules)  # counters in the shared log: caps hold across servers
+        warm_up(engine)  # the first decision's one-time costs, before serving (service/warmup.py)
         worker = DecisionWorker(
             service, reader=reader, info=info, settings=settings, metrics=Metrics(), clock=clock
         )

@@ -99,6 +99,13 @@ class ServerSettings:
     holdout
         Holdout groups (:class:`~bandit_engine.holdout.HoldoutPlan`) kept on control policies,
         or ``None``; set on the served engine at every start.
+    dashboard_refresh
+        Seconds after which a view of ``/dashboard`` starts a background refresh of its report
+        (:mod:`bandit_engine.server.dashboard`).
+    public_dp_epsilon, dp_budget, dp_cap, public_dp_refresh
+        The public view's differentially private release: its epsilon, the ledger's total
+        budget, decisions counted per user, and the seconds a release is reused before a new
+        one spends budget again (the view is off unless both epsilons are set).
     """
 
     db: str = field(repr=False)  # a URL may hold a password (show it with store.redact)
@@ -129,6 +136,12 @@ class ServerSettings:
     rules: str | None = None
     apprentice: str | None = None
     holdout: HoldoutPlan | None = None
+    # issue 13 / 15: the dashboard (server/dashboard.py)
+    dashboard_refresh: float = 10.0
+    public_dp_epsilon: float | None = None
+    dp_budget: float | None = None
+    dp_cap: int = 20
+    public_dp_refresh: float = 86_400.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_token, Secret):
@@ -144,13 +157,6 @@ class ServerSettings:
                 )
         if self.role not in ("all", "decide"):
             raise ConfigError.for_field("role", self.role, "must be 'all' or 'decide'")
-        if self.role == "decide" and self.apprentice is not None:
-            raise ConfigError.for_field(
-                "apprentice",
-                self.apprentice,
-                "is served by one process (--role all) only: the split roles do not run "
-                "apprentice mode yet",
-            )
         _positive("refresh_interval", self.refresh_interval)
         _positive("server_index", self.server_index, integer=True, allow_zero=True)
         if is_url(self.db) and self.checkpoint_dir is None and self.role == "all":
@@ -188,6 +194,22 @@ class ServerSettings:
         _positive("commit_delay", self.commit_delay, allow_zero=True)
         _positive("advance_interval", self.advance_interval)
         _positive("busy_timeout", self.busy_timeout)
+        _positive("dashboard_refresh", self.dashboard_refresh, allow_zero=True)
+        _positive("dp_cap", self.dp_cap, integer=True)
+        _positive("public_dp_refresh", self.public_dp_refresh, allow_zero=True)
+        for name in ("public_dp_epsilon", "dp_budget"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if (
+            self.public_dp_epsilon is not None
+            and self.dp_budget is not None
+            and self.public_dp_epsilon > self.dp_budget
+        ):
+            raise ConfigError.for_field(
+                "public_dp_epsilon",
+                self.public_dp_epsilon,
+                f"must be at most dp_budget ({self.dp_budget})",
+            )
 
     @property
     def tokens(self) -> dict[Role, Secret]:

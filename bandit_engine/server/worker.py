@@ -365,7 +365,11 @@ class EngineWorker:
         self._timer = loop.call_later(self.advance_interval, self._tick)
         if self._healthy and self.engine.attribution.next_deadline() < self.engine.now():
             self._advancing = loop.create_task(self._advance())
-        elif self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+        elif self._since_checkpoint >= self.checkpoint_every or (
+            self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        ):
+            # also a checkpoint that fell due while the previous one was still being written:
+            # without this it waited for the next request, however long that took
             self._maybe_checkpoint()
 
     @staticmethod

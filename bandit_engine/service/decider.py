@@ -11,8 +11,13 @@ of them (processes, machines) share one event log:
   server's decisions: ``accepted`` inside the window of a decision the learner has not closed,
   ``late`` otherwise, ``duplicate`` for an event id the log already holds;
 * profiles are read from the log (:class:`~bandit_engine.service.LogProfiles`), so any server
-  serves any user; the live behaviour state is the version's (as of its position, within the
-  refresh interval plus the learner's lag);
+  serves any user; so is the live behaviour state (decayed per-user impressions, clicks and orders:
+  :mod:`~bandit_engine.features.behaviour`): the learner writes each row it changes to the log's
+  ``user_behaviour`` table at every step, and before deciding for a user the server reads the
+  user's row (one primary-key lookup, :class:`SharedBehaviour`) into its copy of the engine, in
+  place of what the version held. Staleness bound: an event is in the row the server reads once
+  the learner has stepped past it (its poll, 0.2 s, plus its lag:
+  ``bandit_learner_lag_entries``), plus the read cache's ``ttl`` (1 s by default);
 * catalog changes are applied to this copy and journaled; the learner applies them in journal
   order and the next version carries them to every server.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +49,7 @@ from ..rewards import EventStatus
 from ..store import EventStore
 from .logged import LoggedEngine, LogProfiles
 
-__all__ = ["DecisionService", "Inflight", "QueuedWrite", "version_tag"]
+__all__ = ["DecisionService", "Inflight", "QueuedWrite", "SharedBehaviour", "version_tag"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,69 @@ class Inflight:
                 self.decisions.discard(w.decision)
             if w.event is not None:
                 self.events.discard(w.event)
+
+
+class SharedBehaviour:
+    """Users' live-behaviour rows as the learner last wrote them to the log, read one user at a
+    time with a small cache.
+
+    A row read is kept for ``ttl`` seconds (0: every decision reads the log), at most
+    ``max_entries`` rows (the oldest read is dropped first). So a decision sees the user's
+    behaviour as the learner's table held it at most ``ttl`` seconds earlier; the table itself
+    trails the log by the learner's lag. The cache outlives model versions (the decision
+    server hands it to each new :class:`DecisionService`).
+
+    Parameters
+    ----------
+    reads
+        The log connection reads go to (a decision server's read-only connection).
+    ttl
+        Seconds a row read stays valid.
+    max_entries
+        Rows cached at most.
+    clock
+        Monotonic clock (seconds).
+    """
+
+    def __init__(
+        self,
+        reads: EventStore,
+        *,
+        ttl: float = 1.0,
+        max_entries: int = 65_536,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl < math.inf:
+            raise ValidationError.for_field("ttl", ttl, "must be a finite number of seconds >= 0")
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValidationError.for_field("max_entries", max_entries, "must be an int >= 1")
+        self.reads = reads
+        self.ttl = float(ttl)
+        self.max_entries = max_entries
+        self.clock = clock
+        self._cache: dict[bytes, tuple[float, bytes | None]] = {}
+        self.n_reads = 0
+        self.n_hits = 0
+
+    def row(self, key: bytes) -> bytes | None:
+        """The user's row bytes (``None``: no history in the log)."""
+        now = self.clock()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            self.n_hits += 1
+            return hit[1]
+        found = self.reads.behaviour_of(key.hex())
+        self.n_reads += 1
+        data = None if found is None else found[1]
+        self._cache.pop(key, None)
+        if len(self._cache) >= self.max_entries:
+            self._cache.pop(next(iter(self._cache)))  # the oldest read (dicts keep order)
+        self._cache[key] = (now, data)
+        return data
+
+    def forget(self, key: bytes) -> None:
+        """Drop a cached row (the user was forgotten)."""
+        self._cache.pop(key, None)
 
 
 def version_tag(policy_version: str, version: int) -> str:
@@ -116,6 +185,7 @@ class DecisionService(LoggedEngine):
         server_index: int = 0,
         reads: EventStore | None = None,
         inflight: Inflight | None = None,
+        behaviour: SharedBehaviour | None = None,
     ) -> None:
         super().__init__(engine, log, profiles_in_log=True)
         self.version = int(version)
@@ -126,6 +196,10 @@ class DecisionService(LoggedEngine):
         self.inflight = inflight if inflight is not None else Inflight()
         #: where writes go while a worker collects them (None: written at once)
         self.outbox: list[QueuedWrite] | None = None
+        #: the users' live behaviour as the learner shares it (None: the engine keeps none)
+        self.behaviour: SharedBehaviour | None = None
+        if engine.behaviour is not None and log.pseudonymizes:
+            self.behaviour = behaviour if behaviour is not None else SharedBehaviour(self.reads)
         _reseed(engine, self.version, self.server_index)
 
     def _queue(self, write: QueuedWrite) -> None:
@@ -172,6 +246,7 @@ class DecisionService(LoggedEngine):
         ):
             raise ConflictError.for_field("decision_id", decision_id, "is already in use")
         t = engine.now() if now is None else now
+        self.sync_behaviour(user_id)
         d = engine.decide(user_id, profile, candidates=candidates, decision_id=decision_id, now=t)
         engine.attribution.discard(d.decision_id)  # the learner joins its events, not us
         d = dataclasses.replace(d, policy_version=version_tag(d.policy_version, self.version))
@@ -206,6 +281,15 @@ class DecisionService(LoggedEngine):
             run = write_with_mode
         self._queue(QueuedWrite(run, decision=d.decision_id))
         return d
+
+    def sync_behaviour(self, user_id: str | None) -> None:
+        """Put the user's shared live-behaviour row (or none) into this copy of the engine, in
+        place of the row the model version held and of this server's own impressions since."""
+        shared, b = self.behaviour, self.engine.behaviour
+        if shared is None or b is None or not isinstance(user_id, str) or not user_id:
+            return  # (a bad user id is refused by the engine's decide)
+        key = b.key(user_id)
+        b.load_row(key, shared.row(key))
 
     def report(
         self,
@@ -264,9 +348,10 @@ class DecisionService(LoggedEngine):
         return []
 
     def forget_user(self, user_id: str) -> dict[str, int]:
-        """Delete the user's profile and logged rows, and this copy's behaviour row (the learner's
-        next version no longer has pending decisions of the user; what versions already published
-        hold of the user's behaviour goes with them as they are pruned)."""
+        """Delete the user's profile, logged rows and shared behaviour row, and this copy's (the
+        log queues the user's key for the learner, which drops its in-memory row at its next step
+        and publishes a version without it; what versions already published hold of the user's
+        behaviour goes with them as they are pruned, ``keep_versions`` publications later)."""
         deleted: dict[str, int] = {}
         log = self.log
 
@@ -275,6 +360,8 @@ class DecisionService(LoggedEngine):
             # the group commit cannot land after the forget
             deleted.update(log.forget_user(user_id))
 
+        if self.behaviour is not None and self.engine.behaviour is not None:
+            self.behaviour.forget(self.engine.behaviour.key(user_id))
         self.engine.forget_behaviour(user_id)
         self._queue(QueuedWrite(write))
         return deleted  # filled when the commit holding the forget returns

@@ -19,6 +19,14 @@ What it does, per step (:meth:`Learner.step`)
 4. Every ``publish_interval`` seconds, when something changed: publish a model version (the engine
    without pending decisions, with the position it covers).
 
+Shared state: in step 2's transaction the learner also writes each live-behaviour row that
+changed to the log's ``user_behaviour`` table (decision servers read it per request, so a click
+reaches every server's next decision within the learner's poll and lag, not a publish interval
+later), after dropping the rows of users forgotten meanwhile (``behaviour_forgets``). In apprentice
+mode it counts the rule's decisions and the learner's logged probability of each (agreement,
+off-policy rows, :mod:`bandit_engine.evaluation.apprentice`), and journals the switch when
+``apprentice_check`` says the rule holds.
+
 Why the order makes replay exact: the learned rows of a step follow, in the journal, every entry
 the step had read, and nothing else is committed in between. So replaying the journal in order,
 closing each decision at its learned row with the logged reward (:meth:`Learner.replay`), applies
@@ -43,6 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +60,7 @@ from ..engine import Engine
 from ..errors import BanditError, ConflictError
 from ..features.behaviour import KEY_BYTES
 from ..fileformat import dump_state, load_state
+from ..policies.apprentice import ApprenticePolicy
 from ..records import LearnedReward
 from ..rewards import RewardSpec
 from ..store import EventStore, JournalEntry
@@ -61,6 +71,7 @@ __all__ = ["Learner", "LearnerStats", "LeaseLostError", "PendingSet"]
 
 logger = logging.getLogger("bandit_engine.learner")
 _SWEEP_EVERY = 3600.0
+_SYNCED = "behaviour_shared"  # meta key: every behaviour row of the learner is in the table
 
 
 class LeaseLostError(ConflictError):
@@ -83,6 +94,8 @@ class _Open:
     n_events: int = 0
     event_ids: set[str] | None = None
     group: str | None = None  # holdout group that chose: its policy learns the reward
+    target_p: float | None = None  # apprentice mode: the learner's p of the rule's choice
+    k: int = 0  # candidates the decision chose among (the off-policy estimate's stratum)
 
 
 @dataclass(frozen=True)
@@ -200,8 +213,23 @@ def _learn_one(engine: Engine, item: _Open, reward: float) -> None:
         )
     else:
         # a holdout group's decision teaches its own policy only (bandit_engine/holdout.py)
-        engine.policy_of(item.group).update(item.x, item.bundle_id, item.z, reward, item.propensity)
+        policy = engine.policy_of(item.group)
+        if item.target_p is not None and isinstance(policy, ApprenticePolicy):
+            # one row of the off-policy estimate of the learner on the rule's traffic, from what
+            # the decision server logged (it decided; this process never calls choose). With
+            # business rules, k counts the logged candidates, not only those the rules left.
+            policy._add_eval_row(item.target_p, item.propensity, reward, float(item.k))
+        policy.update(item.x, item.bundle_id, item.z, reward, item.propensity)
     engine.n_learned += 1
+
+
+def _apprentice_decided(engine: Engine, group: str | None, target_p: float | None) -> None:
+    """A rule decision of apprentice mode, as :meth:`ApprenticePolicy.choose` counts it."""
+    policy = engine.policy_of(group)
+    if isinstance(policy, ApprenticePolicy) and policy.mode == "rule":
+        policy.n_rule_decisions_ += 1
+        if target_p is not None:
+            policy.agreement_.append(target_p)
 
 
 class Learner:
@@ -226,6 +254,17 @@ class Learner:
         Journal entries read per query while catching up.
     clock
         Wall clock (epoch seconds).
+    apprentice_check
+        Apprentice mode's switch rule (:func:`bandit_engine.evaluation.apprentice.status` or one
+        with other thresholds): called with the engine every ``apprentice_check_every`` learned
+        decisions while the rule is served; when its result is ``ready`` the learner journals the
+        switch (the admin op ``apprentice_switch``) and the next version carries it to the
+        decision servers. ``None``: only a switch journaled by a server (told) switches.
+    apprentice_check_every
+        Learned decisions between two checks.
+    share_behaviour
+        Write every live-behaviour row the learner changes to the log's ``user_behaviour`` table
+        (in its fenced write transaction, at each step), which decision servers read per request.
     """
 
     def __init__(
@@ -239,6 +278,9 @@ class Learner:
         keep_versions: int = 5,
         batch: int = 5_000,
         clock: Callable[[], float] = time.time,
+        apprentice_check: Callable[[Engine], Any] | None = None,
+        apprentice_check_every: int = 200,
+        share_behaviour: bool = True,
     ) -> None:
         for name, value in (("grace", grace), ("publish_interval", publish_interval)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
@@ -253,6 +295,13 @@ class Learner:
         self.keep_versions = int(keep_versions)
         self.batch = int(batch)
         self.clock = clock
+        self.apprentice_check = apprentice_check
+        self.apprentice_check_every = int(apprentice_check_every)
+        self.share_behaviour = bool(share_behaviour)
+        self._learned_since_check = 0
+        #: behaviour keys whose row changed since the last write to the shared table
+        self._dirty: set[bytes] = set()
+        self._republish = False  # a forgotten user's row left: publish without waiting
         self.stats = LearnerStats()
         self.engine: Engine | None = None
         self.pending: PendingSet | None = None
@@ -278,6 +327,7 @@ class Learner:
         self.engine = engine
         self.pending = PendingSet(engine.rewards)
         self.position = position
+        self._dirty = set()
         decisions, events = self.log.pending_as_of(position, engine.model_id)
         for entry in decisions:
             self._add_decision(entry, observe=False)
@@ -326,10 +376,15 @@ class Learner:
             key,
             row,
             group=d.get("group"),
+            target_p=d.get("target_p") if d.get("mode") == "apprentice:rule" else None,
+            k=int(d.get("n_candidates") or 0),
         )
         pending.add(str(d["decision_id"]), item)
+        if observe and d.get("mode") == "apprentice:rule":
+            _apprentice_decided(engine, item.group, item.target_p)
         if observe and key is not None and row >= 0 and engine.behaviour is not None:
             engine.behaviour.observe_decision(key, row, t)
+            self._dirty.add(key)
 
     def _event(self, entry: JournalEntry, *, observe: bool = True) -> None:
         engine, pending = self.engine, self.pending
@@ -345,6 +400,7 @@ class Learner:
                 engine.behaviour.observe_event(
                     item.user_key, item.row, str(d["type"]), float(d["timestamp"])
                 )
+                self._dirty.add(item.user_key)
 
     def _apply(self, entries: Iterable[JournalEntry]) -> int:
         """Apply journal entries in order; learned rows close their decision with the logged
@@ -397,7 +453,47 @@ class Learner:
         )
         if self.stats.version == 0:
             self.publish(force=True)  # the base engine is version 1
+        if self.share_behaviour and self.log.get_meta(_SYNCED) != "1":
+            self._share_all()
         return True
+
+    # -- the shared behaviour rows -----------------------------------------------------------
+    def _share_all(self) -> None:
+        """Once per log: write every behaviour row the learner holds (a log that a learner of
+        an older library served has rows only inside its model versions)."""
+        engine = self.engine
+        assert engine is not None
+        with self.log.transaction():
+            self._fence()
+            if engine.behaviour is not None:
+                self._dirty.update(engine.behaviour.index)
+                self._write_behaviour()
+            self.log.set_meta(_SYNCED, "1")
+
+    def _write_behaviour(self) -> int:
+        """In the caller's fenced transaction: drop the rows of users forgotten meanwhile, then
+        write the changed rows. Returns how many were written."""
+        engine, log = self.engine, self.log
+        assert engine is not None
+        b = engine.behaviour
+        for key_hex in log.take_behaviour_forgets():
+            # the user's decisions are gone from the log: nothing re-creates the row, and the
+            # next version (published at once) no longer holds it
+            key = bytes.fromhex(key_hex)
+            if b is not None:
+                b.load_row(key, None)
+                self._republish = True
+            self._dirty.discard(key)
+        if b is None or not self.share_behaviour:
+            self._dirty.clear()
+            return 0
+        rows = []
+        for key in self._dirty:
+            data = b.export_row(key)
+            if data is not None:
+                rows.append((key.hex(), b.width, data))
+        self._dirty.clear()
+        return log.put_behaviour(rows, seq=self.position)
 
     def resign(self) -> None:
         """Stop being the learner (the next one takes over)."""
@@ -431,13 +527,15 @@ class Learner:
         watermark = self.clock() - self.grace
         due = pending.oldest_deadline() < watermark
         renew = time.monotonic() - self._last_renew > self.lease.ttl / 3
+        shared = bool(self._dirty) or log.has_behaviour_forgets()
         kept: list[_Closed] = []
-        if due or renew:
+        if due or renew or shared:
             with log.transaction():
                 self._fence()
                 head = log.last_seq()
                 n += self._apply(log.tail(self.position, head))
                 self.position = head
+                self._write_behaviour()
                 for c in pending.close_due(watermark) if due else ():
                     rec = LearnedReward(
                         c.decision_id,
@@ -453,6 +551,7 @@ class Learner:
             self.position = head + len(kept)
             for c in kept:
                 _learn_one(engine, c.open, c.reward)
+            self._check_apprentice(len(kept))
         if engine.behaviour is not None and watermark - self._swept_at >= _SWEEP_EVERY:
             engine.behaviour.sweep(watermark)
             self._swept_at = watermark
@@ -460,9 +559,45 @@ class Learner:
         self.stats.head = max(head, self.position)
         self.stats.learned += len(kept)
         self.stats.last_step_at = self.clock()
-        if time.monotonic() - self._last_publish >= self.publish_interval:
-            self.publish()
+        if self._republish or time.monotonic() - self._last_publish >= self.publish_interval:
+            self.publish(force=self._republish)
+            self._republish = False
         return n + len(kept)
+
+    def _check_apprentice(self, learned: int) -> None:
+        """Run the switch rule every ``apprentice_check_every`` learned decisions while the rule
+        is served; when it holds, journal the switch and apply it from the journal (so a replay
+        switches at the same place)."""
+        engine, log = self.engine, self.log
+        assert engine is not None
+        check = self.apprentice_check
+        policy = engine.policy
+        if not learned or check is None or not isinstance(policy, ApprenticePolicy):
+            return
+        if policy.mode != "rule":
+            return
+        self._learned_since_check += learned
+        if self._learned_since_check < self.apprentice_check_every:
+            return
+        self._learned_since_check = 0
+        st = check(engine)
+        if not getattr(st, "ready", False):
+            return
+        with log.transaction():
+            self._fence()
+            head = log.last_seq()
+            self._apply(log.tail(self.position, head))
+            self.position = head
+            seq = log.log_admin(
+                "apprentice_switch",
+                {"reason": str(getattr(st, "reason", "ready"))},
+                ts=self.clock(),
+            )
+            self._fence(seq)
+        self._apply(log.tail(self.position, seq))
+        self.position = seq
+        logger.info("apprentice mode switched to the learner (seq %d): %s", seq, st.reason)
+        self.publish(force=True)  # the decision servers serve the learner from the next version
 
     def publish(self, *, force: bool = False) -> int | None:
         """Publish the engine as a new model version (when its position moved, or ``force``)."""

@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine
+from ..engine import OPT_OUT_MODE, Engine
 from ..errors import BanditError, ConflictError, ModelFileError, NotFoundError, StoreBusyError
 from ..features.behaviour import KEY_BYTES
-from ..profiles import Profile, ProfileStore
+from ..profiles import CONSENT, PERSONALISATION, Profile, ProfileStore, check_consent
 from ..records import Decision, LearnedReward
 from ..rewards import EventStatus
 from ..rules import Rules
@@ -347,7 +347,10 @@ class LoggedEngine:
         naming ``<platform>.<field>`` and stores nothing, instead of breaking every later decision
         for the user."""
         engine = self.engine
+        if platform == CONSENT:
+            return dict(self.set_consent(user_id, fields))
         current = engine.profiles.get(user_id) or {}
+        current = {p: f for p, f in current.items() if p != CONSENT}  # not a platform to check
         candidate = {p: dict(f) if f is not None else None for p, f in current.items()}
         if isinstance(fields, Mapping):
             base = {} if replace or candidate.get(platform) is None else candidate[platform]
@@ -357,6 +360,21 @@ class LoggedEngine:
         if not self.profiles_in_log:
             self.engine.profiles.upsert(user_id, platform, fields, replace=replace)
         return stored
+
+    def set_consent(self, user_id: str, consent: Mapping[str, Any]) -> dict[str, bool]:
+        """Record a user's consent (scopes: the engine's platforms and ``"personalisation"``,
+        ``True`` / ``False`` only) in the log, where the change is logged and a withheld
+        platform's stored record deleted (:mod:`bandit_engine.store.consent`), and in the
+        engine (:meth:`Engine.set_consent <bandit_engine.Engine.set_consent>`: an opt-out erases
+        the live behaviour). Applies from the user's next decision; returns the whole record."""
+        checked = check_consent(consent, self.engine.features.platform_names)
+        record = self.log.set_consent(user_id, checked)
+        if self.profiles_in_log:
+            if checked.get(PERSONALISATION) is False:
+                self.engine.forget_behaviour(user_id)
+        else:
+            self.engine.set_consent(user_id, checked)
+        return record
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete the user's profile and logged rows (:meth:`EventLog.forget_user
@@ -422,6 +440,10 @@ class LoggedEngine:
     def _roll(self, since: int) -> tuple[int, int, int, int]:
         engine = self.engine
         n_dec = n_ev = n_ad = n_skip = 0
+        # decisions of opted-out users were chosen by the control policy: redone by it too
+        opted_out = {
+            str(m["decision_id"]) for m in self.log.decision_modes() if m["mode"] == OPT_OUT_MODE
+        }
         for entry in self.log.entries_since(since):
             d = entry.data
             if entry.kind == "decision":
@@ -431,14 +453,20 @@ class LoggedEngine:
                 t = float(d["timestamp"])
                 self.advance(t)
                 user = d.get("user")
+                control = d["decision_id"] in opted_out
                 engine.redo_decision(
                     d["decision_id"],
                     d["x"],
                     d["candidates"],
                     now=t,
                     expected_bundle=d["bundle_id"],
-                    user_key=_behaviour_key(user) if user and engine.behaviour else None,
+                    user_key=(
+                        _behaviour_key(user)
+                        if user and engine.behaviour is not None and not control
+                        else None
+                    ),
                     group=d.get("group"),
+                    mode=OPT_OUT_MODE if control else None,
                 )
                 n_dec += 1
             elif entry.kind == "event":

@@ -83,18 +83,21 @@ def check_columns(
     key: str,
     platform: str,
     ignore_extra: bool = False,
+    optional: Sequence[str] = (),
 ) -> list[str]:
-    """The columns to read: the key and every declared field.
+    """The columns to read: the key, every declared field, then those of ``optional`` (the
+    consent columns) that the file has.
 
     Raises :class:`ValidationError` naming every missing column and every unknown one (unless
     ``ignore_extra``), each unknown one with its closest declared name when there is a near one.
     """
     wanted = [key, *declared]
+    extra = [c for c in optional if c not in wanted]
     missing = [c for c in wanted if c not in found]
-    unknown = [] if ignore_extra else [c for c in found if c not in wanted]
+    unknown = [] if ignore_extra else [c for c in found if c not in wanted and c not in extra]
     dup = sorted({c for c in found if list(found).count(c) > 1})
     if not (missing or unknown or dup):
-        return wanted
+        return wanted + [c for c in extra if c in found]
     parts = []
     if missing:
         parts.append(f"missing column(s) {missing}")
@@ -107,8 +110,8 @@ def check_columns(
     if dup:
         parts.append(f"duplicated column(s) {dup}")
     raise ValidationError(
-        f"{platform} file columns must be {wanted} (the key and the declared fields; "
-        f"--ignore-extra-columns skips others), got {list(found)}: " + "; ".join(parts),
+        f"{platform} file columns must be {wanted} (the key and the declared fields; optional: "
+        f"{extra}; --ignore-extra-columns skips others), got {list(found)}: " + "; ".join(parts),
         field=f"{platform}.columns",
         value=list(found),
     )
@@ -274,6 +277,7 @@ def open_profile_file(
     delimiter: str = ",",
     chunk_rows: int = 100_000,
     ignore_extra: bool = False,
+    optional: Sequence[str] = (),
 ) -> ProfileFile:
     """Open ``path`` (CSV or Parquet, from the suffix unless ``fmt``) and check its columns."""
     p = Path(path)
@@ -296,7 +300,9 @@ def open_profile_file(
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ConfigError.for_field("chunk_rows", chunk_rows, "must be an integer >= 1")
     found = _file_columns(p, fmt, encoding, delimiter)
-    columns = check_columns(found, declared, key=key, platform=platform, ignore_extra=ignore_extra)
+    columns = check_columns(
+        found, declared, key=key, platform=platform, ignore_extra=ignore_extra, optional=optional
+    )
     return ProfileFile(
         p, fmt, columns, encoding=encoding, delimiter=delimiter, chunk_rows=chunk_rows
     )

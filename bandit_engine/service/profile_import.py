@@ -24,6 +24,22 @@ is deleted (users absent from the file, and those whose row was bad under ``skip
 Records written by someone else while the import runs (the server's admin endpoint) are newer
 and kept.
 
+Consent columns (issue 15)
+--------------------------
+Two optional columns carry the users' consent (:mod:`bandit_engine.profiles`): ``consent``
+(this platform's data may be fused for cross-platform marketing) and ``personalisation`` (the
+global opt-out when false). Parquet: boolean columns; CSV: ``true`` / ``false`` (any case). An
+empty cell changes nothing; any other value (``1``, ``yes``, a number) is a bad row naming
+``<platform>.consent`` and the value. A row whose ``consent`` is false is not stored: its
+consent is recorded (and logged) and the user's stored record of the platform is deleted
+(:mod:`bandit_engine.store.consent`).
+
+Speed
+-----
+Checking a chunk and writing the previous batch overlap: the writes run on one worker thread
+(SQLite and the PostgreSQL driver release the GIL while the database works), at most one batch
+in flight, so memory stays at about two batches.
+
 Atomicity: one transaction per chunk, and a report that says how far it got
 --------------------------------------------------------------------------------
 The file is read once, ``chunk_rows`` rows at a time; the checked rows are written in transactions
@@ -41,10 +57,12 @@ rows of every chunk are written and the bad ones reported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from json.encoder import encode_basestring_ascii as _quote
@@ -61,12 +79,22 @@ from ..features._values import datetime64_to_us
 from ..features.block import FittedBlock
 from ..features.fields import FittedNumeric, FittedRecency
 from ..features.specs import Boolean, Categorical, FieldSpec, Numeric, Recency, Tags
+from ..profiles import PERSONALISATION
 from ..store import EventStore
 from .profile_files import FileFormat, RawChunk, RowError, open_profile_file
 
-__all__ = ["ImportMode", "ImportReport", "ProfileImportError", "import_profiles", "validate_chunk"]
+__all__ = [
+    "CONSENT_COLUMNS",
+    "ImportMode",
+    "ImportReport",
+    "ProfileImportError",
+    "import_profiles",
+    "validate_chunk",
+]
 
 ImportMode = Literal["upsert", "replace"]
+#: The optional consent columns of a profile file (module docstring).
+CONSENT_COLUMNS = ("consent", "personalisation")
 _TRUE = frozenset({"true", "1", "yes", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "f", "n"})
 
@@ -241,17 +269,56 @@ def _fragments(fitted: Any, canon: Any) -> list[str]:
 _NULL = "null"
 
 
+def _consent_flags(
+    label: str, col: pd.Series, start: int, csv: bool, errors: list[RowError]
+) -> list[bool | None]:
+    """A consent column as ``True`` / ``False`` / ``None`` (no value: nothing changes); any
+    other value is a bad row. Strict on purpose: a guessed consent is no consent."""
+    out: list[bool | None] = []
+    for i, v in enumerate(col.tolist()):
+        if v is None or (isinstance(v, float) and v != v):
+            out.append(None)
+        elif isinstance(v, bool | np.bool_) and not csv:
+            out.append(bool(v))
+        elif csv and isinstance(v, str) and v.strip().lower() in ("true", "false", ""):
+            w = v.strip().lower()
+            out.append(None if w == "" else w == "true")
+        else:
+            out.append(None)
+            errors.append(
+                RowError(start + i + 1, label, v, f"{label} must be true or false, got {v!r}")
+            )
+    return out
+
+
 def validate_chunk(
     block: FittedBlock, chunk: RawChunk, *, csv: bool, now: float
 ) -> tuple[list[str], list[str], list[RowError]]:
     """Check one chunk against the platform's fitted block: ``(user ids, records, errors)`` for
     the good rows (in file order; each record as its JSON text, keys sorted) and every bad one."""
+    ids, texts, _, errors = _validate(block, chunk, csv=csv, now=now)
+    return ids, texts, errors
+
+
+def _validate(
+    block: FittedBlock, chunk: RawChunk, *, csv: bool, now: float
+) -> tuple[list[str], list[str], list[dict[str, bool]], list[RowError]]:
+    """:func:`validate_chunk`, plus each good row's consent (``{}`` when the file has no consent
+    column or the row's cells are empty)."""
     frame = chunk.frame
     start = chunk.start
     n = len(frame)
     errors = list(chunk.errors)
     key = block.key or "user_id"
     ids = _user_ids(block.prefix, key, frame[key], start, errors)
+    declared = {f.spec.name for f in block.fields}
+    flags = {
+        (block.prefix if column == "consent" else PERSONALISATION): _consent_flags(
+            f"{block.prefix}.{column}", frame[column], start, csv, errors
+        )
+        for column in CONSENT_COLUMNS
+        if column in frame.columns and column not in declared
+    }
     canons: list[Any] = []
     for fitted in block.fields:
         spec = fitted.spec
@@ -287,7 +354,13 @@ def validate_chunk(
     text = list(map("".join, zip(*parts, strict=True)))
     errors.sort(key=lambda e: (e.row, e.field))
     ok = good.tolist()
-    return [ids[i] for i in ok], [text[i] for i in ok], errors
+    consents: list[dict[str, bool]] = []
+    if flags:
+        consents = [
+            {scope: v for scope, column in flags.items() if (v := column[i]) is not None}
+            for i in ok
+        ]
+    return [ids[i] for i in ok], [text[i] for i in ok], consents, errors
 
 
 def _user_ids(
@@ -416,6 +489,7 @@ def import_profiles(
         delimiter=delimiter,
         chunk_rows=chunk_rows,
         ignore_extra=ignore_extra,
+        optional=CONSENT_COLUMNS,
     )
     if block.key != key:  # the key column names rows; the block may not carry it
         block = FittedBlock(platform, block.fields, key=key, reference_time=block.reference_time)
@@ -443,19 +517,51 @@ def import_profiles(
 
     pending_ids: list[str] = []
     pending_texts: list[str] = []
+    pending_cids: list[str] = []
+    pending_consents: list[dict[str, bool]] = []
+    # one worker thread writes a batch while this one checks the next chunk (module docstring)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bandit-profile-writer")
+    inflight: Future[int] | None = None
+
+    def write(ids: list[str], texts: list[str], cids: list[str], cons: list[Any]) -> int:
+        if texts:
+            log.write_profiles(platform, ids, texts, now=stamp)
+        if cids:
+            log.write_consents(cids, cons, source="import", now=stamp)
+        return len(texts)
+
+    def settle() -> None:
+        """Wait for the batch in flight; count it (or raise what stopped it)."""
+        nonlocal inflight, written, commits
+        if inflight is not None:
+            done, inflight = inflight, None
+            written += done.result()
+            commits += 1
 
     def flush() -> None:
-        nonlocal written, commits
-        if pending_texts:
-            log.write_profiles(platform, pending_ids, pending_texts, now=stamp)
-            written += len(pending_texts)
-            commits += 1
-            pending_ids.clear()
-            pending_texts.clear()
+        nonlocal inflight, pending_ids, pending_texts, pending_cids, pending_consents
+        if pending_texts or pending_cids:
+            settle()
+            batch = (pending_ids, pending_texts, pending_cids, pending_consents)
+            pending_ids, pending_texts, pending_cids, pending_consents = [], [], [], []
+            inflight = pool.submit(write, *batch)
+
+    def add(ids: list[str], texts: list[str], consents: list[dict[str, bool]]) -> None:
+        if not consents:
+            pending_ids.extend(ids)
+            pending_texts.extend(texts)
+            return
+        for uid, text, given in zip(ids, texts, consents, strict=True):
+            if given.get(platform) is not False:  # a withheld platform's record is not stored
+                pending_ids.append(uid)
+                pending_texts.append(text)
+            if given:
+                pending_cids.append(uid)
+                pending_consents.append(given)
 
     try:
         for chunk in source.chunks():
-            ids, texts, found = validate_chunk(block, chunk, csv=csv, now=stamp)
+            ids, texts, consents, found = _validate(block, chunk, csv=csv, now=stamp)
             read = chunk.start + len(chunk.frame)
             if found:
                 errors.extend(found)
@@ -463,13 +569,13 @@ def import_profiles(
                     flush()  # the rows before this chunk are committed; the rest is only checked
                     writing = False
             if writing and texts:
-                pending_ids.extend(ids)
-                pending_texts.extend(texts)
-                if len(pending_texts) >= commit_rows:
+                add(ids, texts, consents)
+                if len(pending_texts) + len(pending_cids) >= commit_rows:
                     flush()
             if len(errors) >= max_errors:
                 if writing:
                     flush()
+                settle()
                 rep = report(truncated=True)
                 raise ProfileImportError(
                     _summary(rep), rep, field=errors[0].field, value=errors[0].value
@@ -478,6 +584,7 @@ def import_profiles(
                 progress(read, written)
         if writing:
             flush()
+        settle()
         if errors and not skip_bad_rows:
             rep = report()
             raise ProfileImportError(
@@ -488,6 +595,10 @@ def import_profiles(
     except ProfileImportError:
         raise
     except Exception as exc:
+        # a failure of this thread: the batch in flight still counts once committed (a failure
+        # of that batch too is not reported: the first one is)
+        with contextlib.suppress(Exception):
+            settle()
         if isinstance(exc, BanditError) and written == 0:
             raise
         rep = report()
@@ -499,6 +610,8 @@ def import_profiles(
             rep,
             field=getattr(exc, "field", None) or "db",
         ) from exc
+    finally:
+        pool.shutdown(wait=True)
     return report()
 
 

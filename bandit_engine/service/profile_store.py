@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from ..features import FeatureMap
+from ..profiles import CONSENT
 from ..store import EventStore
 
 __all__ = ["announce_profiles"]
@@ -33,7 +34,7 @@ def announce_profiles(
             "ENGINE, POST /v1/admin/profiles, or inline in each request)",
             ", ".join(declared),
         )
-    foreign = sorted(set(counts) - set(declared))
+    foreign = sorted(set(counts) - set(declared) - {CONSENT})
     if foreign:
         logger.warning(
             "the profile store holds records of platform(s) %s, which the served engine does not "

@@ -12,7 +12,9 @@ rewards of what each served (the world's known rates, as the simulator's oracle 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,14 +58,15 @@ def run_apprentice(
     seed: int,
     rule_column: str = "deal.discount",
     rule_epsilon: float = 0.1,
-    learner: str = "linucb",
+    learner: str | Mapping[str, Any] = "linucb",
     thresholds: SwitchThresholds | None = None,
     check_every: int = 250,
     force_at: int | None = None,
 ) -> ApprenticeRun:
     """Run ``rounds`` paired decisions. The switch rule is checked every ``check_every``
     decisions; ``force_at`` tells the switch at that decision if the rule has not switched by
-    then (``None``: never told)."""
+    then (``None``: never told). ``learner``: a registered name or ``{"name", "params"}``
+    (its seed defaults to ``seed + 1``; a ``fixed_rule`` may name its column)."""
     th = thresholds if thresholds is not None else SwitchThresholds()
     probe = build_engine(world, make_policy("uniform"), load_profiles=False)
     column = _pick_column(probe, rule_column)
@@ -72,9 +75,13 @@ def run_apprentice(
     # 20,000 times a day, and a day-long window would keep most of a short run unlearned
     rewards = RewardSpec(click=1.0, order=2.0, value_weight=0.01, window=600.0)
     rule_engine = build_engine(world, make_policy("fixed_rule", **rule_params), rewards=rewards)
+    spec: dict[str, Any] = (
+        {"name": learner, "params": {}} if isinstance(learner, str) else dict(learner)
+    )
+    params: dict[str, Any] = {"seed": seed + 1, **dict(spec.get("params") or {})}
     policy = ApprenticePolicy(
         rule={"name": "fixed_rule", "params": rule_params},
-        learner={"name": learner, "params": {"seed": seed + 1}},
+        learner={"name": spec["name"], "params": params},
         seed=seed,
     )
     app_engine = build_engine(world, policy, rewards=rewards)

@@ -560,33 +560,11 @@ class World:
 
     def deal_rows(self, deal_ids: Sequence[str]) -> IntArray:
         """Rows of ``deals`` for the given deal ids (a grid world's offered deals)."""
-        pos = (
-            self._deal_pos
-            if self._grid is not None
-            else {d: i for i, d in enumerate(self.deals["deal_id"])}
-        )
-        out = np.empty(len(deal_ids), dtype=np.intp)
-        for i, d in enumerate(deal_ids):
-            j = pos.get(d)
-            if j is None:
-                raise NotFoundError.for_field("deal_id", d, "is not a deal of this world")
-            out[i] = j
-        return out
+        return _rows_of(deal_ids, self.deals["deal_id"], "deal_id", "deal")
 
     def course_rows(self, course_ids: Sequence[str]) -> IntArray:
         """Rows of ``courses`` for the given course ids."""
-        pos = (
-            self._course_pos
-            if self._grid is not None
-            else {c: i for i, c in enumerate(self.courses["course_id"])}
-        )
-        out = np.empty(len(course_ids), dtype=np.intp)
-        for i, c in enumerate(course_ids):
-            j = pos.get(c)
-            if j is None:
-                raise NotFoundError.for_field("course_id", c, "is not a course of this world")
-            out[i] = j
-        return out
+        return _rows_of(course_ids, self.courses["course_id"], "course_id", "course")
 
     # -- eligibility -------------------------------------------------------------------------------
     def eligible(self, user_index: int, t: float) -> IntArray:
@@ -813,6 +791,16 @@ class World:
             "context_free_reward": float(context_free.mean()),
             "contextual_lift": float(oracle.mean() / context_free.mean()),
         }
+
+
+def _rows_of(ids: Sequence[str], table_ids: pd.Series, field: str, what: str) -> IntArray:
+    """Positions of ``ids`` in ``table_ids`` (a table's id column); a clear error for an unknown one."""
+    pos = pd.Index(table_ids)
+    out: IntArray = pos.get_indexer(list(ids)).astype(np.intp)
+    if out.size and out.min() < 0:
+        bad = list(ids)[int(np.argmin(out))]
+        raise NotFoundError.for_field(field, bad, f"is not a {what} of this world")
+    return out
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:

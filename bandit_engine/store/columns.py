@@ -16,6 +16,7 @@ from ..errors import ValidationError
 from .connection import LogConnection
 
 __all__ = [
+    "ANONYMOUS_PREFIX",
     "CELL_FIELDS",
     "CELL_SEPARATOR",
     "DAY_SPAN",
@@ -29,6 +30,9 @@ DECISION_COLUMNS = ("seq_day", "user", "cell", "reward")
 #: ``seq_day = seq * DAY_SPAN + day``: one integer for two (a report's time is mostly spent making
 #: a Python object per value read); UTC day numbers stay below 2**16 until the year 2149.
 DAY_SPAN = 1 << 16
+#: The user of an anonymous decision in :meth:`LogColumns.decision_chunks`: as wide as a
+#: pseudonym prefix, so a page of users is one fixed-width byte string for numpy.
+ANONYMOUS_PREFIX = "-" * 16
 #: The fields joined into ``cell`` (by :data:`CELL_SEPARATOR`), in order.
 CELL_FIELDS = ("group", "presence", "city", "bundle_id")
 #: ASCII unit separator: not expected in group names, cities or bundle ids.
@@ -85,13 +89,15 @@ class LogColumns(LogConnection):
         since: float | None = None,
         until: float | None = None,
         chunk: int = 500_000,
+        after: int = 0,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Decisions with ``since <= ts < until`` as row lists of :data:`DECISION_COLUMNS`:
+        """Decisions with ``since <= ts < until`` and ``seq > after`` as row lists of :data:`DECISION_COLUMNS`:
         ``seq_day`` (``seq * DAY_SPAN + UTC day number``), ``user`` (the pseudonym's first 16
-        hex digits, ``"-"`` when anonymous), ``cell`` (the :data:`CELL_FIELDS` joined by
+        hex digits, ``ANONYMOUS_PREFIX`` (16 dashes) when anonymous), ``cell`` (the :data:`CELL_FIELDS` joined by
         :data:`CELL_SEPARATOR`: group (``policy`` for rows logged without a holdout plan),
         presence and city (empty when unknown), bundle) and ``reward`` (``None`` while
-        pending).
+        pending). ``after`` (a journal seq) lets a cache read only what was logged since its last
+        read.
 
         The low-cardinality fields travel as one string built in SQL: reading a row costs a
         Python object per value, and this is most of a report's time on a large log."""
@@ -111,11 +117,12 @@ class LogColumns(LogConnection):
             "CAST(floor(ts / 86400.0) AS BIGINT)" if self._FLOOR else "CAST(ts / 86400 AS INTEGER)"
         )
         sql = (
-            f"SELECT seq * {DAY_SPAN} + {day}, coalesce({self._USER_PREFIX}, '-'), {cell}, reward"
+            f"SELECT seq * {DAY_SPAN} + {day}, coalesce({self._USER_PREFIX}, '{ANONYMOUS_PREFIX}'), {cell},"
+            " reward"
             " FROM decisions"
             " WHERE seq > ?" + extra + " ORDER BY seq LIMIT ?"
         )
-        last = 0
+        last = int(after)
         while True:
             with self._lock:
                 rows = self._conn.execute(sql, [last, *params, chunk]).fetchall()
@@ -127,11 +134,24 @@ class LogColumns(LogConnection):
             last = int(rows[-1][0]) // DAY_SPAN
 
     def event_totals(
-        self, *, since: float | None = None, until: float | None = None
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        events_after: int = 0,
+        events_upto: int | None = None,
     ) -> list[tuple[int, str, int, float]]:
         """``(decision seq, type, count, value sum)`` of the non-duplicate events (in the window
-        or late) of the decisions with ``since <= ts < until``, grouped in SQL."""
+        or late) of the decisions with ``since <= ts < until``, grouped in SQL. ``events_after``
+        / ``events_upto`` bound the events' own journal seqs (``after < seq <= upto``): what a
+        cache needs to add the events logged since its last read."""
         extra, params = _window("d.ts", since, until)
+        if events_after:
+            extra += " AND e.seq > ?"
+            params.append(int(events_after))
+        if events_upto is not None:
+            extra += " AND e.seq <= ?"
+            params.append(int(events_upto))
         sql = (
             "SELECT d.seq, e.type, count(*), sum(e.value) FROM events e"
             " JOIN decisions d ON d.decision_id = e.decision_id"
@@ -140,6 +160,57 @@ class LogColumns(LogConnection):
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [(int(s), str(t), int(n), float(v or 0.0)) for s, t, n, v in rows]
+
+    def live_marks(self) -> tuple[int, int, int]:
+        """``(newest decision seq, newest event seq, number of decisions)``: where a cache of the
+        log stands (a smaller count than the cache holds means rows were deleted: forget,
+        purge or retention)."""
+        with self._lock:
+            d = self._conn.execute("SELECT max(seq), count(*) FROM decisions").fetchone()
+            e = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+        return int(d[0] or 0), int(e[0] or 0), int(d[1] or 0)
+
+    def rewards_of(self, seqs: Sequence[int]) -> list[tuple[int, float]]:
+        """``(seq, reward)`` of the given decisions whose reward is learned (by primary key, in
+        batches of 500: a cache asks for its pending decisions only)."""
+        out: list[tuple[int, float]] = []
+        for i in range(0, len(seqs), 500):
+            part = [int(s) for s in seqs[i : i + 500]]
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT seq, reward FROM decisions WHERE seq IN ({marks}) AND reward IS NOT NULL"
+            with self._lock:
+                rows = self._conn.execute(sql, part).fetchall()
+            out.extend((int(s), float(r)) for s, r in rows)
+        return out
+
+    def decision_health(
+        self, *, after: int = 0, upto: int | None = None, small: float = 0.01
+    ) -> list[tuple[str, int, float, float, int, int]]:
+        """Per ``model_id`` of the decisions with ``after < seq <= upto``: ``(model, decisions,
+        sum 1/p, sum 1/p^2, decisions with p < small, newest seq)`` (sums, so a cache adds what
+        is new to what it holds; one row per model, not per policy version, which changes with
+        every update learned)."""
+        where, params = "seq > ?", [int(after)]
+        if upto is not None:
+            where += " AND seq <= ?"
+            params.append(int(upto))
+        sql = (
+            "SELECT coalesce(model_id, ''), count(*), sum(1.0 / propensity),"
+            " sum(1.0 / (propensity * propensity)),"
+            " sum(CASE WHEN propensity < ? THEN 1 ELSE 0 END), max(seq)"
+            " FROM decisions WHERE propensity > 0 AND " + where + " GROUP BY 1"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, [float(small), *params]).fetchall()
+        return [(str(m), int(n), float(w), float(w2), int(k), int(s)) for m, n, w, w2, k, s in rows]
+
+    def decision_at(self, seq: int) -> tuple[str, str, float] | None:
+        """``(policy_version, model_id, ts)`` of the decision with journal seq ``seq``."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT policy_version, model_id, ts FROM decisions WHERE seq = ?", (int(seq),)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
     def group_counts(
         self, *, since: float | None = None, until: float | None = None

@@ -153,6 +153,11 @@ class LogConnection:
         """A pseudonym as the database stores it (hex text in SQLite)."""
         return pseudonym
 
+    def _profile_key(self, pseudonym: str) -> bytes:
+        """A pseudonym as the profile and consent tables store it: its 32 bytes, on both
+        backends (schema step 5)."""
+        return bytes.fromhex(pseudonym)
+
     def _user_text(self, stored: Any) -> str | None:
         """A stored pseudonym back as 64 hex characters (``None`` stays ``None``)."""
         return None if stored is None else str(stored)

@@ -11,9 +11,9 @@ noise (:mod:`bandit_engine.privacy.dp` does), so nothing is ever released that w
 accounted, and a crash after the spend only wastes budget. Composition is basic (sequential):
 the totals are the sums of the spends, which is valid for any mix of mechanisms.
 
-The table is created by the first ledger opened on a log (``CREATE TABLE IF NOT EXISTS``, the same
-statement for both databases), so a log without releases has none and older logs need no
-migration.
+The table is part of the log's schema (migration step 5 of both backends,
+:data:`~bandit_engine.store.schema.LEDGER_DDL`); a log that an older version gave a ledger on
+first use keeps it as it is.
 """
 
 from __future__ import annotations
@@ -28,11 +28,6 @@ from .connection import LogConnection
 
 __all__ = ["LedgerEntry", "PrivacyLedger"]
 
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS dp_ledger (ts DOUBLE PRECISION NOT NULL, label TEXT NOT NULL,"
-    " mechanism TEXT NOT NULL, epsilon DOUBLE PRECISION NOT NULL,"
-    " delta DOUBLE PRECISION NOT NULL, details TEXT NOT NULL)"
-)
 _META_KEY = "dp_budget"
 
 
@@ -83,7 +78,6 @@ class PrivacyLedger:
         self.log = log
         budget = json.dumps({"epsilon": self.total_epsilon, "delta": self.total_delta})
         with log.transaction():
-            log._conn.execute(_DDL)
             row = log._conn.execute("SELECT value FROM meta WHERE key = ?", (_META_KEY,)).fetchone()
             if row is None:
                 log._conn.execute(

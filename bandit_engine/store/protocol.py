@@ -8,7 +8,7 @@ server, the CLI and the evaluation loaders are typed against it and get one from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self
 
@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..records import Decision, LearnedReward
 from .connection import Synchronous
+from .consent import ConsentChange
 from .rows import FloatArray, JournalEntry
 from .versions import LeaseRow, VersionInfo
 
@@ -107,6 +108,27 @@ class EventStore(Protocol):
 
     def delete_profiles_before(self, platform: str, stamp: float) -> int: ...
 
+    # consent (store/consent.py)
+    def set_consent(
+        self,
+        user_id: str,
+        consent: Mapping[str, Any],
+        *,
+        source: str = "api",
+        now: float | None = None,
+    ) -> dict[str, bool]: ...
+
+    def write_consents(
+        self,
+        user_ids: Sequence[str],
+        records: Sequence[Mapping[str, bool]],
+        *,
+        source: str = "import",
+        now: float | None = None,
+    ) -> int: ...
+
+    def consent_log_of(self, user_id: str) -> list[ConsentChange]: ...
+
     def profile_counts(self) -> dict[str, int]: ...
 
     # reading
@@ -137,11 +159,27 @@ class EventStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         chunk: int = 500_000,
+        after: int = 0,
     ) -> Iterator[list[tuple[Any, ...]]]: ...
 
     def event_totals(
-        self, *, since: float | None = None, until: float | None = None
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        events_after: int = 0,
+        events_upto: int | None = None,
     ) -> list[tuple[int, str, int, float]]: ...
+
+    def live_marks(self) -> tuple[int, int, int]: ...
+
+    def rewards_of(self, seqs: Sequence[int]) -> list[tuple[int, float]]: ...
+
+    def decision_health(
+        self, *, after: int = 0, upto: int | None = None, small: float = 0.01
+    ) -> list[tuple[str, int, float, float, int, int]]: ...
+
+    def decision_at(self, seq: int) -> tuple[str, str, float] | None: ...
 
     def users_before(self, ts: float) -> list[Any]: ...
 
@@ -181,6 +219,19 @@ class EventStore(Protocol):
     def log_mode(self, decision_id: str, mode: str, target_p: float | None = None) -> None: ...
 
     def decision_modes(self, *, closed_only: bool = False) -> list[dict[str, Any]]: ...
+
+    # shared live behaviour (issue 12: store/behaviour_rows.py)
+    def put_behaviour(self, rows: Iterable[tuple[str, int, bytes]], *, seq: int) -> int: ...
+
+    def behaviour_of(self, key_hex: str) -> tuple[int, bytes] | None: ...
+
+    def behaviour_count(self) -> int: ...
+
+    def forget_behaviour_rows(self, key_hex: str, *, notify_learner: bool) -> int: ...
+
+    def take_behaviour_forgets(self) -> list[str]: ...
+
+    def has_behaviour_forgets(self) -> bool: ...
 
     # retention and housekeeping
     def forget_user(self, user_id: str) -> dict[str, int]: ...

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import DataError, NotFoundError, ValidationError
+from ..profiles import CONSENT
 from .connection import LogConnection
 from .crypto import open_text, open_vector, profile_aad, x_aad
 from .rows import JournalEntry, unblob
@@ -37,7 +38,7 @@ class LogReads(LogConnection):
     def get_profile(self, user_id: str) -> dict[str, dict[str, Any]] | None:
         """``{platform: fields}`` stored for a user (looked up by pseudonym), or ``None``."""
         pseudonym = self.pseudonym(user_id)
-        user = self._stored_user(pseudonym)
+        user = self._profile_key(pseudonym)
         with self._lock:
             rows = self._conn.execute(
                 'SELECT platform, fields FROM profiles WHERE "user" = ?', (user,)
@@ -133,7 +134,9 @@ class LogReads(LogConnection):
             out["events"] = int(c.execute("SELECT count(*) FROM events").fetchone()[0])
             out["learned"] = int(c.execute("SELECT count(*) FROM learned").fetchone()[0])
             out["profiles"] = int(
-                c.execute('SELECT count(DISTINCT "user") FROM profiles').fetchone()[0]
+                c.execute(
+                    'SELECT count(DISTINCT "user") FROM profiles WHERE platform <> ?', (CONSENT,)
+                ).fetchone()[0]
             )
         return out
 

@@ -51,8 +51,7 @@ def reencrypt_log(log: LogConnection) -> dict[str, int]:
         for user, platform, fields in log._conn.execute(
             'SELECT "user", platform, fields FROM profiles'
         ).fetchall():
-            pseudonym = log._user_text(user)
-            assert pseudonym is not None
+            pseudonym = bytes(user).hex()  # the profile table's 32-byte key (schema step 5)
             aad = profile_aad(pseudonym, str(platform))
             text = open_text(cipher, str(fields), aad, "profiles.fields")
             log._conn.execute(

@@ -53,6 +53,13 @@ _DECISION_COLS = (
     'seq, decision_id, ts, "user", bundle_id, propensity, policy_version, model_id,'
     " x, x_dim, z, z_dim, grp"
 )
+# the decision's mode and, in apprentice mode, the learner's probability of the served bundle
+# (decision_modes is written in the decision's own transaction, so a tailed decision has its row)
+_DECISION_FROM = "decisions d LEFT JOIN decision_modes m ON m.decision_id = d.decision_id"
+# (and the number of candidates, from the scores blob: one float64 per candidate)
+_DECISION_SELECT = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLS.split(",")) + (
+    ", m.mode, m.target_p, length(d.scores) / 8"
+)
 
 
 class LogVersions(LogConnection):
@@ -232,6 +239,9 @@ class LogVersions(LogConnection):
                 ),
                 "z": unblob(r[10], None if r[11] is None else int(r[11])),
                 "group": r[12],  # the holdout group whose policy learns this decision
+                "mode": r[13],  # None, a fallback, "apprentice:rule" / "apprentice:policy"
+                "target_p": None if r[14] is None else float(r[14]),
+                "n_candidates": int(r[15]),
             },
         )
 
@@ -243,7 +253,8 @@ class LogVersions(LogConnection):
         with self._lock:
             c = self._conn
             dec = c.execute(
-                f"SELECT {_DECISION_COLS} FROM decisions WHERE seq > ? AND seq <= ? ORDER BY seq",
+                f"SELECT {_DECISION_SELECT} FROM {_DECISION_FROM} WHERE d.seq > ? AND d.seq <= ?"
+                " ORDER BY d.seq",
                 (since, until),
             ).fetchall()
             ev = c.execute(
@@ -289,11 +300,11 @@ class LogVersions(LogConnection):
             "d.seq <= ? AND d.model_id = ? AND (d.status = 'pending' OR d.decision_id IN"
             " (SELECT decision_id FROM learned WHERE seq > ?))"
         )
-        cols = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLS.split(","))
         with self._lock:
             c = self._conn
             dec = c.execute(
-                f"SELECT {cols} FROM decisions d WHERE {where} ORDER BY d.seq", (seq, model_id, seq)
+                f"SELECT {_DECISION_SELECT} FROM {_DECISION_FROM} WHERE {where} ORDER BY d.seq",
+                (seq, model_id, seq),
             ).fetchall()
             ev = c.execute(
                 "SELECT e.seq, e.decision_id, e.event_id, e.type, e.value, e.ts, e.status"

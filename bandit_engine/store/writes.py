@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ..profiles import CONSENT
 from ..records import Decision, LearnedReward
-from .connection import LogConnection
+from .consent import LogConsent
 from .crypto import open_text, profile_aad, seal_text, seal_vector, x_aad
 from .rows import FloatArray, blob, vector
 
@@ -32,7 +33,7 @@ _INSERT_EVENT = (
 )
 
 
-class LogWrites(LogConnection):
+class LogWrites(LogConsent):
     """The writing methods of :class:`~bandit_engine.store.EventLog`."""
 
     def log_decision(
@@ -243,13 +244,17 @@ class LogWrites(LogConnection):
         fields.
 
         Stored under the user's pseudonym. Values must be JSON scalars or lists with finite numbers.
+        The reserved platform ``consent`` is the user's consent record: it always merges, and
+        each change is logged (:meth:`~bandit_engine.store.consent.LogConsent.set_consent`).
         """
         if not isinstance(platform, str) or not platform:
             raise ValidationError.for_field("platform", platform, "must be a non-empty string")
         if not isinstance(fields, Mapping):
             raise ValidationError.for_field("fields", fields, "must be a mapping field -> value")
+        if platform == CONSENT:
+            return dict(self.set_consent(user_id, fields, now=now))
         pseudonym = self.pseudonym(user_id)
-        user = self._stored_user(pseudonym)
+        user = self._profile_key(pseudonym)
         aad = profile_aad(pseudonym, platform)
         with self.transaction():
             # a replacement does not need the stored fields (one round trip less on PostgreSQL)
