@@ -176,16 +176,32 @@ class PgSession:
     def __init__(self, pool: ConnectionPool[Any], where: str) -> None:
         self.pool = pool
         self.where = where
-        self.tx: psycopg.Connection[Any] | None = None
+        self._tx: psycopg.Connection[Any] | None = None
         self._pipe: contextlib.ExitStack | None = None
         self._pipeline: psycopg.Pipeline | None = None
         self._sent = 0  # statements queued by send() since the last round trip
 
+    @property
+    def tx(self) -> psycopg.Connection[Any] | None:
+        """The open transaction's connection (``None`` outside one), out of pipeline mode for the
+        rest of the transaction: for a caller whose statements pipeline mode cannot carry
+        (``COPY``). What :meth:`send` queued is run first; its error fails the transaction."""
+        if self._tx is not None and self._pipe is not None:
+            pipe, self._pipe, self._pipeline = self._pipe, None, None
+            sent, self._sent = self._sent, 0
+            try:
+                pipe.close()
+            except psycopg.Error as exc:
+                raise (
+                    self._refused(exc) if sent else StoreBusyError.during(self.where, exc)
+                ) from exc
+        return self._tx
+
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
         query = to_pg(sql)
         try:
-            if self.tx is not None:
-                return self._roundtrip(self.tx, query, parameters)
+            if self._tx is not None:
+                return self._roundtrip(self._tx, query, parameters)
             used: list[psycopg.Connection[Any]] = []
             try:
                 with self.pool.connection() as conn:
@@ -209,11 +225,11 @@ class PgSession:
         """Queue a statement whose result nobody reads: inside a transaction it travels with the
         next round trip (its error, if any, comes back then and fails the transaction);
         outside one it runs at once, like :meth:`execute`."""
-        if self.tx is None:
+        if self._tx is None:
             self.execute(sql, parameters)
             return
         try:
-            self.tx.execute(to_pg(sql), parameters)
+            self._tx.execute(to_pg(sql), parameters)
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
         self._sent += 1
@@ -255,7 +271,7 @@ class PgSession:
             except psycopg.OperationalError as exc:
                 raise StoreBusyError.during(self.where, exc) from exc
             try:
-                self.tx, self._pipe, self._sent = conn, contextlib.ExitStack(), 0
+                self._tx, self._pipe, self._sent = conn, contextlib.ExitStack(), 0
                 self._pipeline = self._pipe.enter_context(conn.pipeline())
                 conn.execute("BEGIN")
                 return self._roundtrip(conn, first, ()).fetchone()
@@ -273,8 +289,8 @@ class PgSession:
         same round trip as the ``COMMIT`` (with whatever :meth:`send` queued; if any of them
         fails, nothing is committed). A transaction that failed earlier is never reported as
         committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
-        conn, pipe = self.tx, self._pipe
-        if conn is None or pipe is None:
+        conn, pipe = self._tx, self._pipe
+        if conn is None:
             return
         try:
             if conn.info.transaction_status == TransactionStatus.INERROR:
@@ -288,7 +304,8 @@ class PgSession:
             cur = conn.execute("COMMIT")
             self._pipe = self._pipeline = None
             try:
-                pipe.close()  # leaves pipeline mode: sends everything, reads every result
+                if pipe is not None:
+                    pipe.close()  # leaves pipeline mode: sends everything, reads every result
             except psycopg.Error as exc:
                 raise self._refused(exc) from exc
             if cur.statusmessage != "COMMIT":
@@ -305,7 +322,7 @@ class PgSession:
     def rollback(self) -> None:
         """Roll back (if a transaction is open) and give the connection back; never raises for a
         dead connection (the pool drops it)."""
-        conn, self.tx = self.tx, None
+        conn, self._tx = self._tx, None
         pipe, self._pipe, self._pipeline = self._pipe, None, None
         self._sent = 0
         if conn is None:
