@@ -137,6 +137,7 @@ class Phase:
     elapsed: float = 0.0
     completed: int = 0
     server_cpu: float = 0.0  # CPU seconds the server process used during the phase
+    client_cpu: float = 0.0  # CPU seconds this load generator used during the phase
     server_p99: dict[str, float] = field(default_factory=dict)  # ms, from the server's histogram
 
     def record(self, kind: str, seconds: float) -> None:
@@ -217,6 +218,7 @@ async def run_phase(
             phase.completed += 1
 
     cpu0 = _tree_cpu_seconds(pid)
+    own0 = time.process_time()
     start = time.perf_counter()
     n = int(rate * seconds)
     for i in range(n):
@@ -230,6 +232,7 @@ async def run_phase(
     await asyncio.gather(*list(tasks))
     phase.elapsed = time.perf_counter() - start
     phase.server_cpu = _tree_cpu_seconds(pid) - cpu0
+    phase.client_cpu = time.process_time() - own0
     while not pool.empty():
         pool.get_nowait().close()
     return phase
@@ -360,7 +363,8 @@ def _print(sync: str, phases: list[Phase], rate: float) -> bool:
         if n_req:
             print(
                 f"{sync:>6}  {ph.name:<9} server CPU {ph.server_cpu / n_req * 1e6:6.0f} us/request "
-                f"({ph.server_cpu / ph.elapsed:.2f} cores)"
+                f"({ph.server_cpu / ph.elapsed:.2f} cores); load generator "
+                f"{ph.client_cpu / ph.elapsed:.2f} cores"
             )
         for route, p99 in sorted(ph.server_p99.items()):
             if route.startswith("/v1/"):
@@ -571,7 +575,8 @@ def compare_workers(args: argparse.Namespace) -> int:
                             f"workers {workers}  rate {rate:6.0f}/s  decisions "
                             f"{dec.get('per_s', 0):7.0f}/s  p50 {dec.get('p50_ms', 0):6.2f} ms  "
                             f"p99 {p99:7.2f} ms  errors {errors}  server CPU "
-                            f"{ph.server_cpu / ph.elapsed:.2f} cores  "
+                            f"{ph.server_cpu / ph.elapsed:.2f} cores  load generator "
+                            f"{ph.client_cpu / ph.elapsed:.2f} cores  "
                             f"{'ok' if passed else ('p99 FAIL' if kept_up else 'FAIL')}  "
                             f"(load {os.getloadavg()[0]:.1f})",
                             flush=True,

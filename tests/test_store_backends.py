@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import test_store as sqlite_suite
 from conftest import PG_URL, pg_schema_url
-from test_store import KEY, log_one
+from test_store import KEY, log_one, make_decision
 
 from bandit_engine.errors import (
     ConfigError,
@@ -501,3 +501,61 @@ def test_a_url_without_psycopg_installed_names_the_extra(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError, match=r"pip install 'bandit-engine\[postgres\]'") as info:
         open_log("postgresql://app:s3cret@127.0.0.1/test", hmac_key=KEY)
     assert info.value.field == "db" and "s3cret" not in str(info.value)
+
+
+# -- writes that do not wait for the server (issue 12: fewer round trips) ----------------------
+
+
+def _log_nowait(lg: EventStore, i: int) -> int:
+    x = np.array([1.0, float(i), 0.5])
+    z = np.array([1.0, 0.0, 2.0, 3.0])
+    return lg.log_decision(
+        make_decision(i, 1000.0), user_id="alice", x=x, z=z, model_id="m1", wait=False
+    )
+
+
+def test_writes_that_do_not_wait_are_stored_like_the_others(db_target: str) -> None:
+    with open_log(db_target, hmac_key=KEY) as lg, lg.transaction():
+        _log_nowait(lg, 1)
+        assert lg.log_event("dec1", "click", 1.0, 1001.0, "e1", "accepted", wait=False)
+        # a read in the same transaction sees what was queued before it
+        assert lg.has_decision("dec1")
+        _log_nowait(lg, 2)
+        lg.log_event("dec1", "click", 1.0, 1002.0, "e1", "duplicate", wait=False)  # kept once
+    with open_log(db_target, hmac_key=KEY) as lg:
+        assert lg.has_decision("dec2") and lg.decision("dec1")["n_events"] == 1
+        # in commit order; a pair kept once may leave a gap in seq on PostgreSQL
+        seqs = [e.seq for e in lg.entries_since(0)]
+        assert len(seqs) == 3 and seqs == sorted(seqs)
+
+
+def test_a_reused_id_that_was_not_waited_for_fails_the_whole_transaction(db_target: str) -> None:
+    with open_log(db_target, hmac_key=KEY) as lg:
+        log_one(lg, 1)
+        pg = db_target.startswith("postgresql")
+        # SQLite answers at once, as when waiting; PostgreSQL learns it at the next round trip
+        # and then refuses the whole transaction: nothing of it may be acknowledged half-written
+        expected = StoreBusyError if pg else ValidationError
+        with pytest.raises(expected, match=r"refused|already"), lg.transaction():
+            _log_nowait(lg, 2)
+            _log_nowait(lg, 1)
+            lg.has_decision("dec2")
+        if pg:
+            assert not lg.has_decision("dec2")
+        log_one(lg, 3)  # the log is usable afterwards
+        assert lg.has_decision("dec3") and lg.integrity_check() == "ok"
+
+
+def test_a_read_on_a_connection_the_server_closed_is_retried(pg_url: str) -> None:
+    import psycopg
+
+    with open_log(pg_url, hmac_key=KEY) as lg:
+        log_one(lg, 1)
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'bandit-engine' AND pid <> pg_backend_pid()"
+            )
+        assert lg.has_decision("dec1")  # a read is safe to repeat on a fresh connection
+        log_one(lg, 2)
+        assert lg.last_seq() == 2

@@ -327,8 +327,9 @@ class DecisionService(LoggedEngine):
 
         def write() -> None:
             try:
-                # False: the same event id was stored meanwhile by another server (kept once)
-                log.log_event(decision_id, type, float(value), t, event_id, verdict)
+                # the same event id stored meanwhile by another server is kept once; nobody needs
+                # to know which, so PostgreSQL need not wait for the row (it goes with the commit)
+                log.log_event(decision_id, type, float(value), t, event_id, verdict, wait=False)
             except StoreBusyError:
                 raise
             except BanditError as exc:

@@ -236,7 +236,12 @@ class LoggedEngine:
         if x is None or z is None:  # an Engine's decisions always carry both
             raise RuntimeError(f"decision {d.decision_id} came without its x and z")
         try:
-            self.log.log_decision(d, user_id=user_id, x=x, z=z, model_id=engine.model_id)
+            # wait=False: the id was checked above or made up by the engine, and the write is in
+            # the caller's transaction or its own; on PostgreSQL the row then travels with the
+            # next round trip instead of costing one (a clash fails the whole transaction)
+            self.log.log_decision(
+                d, user_id=user_id, x=x, z=z, model_id=engine.model_id, wait=False
+            )
         except StoreBusyError:
             raise  # retryable; the caller rolls back and rebuilds (the engine already decided)
         except BanditError as exc:  # the engine decided but the log refused: they now disagree
@@ -268,7 +273,9 @@ class LoggedEngine:
         t = engine.now() if at is None else at
         status = engine.report(decision_id, type, value=value, event_id=event_id, at=t)
         try:
-            self.log.log_event(decision_id, type, value, t, event_id, status)
+            # the engine classified the event; whether the log already held the pair is not
+            # needed here (it is stored once either way), so PostgreSQL need not wait for it
+            self.log.log_event(decision_id, type, value, t, event_id, status, wait=False)
         except StoreBusyError:
             raise  # retryable; the caller rolls back and rebuilds (the engine already counted it)
         except BanditError as exc:

@@ -135,6 +135,16 @@ class LogConnection:
         """Roll back the open transaction, if any (must not raise for a dead connection)."""
         raise NotImplementedError
 
+    #: whether :meth:`_send` queues a statement for the next round trip (PostgreSQL's pipeline)
+    #: instead of running it at once (SQLite: statements are calls, not round trips)
+    _pipelined = False
+
+    def _send(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        """Run a write whose result nobody reads; inside a transaction a backend may queue it for
+        its next round trip (its error then surfaces there, or at commit, and fails the
+        transaction)."""
+        self._conn.execute(sql, parameters)
+
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (a backend may retry transient lock errors here)."""
         return fn()

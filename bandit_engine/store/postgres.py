@@ -14,8 +14,23 @@ one for its statement. The pool (``psycopg_pool.ConnectionPool``) is there to ke
 open between calls and to replace a broken one: a connection lost with the server (a restart, a
 network cut) fails the call that was using it with :class:`~bandit_engine.errors.StoreBusyError`
 (nothing of it is committed; the server answers 503), and the pool checks each connection it hands
-out, so the next call gets a fresh one once the server is back. TCP keepalives (unless the URL
-sets its own) notice a server that vanished without a word within about 25 s.
+out, so the next call gets a fresh one once the server is back. That check costs no round trip
+(it looks for anything the server sent to an idle connection: the notice of a shutdown, the end
+of the stream); a closure it could not see yet fails the transaction's first round trip before
+anything was written, or a read, and that one is repeated once on a fresh connection. TCP
+keepalives (unless the URL sets its own) notice a server that vanished without a word within
+about 25 s.
+
+Round trips
+-----------
+Every statement whose result the log reads is a round trip to the server, and on a loaded machine
+each costs far more than the work in it (the server process has to be scheduled). So a write
+transaction's connection stays in pipeline mode from ``BEGIN`` to ``COMMIT``: ``BEGIN`` travels
+with the journal lock, the journal's new head with ``COMMIT``, and rows nobody reads back (the
+learned, admin and profile rows; decisions and events logged with ``wait=False``) with the next
+statement that waits. An error of such a row arrives with that round trip and fails the whole
+transaction (:class:`~bandit_engine.errors.StoreBusyError`; nothing of it is committed). A server
+request then costs one round trip per read it needs (the profile, the decision an event names).
 
 The journal
 -----------
@@ -47,13 +62,16 @@ such copies last.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import select
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
@@ -118,6 +136,24 @@ def _fetch(cur: psycopg.Cursor[Any]) -> _Rows:
     return _Rows(cur.rowcount, cur.fetchall() if cur.description is not None else [])
 
 
+def _broken(conn: psycopg.Connection[Any]) -> bool:
+    """Whether psycopg knows the connection is unusable (closed, or its socket failed)."""
+    return conn.closed or conn.pgconn.status != pq.ConnStatus.OK
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip when it can: an idle
+    connection has nothing to read, so a readable socket means the server sent something
+    unasked (the notice of a shutdown or a terminated backend, or the end of the stream) and the
+    connection gets the full check (an empty query). A closure that has not arrived yet is caught
+    by the retry in :meth:`PgSession.begin` / of a read."""
+    if _broken(conn):
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
 #: errors meaning the log's tables are not reachable any more (beside lost connections)
 _GONE = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)
 
@@ -126,21 +162,56 @@ class PgSession:
     """Runs the shared SQL on PostgreSQL: inside a transaction on that transaction's connection,
     otherwise on a pooled connection (autocommit) for the one statement.
 
+    A transaction's connection is in pipeline mode from ``BEGIN`` to ``COMMIT``: a statement
+    whose result is read (:meth:`execute`) costs one round trip, as always, and carries with it
+    the statements :meth:`send` queued before it, which cost none of their own; ``BEGIN`` goes
+    with the journal lock and the journal's new head with ``COMMIT``.
+
     A lost connection, a pool that cannot hand one out in time or a lock wait past
     ``lock_timeout`` raises :class:`~bandit_engine.errors.StoreBusyError` naming the database
-    (never its password).
+    (never its password); so does a statement queued by :meth:`send` that the server refused
+    (its error arrives with the next round trip, and the transaction cannot commit).
     """
 
     def __init__(self, pool: ConnectionPool[Any], where: str) -> None:
         self.pool = pool
         self.where = where
-        self.tx: psycopg.Connection[Any] | None = None
+        self._tx: psycopg.Connection[Any] | None = None
+        self._pipe: contextlib.ExitStack | None = None
+        self._pipeline: psycopg.Pipeline | None = None
+        self._sent = 0  # statements queued by send() since the last round trip
+
+    @property
+    def tx(self) -> psycopg.Connection[Any] | None:
+        """The open transaction's connection (``None`` outside one), out of pipeline mode for the
+        rest of the transaction: for a caller whose statements pipeline mode cannot carry
+        (``COPY``). What :meth:`send` queued is run first; its error fails the transaction."""
+        if self._tx is not None and self._pipe is not None:
+            pipe, self._pipe, self._pipeline = self._pipe, None, None
+            sent, self._sent = self._sent, 0
+            try:
+                pipe.close()
+            except psycopg.Error as exc:
+                raise (
+                    self._refused(exc) if sent else StoreBusyError.during(self.where, exc)
+                ) from exc
+        return self._tx
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
         query = to_pg(sql)
         try:
-            if self.tx is not None:
-                return _fetch(self.tx.execute(query, parameters))
+            if self._tx is not None:
+                return self._roundtrip(self._tx, query, parameters)
+            used: list[psycopg.Connection[Any]] = []
+            try:
+                with self.pool.connection() as conn:
+                    used.append(conn)
+                    return _fetch(conn.execute(query, parameters))
+            except psycopg.OperationalError:
+                if not (used and _broken(used[0]) and query.lstrip()[:6].upper() == "SELECT"):
+                    raise
+            # a read on a pooled connection the server had closed (a restart, an idle timeout)
+            # that the cheap check could not see yet: a read is safe to repeat on a fresh one
             with self.pool.connection() as conn:
                 return _fetch(conn.execute(query, parameters))
         except _GONE as exc:
@@ -150,25 +221,75 @@ class PgSession:
         except psycopg.OperationalError as exc:
             raise StoreBusyError.during(self.where, exc) from exc
 
-    def begin(self) -> None:
-        """Take a connection from the pool and open a transaction on it."""
+    def send(self, sql: str, parameters: Sequence[Any] = (), /) -> None:
+        """Queue a statement whose result nobody reads: inside a transaction it travels with the
+        next round trip (its error, if any, comes back then and fails the transaction);
+        outside one it runs at once, like :meth:`execute`."""
+        if self._tx is None:
+            self.execute(sql, parameters)
+            return
         try:
-            conn = self.pool.getconn()
-        except psycopg.OperationalError as exc:
-            raise StoreBusyError.during(self.where, exc) from exc
-        try:
-            conn.execute("BEGIN")
-        except BaseException as exc:
-            self.pool.putconn(conn)
-            if isinstance(exc, psycopg.OperationalError):
-                raise StoreBusyError.during(self.where, exc) from exc
-            raise
-        self.tx = conn
+            self._tx.execute(to_pg(sql), parameters)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
+        self._sent += 1
 
-    def commit(self) -> None:
-        """Commit and give the connection back. A transaction that failed earlier is never
-        reported as committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
-        conn = self.tx
+    def _roundtrip(self, conn: psycopg.Connection[Any], query: str, parameters: Any) -> _Rows:
+        """One round trip: every queued statement, then ``query``, whose result is read. An error
+        of a queued statement (which may surface here first) fails the transaction."""
+        sent, self._sent = self._sent, 0
+        try:
+            cur = conn.execute(query, parameters)
+            if self._pipeline is not None:
+                self._pipeline.sync()
+            return _fetch(cur)
+        except psycopg.Error as exc:
+            if sent:
+                raise self._refused(exc) from exc
+            raise
+
+    def _refused(self, exc: psycopg.Error) -> StoreBusyError:
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreBusyError.during(self.where, exc)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return StoreBusyError(
+            f"the event log {self.where!r} refused a write of the transaction ({reason}); "
+            "nothing of it is committed; retry",
+            field="db",
+        )
+
+    def begin(self, first: str) -> Any:
+        """Take a connection from the pool, open a transaction on it and run ``first`` (a
+        statement without parameters) in the same round trip; return its first row.
+
+        A connection the server had closed while it sat in the pool fails here before anything of
+        the transaction reached the server: it is dropped and the transaction opened once more on
+        a fresh one."""
+        for attempt in (0, 1):
+            try:
+                conn = self.pool.getconn()
+            except psycopg.OperationalError as exc:
+                raise StoreBusyError.during(self.where, exc) from exc
+            try:
+                self._tx, self._pipe, self._sent = conn, contextlib.ExitStack(), 0
+                self._pipeline = self._pipe.enter_context(conn.pipeline())
+                conn.execute("BEGIN")
+                return self._roundtrip(conn, first, ()).fetchone()
+            except BaseException as exc:
+                self.rollback()
+                if isinstance(exc, psycopg.OperationalError):
+                    if attempt == 0 and _broken(conn):
+                        continue
+                    raise StoreBusyError.during(self.where, exc) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def commit(self, last: str | None = None, parameters: Sequence[Any] = ()) -> None:
+        """Commit and give the connection back; with ``last``, run that statement first, in the
+        same round trip as the ``COMMIT`` (with whatever :meth:`send` queued; if any of them
+        fails, nothing is committed). A transaction that failed earlier is never reported as
+        committed (PostgreSQL would turn its ``COMMIT`` into a rollback)."""
+        conn, pipe = self._tx, self._pipe
         if conn is None:
             return
         try:
@@ -178,7 +299,15 @@ class PgSession:
                     "transaction failed; retry",
                     field="db",
                 )
+            if last is not None:
+                conn.execute(to_pg(last), parameters)
             cur = conn.execute("COMMIT")
+            self._pipe = self._pipeline = None
+            try:
+                if pipe is not None:
+                    pipe.close()  # leaves pipeline mode: sends everything, reads every result
+            except psycopg.Error as exc:
+                raise self._refused(exc) from exc
             if cur.statusmessage != "COMMIT":
                 raise StoreBusyError(
                     f"the event log {self.where!r} rolled the transaction back at commit "
@@ -193,10 +322,15 @@ class PgSession:
     def rollback(self) -> None:
         """Roll back (if a transaction is open) and give the connection back; never raises for a
         dead connection (the pool drops it)."""
-        conn, self.tx = self.tx, None
+        conn, self._tx = self._tx, None
+        pipe, self._pipe, self._pipeline = self._pipe, None, None
+        self._sent = 0
         if conn is None:
             return
         try:
+            if pipe is not None:
+                with contextlib.suppress(psycopg.Error):
+                    pipe.close()  # what is queued runs (and fails, or is rolled back below)
             if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
                 conn.execute("ROLLBACK")
         except psycopg.Error:
@@ -296,7 +430,7 @@ class PostgresConnection(LogConnection):
             max_size=pool_size,
             kwargs=extra,
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=_check,
             timeout=self.busy_timeout,
             name="bandit-event-log",
             open=False,
@@ -385,19 +519,24 @@ class PostgresConnection(LogConnection):
         """Always: a commit is a round trip to the server (and its WAL flush)."""
         return True
 
+    _pipelined = True
+
+    def _send(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        self._conn.send(sql, parameters)
+
     # -- the transaction hooks ---------------------------------------------------------------
     def _open_tx(self) -> int:
-        s = self._conn
-        s.begin()
-        # the row lock is what BEGIN IMMEDIATE is on SQLite: one writer at a time holds the journal
-        row = s.execute("SELECT seq FROM journal_seq WHERE id = 0 FOR UPDATE").fetchone()
+        # the row lock is what BEGIN IMMEDIATE is on SQLite: one writer at a time holds the journal;
+        # sent with BEGIN in one round trip
+        row = self._conn.begin("SELECT seq FROM journal_seq WHERE id = 0 FOR UPDATE")
         return int(row[0])
 
     def _close_tx(self, seq: int | None) -> None:
-        s = self._conn
-        if seq is not None:
-            s.execute("UPDATE journal_seq SET seq = ? WHERE id = 0", (seq,))
-        s.commit()
+        # the journal's new head and the COMMIT in one round trip
+        if seq is None:
+            self._conn.commit()
+        else:
+            self._conn.commit("UPDATE journal_seq SET seq = ? WHERE id = 0", (seq,))
 
     def _abort_tx(self) -> None:
         self._conn.rollback()

@@ -67,6 +67,7 @@ class EventStore(Protocol):
         x: FloatArray,
         z: FloatArray,
         model_id: str,
+        wait: bool = ...,
     ) -> int: ...
 
     def log_event(
@@ -77,6 +78,8 @@ class EventStore(Protocol):
         ts: float,
         event_id: str | None,
         status: str,
+        *,
+        wait: bool = ...,
     ) -> bool: ...
 
     def log_learned(self, learned: LearnedReward) -> bool: ...

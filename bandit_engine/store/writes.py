@@ -21,6 +21,16 @@ from .rows import FloatArray, blob, vector
 __all__ = ["LogWrites"]
 
 _EVENT_STATUSES = ("accepted", "duplicate", "late")
+_INSERT_DECISION = (
+    'INSERT INTO decisions (seq, decision_id, ts, "user", bundle_id, deal_id,'
+    " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
+    " model_id, x, x_dim, z, z_dim, grp, presence, city)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, decision_id, event_id, type, value, ts, status) "
+    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(decision_id, event_id) DO NOTHING"
+)
 
 
 class LogWrites(LogConsent):
@@ -34,11 +44,17 @@ class LogWrites(LogConsent):
         x: FloatArray,
         z: FloatArray,
         model_id: str,
+        wait: bool = True,
     ) -> int:
         """Store a pending decision with its context ``x`` and the chosen bundle's features ``z``.
 
         Returns its journal ``seq``. A reused ``decision_id`` raises
-        :class:`~bandit_engine.errors.ValidationError` naming it.
+        :class:`~bandit_engine.errors.ValidationError` naming it. With ``wait=False`` a backend
+        that pipelines (PostgreSQL) sends the row inside the open transaction without waiting for
+        the server (no round trip of its own): a reused id then fails the whole transaction, at
+        its next round trip or at commit, with :class:`~bandit_engine.errors.StoreBusyError`
+        (nothing of it committed). For a caller that checked the id inside the same transaction
+        (the journal lock keeps other writers out) or made it up. SQLite behaves as ``wait=True``.
         """
         xa = vector("x", x)
         za = vector("z", z)
@@ -70,15 +86,14 @@ class LogWrites(LogConsent):
             params[8] = self._candidate_set(tuple(decision.candidates))
             seq = self._next_seq()
             params[0] = seq
+            if not wait and self._pipelined:
+                # no ON CONFLICT: a reused id must fail the transaction, since nobody waits here
+                self._send(_INSERT_DECISION, params)
+                return seq
             # DO NOTHING rather than catching the unique violation: in PostgreSQL an error
             # aborts the whole transaction, and with it every other write of a server's batch
             cur = self._conn.execute(
-                'INSERT INTO decisions (seq, decision_id, ts, "user", bundle_id, deal_id,'
-                " course_id, propensity, candidate_set, probabilities, scores, policy_version,"
-                " model_id, x, x_dim, z, z_dim, grp, presence, city)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (decision_id) DO NOTHING",
-                params,
+                _INSERT_DECISION + " ON CONFLICT (decision_id) DO NOTHING", params
             )
             if cur.rowcount != 1:
                 self._seq = seq - 1
@@ -119,13 +134,18 @@ class LogWrites(LogConsent):
         ts: float,
         event_id: str | None,
         status: str,
+        *,
+        wait: bool = True,
     ) -> bool:
         """Store an outcome event with the status the engine gave it (accepted / duplicate / late).
 
         An ``(decision_id, event_id)`` pair is stored once, whatever the number of concurrent
         requests or processes posting it: returns ``True`` when this call stored it, ``False`` when
         it was already there. Events without ``event_id`` cannot be de-duplicated and are always
-        stored.
+        stored. With ``wait=False`` a backend that pipelines (PostgreSQL) sends the row inside the
+        open transaction without waiting for the server, and returns ``True`` without knowing
+        which case it was (the pair is still stored once; a pair already there leaves a gap in
+        the journal's ``seq``, which is an order, not a count). SQLite behaves as ``wait=True``.
         """
         # the engine checks the type against its RewardSpec; the log keeps any well-formed name
         if not isinstance(type, str) or not type or len(type) > 32:
@@ -144,11 +164,11 @@ class LogWrites(LogConsent):
             raise ValidationError.for_field("value", value, "must be a finite number")
         with self.transaction():
             seq = self._next_seq()
-            cur = self._conn.execute(
-                "INSERT INTO events (seq, decision_id, event_id, type, value, ts, status) "
-                "VALUES (?,?,?,?,?,?,?) ON CONFLICT(decision_id, event_id) DO NOTHING",
-                (seq, decision_id, event_id, type, float(value), float(ts), status),
-            )
+            row = (seq, decision_id, event_id, type, float(value), float(ts), status)
+            if not wait and self._pipelined:
+                self._send(_INSERT_EVENT, row)
+                return True
+            cur = self._conn.execute(_INSERT_EVENT, row)
             if cur.rowcount != 1:
                 self._seq = seq - 1
                 return False
@@ -176,7 +196,8 @@ class LogWrites(LogConsent):
             if cur.rowcount != 1:
                 return False
             seq = self._next_seq()
-            self._conn.execute(
+            # nothing reads its result: on PostgreSQL it travels with the next round trip
+            self._send(
                 "INSERT INTO learned (seq, decision_id, bundle_id, reward, status, n_events,"
                 " closed_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(decision_id) DO NOTHING",
                 (
@@ -204,7 +225,7 @@ class LogWrites(LogConsent):
             raise ValidationError.for_field("payload", op, f"must be finite JSON ({exc})") from None
         with self.transaction():
             seq = self._next_seq()
-            self._conn.execute(
+            self._send(
                 "INSERT INTO admin (seq, ts, op, payload) VALUES (?,?,?,?)",
                 (seq, time.time() if ts is None else float(ts), op, text),
             )
@@ -236,12 +257,18 @@ class LogWrites(LogConsent):
         user = self._profile_key(pseudonym)
         aad = profile_aad(pseudonym, platform)
         with self.transaction():
-            row = self._conn.execute(
-                'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?', (user, platform)
-            ).fetchone()
+            # a replacement does not need the stored fields (one round trip less on PostgreSQL)
+            row = (
+                None
+                if replace
+                else self._conn.execute(
+                    'SELECT fields FROM profiles WHERE "user" = ? AND platform = ?',
+                    (user, platform),
+                ).fetchone()
+            )
             merged: dict[str, Any] = (
                 {}
-                if (row is None or replace)
+                if row is None
                 else json.loads(open_text(self._cipher, row[0], aad, "profiles.fields"))
             )
             merged.update(fields)
@@ -251,7 +278,7 @@ class LogWrites(LogConsent):
                 raise ValidationError.for_field(
                     "fields", dict(fields), f"must be JSON values with finite numbers ({exc})"
                 ) from None
-            self._conn.execute(
+            self._send(
                 'INSERT INTO profiles ("user", platform, fields, updated_at) VALUES (?,?,?,?) '
                 'ON CONFLICT("user", platform) DO UPDATE SET fields = excluded.fields, '
                 "updated_at = excluded.updated_at",
