@@ -105,11 +105,18 @@ def evaluate_partition(path: str, w: np.ndarray, b: np.ndarray) -> tuple[Any, An
     for lo in range(0, action.shape[0], _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         xs, a = x[sl], action[sl]
-        s = xs @ w
-        s -= s.max(axis=1, keepdims=True)
-        dist = np.exp(s)
+        # softmax and sigmoid in place: each temporary is a pass over (chunk x K) memory, and
+        # with two processes on two cores memory traffic, not arithmetic, is what they share
+        dist = xs @ w
+        dist -= dist.max(axis=1, keepdims=True)
+        np.exp(dist, out=dist)
         dist /= dist.sum(axis=1, keepdims=True)
-        qhat = 1.0 / (1.0 + np.exp(-(xs @ b - 4.0)))
+        qhat = xs @ b
+        qhat -= 4.0
+        np.negative(qhat, out=qhat)
+        np.exp(qhat, out=qhat)
+        qhat += 1.0
+        np.reciprocal(qhat, out=qhat)
         prob = dist[np.arange(a.shape[0]), a]
         common = {"reward": reward[sl], "action": a, "pscore": pscore[sl]}
         ipsa.update(**common, action_prob=prob)
