@@ -134,7 +134,9 @@ def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
 
 
-def run(log: Path, workers: int, seed: int, actions: int, skip_single: bool) -> None:
+def run(
+    log: Path, workers: int, seed: int, actions: int, skip_single: bool, plain: bool = False
+) -> None:
     paths = sorted(str(p) for p in log.glob("*.parquet"))
     if not paths:
         raise SystemExit(f"no Parquet partitions in {log}: run 'generate' first")
@@ -154,6 +156,22 @@ def run(log: Path, workers: int, seed: int, actions: int, skip_single: bool) -> 
         single, per_part = _merge([evaluate_partition(p, w, b) for p in paths])
         t_single = time.perf_counter() - t0
         print(f"one process: {t_single:.1f} s; load {os.getloadavg()}")
+
+    if plain:
+        # the same function in plain processes, no Dask: what the machine allows two processes
+        import multiprocessing as mp
+
+        fn = functools.partial(evaluate_partition, w=w, b=b)
+        with mp.get_context("spawn").Pool(workers) as pool:
+            pool.map(fn, paths[:workers])  # started and imported before the clock starts
+            t0 = time.perf_counter()
+            plain_results = pool.map(fn, paths, chunksize=1)
+            t_plain = time.perf_counter() - t0
+        print(
+            f"{workers} plain processes (multiprocessing, no Dask): {t_plain:.1f} s (per "
+            f"partition: median {np.median([r[3] for r in plain_results]):.2f} s); ratio "
+            f"one-process / plain: {t_single / t_plain:.2f}x; load {os.getloadavg()}"
+        )
 
     from dask.distributed import Client
 
@@ -211,11 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--actions", type=int, default=80)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--skip-single", action="store_true", help="only the Dask run")
+    r.add_argument(
+        "--plain",
+        action="store_true",
+        help="also time the same function in plain processes (multiprocessing, no Dask)",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "generate":
         generate(args.out, args.rows, args.parts, args.actions, args.features, args.seed)
     else:
-        run(args.log, args.workers, args.seed, args.actions, args.skip_single)
+        run(args.log, args.workers, args.seed, args.actions, args.skip_single, args.plain)
     return 0
 
 
