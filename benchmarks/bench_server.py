@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "--policy",
         default="linucb",
         help="policy of the demo engine without --model (issue 5's workload: linucb; the "
-        "serve-policy default pair_ucb sustains less, see benchmarks/README.md)",
+        "serve-policy default pair_ts sustains less, see benchmarks/README.md)",
     )
     p.add_argument(
         "--workers",
