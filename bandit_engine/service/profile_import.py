@@ -263,7 +263,10 @@ def _fragments(fitted: Any, canon: Any) -> list[str]:
         return ["[" + ",".join(map(_quote, t)) + "]" for t in canon]
     if isinstance(spec, Boolean):
         return [_NULL if v != v else ("true" if v else "false") for v in canon.tolist()]
-    return [_NULL if v != v else repr(v) for v in canon.tolist()]
+    values = canon.tolist()
+    if not np.isnan(np.asarray(canon, dtype=np.float64)).any():
+        return list(map(repr, values))  # the common case: no test per value (imports are long)
+    return [_NULL if v != v else repr(v) for v in values]
 
 
 _NULL = "null"
