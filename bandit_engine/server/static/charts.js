@@ -53,7 +53,8 @@ var Charts = (function () {
     add(s, "line", {x1: L, y1: T, x2: L, y2: H - B, "class": "axis"});
     [e[0], (e[0] + e[1]) / 2, e[1]].forEach(function (v) { add(s, "text", {x: L - 4, y: Y(v) + 3, "text-anchor": "end"}, fmt(v)); });
     var step = Math.max(1, Math.ceil(xs.length / 6));
-    xs.forEach(function (x, i) { if (i % step === 0) add(s, "text", {x: X(x), y: H - B + 14, "text-anchor": "middle"}, String(x).slice(5)); });
+    // the first and last day labels are anchored inwards so the chart's edge does not clip them
+    xs.forEach(function (x, i) { if (i % step === 0) add(s, "text", {x: X(x), y: H - B + 14, "text-anchor": i === 0 ? "start" : i === xs.length - 1 ? "end" : "middle"}, String(x).slice(5)); });
     series.forEach(function (se, k) {
       var color = se.color || PALETTE[k % PALETTE.length];
       var d = "";
