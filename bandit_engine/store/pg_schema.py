@@ -34,9 +34,9 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import DataError, NotFoundError
-from .behaviour_schema import BEHAVIOUR_TABLES, pg_behaviour
-from .roles_schema import ROLE_TABLES, pg_roles
-from .schema import LEDGER_DDL
+from .behaviour_schema import pg_behaviour
+from .roles_schema import pg_roles
+from .schema import LEDGER_DDL, OWN_TABLES
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_schema", "migrate", "stored_version"]
 
@@ -156,27 +156,6 @@ def _version_5(conn: psycopg.Connection[Any]) -> None:
     conn.execute(LEDGER_DDL)
 
 
-_OWN_TABLES = (
-    frozenset(
-        {
-            "consent_log",
-            "dp_ledger",
-            "meta",
-            "journal_seq",
-            "decisions",
-            "events",
-            "learned",
-            "admin",
-            "candidate_sets",
-            "profiles",
-            "rule_shows",
-            "rule_budgets",
-            "decision_modes",
-        }
-    )
-    | ROLE_TABLES  # issue 12: model versions and the learner lease (store/roles_schema.py)
-    | BEHAVIOUR_TABLES  # issue 12: shared live behaviour (store/behaviour_schema.py)
-)
 # what a concurrent creation of the same objects raises in the transaction that loses
 _RACES = (pg_errors.UniqueViolation, pg_errors.DuplicateTable, pg_errors.DuplicateObject)
 _ATTEMPTS = 5
@@ -248,7 +227,7 @@ def _migrate_once(conn: psycopg.Connection[Any], where: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
             (schema_name,),
         ).fetchall()
-        foreign = [str(r[0]) for r in rows if str(r[0]) not in _OWN_TABLES]
+        foreign = [str(r[0]) for r in rows if str(r[0]) not in OWN_TABLES]
         if foreign:
             raise DataError.for_field(
                 "db",

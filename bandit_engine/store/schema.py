@@ -29,7 +29,7 @@ from ..errors import DataError
 from .behaviour_schema import BEHAVIOUR_TABLES, sqlite_behaviour
 from .roles_schema import ROLE_TABLES, sqlite_roles
 
-__all__ = ["LEDGER_DDL", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "stored_version"]
+__all__ = ["LEDGER_DDL", "MIGRATIONS", "OWN_TABLES", "SCHEMA_VERSION", "migrate", "stored_version"]
 
 
 def _version_1(conn: sqlite3.Connection) -> None:
@@ -219,7 +219,9 @@ def _version_5(conn: sqlite3.Connection) -> None:
     conn.execute("RELEASE bandit_v5")
 
 
-_OWN_TABLES = (
+#: The tables a log of this library holds (both backends): anything else in its database or
+#: schema is someone else's.
+OWN_TABLES = (
     frozenset(
         {
             "consent_log",
@@ -280,7 +282,7 @@ def migrate(conn: sqlite3.Connection, path: str = ":memory:") -> None:
             for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
-            if str(r[0]) not in _OWN_TABLES
+            if str(r[0]) not in OWN_TABLES
         ]
         if foreign:
             raise DataError.for_field(
