@@ -451,7 +451,12 @@ class Attribution(Generic[P]):
             self.n_late += 1
             return "late"
         self._pending[decision_id] = (
-            payload, ts, deadline, reward_sum + contribution, n_events + 1, ids
+            payload,
+            ts,
+            deadline,
+            reward_sum + contribution,
+            n_events + 1,
+            ids,
         )
         return "accepted"
 
