@@ -10,7 +10,8 @@ writes ``<prefix>.<pid>``, one line per finding, seconds since start first:
   to the event loop every 5 ms waited more than 15 ms; the main thread's stack is sampled every
   2 ms meanwhile (innermost frame first);
 * ``PGSLOW <method> <ms> <thread> <first argument>``: a call of the PostgreSQL session
-  (``bandit_engine.store.postgres.PgSession``) over 10 ms.
+  (``bandit_engine.store.postgres.PgSession``) over 10 ms;
+* ``LOG ...``: the library's warnings and errors, with tracebacks.
 
 Usage (issue 12's tail, benchmarks/README.md)::
 
@@ -69,6 +70,14 @@ def _install(out: str) -> None:
             write("GC", info["generation"], f"{ms:.1f}ms", "collected", info["collected"])
 
     gc.callbacks.append(on_gc)
+    # the library's warnings and errors (a failed batch, a rebuild) with their tracebacks, in
+    # the same file: the server's own log is gone with the benchmark's temporary folder
+    import logging
+
+    handler = logging.StreamHandler(sink)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("LOG %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("bandit_engine").addHandler(handler)
     main = threading.main_thread().ident
     loops: list[asyncio.AbstractEventLoop] = []
     original = asyncio.events._set_running_loop
@@ -82,13 +91,32 @@ def _install(out: str) -> None:
     asyncio.events._set_running_loop = set_running_loop
     asyncio._set_running_loop = set_running_loop
 
+    # The main thread's stack through faulthandler, which reads the interpreter's frames in C and
+    # makes no frame objects: walking ``sys._current_frames()`` with ``f_back`` from this thread
+    # crashed a 3.11 server once (a segfault in the probe's thread, reading a freed frame).
+    import faulthandler
+    import tempfile
+
+    scratch = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives with the process)
+
     def stack() -> str:
-        frame = sys._current_frames().get(main or 0)
+        scratch.seek(0)
+        scratch.truncate()
+        faulthandler.dump_traceback(scratch, all_threads=True)
+        scratch.seek(0)
+        text = scratch.read()
         out: list[str] = []
-        while frame is not None and len(out) < 8:
-            code = frame.f_code
-            out.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno}:{code.co_name}")
-            frame = frame.f_back
+        mine = False
+        for line in text.splitlines():
+            if line.startswith(("Thread 0x", "Current thread 0x")):
+                ident = next(t for t in line.split() if t.startswith("0x"))
+                mine = int(ident, 16) == main
+                continue
+            if mine and line.strip().startswith("File ") and len(out) < 8:
+                # '  File "/path/x.py", line 12 in name'
+                path, _, rest = line.strip()[6:].partition('", line ')
+                lineno, _, name = rest.partition(" in ")
+                out.append(f"{os.path.basename(path)}:{lineno}:{name}")
         return " < ".join(out)
 
     def watch() -> None:
@@ -160,10 +188,13 @@ def summarize(path: str) -> None:
                 stalls.append(float(parts[2][:-2]))
             elif parts[1].isdigit() and len(parts) > 2:
                 where[" < ".join(" ".join(parts[2:]).split(" < ")[:2])] += int(parts[1])
-    ms = [m for m, _ in full]
+    # the first is the lifespan's gc.collect() before its freeze (start-up, not serving); the
+    # last ones may be the shutdown's final checkpoint
+    ms = [m for m, _ in full[1:]]
     print(
         f"full collections while serving: {len(ms)}, total {sum(ms):.0f} ms, largest "
-        f"{max(ms, default=0):.1f} ms, tracked objects {[n for _, n in full][-8:]}"
+        f"{max(ms, default=0):.1f} ms; ms/tracked objects in order: "
+        + " ".join(f"{m:.0f}/{n}" for m, n in full[1:])
     )
     print(
         f"loop stalls over 15 ms: {len(stalls)}, over 50 ms: {sum(s > 50 for s in stalls)}, "
