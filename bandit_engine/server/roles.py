@@ -32,6 +32,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -332,8 +333,9 @@ class DecisionWorker(EngineWorker):
         engine = await asyncio.to_thread(_engine_of, data, info.version)
         if self.clock is not None:
             engine.clock = self.clock
-        # the new engine's lazy caches are built here, not by the first request it serves
-        await asyncio.to_thread(warm_up, engine)
+        # the new engine's lazy caches are built here, not by the first request it serves (the
+        # process's kernels were loaded at start: no throwaway policy per version)
+        await asyncio.to_thread(partial(warm_up, engine, kernels=False))
         service = DecisionService(
             engine,
             self.log,
