@@ -261,11 +261,16 @@ async def run_phase(
     await asyncio.gather(*list(tasks))
     phase.elapsed = time.perf_counter() - start
     phase.server_cpu = _tree_cpu_seconds(pid) - cpu0
+    learners = []
     for p, cpu in _cpu_by_pid(pid).items():
         role = _role_of(p)
-        if p in per0 and role == "learner" and cpu - per0[p] < 0.05 * phase.elapsed:
-            role = "standby"  # the learner without the lease only polls for it
-        phase.by_process[role] = phase.by_process.get(role, 0.0) + cpu - per0.get(p, 0.0)
+        if role == "learner":
+            learners.append(cpu - per0.get(p, 0.0))
+        else:
+            phase.by_process[role] = phase.by_process.get(role, 0.0) + cpu - per0.get(p, 0.0)
+    # the busier learner holds the role; the other only polls for the lease
+    for role, cpu in zip(("learner", "standby"), sorted(learners, reverse=True), strict=False):
+        phase.by_process[role] = cpu
     phase.client_cpu = time.process_time() - own0
     while not pool.empty():
         pool.get_nowait().close()
