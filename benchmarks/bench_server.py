@@ -42,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -489,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
     settings = ["OFF", "NORMAL", "FULL"] if args.sync == "all" else [args.sync]
@@ -558,7 +560,7 @@ def compare_workers(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
     sync = "NORMAL" if args.sync == "all" else args.sync

@@ -440,11 +440,11 @@ def test_a_version_1_log_is_upgraded_with_the_role_tables(db_target: str) -> Non
             for sql in [*drop, back]:
                 conn.execute(sql)
     else:
-        conn = sqlite3.connect(db_target)
+        lite = sqlite3.connect(db_target)
         for sql in [*drop, back]:
-            conn.execute(sql)
-        conn.commit()
-        conn.close()
+            lite.execute(sql)
+        lite.commit()
+        lite.close()
     with open_log(db_target, hmac_key=KEY) as log:  # what an older library wrote, opened by this
         assert log.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert log.latest_version() is None and log.lease_row().holder is None
