@@ -17,8 +17,10 @@ was not committed to the log. The server keeps its engine (it holds nothing the 
 the first request after the database comes back is served.
 
 Metrics (``GET /metrics``, besides the single process's): ``bandit_model_version``,
-``bandit_model_age_seconds`` (now minus the version's publication time), ``bandit_model_loads_total``
-and ``bandit_server_index``. The learner's endpoint (:func:`serve_learner_metrics`) reports
+``bandit_model_age_seconds`` (now minus the version's publication time), ``bandit_model_loads_total``,
+``bandit_commits_waited_total`` (group commits that found another process holding SQLite's write
+lock and waited for it in a helper thread; the others are written on the event loop) and
+``bandit_server_index``. The learner's endpoint (:func:`serve_learner_metrics`) reports
 ``bandit_learner_lag_entries`` (journal head minus the learner's position), its position, the
 version it published last and its age, pending decisions, and whether it holds the role.
 """
@@ -131,6 +133,11 @@ class DecisionWorker(EngineWorker):
             "bandit_server_index", "This decision server's index.", lambda: float(self.server_index)
         )
         metrics._help["bandit_model_loads_total"] = ("counter", "Model versions loaded.")
+        metrics._help["bandit_commits_waited_total"] = (
+            "counter",
+            "Group commits that found the write lock held by another process (written from a "
+            "helper thread once it was free).",
+        )
 
     def _now(self) -> float:
         return self.clock() if self.clock is not None else time.time()
@@ -245,6 +252,7 @@ class DecisionWorker(EngineWorker):
                 else:
                     self._settle(batch, None, errors)
                 return
+            self.metrics.inc("bandit_commits_waited_total")
         self._flush_task = asyncio.get_running_loop().create_task(self._flush(batch))
 
     def _writes(
