@@ -28,14 +28,31 @@ __all__ = ["CapSpec", "UserShows"]
 CapSpec = tuple[str, float, int]
 
 
+_CAPS_OF: dict[tuple[CapSpec, ...], dict[str, tuple[tuple[int, int], ...]]] = {}
+
+
+def _caps_of(caps: Sequence[CapSpec]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Per scope, ``(cap index, max_shows)`` of its caps (worked out once per caps spec)."""
+    key = tuple(caps)
+    out = _CAPS_OF.get(key)
+    if out is None:
+        lists: dict[str, list[tuple[int, int]]] = {}
+        for j, (scope, _, limit) in enumerate(caps):
+            lists.setdefault(scope, []).append((j, limit))
+        out = _CAPS_OF[key] = {scope: tuple(v) for scope, v in lists.items()}
+    return out
+
+
 class UserShows:
     """One user's kept shows ``(scope, item, ts)`` and, per cap, the incremental counts (see the
     module docstring)."""
 
-    __slots__ = ("caps", "clock", "counted", "counts", "over", "rows", "starts")
+    __slots__ = ("caps", "caps_of", "clock", "counted", "counts", "over", "rows", "starts")
 
     def __init__(self, caps: Sequence[CapSpec]) -> None:
         self.caps = caps
+        #: per scope, ``(cap index, max_shows)`` of its caps (shared by every user)
+        self.caps_of = _caps_of(caps)
         #: the shows, oldest first, as the plain list kept them
         self.rows: list[tuple[str, str, float]] = []
         #: whether the counts below are valid (times never went backwards since the last reset)
@@ -64,13 +81,13 @@ class UserShows:
         if any(b < a for a, b in pairwise(times)):
             self.counted = False
             return
+        caps_of = self.caps_of
         for scope, item, _ in self.rows:
-            for j, (cap_scope, _, limit) in enumerate(self.caps):
-                if cap_scope == scope:
-                    counts = self.counts[j]
-                    n = counts[item] = counts.get(item, 0) + 1
-                    if n >= limit:
-                        self.over[j].add(item)
+            for j, limit in caps_of.get(scope, ()):
+                counts = self.counts[j]
+                n = counts[item] = counts.get(item, 0) + 1
+                if n >= limit:
+                    self.over[j].add(item)
 
     def _drop(self, j: int, item: str) -> None:
         counts = self.counts[j]
@@ -106,16 +123,17 @@ class UserShows:
             self.counted = False
         else:
             self.clock = now
+        if not self.counted:
+            rows.extend((scope, item, now) for scope, item in shows)
+            return
+        caps_of = self.caps_of
         for scope, item in shows:
             rows.append((scope, item, now))
-            if not self.counted:
-                continue
-            for j, (cap_scope, _, limit) in enumerate(self.caps):
-                if cap_scope == scope:
-                    counts = self.counts[j]
-                    n = counts[item] = counts.get(item, 0) + 1
-                    if n >= limit:
-                        self.over[j].add(item)
+            for j, limit in caps_of.get(scope, ()):
+                counts = self.counts[j]
+                n = counts[item] = counts.get(item, 0) + 1
+                if n >= limit:
+                    self.over[j].add(item)
 
     def read(self, now: float) -> list[set[str]] | None:
         """Per cap, the items it blocks at ``now``; ``None`` when the counts cannot answer (a

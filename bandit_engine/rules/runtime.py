@@ -187,6 +187,8 @@ class RuleRunner:
             int, tuple[NDArray[np.intp], tuple[int, int], dict[str, dict[str, list[int]]]]
         ] = {}
         self._uses_state = rules.uses_state
+        self._excl_active = rules.exclusions.active
+        self._reads_user = bool(rules.caps) or self._excl_active
         # what counting a served decision needs, worked out once
         self._decision_budgets = [
             (b.name, b.per == "bundle", frozenset(b.ids))
@@ -367,7 +369,7 @@ class RuleRunner:
         by: dict[str, set[str]] = {"bundle": set(), "deal": set(), "course": set()}
         reasons: list[str] = []
         excl = rules.exclusions
-        if key is not None and (rules.caps or excl.active):
+        if key is not None and self._reads_user:
             state = self._state
             over = None
             orders: Sequence[tuple[str, str, float]] = ()
@@ -378,11 +380,11 @@ class RuleRunner:
                     if items:
                         by[self._cap_per[j]] |= items
                         reasons.append(self._cap_reasons[j])
-                if excl.active:
+                if self._excl_active:
                     assert isinstance(state, MemoryRuleState)
                     orders = state.orders_of(key)
             else:
-                hist = state.history(key, now - self._max_window, orders=excl.active)
+                hist = state.history(key, now - self._max_window, orders=self._excl_active)
                 if rules.caps and hist.shows:
                     self._recount_caps(hist.shows, now, by, reasons)
                 orders = hist.orders
