@@ -8,7 +8,10 @@ never saved, so nothing on disk can be linked to a user); the event log's state
 the rows in the log's tables, so caps and budgets hold across server processes.
 
 The in-memory state is for one process (the embedding API, the simulator): it is not saved with
-the engine file, so a reloaded engine starts with empty counters.
+the engine file, so a reloaded engine starts with empty counters. It also keeps the caps' counts
+per user as the shows come (:meth:`MemoryRuleState.track_caps`, :mod:`._window`), so a decision
+reads what its caps block instead of recounting the user's shows; the runner recounts from
+:meth:`RuleState.history` for any other state.
 """
 
 from __future__ import annotations
