@@ -56,7 +56,7 @@ class _PlainShows:
         return out
 
 
-_op = st.one_of(
+_op: st.SearchStrategy[tuple[str, str, list[tuple[str, str]]]] = st.one_of(
     st.tuples(
         st.just("record"),
         st.sampled_from(["u1", "u2"]),
