@@ -208,18 +208,20 @@ def test_an_engine_with_incremental_counts_decides_as_one_that_recounts() -> Non
 def test_cached_rule_masks_tell_apart_values_that_compare_alike() -> None:
     engine = demo_engine(seed=0, policy="uniform", start_time=T0)
     engine.use_rules(
-        Rules(eligibility=(EligibilityRule("price", "deal.price <= 1000 * groupbuy.avg_ticket"),))
+        Rules(eligibility=(EligibilityRule("price", "deal.price <= 131 * groupbuy.avg_ticket"),))
     )
     rr = engine.rules
     assert rr is not None
     prof = {"groupbuy": {"city": "beijing", "avg_ticket": 1}}
     cs = engine.catalog.eligible_for(prof, T0, None)
     by_number, _ = rr.keep_mask(cs, prof, None, T0)
-    # True == 1, but a scaled boolean is undecided (excluded), a scaled 1 is 1000.0
+    # True == 1, but a scaled boolean is undecided (excluded) while a scaled 1 is 131.0, which
+    # keeps one of the two Beijing deals
     by_bool, reason = rr.keep_mask(
         cs, {"groupbuy": {"city": "beijing", "avg_ticket": True}}, None, T0
     )
     assert by_bool is not None and not by_bool.any() and "rule 'price'" in reason
-    assert by_number is None or by_number.any()
+    assert by_number is not None and 0 < by_number.sum() < by_number.size
     again, _ = rr.keep_mask(cs, prof, None, T0)
     assert again is by_number  # the cache served the number's mask again
+    assert not by_number.flags.writeable  # shared, so read-only

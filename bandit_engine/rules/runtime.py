@@ -484,6 +484,8 @@ class RuleRunner:
                 ok = self._rule(comp, cols, rows, profile)
                 keep = ok if keep is None else keep & ok
         n = rows.shape[0] if keep is None else int(np.count_nonzero(keep))
+        if keep is not None:
+            keep.flags.writeable = False  # shared from here on: a write would corrupt the cache
         if cached:
             if len(self._rule_masks) >= _MASKS_KEPT:
                 self._rule_masks.clear()
