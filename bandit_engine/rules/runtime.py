@@ -43,6 +43,7 @@ __all__ = ["RuleRunner", "known_columns", "policy_from_spec"]
 
 BoolArray = NDArray[np.bool_]
 _PENDING_KEPT = 200_000
+_NO_LIMIT = 2**62  # above any budget: the minimum's start when no budget is unpaced
 _MASKS_KEPT = 8_192  # dynamic rules' masks cached (cleared when full)
 
 
@@ -198,6 +199,10 @@ class RuleRunner:
         self._cap_per = [c.per for c in rules.caps]
         self._cap_reasons = [f"cap {c.name!r}" for c in rules.caps]
         self._budget_paces = [(b.max_per_day, b.pacing == "even") for b in rules.budgets]
+        self._budget_even = [m for m, even in self._budget_paces if even]
+        self._budget_fixed_min = min(
+            (m for m, even in self._budget_paces if not even), default=_NO_LIMIT
+        )
         self._keeps_pending = rules.exclusions.active or any(
             b.count == "orders" for b in rules.budgets
         )
@@ -400,11 +405,15 @@ class RuleRunner:
         if rules.budgets:
             # Budget.allowed for every budget, the share of the day worked out once
             f = (now % 86_400.0) / 86_400.0
-            limits = [
-                max(1, min(m, math.ceil(m * f))) if even else m for m, even in self._budget_paces
-            ]
-            used = self._state.budget_used(int(now // 86_400), min(limits))
+            lowest = self._budget_fixed_min
+            for m in self._budget_even:
+                lowest = min(lowest, max(1, min(m, math.ceil(m * f))))
+            used = self._state.budget_used(int(now // 86_400), lowest)
             if used:  # only the counts at or above the smallest limit come back
+                limits = [
+                    max(1, min(m, math.ceil(m * f))) if even else m
+                    for m, even in self._budget_paces
+                ]
                 for b, limit in zip(rules.budgets, limits, strict=True):
                     out = {
                         item for (name, item), n in used.items() if name == b.name and n >= limit
@@ -462,13 +471,19 @@ class RuleRunner:
         together; ``None``: all pass) and how many pass, cached per (list, the profile values
         the rules read with their types: ``True`` and ``1`` compare alike but scale
         differently). The mask is shared: callers never change it in place."""
-        values: list[Any] = [id(rows)]
-        for side, name in self._profile_columns:
+        if len(self._profile_columns) == 1:  # the common case, without the list
+            side, name = self._profile_columns[0]
             part = profile.get(side) if profile else None
             v = part.get(name) if part else None
-            values.append(type(v))
-            values.append(v)
-        key = tuple(values)
+            key: tuple[Any, ...] = (id(rows), type(v), v)
+        else:
+            values: list[Any] = [id(rows)]
+            for side, name in self._profile_columns:
+                part = profile.get(side) if profile else None
+                v = part.get(name) if part else None
+                values.append(type(v))
+                values.append(v)
+            key = tuple(values)
         stamp = self._stamp()
         cached = True
         try:
