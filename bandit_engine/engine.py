@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from itertools import compress
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -77,8 +77,19 @@ OPT_OUT_MODE = "control:opt_out"
 _SWEEP_EVERY = 3600.0
 
 
+#: A pending decision as the engine's :class:`~bandit_engine.rewards.Attribution` keeps it: the
+#: arguments of :class:`_Pending` as a plain tuple, ``(x, bundle_id, z, propensity, user_key,
+#: bundle_row, candidates, t, seen, group)``. Every item is something CPython's collector does not
+#: track (arrays, strings, numbers, the catalog's tuple of ids, a behaviour snapshot's tuple), so
+#: the tuple is untracked too after its first collection: a server's minute of pending decisions
+#: adds nothing to what a full collection walks (an object per decision did, and the pauses grew
+#: with the window, benchmarks/README.md "The single process's tail").
+_PendingRow: TypeAlias = tuple[Any, ...]
+
+
 class _Pending:
-    """What a decision needs to learn later (a slotted class: one is made per decision)."""
+    """What a decision needs to learn later, by name: a view of its :data:`_PendingRow`
+    (``_Pending(*row)``), made when one is read."""
 
     __slots__ = (
         "bundle_id",
@@ -228,7 +239,7 @@ class Engine:
         self.on_learned = on_learned
         self.auto_advance = auto_advance
         self.profiles: ProfileSource = ProfileStore()
-        self.attribution: Attribution[_Pending] = Attribution(self.rewards)
+        self.attribution: Attribution[_PendingRow] = Attribution(self.rewards)
         self.model_id = uuid.uuid4().hex if model_id is None else _check_id("model_id", model_id)
         self.n_decisions = 0
         self.n_learned = 0
@@ -778,7 +789,7 @@ class Engine:
         self.attribution.add_decision(
             decision_id,
             t,
-            _Pending(x, bundle_id, z, choice.propensity, user_key, row, ids, t, seen, group),
+            (x, bundle_id, z, float(choice.propensity), user_key, row, ids, t, seen, group),
         )
         if user_key is not None and self.behaviour is not None and row >= 0:
             self.behaviour.observe_decision(user_key, row, t)
@@ -875,7 +886,9 @@ class Engine:
             bundle_id = self.catalog.bundle_at(int(g.bundle_rows[d, c]))
         z = np.concatenate([D[d], C[c], [float(grid.deal_cell[d]), float(grid.course_cell[c])]])
         self.attribution.add_decision(
-            decision_id, t, _Pending(x, bundle_id, z, choice.propensity, None, -1, group=group)
+            decision_id,
+            t,
+            (x, bundle_id, z, float(choice.propensity), None, -1, None, None, False, group),
         )
         self.n_decisions += 1
         return Decision(
@@ -997,7 +1010,7 @@ class Engine:
         t = self.now() if at is None else _check_time("at", at)
         if type not in ("click", "order") and decision_id in self.attribution:
             try:  # a platform's event needs that part in the bundle (pending decisions only)
-                bundle_id = self.attribution.pending_payload(decision_id).bundle_id
+                bundle_id = _Pending(*self.attribution.pending_payload(decision_id)).bundle_id
             except NotFoundError:
                 bundle_id = None
             if bundle_id is not None:
@@ -1006,7 +1019,7 @@ class Engine:
         if status == "accepted" and type == "order" and self.rules is not None:
             self.rules.on_order(decision_id, t)
         if status == "accepted" and self.behaviour is not None:
-            p = self.attribution.pending_payload(decision_id)
+            p = _Pending(*self.attribution.pending_payload(decision_id))
             if p.user_key is not None and p.bundle_row >= 0:
                 self.behaviour.observe_event(p.user_key, p.bundle_row, type, t)
         if self.auto_advance:
@@ -1029,11 +1042,11 @@ class Engine:
         t = self.now() if now is None else now
         return self._learn(self.attribution.close_all(t))
 
-    def _learn(self, closed: Sequence[ClosedDecision[_Pending]]) -> list[LearnedReward]:
+    def _learn(self, closed: Sequence[ClosedDecision[_PendingRow]]) -> list[LearnedReward]:
         out = []
         grid = self.grid
         for c in closed:
-            p = c.payload
+            p = _Pending(*c.payload)
             if grid is not None:
                 kd = grid.deal_width
                 deal_id, course_id = self.catalog.parts(p.bundle_id)
@@ -1063,7 +1076,7 @@ class Engine:
     def decision_vectors(self, decision_id: str) -> tuple[FloatArray, FloatArray]:
         """``(x, z)`` of a pending decision: its context vector and its bundle's feature vector (what
         the policy will learn from; the event log stores both)."""
-        pending = self.attribution.pending_payload(decision_id)
+        pending = _Pending(*self.attribution.pending_payload(decision_id))
         return pending.x, pending.z
 
     def explain(self, decision_id: str, *, top_k: int = 5) -> Explanation:
@@ -1092,7 +1105,7 @@ class Engine:
                 "be explained until its attribution window closes)",
             )
         self._not_for_grid("explain")
-        pending = self.attribution.pending_payload(decision_id)
+        pending = _Pending(*self.attribution.pending_payload(decision_id))
         if pending.candidates is None or pending.t is None:
             raise NotFoundError.for_field(
                 "decision_id",
@@ -1227,7 +1240,10 @@ class Engine:
     # -- persistence ------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """The whole engine as plain data (JSON values, numpy arrays, bytes)."""
-        pending = self.attribution.pending_items()
+        pending = [
+            (did, ts, _Pending(*row), rsum, n_ev, ids)
+            for did, ts, row, rsum, n_ev, ids in self.attribution.pending_items()
+        ]
         d = self.n_context
         p = self.n_arm_features
         out: dict[str, Any] = {
@@ -1338,14 +1354,17 @@ class Engine:
             px = np.asarray(state["pending"]["x"], dtype=np.float64)
             pz = np.asarray(state["pending"]["z"], dtype=np.float64)
             for i, item in enumerate(state["pending"]["meta"]):
-                payload = _Pending(
+                payload = (
                     px[i],
                     str(item["bundle_id"]),
                     pz[i],
                     float(item["propensity"]),
                     bytes.fromhex(keys[i]) if keys and keys[i] is not None else None,
                     int(brows[i]) if brows else -1,
-                    group=item.get("group"),
+                    None,
+                    None,
+                    False,
+                    item.get("group"),
                 )
                 engine.attribution.restore_pending(
                     str(item["decision_id"]),

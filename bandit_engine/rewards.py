@@ -20,7 +20,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from .records import OutcomeEvent
@@ -303,14 +303,30 @@ def reward_to_cost(reward: float, *, scale: float = 1.0) -> float:
     return -r / scale
 
 
-@dataclass
-class _Pending(Generic[P]):
-    payload: P
-    timestamp: float
-    deadline: float
-    reward_sum: float = 0.0
-    n_events: int = 0
-    event_ids: set[str] | None = None  # allocated with the first event id (most have none)
+#: A pending decision as :class:`Attribution` keeps it: ``(payload, timestamp, deadline,
+#: reward_sum, n_events, event_ids)``, replaced whole when an event changes it. A plain tuple, not
+#: an object, because a server keeps a whole attribution window of them (60,000 a minute at
+#: 1,000 decisions/s): CPython's collector stops tracking a plain tuple whose items it need not
+#: track, so with an untracked payload (:class:`~bandit_engine.Engine` passes one) full
+#: collections, which pause serving, do not walk the pending decisions.
+_Record: TypeAlias = "tuple[Any, float, float, float, int, _Ids]"
+#: Event ids seen for one decision: ``None`` (most decisions have none), a tuple while short
+#: (untracked, like the record; a search of a few ids costs less than a set), a set past
+#: ``_IDS_AS_TUPLE`` so that a decision with many events stays linear.
+_Ids: TypeAlias = "tuple[str, ...] | set[str] | None"
+_IDS_AS_TUPLE = 32
+
+
+def _with_id(ids: _Ids, event_id: str) -> tuple[str, ...] | set[str]:
+    """``ids`` with ``event_id`` added (the caller checked it was not there)."""
+    if ids is None:
+        return (event_id,)
+    if isinstance(ids, set):
+        ids.add(event_id)
+        return ids
+    if len(ids) < _IDS_AS_TUPLE:
+        return (*ids, event_id)
+    return {*ids, event_id}
 
 
 @dataclass(frozen=True)
@@ -341,13 +357,14 @@ class Attribution(Generic[P]):
     def __init__(self, spec: RewardSpec, *, max_closed: int = 1_000_000) -> None:
         self.spec = spec
         self.max_closed = max_closed
-        self._pending: dict[str, _Pending[P]] = {}
+        self._pending: dict[str, _Record] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
         # decision id -> status, bounded, oldest first; event ids seen only for decisions that
-        # had some (a set per closed decision would dominate memory on long runs)
+        # had some (a set per closed decision would dominate memory on long runs, and the
+        # collector's time: they are kept as the pending record kept them)
         self._closed: OrderedDict[str, str] = OrderedDict()
-        self._closed_events: dict[str, set[str]] = {}
+        self._closed_events: dict[str, tuple[str, ...] | set[str]] = {}
         self.n_late = 0
         self.n_duplicates = 0
 
@@ -361,7 +378,7 @@ class Attribution(Generic[P]):
         """Timestamp of the oldest pending decision (the learner's lag), ``None`` when none is
         pending (decisions are pending in the order they were added)."""
         for pending in self._pending.values():
-            return pending.timestamp
+            return pending[1]
         return None
 
     def add_decision(self, decision_id: str, timestamp: float, payload: P) -> None:
@@ -369,7 +386,7 @@ class Attribution(Generic[P]):
         if decision_id in self._pending or decision_id in self._closed:
             raise ConflictError.for_field("decision_id", decision_id, "is already in use")
         deadline = timestamp + self.spec.window
-        self._pending[decision_id] = _Pending(payload, timestamp, deadline)
+        self._pending[decision_id] = (payload, timestamp, deadline, 0.0, 0, None)
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, decision_id))
 
@@ -378,7 +395,8 @@ class Attribution(Generic[P]):
         pending = self._pending.get(decision_id)
         if pending is None:
             raise NotFoundError.for_field("decision_id", decision_id, "is not a pending decision")
-        return pending.payload
+        payload: P = pending[0]
+        return payload
 
     def discard(self, decision_id: str) -> None:
         """Forget a pending decision without learning from it (used to undo a failed replay)."""
@@ -410,29 +428,36 @@ class Attribution(Generic[P]):
             if decision_id not in self._closed:
                 raise NotFoundError.for_field("decision_id", decision_id, "is not a known decision")
             if event_id is not None:
-                seen = self._closed_events.setdefault(decision_id, set())
-                if event_id in seen:
+                seen = self._closed_events.get(decision_id)
+                if seen is not None and event_id in seen:
                     self.n_duplicates += 1
                     return "duplicate"
-                seen.add(event_id)
+                self._closed_events[decision_id] = _with_id(seen, event_id)
             self.n_late += 1
             return "late"
-        if timestamp < pending.timestamp:
+        payload, ts, deadline, reward_sum, n_events, ids = pending
+        if timestamp < ts:
             raise ValidationError.for_field(
-                "timestamp", timestamp, f"must not be before its decision ({pending.timestamp})"
+                "timestamp", timestamp, f"must not be before its decision ({ts})"
             )
         if event_id is not None:
-            if pending.event_ids is None:
-                pending.event_ids = set()
-            elif event_id in pending.event_ids:
+            if ids is not None and event_id in ids:
                 self.n_duplicates += 1
                 return "duplicate"
-            pending.event_ids.add(event_id)
-        if timestamp > pending.deadline:
+            ids = _with_id(ids, event_id)
+        if timestamp > deadline:
+            if event_id is not None:
+                self._pending[decision_id] = (payload, ts, deadline, reward_sum, n_events, ids)
             self.n_late += 1
             return "late"
-        pending.reward_sum += contribution
-        pending.n_events += 1
+        self._pending[decision_id] = (
+            payload,
+            ts,
+            deadline,
+            reward_sum + contribution,
+            n_events + 1,
+            ids,
+        )
         return "accepted"
 
     def next_deadline(self) -> float:
@@ -455,16 +480,16 @@ class Attribution(Generic[P]):
         return out
 
     def _close(self, decision_id: str, now: float) -> ClosedDecision[P]:
-        pending = self._pending.pop(decision_id)
+        payload, _, _, reward_sum, n_events, ids = self._pending.pop(decision_id)
         status: Literal["learned", "default"]
-        if pending.n_events:
-            reward, status = self.spec.total(pending.reward_sum), "learned"
+        if n_events:
+            reward, status = self.spec.total(reward_sum), "learned"
         else:
             reward, status = self.spec.default_reward, "default"
-        self._remember_closed(decision_id, status, pending.event_ids)
-        return ClosedDecision(decision_id, pending.payload, reward, status, pending.n_events, now)
+        self._remember_closed(decision_id, status, ids)
+        return ClosedDecision(decision_id, payload, reward, status, n_events, now)
 
-    def _remember_closed(self, decision_id: str, status: str, event_ids: set[str] | None) -> None:
+    def _remember_closed(self, decision_id: str, status: str, event_ids: _Ids) -> None:
         self._closed[decision_id] = status
         if event_ids:
             self._closed_events[decision_id] = event_ids
@@ -483,22 +508,20 @@ class Attribution(Generic[P]):
         """Re-insert a closed decision saved by :meth:`closed_items`."""
         if status not in ("learned", "default"):
             raise ValidationError.for_field("status", status, "must be 'learned' or 'default'")
-        self._remember_closed(decision_id, status, set(event_ids) or None)
+        ids: _Ids = None
+        for event_id in event_ids:
+            if ids is None or event_id not in ids:
+                ids = _with_id(ids, event_id)
+        self._remember_closed(decision_id, status, ids)
 
     def pending_items(self) -> list[tuple[str, float, P, float, int, list[str]]]:
         """Pending decisions as ``(id, timestamp, payload, reward_sum, n_events, event_ids)`` in
         deadline order (used to save an engine)."""
-        return [
-            (
-                d,
-                self._pending[d].timestamp,
-                self._pending[d].payload,
-                self._pending[d].reward_sum,
-                self._pending[d].n_events,
-                sorted(self._pending[d].event_ids or ()),
-            )
-            for _, _, d in sorted(self._heap)
-        ]
+        out = []
+        for _, _, d in sorted(self._heap):
+            payload, ts, _, reward_sum, n_events, ids = self._pending[d]
+            out.append((d, ts, payload, reward_sum, n_events, sorted(ids or ())))
+        return out
 
     def restore_pending(
         self,
@@ -511,7 +534,9 @@ class Attribution(Generic[P]):
     ) -> None:
         """Re-insert a pending decision saved by :meth:`pending_items`."""
         self.add_decision(decision_id, timestamp, payload)
-        pending = self._pending[decision_id]
-        pending.reward_sum = float(reward_sum)
-        pending.n_events = int(n_events)
-        pending.event_ids = set(event_ids) or None
+        ids: _Ids = None
+        for event_id in event_ids:
+            if ids is None or event_id not in ids:
+                ids = _with_id(ids, event_id)
+        payload, ts, deadline, _, _, _ = self._pending[decision_id]
+        self._pending[decision_id] = (payload, ts, deadline, float(reward_sum), int(n_events), ids)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from bandit_engine.demo import demo_engine
-from bandit_engine.engine import OPT_OUT_MODE
+from bandit_engine.engine import OPT_OUT_MODE, _Pending
 from bandit_engine.errors import ValidationError
 from bandit_engine.evaluation.evaluate_log import read_policy_log
 from bandit_engine.profiles import CONSENT, merge_profiles, withhold
@@ -395,7 +395,8 @@ def test_a_restart_redoes_opted_out_decisions_with_the_control(tmp_path: Path) -
             assert engine.behaviour.key(USER) not in engine.behaviour.index
             assert engine.behaviour.key("U000002") in engine.behaviour.index
         assert [
-            again.engine.attribution.pending_payload(d.decision_id).bundle_id for d in made
+            _Pending(*again.engine.attribution.pending_payload(d.decision_id)).bundle_id
+            for d in made
         ] == [d.bundle_id for d in made]
 
 

@@ -284,3 +284,24 @@ def test_a_candidate_named_twice_is_an_error_about_candidates() -> None:
     with pytest.raises(ValidationError) as info:  # once: "arms must not contain duplicates"
         engine.decide("U000001", candidates=[b, b], now=1_700_000_002.0)
     assert info.value.field == "candidates" and b in str(info.value)
+
+
+def test_pending_decisions_add_nothing_to_what_the_collector_walks() -> None:
+    # a pending decision is a plain tuple of arrays, strings and numbers (engine._PendingRow):
+    # after one collection none is tracked, so full collections, which pause a server, stay
+    # as short with a minute of pending decisions as with none (issue 12's tail)
+    import gc
+
+    from bandit_engine.demo import demo_engine
+
+    engine = demo_engine(seed=0, policy="linucb")
+    made = [engine.decide(f"U{i:06d}") for i in range(1, 201)]
+    for d in made[::3]:
+        engine.report(d.decision_id, "click", event_id=f"e-{d.decision_id}")
+    # the collector may examine a record before its payload: the next collection untracks it
+    gc.collect()
+    gc.collect()
+    rows = [engine.attribution.pending_payload(d.decision_id) for d in made]
+    assert len(rows) == 200
+    assert not any(gc.is_tracked(row) for row in rows)
+    assert not any(gc.is_tracked(record) for record in engine.attribution._pending.values())

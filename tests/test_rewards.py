@@ -132,3 +132,35 @@ def test_close_all_and_restore_pending() -> None:
     assert other.add_event("a", "click", 3.0, event_id="x") == "duplicate"
     result = {c.decision_id: (c.reward, c.status) for c in other.close_all(5.0)}
     assert result == {"a": (1.0, "learned"), "b": (0.0, "default")}
+
+
+def test_many_event_ids_on_one_decision_stay_exactly_once() -> None:
+    # past 32 ids a decision's ids move from a tuple to a set: no id may be lost on the way,
+    # pending or after the window closed
+    att: Attribution[None] = Attribution(RewardSpec(click=1.0, window=100.0))
+    att.add_decision("d1", 0.0, None)
+    for i in range(40):
+        assert att.add_event("d1", "click", 1.0, event_id=f"e{i}") == "accepted"
+    assert [att.add_event("d1", "click", 2.0, event_id=f"e{i}") for i in (0, 31, 32, 39)] == [
+        "duplicate"
+    ] * 4
+    assert att.pending_items()[0][5] == sorted(f"e{i}" for i in range(40))
+    assert att.close_due(101.0)[0].reward == 40.0
+    assert att.add_event("d1", "click", 102.0, event_id="e35") == "duplicate"
+    assert att.add_event("d1", "click", 102.0, event_id="e40") == "late"
+    assert (att.n_late, att.n_duplicates) == (1, 5)
+
+
+def test_pending_decisions_are_out_of_the_collectors_view() -> None:
+    # the server's tail (benchmarks/README.md, issue 12): full collections walked every pending
+    # decision. A record with an untracked payload must be untracked after one collection.
+    import gc
+
+    att: Attribution[tuple[str, float]] = Attribution(RewardSpec(window=100.0))
+    for i in range(100):
+        att.add_decision(f"d{i}", float(i), (f"bundle{i}", 0.5))
+        att.add_event(f"d{i}", "click", float(i), event_id=f"e{i}")
+    # the collector may examine a record before its payload: the next collection untracks it
+    gc.collect()
+    gc.collect()
+    assert not any(gc.is_tracked(record) for record in att._pending.values())
