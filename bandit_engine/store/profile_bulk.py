@@ -30,6 +30,7 @@ __all__ = [
     "BULK_CACHE_MB",
     "LogProfileBulk",
     "PgProfileBulk",
+    "ProfileDigester",
     "decode_fields",
     "encode_fields",
 ]
@@ -56,22 +57,49 @@ def decode_fields(text: str) -> dict[str, Any]:
     return out
 
 
+class ProfileDigester:
+    """The pseudonyms of many user ids at once (``HMAC-SHA256`` with the log's key, 32 bytes
+    each: the profile table's key since schema step 5), without the per-call cache that serves
+    single lookups: an import names each user once.
+
+    Picklable, so that an import's checking process computes the pseudonyms next to the raw
+    ids and only the pseudonyms travel to the process that writes (raw ids never reach disk).
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:  # never show the key
+        return "ProfileDigester(<key>)"
+
+    def __getstate__(self) -> bytes:
+        return self._key
+
+    def __setstate__(self, state: bytes) -> None:
+        self._key = state
+
+    def __call__(self, user_ids: Sequence[str]) -> list[bytes]:
+        """Each id's 32-byte pseudonym, in order."""
+        key = self._key
+        digest = hmac.digest
+        return [digest(key, u.encode("utf-8"), "sha256") for u in user_ids]
+
+
 class LogProfileBulk(LogConnection):
     """The bulk profile methods of the event logs (SQLite here; PostgreSQL in
     :class:`PgProfileBulk`)."""
 
-    def _digests_of(self, user_ids: Sequence[str]) -> list[bytes]:
-        """Every id's pseudonym (``HMAC-SHA256``) as its 32 bytes, the profile table's key (schema
-        step 5), without the per-call cache that serves single lookups: an import names each
-        user once, and the hex form is not needed unless records are sealed."""
+    def profile_digester(self) -> ProfileDigester:
+        """What turns user ids into the profile table's keys (:class:`ProfileDigester`)."""
         key = self._key
         if key is None:
             raise ConfigError(
                 "this event log was opened without an HMAC key: user ids cannot be pseudonymized",
                 field="hmac_key",
             )
-        digest = hmac.digest
-        return [digest(key, u.encode("utf-8"), "sha256") for u in user_ids]
+        return ProfileDigester(key)
 
     def write_profiles(
         self,
@@ -96,8 +124,28 @@ class LogProfileBulk(LogConnection):
             raise ValidationError.for_field(
                 "texts", len(texts), f"must be one per user id ({len(user_ids)})"
             )
+        return self.write_profile_digests(
+            platform, self.profile_digester()(user_ids), texts, now=now
+        )
+
+    def write_profile_digests(
+        self,
+        platform: str,
+        digests: Sequence[bytes],
+        texts: Sequence[str],
+        *,
+        now: float | None = None,
+    ) -> int:
+        """:meth:`write_profiles` for users already pseudonymized by :meth:`profile_digester`
+        (``digests[i]``: the 32-byte pseudonym of the user of ``texts[i]``)."""
+        if not isinstance(platform, str) or not platform:
+            raise ValidationError.for_field("platform", platform, "must be a non-empty string")
+        if len(digests) != len(texts):
+            raise ValidationError.for_field(
+                "texts", len(texts), f"must be one per pseudonym ({len(digests)})"
+            )
         stamp = time.time() if now is None else float(now)
-        users: list[Any] = self._digests_of(user_ids)
+        users: list[Any] = digests if isinstance(digests, list) else list(digests)
         cipher = self._cipher
         if cipher is None:
             stored = texts if isinstance(texts, list) else list(texts)

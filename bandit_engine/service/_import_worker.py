@@ -1,0 +1,237 @@
+"""Speed machinery of the bulk profile import (:mod:`~bandit_engine.service.profile_import`): the
+file is read and checked, the records' JSON built and the users' pseudonyms computed in a worker
+process, while the importing process writes the previous batch to the database.
+
+Why a process: reading, checking and the HMAC are Python (or C holding the GIL), so a thread
+overlaps them with the database only where the driver releases the GIL; a process uses the
+second core fully. The import's loop is the same generator in both cases (its events are the
+classes below); :class:`WorkerEvents` runs it in the worker and replays its events here.
+
+What travels (a pipe in memory, never a file): per batch the users' 32-byte pseudonyms as one
+bytes object and the records' JSON texts as one str joined by newlines (JSON text built by
+the import is ASCII without control characters, so a newline never occurs inside a record),
+which pickle copies in one piece instead of object by object. Raw user ids stay in the worker
+(except those of consent rows, which the consent store pseudonymizes itself). The worker sends a
+batch only when this process has received the previous one, so at most two batches are held:
+the one being written and the one being built.
+
+A worker that fails sends its exception (re-raised here, so the errors are those of the
+in-process path); a worker that dies (killed, out of memory) closes the pipe, and the import
+stops with :class:`WorkerDiedError` instead of waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store.profile_bulk import ProfileDigester
+from .profile_files import ProfileFile, RowError
+
+__all__ = [
+    "PARALLEL_ROWS",
+    "Batch",
+    "End",
+    "Event",
+    "PackedBatch",
+    "Progress",
+    "Rows",
+    "WorkerDiedError",
+    "WorkerEvents",
+    "estimated_rows",
+    "worker_count",
+]
+
+#: Files with fewer rows (estimated) are checked in the importing process: starting a worker
+#: (a new interpreter importing pandas and pyarrow) costs about a second.
+PARALLEL_ROWS = 200_000
+_PSEUDONYM_BYTES = 32  # HMAC-SHA256
+
+
+@dataclass
+class Rows:
+    """A chunk was checked: ``read`` rows of the file so far, ``found`` its bad rows."""
+
+    read: int
+    found: list[RowError]
+
+
+@dataclass
+class Batch:
+    """Checked rows to write in one transaction (raw ids: the in-process path)."""
+
+    ids: list[str]
+    texts: list[str]
+    cids: list[str] = field(default_factory=list)
+    consents: list[dict[str, bool]] = field(default_factory=list)
+
+
+@dataclass
+class PackedBatch:
+    """A :class:`Batch` as the worker sends it: ``n`` pseudonyms of 32 bytes in ``digests``,
+    ``n`` records joined by ``"\\n"`` in ``texts``."""
+
+    digests: bytes
+    texts: str
+    n: int
+    cids: list[str]
+    consents: list[dict[str, bool]]
+
+    def unpack(self) -> tuple[list[bytes], list[str]]:
+        """The pseudonyms and the records as lists."""
+        d, size = self.digests, _PSEUDONYM_BYTES
+        digests = [d[i : i + size] for i in range(0, self.n * size, size)]
+        texts = self.texts.split("\n") if self.n else []
+        return digests, texts
+
+
+@dataclass
+class Progress:
+    """A chunk is done (the progress callback runs)."""
+
+
+@dataclass
+class End:
+    """The file is done, or reading stopped at ``max_errors`` (``truncated``)."""
+
+    truncated: bool
+
+
+@dataclass
+class _Failed:
+    exc: BaseException
+
+
+Event = Rows | Batch | PackedBatch | Progress | End
+
+
+class WorkerDiedError(RuntimeError):
+    """The checking process ended without a word (killed, out of memory)."""
+
+    field = "worker"
+
+
+def worker_count(workers: int | None, source: ProfileFile) -> int:
+    """Worker processes to use: ``workers`` if given (0 or 1), else 1 for a file of at least
+    :data:`PARALLEL_ROWS` rows on a machine with two CPUs or more, else 0."""
+    if workers is not None:
+        return workers
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return 1 if cpus >= 2 and estimated_rows(source) >= PARALLEL_ROWS else 0
+
+
+def estimated_rows(source: ProfileFile) -> int:
+    """Rows of the file: exact for Parquet (its metadata), from the size for CSV (a profile
+    row is rarely under 64 bytes)."""
+    if source.format == "parquet":
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        with pq.ParquetFile(source.path) as f:
+            return int(f.metadata.num_rows)
+    return source.path.stat().st_size // 64
+
+
+def _pack(event: Event, digester: ProfileDigester) -> Event:
+    if not isinstance(event, Batch):
+        return event
+    return PackedBatch(
+        b"".join(digester(event.ids)),
+        "\n".join(event.texts),
+        len(event.texts),
+        event.cids,
+        event.consents,
+    )
+
+
+def _child(
+    conn: Any,
+    events: Callable[..., Iterator[Event]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    digester: ProfileDigester,
+) -> None:
+    """The worker's body: run the import's loop and send each event, packed."""
+    try:
+        for event in events(*args, **kwargs):
+            conn.send(_pack(event, digester))
+    except BaseException as exc:  # every failure goes back to the importer
+        try:
+            pickle.dumps(exc)
+            failed = _Failed(exc)
+        except Exception:  # an exception that does not pickle: its text
+            failed = _Failed(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(Exception):  # the importer may be gone already
+            conn.send(failed)
+    finally:
+        conn.close()
+
+
+class WorkerEvents:
+    """``events(*args, **kwargs)`` run in a worker process; iterate to get its events here
+    (batches as :class:`PackedBatch`). Use as a context manager: leaving it stops the worker."""
+
+    def __init__(
+        self,
+        events: Callable[..., Iterator[Event]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        digester: ProfileDigester,
+    ) -> None:
+        # spawn, not fork: the importer may hold threads and a database connection
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_child,
+            args=(child, events, args, kwargs, digester),
+            name="bandit-profile-checker",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()  # ours closed, the pipe ends when the worker's end does
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id."""
+        return self._proc.pid
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            try:
+                event = self._conn.recv()
+            except (EOFError, OSError):
+                self._proc.join(timeout=5)
+                raise WorkerDiedError(
+                    f"the import's checking process (pid {self._proc.pid}) died "
+                    f"(exit code {self._proc.exitcode})"
+                ) from None
+            if isinstance(event, _Failed):
+                raise event.exc
+            yield event
+            if isinstance(event, End):
+                return
+
+    def __enter__(self) -> WorkerEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (at once if it is still checking) and wait for it."""
+        self._conn.close()
+        proc = self._proc
+        proc.join(timeout=1)  # done, or about to fail on the closed pipe
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+        if proc.is_alive():  # pragma: no cover - ignores SIGTERM
+            proc.kill()
+            proc.join()
