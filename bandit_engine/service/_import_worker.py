@@ -23,11 +23,14 @@ stops with :class:`WorkerDiedError` instead of waiting.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from ..store.profile_bulk import ProfileDigester
@@ -43,6 +46,7 @@ __all__ = [
     "Rows",
     "WorkerDiedError",
     "WorkerEvents",
+    "child_main",
     "estimated_rows",
     "worker_count",
 ]
@@ -152,7 +156,7 @@ def _pack(event: Event, digester: ProfileDigester) -> Event:
 
 
 def _child(
-    conn: Any,
+    conn: Connection,
     events: Callable[..., Iterator[Event]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -174,9 +178,24 @@ def _child(
         conn.close()
 
 
+def child_main() -> None:
+    """The worker process's entry: its task from the pipe named by ``argv[1]``, its events to
+    the one named by ``argv[2]``."""
+    with Connection(int(sys.argv[1]), writable=False) as inbox:
+        path, events, args, kwargs, digester = inbox.recv()
+    sys.path[:] = path
+    _child(Connection(int(sys.argv[2]), readable=False), events, args, kwargs, digester)
+
+
 class WorkerEvents:
     """``events(*args, **kwargs)`` run in a worker process; iterate to get its events here
-    (batches as :class:`PackedBatch`). Use as a context manager: leaving it stops the worker."""
+    (batches as :class:`PackedBatch`). Use as a context manager: leaving it stops the worker.
+
+    The worker is a new interpreter started with :mod:`subprocess` (not :mod:`multiprocessing`,
+    whose spawn re-runs the caller's main script, and whose fork would copy this process's
+    threads and database connection), talking over two pipes in memory; the task, with the
+    HMAC key, goes through a pipe, never the command line or the environment.
+    """
 
     def __init__(
         self,
@@ -185,20 +204,33 @@ class WorkerEvents:
         kwargs: dict[str, Any],
         digester: ProfileDigester,
     ) -> None:
-        # spawn, not fork: the importer may hold threads and a database connection
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(
-            target=_child,
-            args=(child, events, args, kwargs, digester),
-            name="bandit-profile-checker",
-            daemon=True,
+        task_r, task_w = os.pipe()
+        out_r, out_w = os.pipe()
+        # the worker imports this package from where this process did
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
         )
-        self._proc.start()
-        child.close()  # ours closed, the pipe ends when the worker's end does
+        code = "from bandit_engine.service._import_worker import child_main; child_main()"
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(task_r), str(out_w)],
+                pass_fds=(task_r, out_w),
+                env=env,
+            )
+        except BaseException:
+            for fd in (task_r, task_w, out_r, out_w):
+                os.close(fd)
+            raise
+        os.close(task_r)  # ours closed: the pipe ends when the worker's end does
+        os.close(out_w)
+        self._conn = Connection(out_r, writable=False)
+        with Connection(task_w, readable=False) as task:
+            task.send((list(sys.path), events, args, kwargs, digester))
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         """The worker's process id."""
         return self._proc.pid
 
@@ -207,10 +239,11 @@ class WorkerEvents:
             try:
                 event = self._conn.recv()
             except (EOFError, OSError):
-                self._proc.join(timeout=5)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=5)
                 raise WorkerDiedError(
                     f"the import's checking process (pid {self._proc.pid}) died "
-                    f"(exit code {self._proc.exitcode})"
+                    f"(exit code {self._proc.returncode})"
                 ) from None
             if isinstance(event, _Failed):
                 raise event.exc
@@ -228,10 +261,11 @@ class WorkerEvents:
         """Stop the worker (at once if it is still checking) and wait for it."""
         self._conn.close()
         proc = self._proc
-        proc.join(timeout=1)  # done, or about to fail on the closed pipe
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
-        if proc.is_alive():  # pragma: no cover - ignores SIGTERM
-            proc.kill()
-            proc.join()
+        for stop in (None, proc.terminate, proc.kill):
+            if stop is not None:
+                stop()
+            try:  # done, or about to fail on the closed pipe
+                proc.wait(timeout=1 if stop is None else 5)
+                return
+            except subprocess.TimeoutExpired:
+                continue
