@@ -503,8 +503,11 @@ def test_worker_process_stores_what_this_process_stores(
     for byte, on both backends: several batches, a user repeated across batches (the last row
     wins), numbers with missing values, empty and missing tags."""
     table = demo_data["knowledge"].copy()
-    repeat_rows = table.head(40).assign(membership="none", courses_bought=np.nan)
-    table = pd.concat([table, repeat_rows], ignore_index=True)
+    repeat_rows = table.head(10).assign(membership="none", courses_bought=np.nan)
+    # users repeated within the first batch (the worker sorts a batch by pseudonym: the last
+    # row must stay last) and across batches
+    again = table.iloc[10:20].assign(membership="premium")
+    table = pd.concat([table.iloc[:50], again, table.iloc[50:], repeat_rows], ignore_index=True)
     table.loc[table.index[5], "topics"] = None
     table.loc[table.index[6], "topics"] = []
     path = tmp_path / "k.parquet"
@@ -525,9 +528,11 @@ def test_worker_process_stores_what_this_process_stores(
             workers=workers,
         )
         got[workers] = _stored_rows(log)
+        for user, membership in (("U000006", "none"), ("U000024", "premium")):
+            assert (log.get_profile(user) or {})["knowledge"]["membership"] == membership
         log.delete_profiles_before("knowledge", T0 + 1)  # empty again for the other path
     _same_report(reports[0], reports[1])
-    # transactions end at the first chunk reaching 300 rows: 384, 384, then the last 333
+    # transactions end at the first chunk reaching 300 rows: 384, 384, then the last 313
     assert reports[1].rows_written == len(table) and reports[1].commits == 3
     assert got[0] == got[1] and len(got[1]) == len(demo_data["knowledge"]) + (mode == "upsert")
     assert log.get_profile("U000001") is None  # emptied

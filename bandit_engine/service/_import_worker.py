@@ -33,6 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..store.profile_bulk import ProfileDigester
 from .profile_files import ProfileFile, RowError
 
@@ -144,12 +146,21 @@ def estimated_rows(source: ProfileFile) -> int:
 
 
 def _pack(event: Event, digester: ProfileDigester) -> Event:
+    """A batch's pseudonyms and records in pseudonym order (stable: a repeated user's last row
+    stays last), each as one object; the SQLite store then finds them sorted and skips its own
+    sort, which runs in the writing process (the slower of the two)."""
     if not isinstance(event, Batch):
         return event
+    n = len(event.texts)
+    keys = np.frombuffer(b"".join(digester(event.ids)), dtype=np.uint8).reshape(n, _PSEUDONYM_BYTES)
+    # byte order = the order of four big-endian words, the most significant last for lexsort
+    words = keys.view(">u8")
+    order = np.lexsort([words[:, j] for j in range(words.shape[1] - 1, -1, -1)])
+    texts = event.texts
     return PackedBatch(
-        b"".join(digester(event.ids)),
-        "\n".join(event.texts),
-        len(event.texts),
+        keys[order].tobytes(),
+        "\n".join(map(texts.__getitem__, order.tolist())),
+        n,
         event.cids,
         event.consents,
     )

@@ -19,7 +19,8 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from itertools import islice, repeat
+from operator import itemgetter, le
 from typing import Any
 
 from ..errors import ConfigError, ValidationError
@@ -190,9 +191,14 @@ class LogProfileBulk(LogConnection):
         if not getattr(self, "_bulk_cache", False):
             conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_MB * 1024}")
             self._bulk_cache = True
-        # a stable sort: a repeated user's last row stays last, and wins
-        rows = sorted(zip(users, texts, strict=True), key=itemgetter(0))
-        conn.executemany(_UPSERT, ((u, platform, t, stamp) for u, t in rows))
+        rows: Any
+        if all(map(le, users, islice(users, 1, None))):  # sorted already (the import's worker)
+            rows = zip(users, repeat(platform), texts, repeat(stamp), strict=False)
+        else:
+            # a stable sort: a repeated user's last row stays last, and wins
+            pairs = sorted(zip(users, texts, strict=True), key=itemgetter(0))
+            rows = ((u, platform, t, stamp) for u, t in pairs)
+        conn.executemany(_UPSERT, rows)
 
     def delete_profiles_before(self, platform: str, stamp: float) -> int:
         """Delete the ``platform`` records last written before ``stamp`` (what a ``replace``
