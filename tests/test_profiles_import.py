@@ -648,3 +648,27 @@ def test_cli_workers_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "40 rows read, 40 written" in r.output and "groupbuy=40" in r.output
     r = CliRunner().invoke(cli_app, [*args, "--workers", "2"])
     assert r.exit_code == 3 and "workers must be 0, 1" in r.output
+
+
+def test_a_plain_tags_column_is_checked_at_once_like_cell_by_cell() -> None:
+    """The column-at-once path for tags (lists of str and None, as Parquet gives) returns what
+    the per-cell rule returns, and any other column still names its bad row."""
+    from bandit_engine.features._columns import canonical_column
+    from bandit_engine.features._values import to_tags
+
+    spec = Tags("t")
+    where = lambda i: f"row {i + 1}"  # noqa: E731
+    plain: list[list[Any]] = [[["a", "b"], None, []], [None, None], [], [["x"] * 3, ["y"]]]
+    for values in plain:
+        col = pd.Series(values, dtype=object)
+        want = [to_tags("p.t", v, None) for v in values]
+        assert canonical_column(spec, "p.t", col, where) == want
+    wrong: list[tuple[list[Any], str]] = [
+        ([["a"], ["a", ""]], "''"),
+        ([["a", 1]], "1"),
+        ([["a"], "a"], "'a'"),
+    ]
+    for values, bad in wrong:
+        with pytest.raises(ValidationError) as info:
+            canonical_column(spec, "p.t", pd.Series(values, dtype=object), where)
+        assert bad in info.value.message and f"row {len(values)}" in info.value.message
