@@ -93,9 +93,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def dump_state(state: Mapping[str, Any], *, library_version: str) -> bytes:
+def dump_state(
+    state: Mapping[str, Any], *, library_version: str, compresslevel: int | None = None
+) -> bytes:
     """``state`` (JSON data, numpy arrays and bytes) as the bytes of a model file (what
-    :func:`write_state` writes; a model version stored in the event log holds them)."""
+    :func:`write_state` writes; a model version stored in the event log holds them).
+    ``compresslevel``: zlib's level (1 fastest; ``None``: its default, 6)."""
     arrays: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
     json_tree = _split(state, arrays, blobs, "state")
@@ -114,7 +117,9 @@ def dump_state(state: Mapping[str, Any], *, library_version: str) -> bytes:
         "members": {name: _sha256(data) for name, data in members.items()},
     }
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(
+        out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+    ) as zf:
         zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, indent=1))
         for name, data in members.items():
             zf.writestr(name, data)

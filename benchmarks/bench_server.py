@@ -42,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +74,33 @@ def _tree_cpu_seconds(pid: int) -> float:
     except (subprocess.CalledProcessError, OSError):
         kids = []
     return total + sum(_cpu_seconds(int(k)) for k in kids)
+
+
+def _role_of(pid: int) -> str:
+    """A short name for a server process from its command line (the split's roles)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    args = [a.decode(errors="replace") for a in argv]
+    if "learn" in args:
+        return "learner"
+    if "--role" in args and "--server-index" in args:
+        return f"decide{args[args.index('--server-index') + 1]}"
+    return (
+        "supervisor"
+        if "--workers" in args and args[args.index("--workers") + 1] != "1"
+        else "server"
+    )
+
+
+def _cpu_by_pid(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each of its children."""
+    try:
+        kids = subprocess.check_output(["pgrep", "-P", str(pid)], text=True).split()
+    except (subprocess.CalledProcessError, OSError):
+        kids = []
+    return {p: _cpu_seconds(p) for p in [pid, *map(int, kids)]}
 
 
 def _n_children(pid: int) -> int:
@@ -139,6 +168,7 @@ class Phase:
     server_cpu: float = 0.0  # CPU seconds the server process used during the phase
     client_cpu: float = 0.0  # CPU seconds this load generator used during the phase
     server_p99: dict[str, float] = field(default_factory=dict)  # ms, from the server's histogram
+    by_process: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds in the phase
 
     def record(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
@@ -218,6 +248,7 @@ async def run_phase(
             phase.completed += 1
 
     cpu0 = _tree_cpu_seconds(pid)
+    per0 = _cpu_by_pid(pid)
     own0 = time.process_time()
     start = time.perf_counter()
     n = int(rate * seconds)
@@ -232,6 +263,16 @@ async def run_phase(
     await asyncio.gather(*list(tasks))
     phase.elapsed = time.perf_counter() - start
     phase.server_cpu = _tree_cpu_seconds(pid) - cpu0
+    learners = []
+    for p, cpu in _cpu_by_pid(pid).items():
+        role = _role_of(p)
+        if role == "learner":
+            learners.append(cpu - per0.get(p, 0.0))
+        else:
+            phase.by_process[role] = phase.by_process.get(role, 0.0) + cpu - per0.get(p, 0.0)
+    # the busier learner holds the role; the other only polls for the lease
+    for role, cpu in zip(("learner", "standby"), sorted(learners, reverse=True), strict=False):
+        phase.by_process[role] = cpu
     phase.client_cpu = time.process_time() - own0
     while not pool.empty():
         pool.get_nowait().close()
@@ -366,6 +407,15 @@ def _print(sync: str, phases: list[Phase], rate: float) -> bool:
                 f"({ph.server_cpu / ph.elapsed:.2f} cores); load generator "
                 f"{ph.client_cpu / ph.elapsed:.2f} cores"
             )
+        if n_req and len(ph.by_process) > 1:
+            sessions = n_req / 2
+            print(
+                f"{sync:>6}  {ph.name:<9} by process (us/session, cores): "
+                + ", ".join(
+                    f"{role} {cpu / sessions * 1e6:.0f} ({cpu / ph.elapsed:.2f})"
+                    for role, cpu in sorted(ph.by_process.items())
+                )
+            )
         for route, p99 in sorted(ph.server_p99.items()):
             if route.startswith("/v1/"):
                 print(f"{sync:>6}  {ph.name:<9} server-side p99 {route} <= {p99:g} ms (cumulative)")
@@ -441,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
     settings = ["OFF", "NORMAL", "FULL"] if args.sync == "all" else [args.sync]
@@ -510,7 +560,7 @@ def compare_workers(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
     sync = "NORMAL" if args.sync == "all" else args.sync

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bandit_engine.errors import ModelFileError
-from bandit_engine.fileformat import FORMAT_VERSION, read_state, write_state
+from bandit_engine.fileformat import FORMAT_VERSION, dump_state, load_state, read_state, write_state
 
 
 def _state() -> dict[str, object]:
@@ -36,6 +36,15 @@ def test_round_trip_restores_arrays_blobs_and_json(tmp_path: Path) -> None:
     assert state["list"][1]["blob"] == b"\x00vw-model\xff"
     assert np.isnan(state["nan"])
     assert not list(tmp_path.glob(".*tmp")), "temporary file left behind"
+
+
+def test_the_fastest_compression_level_reads_back_the_same_state() -> None:
+    # the learner publishes model versions with compresslevel=1 (issue 12)
+    fast = load_state(dump_state(_state(), library_version="t", compresslevel=1), "v")
+    default = load_state(dump_state(_state(), library_version="t"), "v")
+    np.testing.assert_array_equal(fast["nested"]["arr"], default["nested"]["arr"])
+    assert fast["list"][1]["blob"] == default["list"][1]["blob"] == b"\x00vw-model\xff"
+    assert fast["nested"]["ids"] == default["nested"]["ids"] and fast["n"] == default["n"] == 3
 
 
 def test_truncated_file_fails_clearly(tmp_path: Path) -> None:

@@ -297,6 +297,64 @@ def test_a_decision_server_that_cannot_write_answers_503_and_logs_nothing(
         log.close()
 
 
+def test_begin_if_free_takes_the_write_lock_only_when_nobody_holds_it(db_target: str) -> None:
+    a = open_log(db_target, hmac_key=KEY)
+    b = open_log(db_target, hmac_key=KEY, busy_timeout=5.0)
+    try:
+        if db_target.startswith("postgresql"):
+            assert b.begin_if_free() is False  # cannot tell without a round trip: never
+            return
+        import threading
+
+        a.begin()
+        started = time.perf_counter()
+        assert b.begin_if_free() is False
+        assert time.perf_counter() - started < 1.0  # at once, not after busy_timeout (5 s)
+        # busy_timeout is back: an ordinary write waits for the lock instead of failing
+        release = threading.Timer(0.3, a.commit)
+        release.start()
+        b.set_meta("probe", "1")
+        release.join()
+        assert time.perf_counter() - started >= 0.25
+        assert b.begin_if_free() is True
+        b.set_meta("probe", "2")  # joins the open transaction
+        b.commit()
+        assert a.get_meta("probe") == "2"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_decision_server_waits_for_a_write_lock_held_elsewhere_and_then_answers(
+    tmp_path: Path,
+) -> None:
+    """A batch that finds the lock taken is written from a helper thread once it is free; the
+    request is answered only after that commit (the loop is not blocked meanwhile)."""
+    import threading
+
+    db = str(tmp_path / "held.sqlite")
+    app, log = open_decision_server(_settings(tmp_path, db, busy_timeout=10.0), hmac_key=KEY)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with TestClient(app) as c:
+            assert c.post("/v1/decisions", json={"user_id": "u1"}, headers=auth).status_code == 200
+            blocker = sqlite3.connect(db, timeout=0.01, check_same_thread=False)
+            blocker.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(0.5, blocker.rollback)
+            release.start()
+            started = time.perf_counter()
+            r = c.post("/v1/decisions", json={"user_id": "u2", "decision_id": "d-w"}, headers=auth)
+            waited = time.perf_counter() - started
+            release.join()
+            blocker.close()
+            assert r.status_code == 200 and r.json()["decision_id"] == "d-w"
+            assert waited >= 0.4  # answered after the lock was released and the row committed
+            assert log.has_decision("d-w")
+    finally:
+        app.state.reader.close()
+        log.close()
+
+
 def test_a_decision_server_whose_postgresql_schema_is_gone_answers_503(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -382,11 +440,11 @@ def test_a_version_1_log_is_upgraded_with_the_role_tables(db_target: str) -> Non
             for sql in [*drop, back]:
                 conn.execute(sql)
     else:
-        conn = sqlite3.connect(db_target)
+        lite = sqlite3.connect(db_target)
         for sql in [*drop, back]:
-            conn.execute(sql)
-        conn.commit()
-        conn.close()
+            lite.execute(sql)
+        lite.commit()
+        lite.close()
     with open_log(db_target, hmac_key=KEY) as log:  # what an older library wrote, opened by this
         assert log.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert log.latest_version() is None and log.lease_row().holder is None

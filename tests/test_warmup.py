@@ -13,12 +13,13 @@ from bandit_engine.service.warmup import warm_up
 T0 = 1_700_000_000.0
 
 
+@pytest.mark.parametrize("kernels", [True, False], ids=["at_start", "new_version"])
 @pytest.mark.parametrize("policy", ["linucb", "pair_ucb", "pair_ts", "lin_ts", "factored_ucb"])
-def test_a_warmed_engine_decides_as_an_unwarmed_one(policy: str) -> None:
+def test_a_warmed_engine_decides_as_an_unwarmed_one(policy: str, kernels: bool) -> None:
     cold = demo_engine(seed=5, policy=policy, start_time=T0)
     warm = demo_engine(seed=5, policy=policy, start_time=T0)
     warm.model_id = cold.model_id
-    assert warm_up(warm) >= 0.0
+    assert warm_up(warm, kernels=kernels) >= 0.0
     for i in range(1, 40):
         user, t = f"U{i:06d}", T0 + i
         a, b = cold.decide(user, now=t), warm.decide(user, now=t)

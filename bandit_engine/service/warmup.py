@@ -26,15 +26,19 @@ __all__ = ["warm_up"]
 logger = logging.getLogger("bandit_engine.service")
 
 
-def warm_up(engine: Engine) -> float:
+def warm_up(engine: Engine, *, kernels: bool = True) -> float:
     """Run a throwaway copy of the engine's policy on a cold-start user's inputs (choose, update,
-    choose, probabilities). Returns the seconds it took."""
+    choose, probabilities). Returns the seconds it took.
+
+    With ``kernels=False`` only the engine's own lazy caches are built: what the throwaway
+    policy warms (imports, compiled kernels) is per process, so a decision server that loads a
+    new model version every few seconds pays it once, at start, not with every version."""
     started = time.perf_counter()
     try:
         if engine.grid is not None:
             return 0.0
         x, ids, Z = engine.policy_inputs(None)  # builds the engine's own lazy caches too
-        if not ids:
+        if not ids or not kernels:
             return time.perf_counter() - started
         policy = engine.policy
         clone = type(policy)(**policy.get_params())

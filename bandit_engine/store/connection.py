@@ -299,6 +299,13 @@ class LogConnection:
                 raise ConfigError("a transaction is already open on this event log", field="begin")
             self._begin()
 
+    def begin_if_free(self) -> bool:
+        """Like :meth:`begin`, but only when no other connection holds the write lock: ``False``
+        at once otherwise, nothing opened (a caller on an event loop then writes from a thread,
+        where waiting does not stop the loop). Backends that cannot tell without waiting return
+        ``False`` always."""
+        return False
+
     def commit(self) -> None:
         """Commit the transaction opened by :meth:`begin` (on failure it is rolled back)."""
         with self._lock:

@@ -150,6 +150,36 @@ class SQLiteConnection(LogConnection):
         self._retry(lambda: c.execute("BEGIN IMMEDIATE"))
         return int(c.execute("SELECT seq FROM journal_seq WHERE id = 0").fetchone()[0])
 
+    def begin_if_free(self) -> bool:
+        """``BEGIN IMMEDIATE`` without waiting: ``False`` when another connection holds the
+        write lock (see :meth:`LogConnection.begin_if_free`)."""
+        with self._lock:
+            if self._depth:
+                raise ConfigError("a transaction is already open on this event log", field="begin")
+            self._writable()
+            c = self._conn
+            c.execute("PRAGMA busy_timeout = 0")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    return False
+                raise StoreBusyError.during(self.path, exc) from exc
+            finally:
+                c.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            try:
+                self._seq = self._seq0 = int(
+                    c.execute("SELECT seq FROM journal_seq WHERE id = 0").fetchone()[0]
+                )
+            except BaseException as exc:
+                self._rollback()
+                busy = self._failure(exc)
+                if busy is not None:
+                    raise busy from exc
+                raise
+            self._depth = 1
+            return True
+
     def _close_tx(self, seq: int | None) -> None:
         c = self._conn
         if seq is not None:
