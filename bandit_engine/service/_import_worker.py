@@ -127,6 +127,8 @@ def worker_count(workers: int | None, source: ProfileFile) -> int:
     :data:`PARALLEL_ROWS` rows on a machine with two CPUs or more, else 0."""
     if workers is not None:
         return workers
+    if not sys.executable:  # an embedded interpreter: no Python to start
+        return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
