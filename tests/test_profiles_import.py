@@ -672,3 +672,33 @@ def test_a_plain_tags_column_is_checked_at_once_like_cell_by_cell() -> None:
         with pytest.raises(ValidationError) as info:
             canonical_column(spec, "p.t", pd.Series(values, dtype=object), where)
         assert bad in info.value.message and f"row {len(values)}" in info.value.message
+
+
+def test_the_worker_is_used_for_large_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from bandit_engine.service import _import_worker
+    from bandit_engine.service.profile_files import open_profile_file
+
+    path = tmp_path / "g.parquet"
+    demo_tables(seed=0)["groupbuy"].head(40).to_parquet(path)
+    csv = _write(tmp_path / "s.csv", CSV_HEADER + "u1,beijing,[],,1,,\n" * 40)
+    cols = ["city", "cuisines", "avg_ticket", "orders_90d", "coupon_rate", "last_order_at"]
+    parquet = open_profile_file(path, declared=cols, key="user_id", platform="groupbuy")
+    text = open_profile_file(
+        csv, declared=[s.name for s in _fm().blocks["shop"].specs], key="user_id", platform="shop"
+    )
+    assert _import_worker.estimated_rows(parquet) == 40  # Parquet: its metadata
+    assert _import_worker.estimated_rows(text) == csv.stat().st_size // 64
+    two_cpus = len(os.sched_getaffinity(0)) >= 2
+    assert _import_worker.worker_count(None, parquet) == 0  # 40 rows < 200,000
+    monkeypatch.setattr(_import_worker, "PARALLEL_ROWS", 40)
+    assert _import_worker.worker_count(None, parquet) == int(two_cpus)
+    assert _import_worker.worker_count(0, parquet) == 0
+    with (
+        open_log(tmp_path / "e.sqlite", hmac_key=KEY) as log,
+        pytest.raises(ConfigError, match="workers must be 0, 1 or None"),
+    ):
+        import_profiles(log, _fm(), csv, platform="shop", workers=2)
