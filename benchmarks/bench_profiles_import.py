@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     ap.add_argument("--db", default=None, help="postgresql:// URL (default: a new SQLite file)")
     ap.add_argument("--chunk-rows", type=int, default=100_000)
+    ap.add_argument("--commit-rows", type=int, default=500_000)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument(
         "--workers", type=int, default=None, help="passed to the command (default: automatic)"
@@ -191,6 +192,8 @@ def main() -> None:
                 "--demo",
                 "--chunk-rows",
                 str(args.chunk_rows),
+                "--commit-rows",
+                str(args.commit_rows),
             ]
             if args.workers is not None:
                 cmd += ["--workers", str(args.workers)]
