@@ -752,20 +752,25 @@ class Engine:
         if mask is None:
             choice = chooser.choose(x, ids, Z)
             i, scores, probs = choice.index, choice.scores, choice.probabilities
+            z = Z[i]
+            row = int(rows[i]) if rows is not None else -1
         else:
             # the rules' mask over the catalog's list: the policy keeps its per-list caches, the
-            # decision records the eligible sub-list (the propensity is over it)
+            # decision records the eligible sub-list (the propensity is over it); the chosen
+            # bundle's features (a copy, as the gathered sub-list gave) and row are read at its
+            # position in the whole list
             choice = chooser.choose(x, ids, Z, mask)
-            kept = np.flatnonzero(mask)
-            i = int(np.searchsorted(kept, choice.index))
-            ids = tuple(compress(ids, mask.tolist()))
-            Z = Z[kept]
-            rows = None if rows is None else np.asarray(rows)[kept]
-            scores = choice.scores[kept]
-            probs = None if choice.probabilities is None else choice.probabilities[kept]
+            at = choice.index
+            z = Z[at].copy()
+            row = int(rows[at]) if rows is not None else -1
+            # (plain list and boolean-index operations: np.flatnonzero and np.searchsorted cost
+            # more in call overhead than in work on a list of tens)
+            keep = mask.tolist()
+            i = sum(keep[:at])  # the chosen bundle's place among the kept ones
+            ids = tuple(compress(ids, keep))
+            scores = choice.scores[mask]
+            probs = None if choice.probabilities is None else choice.probabilities[mask]
         bundle_id = ids[i]
-        z = Z[i]
-        row = int(rows[i]) if rows is not None else -1
         seen: Any = False
         if self._pair_rows and self.behaviour is not None:
             # what the candidate rows were built from, before this decision changes it

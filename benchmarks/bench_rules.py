@@ -175,7 +175,16 @@ def breakdown(n: int, policy: str) -> None:
         (engine, "decide", "decide (whole)"),
         (rr, "keep_mask", "rules: keep_mask (predicates, caps, exclusions, budgets)"),
         (rr, "_blocked", "rules:   of which the counters (caps, exclusions, budgets)"),
-        (rr, "_rule", "rules:   of which the profile x bundle predicate"),
+        (
+            rr,
+            "_rule_mask",
+            "rules:   of which the eligibility rules' mask (cached per list, profile)",
+        ),
+        (
+            rr,
+            "_rule",
+            "rules:     of which evaluating the profile x bundle predicate (cache misses)",
+        ),
         (rr, "record", "rules: counting the served decision"),
         (rr, "user_key", "rules: the user's pseudonym"),
         (engine, "_choose", "policy choice with the mask, and the decision record"),

@@ -39,7 +39,7 @@ def check_mask(mask: Any, k: int) -> IntArray | None:
             f"{m.dtype} array of shape {m.shape}",
             f"must be a boolean array with one entry per arm (shape ({k},))",
         )
-    keep = np.flatnonzero(m)
+    keep = m.nonzero()[0]  # np.flatnonzero for a 1-d array, without its Python wrapper
     if keep.shape[0] == k:
         return None
     if keep.shape[0] == 0:

@@ -30,10 +30,11 @@ from numpy.typing import NDArray
 
 from ..catalog import Catalog
 from ..catalog.bundles import CandidateSet
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, ValidationError
 from ..features import FeatureMap
 from ..policies.base import Policy
 from ..policies.registry import make_policy
+from ._window import CapSpec
 from .predicates import BUNDLE_SIDES, Predicate
 from .spec import Rules
 from .state import MemoryRuleState, RuleState
@@ -42,6 +43,8 @@ __all__ = ["RuleRunner", "known_columns", "policy_from_spec"]
 
 BoolArray = NDArray[np.bool_]
 _PENDING_KEPT = 200_000
+_NO_LIMIT = 2**62  # above any budget: the minimum's start when no budget is unpaced
+_MASKS_KEPT = 8_192  # dynamic rules' masks cached (cleared when full)
 
 
 def known_columns(features: FeatureMap, catalog: Catalog) -> tuple[set[str], set[str]]:
@@ -90,9 +93,17 @@ class _Compiled:
         self.require = require
         self.when = when
         self.allow_missing = allow
-        self.dynamic = any(
-            c.split(".")[0] not in BUNDLE_SIDES for p in (require, when) if p for c in p.columns
+        #: the profile columns it reads, as ``(platform, field)``
+        self.profile_columns = tuple(
+            dict.fromkeys(
+                tuple(c.split(".", 1))
+                for p in (require, when)
+                if p
+                for c in p.columns
+                if c.split(".")[0] not in BUNDLE_SIDES
+            )
         )
+        self.dynamic = bool(self.profile_columns)
 
 
 class RuleRunner:
@@ -119,7 +130,12 @@ class RuleRunner:
             )
         self.rules = rules
         self.catalog = catalog
-        self.state: RuleState = state if state is not None else MemoryRuleState()
+        # the caps as the state's incremental counts take them (set with the state, below)
+        self._cap_spec: tuple[CapSpec, ...] = tuple(
+            (c.per, c.window, c.max_shows) for c in rules.caps
+        )
+        self._fast_caps: tuple[CapSpec, ...] | None = None
+        self.state = state if state is not None else MemoryRuleState()
         profile_cols, bundle_cols = known_columns(features, catalog)
         self._compiled: list[_Compiled] = []
         for rule in rules.eligibility:
@@ -159,6 +175,37 @@ class RuleRunner:
         self._cap_windows = list(self._caps_by_scope.values())
         self._max_window = max((c.window for c in rules.caps), default=0.0)
         self._dynamic = [c for c in self._compiled if c.dynamic]
+        self._profile_columns = tuple(
+            dict.fromkeys(col for c in self._dynamic for col in c.profile_columns)
+        )
+        # the eligibility rules' mask and its count, per (list, the profile values the rules
+        # read): users with the same values over the same list get the same mask
+        self._rule_masks: dict[
+            tuple[Any, ...], tuple[NDArray[np.intp], tuple[int, int], BoolArray | None, int]
+        ] = {}
+        # per list: scope -> id -> positions in the list (where the counters' blocks land)
+        self._positions_of: dict[
+            int, tuple[NDArray[np.intp], tuple[int, int], dict[str, dict[str, list[int]]]]
+        ] = {}
+        self._uses_state = rules.uses_state
+        self._excl_active = rules.exclusions.active
+        self._reads_user = bool(rules.caps) or self._excl_active
+        # what counting a served decision needs, worked out once
+        self._decision_budgets = [
+            (b.name, b.per == "bundle", frozenset(b.ids))
+            for b in rules.budgets
+            if b.count == "decisions"
+        ]
+        self._cap_per = [c.per for c in rules.caps]
+        self._cap_reasons = [f"cap {c.name!r}" for c in rules.caps]
+        self._budget_paces = [(b.max_per_day, b.pacing == "even") for b in rules.budgets]
+        self._budget_even = [m for m, even in self._budget_paces if even]
+        self._budget_fixed_min = min(
+            (m for m, even in self._budget_paces if not even), default=_NO_LIMIT
+        )
+        self._keeps_pending = rules.exclusions.active or any(
+            b.count == "orders" for b in rules.budgets
+        )
         self._static: tuple[tuple[int, int], BoolArray | None] | None = None
         self._parts: tuple[tuple[int, int], dict[str, NDArray[Any]]] | None = None
         # the static mask restricted to a candidate list, per list (the catalog hands out the
@@ -166,11 +213,25 @@ class RuleRunner:
         self._static_rows: dict[int, tuple[NDArray[np.intp], tuple[int, int], BoolArray]] = {}
         # (column, id(rows)) -> (rows, the columns' dict it came from, the column at rows)
         self._gathered: dict[tuple[str, int], tuple[Any, Any, NDArray[Any]]] = {}
-        # deal / course id -> its bundles' catalog rows, per catalog version
-        self._rows_of: tuple[tuple[int, int], dict[str, dict[str, NDArray[np.intp]]]] | None = None
         self._pending: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
         #: set while a restart replays the journal: counts are already in the log
         self.replaying = False
+
+    @property
+    def state(self) -> RuleState:
+        """Where the caps, budgets and exclusions count (replaceable: a
+        :class:`~bandit_engine.service.LoggedEngine` puts its log's state here)."""
+        return self._state
+
+    @state.setter
+    def state(self, state: RuleState) -> None:
+        self._state = state
+        # a state that keeps the caps' counts incrementally answers without a recount
+        self._fast_caps = (
+            state.track_caps(self._cap_spec)
+            if isinstance(state, MemoryRuleState) and self._cap_spec
+            else None
+        )
 
     # -- catalog columns, cached per catalog version ------------------------------------------
     def _stamp(self) -> tuple[int, int]:
@@ -313,40 +374,46 @@ class RuleRunner:
         by: dict[str, set[str]] = {"bundle": set(), "deal": set(), "course": set()}
         reasons: list[str] = []
         excl = rules.exclusions
-        if key is not None and (rules.caps or excl.active):
-            hist = self.state.history(key, now - self._max_window, orders=excl.active)
-            if rules.caps and hist.shows:
-                # one pass over the user's shows, counting (cap, item) for every cap of the
-                # show's scope whose window holds it
-                counts: dict[tuple[int, str], int] = {}
-                get = counts.get
-                cuts = [[(j, now - w) for j, w in caps] for caps in self._cap_windows]
-                scope_at = self._scope_at
-                for scope, item, ts in hist.shows:
-                    for j, cut in cuts[scope_at[scope]] if scope in scope_at else ():
-                        if ts > cut:
-                            ck = (j, item)
-                            counts[ck] = get(ck, 0) + 1
-                hit_caps: set[int] = set()
-                caps = rules.caps
-                for (j, item), c in counts.items():
-                    if c >= caps[j].max_shows:
-                        by[caps[j].per].add(item)
-                        hit_caps.add(j)
-                reasons.extend(f"cap {caps[j].name!r}" for j in sorted(hit_caps))
-            if excl.bought_courses and hist.orders:
-                by["course"] |= {c for _, c, _ in hist.orders}
+        if key is not None and self._reads_user:
+            state = self._state
+            over = None
+            orders: Sequence[tuple[str, str, float]] = ()
+            if self._fast_caps is not None and isinstance(state, MemoryRuleState):
+                over = state.cap_blocked(key, now, self._fast_caps)
+            if over is not None:  # the state's incremental counts: no recount
+                for j, items in enumerate(over):
+                    if items:
+                        by[self._cap_per[j]] |= items
+                        reasons.append(self._cap_reasons[j])
+                if self._excl_active:
+                    assert isinstance(state, MemoryRuleState)
+                    orders = state.orders_of(key)
+            else:
+                hist = state.history(key, now - self._max_window, orders=self._excl_active)
+                if rules.caps and hist.shows:
+                    self._recount_caps(hist.shows, now, by, reasons)
+                orders = hist.orders
+            if excl.bought_courses and orders:
+                by["course"] |= {c for _, c, _ in orders}
                 reasons.append("bought courses")
-            if excl.ordered_deals_days is not None and hist.orders:
+            if excl.ordered_deals_days is not None and orders:
                 since = now - excl.ordered_deals_days * 86_400.0
-                recent = {d for d, _, ts in hist.orders if ts > since}
+                recent = {d for d, _, ts in orders if ts > since}
                 if recent:
                     by["deal"] |= recent
                     reasons.append("recently ordered deals")
         if rules.budgets:
-            limits = [b.allowed(now) for b in rules.budgets]
-            used = self.state.budget_used(int(now // 86_400), min(limits))
+            # Budget.allowed for every budget, the share of the day worked out once
+            f = (now % 86_400.0) / 86_400.0
+            lowest = self._budget_fixed_min
+            for m in self._budget_even:
+                lowest = min(lowest, max(1, min(m, math.ceil(m * f))))
+            used = self._state.budget_used(int(now // 86_400), lowest)
             if used:  # only the counts at or above the smallest limit come back
+                limits = [
+                    max(1, min(m, math.ceil(m * f))) if even else m
+                    for m, even in self._budget_paces
+                ]
                 for b, limit in zip(rules.budgets, limits, strict=True):
                     out = {
                         item for (name, item), n in used.items() if name == b.name and n >= limit
@@ -355,6 +422,33 @@ class RuleRunner:
                         by[b.per] |= out
                         reasons.append(f"budget {b.name!r}")
         return by["bundle"], by["deal"], by["course"], reasons
+
+    def _recount_caps(
+        self,
+        shows: Sequence[tuple[str, str, float]],
+        now: float,
+        by: dict[str, set[str]],
+        reasons: list[str],
+    ) -> None:
+        """The caps' blocked items from the user's shows (for a state without incremental
+        counts): one pass, counting (cap, item) for every cap of the show's scope whose window
+        holds it."""
+        counts: dict[tuple[int, str], int] = {}
+        get = counts.get
+        cuts = [[(j, now - w) for j, w in caps] for caps in self._cap_windows]
+        scope_at = self._scope_at
+        for scope, item, ts in shows:
+            for j, cut in cuts[scope_at[scope]] if scope in scope_at else ():
+                if ts > cut:
+                    ck = (j, item)
+                    counts[ck] = get(ck, 0) + 1
+        hit_caps: set[int] = set()
+        caps = self.rules.caps
+        for (j, item), c in counts.items():
+            if c >= caps[j].max_shows:
+                by[caps[j].per].add(item)
+                hit_caps.add(j)
+        reasons.extend(self._cap_reasons[j] for j in sorted(hit_caps))
 
     def _static_for(self, rows: NDArray[np.intp]) -> BoolArray | None:
         """:meth:`_static_mask` restricted to ``rows``, cached per rows array (the catalog's
@@ -372,35 +466,65 @@ class RuleRunner:
         self._static_rows[id(rows)] = (rows, stamp, mask)
         return mask
 
-    def _catalog_rows(self, scope: str, items: set[str]) -> list[int]:
-        """The catalog rows of the bundles ``items`` (ids of ``scope``: bundle, deal, course)
-        name; ids the catalog does not know are skipped."""
-        if scope == "bundle":
-            index = self.catalog.row
-            out = []
-            for b in items:
-                try:
-                    out.append(index(b))
-                except NotFoundError:  # a bundle the catalog no longer lists
-                    continue
-            return out
+    def _rule_mask(self, rows: NDArray[np.intp], profile: Any) -> tuple[BoolArray | None, int]:
+        """The eligibility rules' mask over ``rows`` (static and profile x bundle rules
+        together; ``None``: all pass) and how many pass, cached per (list, the profile values
+        the rules read with their types: ``True`` and ``1`` compare alike but scale
+        differently). The mask is shared: callers never change it in place."""
+        if len(self._profile_columns) == 1:  # the common case, without the list
+            side, name = self._profile_columns[0]
+            part = profile.get(side) if profile else None
+            v = part.get(name) if part else None
+            key: tuple[Any, ...] = (id(rows), type(v), v)
+        else:
+            values: list[Any] = [id(rows)]
+            for side, name in self._profile_columns:
+                part = profile.get(side) if profile else None
+                v = part.get(name) if part else None
+                values.append(type(v))
+                values.append(v)
+            key = tuple(values)
         stamp = self._stamp()
-        if self._rows_of is None or self._rows_of[0] != stamp:
+        cached = True
+        try:
+            hit = self._rule_masks.get(key)
+        except TypeError:  # an unhashable value (a list of tags): no cache
+            cached, hit = False, None
+        if hit is not None and hit[0] is rows and hit[1] == stamp:
+            return hit[2], hit[3]
+        keep = self._static_for(rows)
+        if self._dynamic:
             cols = self._columns()
-            by: dict[str, dict[str, NDArray[np.intp]]] = {}
-            for part in ("deal", "course"):
-                lists: dict[str, list[int]] = {}
-                for r, item in enumerate(cols[f"{part}_id"].tolist()):
-                    lists.setdefault(item, []).append(r)
-                by[part] = {item: np.asarray(rs, dtype=np.intp) for item, rs in lists.items()}
-            self._rows_of = (stamp, by)
-        groups = self._rows_of[1][scope]
-        out_rows: list[int] = []
-        for item in items:
-            hit = groups.get(item)
-            if hit is not None:
-                out_rows.extend(hit.tolist())
-        return out_rows
+            for comp in self._dynamic:
+                ok = self._rule(comp, cols, rows, profile)
+                keep = ok if keep is None else keep & ok
+        n = rows.shape[0] if keep is None else int(np.count_nonzero(keep))
+        if keep is not None:
+            keep.flags.writeable = False  # shared from here on: a write would corrupt the cache
+        if cached:
+            if len(self._rule_masks) >= _MASKS_KEPT:
+                self._rule_masks.clear()
+            self._rule_masks[key] = (rows, stamp, keep, n)
+        return keep, n
+
+    def _positions(self, rows: NDArray[np.intp]) -> dict[str, dict[str, list[int]]]:
+        """Per scope (bundle, deal, course), id -> its positions in ``rows``, cached per list
+        (as :meth:`_static_for`)."""
+        stamp = self._stamp()
+        hit = self._positions_of.get(id(rows))
+        if hit is not None and hit[0] is rows and hit[1] == stamp:
+            return hit[2]
+        cols = self._columns()
+        out: dict[str, dict[str, list[int]]] = {}
+        for scope in ("bundle", "deal", "course"):
+            at: dict[str, list[int]] = {}
+            for i, item in enumerate(cols[f"{scope}_id"][rows].tolist()):
+                at.setdefault(item, []).append(i)
+            out[scope] = at
+        if len(self._positions_of) >= 256:
+            self._positions_of.clear()
+        self._positions_of[id(rows)] = (rows, stamp, out)
+        return out
 
     def keep_mask(
         self, cs: CandidateSet, profile: Any, key: str | None, now: float
@@ -408,38 +532,39 @@ class RuleRunner:
         """Which of ``cs`` pass every rule: ``(None, "")`` when all do, ``(mask, "")`` when some
         do, ``(all-False mask, reasons)`` when none does.
 
-        Per decision this is a handful of array operations whatever the list's length: the
-        static rules' mask is cached per list, the counters' blocked ids are turned into catalog
-        rows (a boolean over the catalog, read at the list's rows), and the reasons are only
-        worked out when nothing is left."""
+        Per decision this is a few dictionary reads and, when the counters block something, a
+        handful of array operations: the eligibility rules' mask is cached per list and profile
+        values, the counters' blocked ids are looked up among the list's positions, and the
+        reasons are only worked out when nothing is left."""
         rows = cs.rows
-        keep = self._static_for(rows)
-        failed: list[tuple[str, BoolArray]] = []
-        if keep is not None:
-            failed.append(("eligibility rules", keep))
-        if self._dynamic:
-            cols = self._columns()
-            for comp in self._dynamic:
-                ok = self._rule(comp, cols, rows, profile)
-                failed.append((f"rule {comp.name!r}", ok))
-                keep = ok if keep is None else keep & ok
+        keep, n = self._rule_mask(rows, profile)
         why: list[str] = []
-        if self.rules.uses_state:
+        if self._uses_state:
             bundles, deals, courses, why = self._blocked(key, now)
             if bundles or deals or courses:
-                blocked = np.zeros(len(self.catalog), dtype=bool)
+                pos = self._positions(rows)
+                at: list[int] = []
                 for scope, items in (("bundle", bundles), ("deal", deals), ("course", courses)):
-                    if items:
-                        blocked[self._catalog_rows(scope, items)] = True
-                ok = ~blocked[rows]
-                keep = ok if keep is None else keep & ok
-        if keep is None:
-            return None, ""
-        n = int(np.count_nonzero(keep))
-        if n == keep.shape[0]:
+                    of = pos[scope]
+                    for item in items:
+                        hit = of.get(item)
+                        if hit is not None:
+                            at.extend(hit)
+                if at:
+                    keep = np.ones(rows.shape[0], dtype=bool) if keep is None else keep.copy()
+                    keep[at] = False
+                    n = int(np.count_nonzero(keep))
+        if keep is None or n == keep.shape[0]:
             return None, ""
         if n:
             return keep, ""
+        failed: list[tuple[str, BoolArray]] = []
+        static = self._static_for(rows)
+        if static is not None:
+            failed.append(("eligibility rules", static))
+        cols = self._columns()
+        for comp in self._dynamic:
+            failed.append((f"rule {comp.name!r}", self._rule(comp, cols, rows, profile)))
         reasons = [label for label, ok in failed if not ok.all()] + why
         return keep, "the rules rule out every eligible bundle (" + ", ".join(reasons) + ")"
 
@@ -508,6 +633,15 @@ class RuleRunner:
         return None, None
 
     # -- counting ---------------------------------------------------------------------------------
+    def _decision_units(self, bundle_id: str, deal_id: str) -> list[tuple[str, str]]:
+        """:meth:`_units` of ``"decisions"`` from the budgets worked out at construction."""
+        out = []
+        for name, per_bundle, ids in self._decision_budgets:
+            item = bundle_id if per_bundle else deal_id
+            if not ids or item in ids:
+                out.append((name, item))
+        return out
+
     def _units(self, count: str, bundle_id: str, deal_id: str) -> list[tuple[str, str]]:
         out = []
         for b in self.rules.budgets:
@@ -528,19 +662,19 @@ class RuleRunner:
     ) -> None:
         """Count a served decision: its shows for the caps, its decision budgets (``parts``:
         the bundle's deal and course ids when the caller has them)."""
-        if self.replaying or not self.rules.uses_state:
+        if self.replaying or not self._uses_state:
             return
         deal_id, course_id = parts if parts is not None else self.catalog.parts(bundle_id)
         items = {"bundle": bundle_id, "deal": deal_id, "course": course_id}
-        self.state.record_show(
+        self._state.record_show(
             key,
             [(scope, items[scope]) for scope in self._cap_scopes],
-            self._units("decisions", bundle_id, deal_id),
+            self._decision_units(bundle_id, deal_id),
             now=now,
             day=int(now // 86_400),
             forget_before=now - self._max_window,
         )
-        if self.rules.exclusions.active or any(b.count == "orders" for b in self.rules.budgets):
+        if self._keeps_pending:
             if len(self._pending) >= _PENDING_KEPT:
                 self._pending.popitem(last=False)
             self._pending[decision_id] = (key, bundle_id)
