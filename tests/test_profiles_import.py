@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -459,7 +459,246 @@ def test_bulk_records_are_sealed_like_single_ones(
         import_profiles(log, _fm(), path, platform="shop")
         log.upsert_profile("u2", "shop", {"city": "zhangjiakou"})
         assert (log.get_profile("u1") or {})["shop"]["city"] == "zhangjiakou"
-        conn: Any = log._conn  # the raw table: every stored record is sealed
+        conn: Any = cast(Any, log)._conn  # the raw table: every stored record is sealed
         rows = conn.execute("SELECT fields FROM profiles").fetchall()
         assert len(rows) == 2
         assert all("zhangjiakou" not in str(r[0]) for r in rows)
+
+
+# -- the worker process (issue 14: reading and checking beside the writes) ---------------------
+
+
+def _stored_rows(log: EventStore) -> list[tuple[Any, ...]]:
+    """The profile table as stored (pseudonym, platform, record text, time stamp)."""
+    conn: Any = cast(Any, log)._conn
+    rows = conn.execute(
+        'SELECT "user", platform, fields, updated_at FROM profiles ORDER BY "user", platform'
+    ).fetchall()
+    return [(bytes(u), p, str(f), float(t)) for u, p, f, t in rows]
+
+
+def _same_report(a: Any, b: Any) -> None:
+    fields = ("rows_read", "rows_written", "deleted", "commits", "errors", "truncated")
+    assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
+
+
+def test_digester_is_hmac_sha256() -> None:
+    """The bulk path's HMAC, written out over precomputed pads, equals :func:`hmac.digest` for
+    keys shorter than, as long as and longer than SHA-256's 64-byte block."""
+    import hmac
+
+    from bandit_engine.store.profile_bulk import ProfileDigester
+
+    ids = ["U000001", "é中文", "x" * 300, "a\nb"]
+    for key in (b"k" * 32, bytes(range(64)), b"z" * 65, b"long key " * 30):
+        want = [hmac.digest(key, u.encode("utf-8"), "sha256") for u in ids]
+        assert ProfileDigester(key)(ids) == want
+
+
+@pytest.mark.parametrize("mode", ["upsert", "replace"])
+def test_worker_process_stores_what_this_process_stores(
+    log: EventStore, demo: Any, demo_data: dict[str, pd.DataFrame], tmp_path: Path, mode: str
+) -> None:
+    """The same file imported in this process and through the worker gives the same table, byte
+    for byte, on both backends: several batches, a user repeated across batches (the last row
+    wins), numbers with missing values, empty and missing tags."""
+    table = demo_data["knowledge"].copy()
+    repeat_rows = table.head(10).assign(membership="none", courses_bought=np.nan)
+    # users repeated within the first batch (the worker sorts a batch by pseudonym: the last
+    # row must stay last) and across batches
+    again = table.iloc[10:20].assign(membership="premium")
+    table = pd.concat([table.iloc[:50], again, table.iloc[50:], repeat_rows], ignore_index=True)
+    table.loc[table.index[5], "topics"] = None
+    table.loc[table.index[6], "topics"] = []
+    path = tmp_path / "k.parquet"
+    table.to_parquet(path)
+    got = {}
+    reports = {}
+    for workers in (0, 1):
+        log.upsert_profile("someone-else", "knowledge", {"membership": "basic"}, now=T0 - 1)
+        reports[workers] = import_profiles(
+            log,
+            demo.features,
+            path,
+            platform="knowledge",
+            mode=mode,  # type: ignore[arg-type]
+            chunk_rows=128,
+            commit_rows=300,
+            now=T0,
+            workers=workers,
+        )
+        got[workers] = _stored_rows(log)
+        for user, membership in (("U000006", "none"), ("U000024", "premium")):
+            assert (log.get_profile(user) or {})["knowledge"]["membership"] == membership
+        log.delete_profiles_before("knowledge", T0 + 1)  # empty again for the other path
+    _same_report(reports[0], reports[1])
+    # transactions end at the first chunk reaching 300 rows: 384, 384, then the last 313
+    assert reports[1].rows_written == len(table) and reports[1].commits == 3
+    assert got[0] == got[1] and len(got[1]) == len(demo_data["knowledge"]) + (mode == "upsert")
+    assert log.get_profile("U000001") is None  # emptied
+
+
+def test_worker_process_reports_bad_rows_alike(log: EventStore, tmp_path: Path) -> None:
+    """Bad rows, a bad chunk after good ones, skip_bad_rows, max_errors and consent columns:
+    the reports (every bad row, its number, field and wording) and the table are the same
+    through the worker."""
+    fm = _fm()
+    rows = [f"u{i},beijing,[],,{i},,true,true\n" for i in range(1, 31)]
+    rows[6] = "u7,beijing,[],,seven,,true,true\n"
+    rows[7] = "u8,beijing,hotpot,,8,,maybe,true\n"
+    rows[12] = ",beijing,[],,13,,,\n"
+    rows[20] = "u21,beijing,[],,21,,,false\n"  # consent withheld: not stored, consent recorded
+    rows[21] = "u22,beijing,[],,22,,,perhaps\n"
+    path = _write(tmp_path / "c.csv", CSV_HEADER.replace("\n", ",consent\n") + "".join(rows))
+    cases: list[dict[str, Any]] = [
+        dict(chunk_rows=3),
+        dict(chunk_rows=3, mode="replace"),
+        dict(chunk_rows=4, skip_bad_rows=True),
+        dict(chunk_rows=5, max_errors=2),
+        dict(chunk_rows=4, dry_run=True),
+    ]
+    for case in cases:
+        outcome: dict[int, tuple[Any, list[tuple[Any, ...]], str | None]] = {}
+        for workers in (0, 1):
+            try:
+                rep = import_profiles(
+                    log, fm, path, platform="shop", now=T0, workers=workers, **case
+                )
+                outcome[workers] = (rep, _stored_rows(log), None)
+            except ProfileImportError as exc:
+                outcome[workers] = (exc.report, _stored_rows(log), str(exc))
+            log.delete_profiles_before("shop", T0 + 1)
+        (rep0, rows0, msg0), (rep1, rows1, msg1) = outcome[0], outcome[1]
+        _same_report(rep0, rep1)
+        assert (rows0, msg0) == (rows1, msg1), case
+        assert rep1.errors, case
+    # the last case's worker did find every bad row (7: number, 8: tags and flag, 13: no id,
+    # 22: consent) with its wording
+    assert [(e.row, e.field) for e in rep1.errors] == [
+        (7, "shop.avg_ticket"),
+        (8, "shop.cuisines"),
+        (8, "shop.member"),
+        (13, "shop.user_id"),
+        (22, "shop.consent"),
+    ]
+    assert "must be a number, got 'seven'" in rep1.errors[0].message
+
+
+def test_a_worker_that_dies_stops_the_import_with_a_clear_error(
+    tmp_path: Path, demo: Any, demo_data: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checking process killed half-way: the import stops (no hang) with an error naming
+    the process and its exit, and the batches committed before stay."""
+    import os
+    import signal
+
+    from bandit_engine.service import _import_worker
+
+    started: list[Any] = []
+    real_init = _import_worker.WorkerEvents.__init__
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(_import_worker.WorkerEvents, "__init__", spy)
+    base = demo_data["groupbuy"]
+    # 40 copies under new ids: batches of 2,000 rows (about 400 kB each) fill the pipe, so the
+    # worker is still at work when it is killed after the first chunk
+    table = pd.concat(
+        [base.assign(user_id=base["user_id"] + f"-{k}") for k in range(40)], ignore_index=True
+    )
+    path = tmp_path / "g.parquet"
+    table.to_parquet(path)
+    killed: list[int] = []
+
+    def progress(read: int, written: int) -> None:
+        if written and not killed:
+            killed.append(started[0].pid)
+            os.kill(started[0].pid, signal.SIGKILL)
+
+    with open_log(tmp_path / "events.sqlite", hmac_key=KEY) as log:
+        with pytest.raises(ProfileImportError) as info:
+            import_profiles(
+                log,
+                demo.features,
+                path,
+                platform="groupbuy",
+                chunk_rows=1000,
+                commit_rows=2000,
+                workers=1,
+                progress=progress,
+            )
+        rep = info.value.report
+        message = str(info.value)
+        assert killed and f"checking process (pid {killed[0]}) died (exit code -9)" in message
+        assert info.value.field == "worker"
+        assert 0 < rep.rows_written < len(table) and rep.rows_written % 2000 == 0
+        assert log.profile_counts() == {"groupbuy": rep.rows_written}
+
+
+def test_cli_workers_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANDIT_HMAC_KEY", KEY.decode())
+    good = tmp_path / "g.parquet"
+    demo_tables(seed=0)["groupbuy"].head(40).to_parquet(good)
+    db = str(tmp_path / "events.sqlite")
+    args = ["profiles", "import", str(good), "--db", db, "--platform", "groupbuy", "--demo"]
+    r = CliRunner().invoke(cli_app, [*args, "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "40 rows read, 40 written" in r.output and "groupbuy=40" in r.output
+    r = CliRunner().invoke(cli_app, [*args, "--workers", "2"])
+    assert r.exit_code == 3 and "workers must be 0, 1" in r.output
+
+
+def test_a_plain_tags_column_is_checked_at_once_like_cell_by_cell() -> None:
+    """The column-at-once path for tags (lists of str and None, as Parquet gives) returns what
+    the per-cell rule returns, and any other column still names its bad row."""
+    from bandit_engine.features._columns import canonical_column
+    from bandit_engine.features._values import to_tags
+
+    spec = Tags("t")
+    where = lambda i: f"row {i + 1}"  # noqa: E731
+    plain: list[list[Any]] = [[["a", "b"], None, []], [None, None], [], [["x"] * 3, ["y"]]]
+    for values in plain:
+        col = pd.Series(values, dtype=object)
+        want = [to_tags("p.t", v, None) for v in values]
+        assert canonical_column(spec, "p.t", col, where) == want
+    wrong: list[tuple[list[Any], str]] = [
+        ([["a"], ["a", ""]], "''"),
+        ([["a", 1]], "1"),
+        ([["a"], "a"], "'a'"),
+    ]
+    for values, bad in wrong:
+        with pytest.raises(ValidationError) as info:
+            canonical_column(spec, "p.t", pd.Series(values, dtype=object), where)
+        assert bad in info.value.message and f"row {len(values)}" in info.value.message
+
+
+def test_the_worker_is_used_for_large_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from bandit_engine.service import _import_worker
+    from bandit_engine.service.profile_files import open_profile_file
+
+    path = tmp_path / "g.parquet"
+    demo_tables(seed=0)["groupbuy"].head(40).to_parquet(path)
+    csv = _write(tmp_path / "s.csv", CSV_HEADER + "u1,beijing,[],,1,,\n" * 40)
+    cols = ["city", "cuisines", "avg_ticket", "orders_90d", "coupon_rate", "last_order_at"]
+    parquet = open_profile_file(path, declared=cols, key="user_id", platform="groupbuy")
+    text = open_profile_file(
+        csv, declared=[s.name for s in _fm().blocks["shop"].specs], key="user_id", platform="shop"
+    )
+    assert _import_worker.estimated_rows(parquet) == 40  # Parquet: its metadata
+    assert _import_worker.estimated_rows(text) == csv.stat().st_size // 64
+    two_cpus = len(os.sched_getaffinity(0)) >= 2
+    assert _import_worker.worker_count(None, parquet) == 0  # 40 rows < 200,000
+    monkeypatch.setattr(_import_worker, "PARALLEL_ROWS", 40)
+    assert _import_worker.worker_count(None, parquet) == int(two_cpus)
+    assert _import_worker.worker_count(0, parquet) == 0
+    with (
+        open_log(tmp_path / "e.sqlite", hmac_key=KEY) as log,
+        pytest.raises(ConfigError, match="workers must be 0, 1 or None"),
+    ):
+        import_profiles(log, _fm(), csv, platform="shop", workers=2)

@@ -66,6 +66,12 @@ def import_command(
     ignore_extra_columns: bool = typer.Option(
         False, "--ignore-extra-columns", help="Skip columns the platform does not declare."
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="1: read and check the file in a second process while this one writes; 0: all in "
+        "this process (default: 1 for a file of 200,000 rows or more on two CPUs or more).",
+    ),
     hmac_key_file: str | None = typer.Option(
         None, "--hmac-key-file", help="File holding the user-id HMAC key (else $BANDIT_HMAC_KEY)."
     ),
@@ -135,6 +141,7 @@ def import_command(
                     max_errors=max_errors,
                     ignore_extra=ignore_extra_columns,
                     progress=progress,
+                    workers=workers,
                 )
             except ProfileImportError as exc:
                 if tty:

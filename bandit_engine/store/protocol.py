@@ -17,6 +17,7 @@ import pandas as pd
 from ..records import Decision, LearnedReward
 from .connection import Synchronous
 from .consent import ConsentChange
+from .profile_bulk import ProfileDigester
 from .rows import FloatArray, JournalEntry
 from .versions import LeaseRow, VersionInfo
 
@@ -103,6 +104,17 @@ class EventStore(Protocol):
         self,
         platform: str,
         user_ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        now: float | None = None,
+    ) -> int: ...
+
+    def profile_digester(self) -> ProfileDigester: ...
+
+    def write_profile_digests(
+        self,
+        platform: str,
+        digests: Sequence[bytes],
         texts: Sequence[str],
         *,
         now: float | None = None,
