@@ -221,3 +221,45 @@ def test_an_unreachable_scheduler_is_a_clear_error(log_files: Path) -> None:
         [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 3 and "could not be reached" in proc.stderr, proc.stderr[-2000:]
+
+
+_CLUSTER = """
+import json, os
+import dask
+from dask.distributed import Client
+from bandit_engine.evaluation.parallel import local_cluster
+
+
+def probe():
+    return {
+        "profile": dask.config.get("distributed.worker.profile.enabled"),
+        "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+    }
+
+
+if __name__ == "__main__":
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        print(json.dumps(list(client.run(probe).values())))
+"""
+
+
+@needs_dask
+def test_local_workers_run_without_the_profiler_and_with_the_allocator_settings(
+    tmp_path: Path,
+) -> None:
+    # Both settings are what keeps a worker's partition as cheap as the single process's
+    # (benchmarks/bench_dask_ope.py); a Dask upgrade that stopped passing them on would be silent.
+    from bandit_engine.evaluation.parallel import WORKER_MALLOC_ENVIRON
+
+    script = tmp_path / "cluster.py"
+    script.write_text(_CLUSTER)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    workers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(workers) == 2
+    for seen in workers:
+        assert seen["profile"] is False
+        assert seen["trim"] == str(WORKER_MALLOC_ENVIRON["MALLOC_TRIM_THRESHOLD_"])
+        assert seen["mmap"] == str(WORKER_MALLOC_ENVIRON["MALLOC_MMAP_THRESHOLD_"])

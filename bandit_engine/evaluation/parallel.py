@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARALLEL_ESTIMATORS",
+    "WORKER_CONFIG",
     "WORKER_MALLOC_ENVIRON",
     "PartialEvaluation",
     "client_workers",
@@ -419,16 +420,25 @@ WORKER_MALLOC_ENVIRON = {
 }
 
 
+#: Dask settings for local evaluation workers. The statistical profiler samples every thread's
+#: stack every 10 ms and folds the samples into per-task call trees for the dashboard, which
+#: :func:`local_cluster` does not start (``dashboard_address=None``): nobody reads the profile, and
+#: on a 2-core machine its sampling competes with the task for the worker's core.
+WORKER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
+
+
 @contextmanager
 def local_cluster(workers: int, *, processes: bool = True) -> Iterator[Any]:
     """A Dask ``LocalCluster`` of ``workers`` single-threaded workers for evaluation (processes
-    by default), started with :data:`WORKER_MALLOC_ENVIRON`."""
+    by default), started with :data:`WORKER_MALLOC_ENVIRON` and :data:`WORKER_CONFIG`."""
     import dask
 
     distributed = _distributed("workers", workers)
     prefix = "distributed.nanny.pre-spawn-environ."
+    settings: dict[str, Any] = {prefix + k: v for k, v in WORKER_MALLOC_ENVIRON.items()}
+    settings.update(WORKER_CONFIG)
     with (
-        dask.config.set({prefix + k: v for k, v in WORKER_MALLOC_ENVIRON.items()}),
+        dask.config.set(settings),
         distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
