@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_evaluation_estimators import WORLD, sample_log
 
-from bandit_engine.errors import ConfigError, DataError
+from bandit_engine.errors import ConfigError, DataError, ValidationError
 from bandit_engine.evaluation import (
     DMAccumulator,
     DRAccumulator,
@@ -205,3 +205,44 @@ def test_accumulators_survive_pickling_for_other_processes() -> None:
     a = _fed("sndr", 0, 200)
     b = pickle.loads(pickle.dumps(_fed("sndr", 200, N)))
     assert_same(copy.deepcopy(a).merge(b).result(), _fed("sndr", 0, N).result())
+
+
+@pytest.mark.parametrize("name", ["dr", "sndr", "switch_dr"])
+def test_rows_given_reduced_give_the_full_arrays_estimate(name: str) -> None:
+    # update_reduced takes the three per-row numbers the (n, K) arrays reduce to; chunked either
+    # way over the same cuts, the estimate and every diagnostic must agree to the merge tolerance
+    dist, q, a = LOG["action_dist"], LOG["estimated_rewards"], LOG["action"]
+    rows = np.arange(N)
+    full, reduced = CASES[name][0](), CASES[name][0]()
+    for lo, hi in [(0, 150), (150, 151), (151, N)]:
+        sl = slice(lo, hi)
+        full.update(**{k: LOG[k][sl] for k in DR_KEYS})  # type: ignore[attr-defined]
+        reduced.update_reduced(  # type: ignore[attr-defined]
+            reward=LOG["reward"][sl],
+            action=a[sl],
+            pscore=LOG["pscore"][sl],
+            action_prob=dist[rows, a][sl],
+            model_value=np.einsum("ij,ij->i", dist, q)[sl],
+            estimated_reward=q[rows, a][sl],
+        )
+    assert_same(reduced.result(), full.result())
+
+
+def test_reduced_rows_name_the_field_that_is_wrong() -> None:
+    good = {
+        "reward": np.array([1.0, 0.0]),
+        "action": np.array([0, 1]),
+        "pscore": np.array([0.5, 0.5]),
+        "action_prob": np.array([0.2, 0.7]),
+        "model_value": np.array([0.1, 0.2]),
+        "estimated_reward": np.array([0.1, 0.3]),
+    }
+    for field, bad, words in [
+        ("model_value", np.array([0.1]), "model_value must have shape (n,) = (2,)"),
+        ("estimated_reward", np.array([0.1, np.nan]), "estimated_reward must be finite"),
+        ("action_prob", np.array([0.2, 1.5]), "action_prob must be in [0, 1]"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            DRAccumulator().update_reduced(**{**good, field: bad})
+        assert words in str(err.value)
+        assert err.value.field == field

@@ -13,9 +13,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import ValidationError
 from ..policies.base import SeedLike
 from ..records import Estimate
-from ._validate import FloatArray, LoggedRows, check_clip, pick, validate_rows
+from ._validate import FloatArray, LoggedRows, as_float_1d, check_clip, pick, validate_rows
 from .dm import dm_terms
 from .intervals import check_ci
 from .streaming import OPEAccumulator, TermBatch, clip_weights, run_in_memory
@@ -150,6 +151,72 @@ class DRFamily(OPEAccumulator):
                 action_dist=action_dist,
                 estimated_rewards=estimated_rewards,
                 position=position,
+            )
+        )
+
+    def reduced_terms(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_prob: ArrayLike,
+        model_value: ArrayLike,
+        estimated_reward: ArrayLike,
+    ) -> TermBatch:
+        """The terms of a chunk given per row instead of per (row, action).
+
+        The estimator needs three numbers of each row's (K,) vectors ``pi(. | x_i)`` and
+        ``qhat(x_i, .)``: ``action_prob`` ``pi(a_i | x_i)``, ``model_value``
+        ``sum_a pi(a | x_i) qhat(x_i, a)`` and ``estimated_reward`` ``qhat(x_i, a_i)``, all (n,).
+        A caller that computes the policy in small blocks can reduce each block to them at once,
+        so no (n, K) array outlives a block (the blocks stay in the core's cache). The caller
+        answers for ``pi`` being a distribution: only ``action_prob`` in [0, 1] is checked here.
+        """
+        rows = validate_rows(
+            estimator=self.estimator,
+            reward=reward,
+            action=action,
+            pscore=pscore,
+            action_prob=action_prob,
+            need_pscore=True,
+            allow_action_prob=True,
+        )
+        dm = as_float_1d("model_value", model_value)
+        q_logged = as_float_1d("estimated_reward", estimated_reward)
+        for name, arr in (("model_value", dm), ("estimated_reward", q_logged)):
+            if arr.shape[0] != rows.n:
+                raise ValidationError(
+                    f"{name} must have shape (n,) = ({rows.n},) like action, got shape {arr.shape}",
+                    field=name,
+                    value=arr.shape,
+                )
+        assert rows.pi is not None and rows.pscore is not None
+        support = SupportStats.of(rows.pi, rows.pscore)
+        w, n_clipped, max_raw = self._weights(rows.weight)
+        terms = self._family_terms(dm, w, rows.reward - q_logged)
+        return TermBatch(terms, w, max_raw, n_clipped, rows.n, support)
+
+    def update_reduced(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_prob: ArrayLike,
+        model_value: ArrayLike,
+        estimated_reward: ArrayLike,
+    ) -> None:
+        """Add a chunk given per row (:meth:`reduced_terms`); the same estimate as
+        :meth:`update` with the (n, K) arrays those rows reduce from."""
+        self.push(
+            self.reduced_terms(
+                reward=reward,
+                action=action,
+                pscore=pscore,
+                action_prob=action_prob,
+                model_value=model_value,
+                estimated_reward=estimated_reward,
             )
         )
 
