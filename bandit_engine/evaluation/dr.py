@@ -124,12 +124,15 @@ class DRFamily(OPEAccumulator):
             need_pscore=True,
             need_qhat=True,
         )
-        dm = dm_terms(rows)
+        return self._batch(rows, dm_terms(rows), _q_logged(rows))
+
+    def _batch(self, rows: LoggedRows, dm: FloatArray, q_logged: FloatArray) -> TermBatch:
+        """The chunk's terms from its checked rows, model values and ``qhat`` at the logged
+        actions."""
         assert rows.pi is not None and rows.pscore is not None
         support = SupportStats.of(rows.pi, rows.pscore)
         w, n_clipped, max_raw = self._weights(rows.weight)
-        residual = rows.reward - _q_logged(rows)
-        terms = self._family_terms(dm, w, residual)
+        terms = self._family_terms(dm, w, rows.reward - q_logged)
         return TermBatch(terms, w, max_raw, n_clipped, rows.n, support)
 
     def update(
@@ -191,11 +194,7 @@ class DRFamily(OPEAccumulator):
                     field=name,
                     value=arr.shape,
                 )
-        assert rows.pi is not None and rows.pscore is not None
-        support = SupportStats.of(rows.pi, rows.pscore)
-        w, n_clipped, max_raw = self._weights(rows.weight)
-        terms = self._family_terms(dm, w, rows.reward - q_logged)
-        return TermBatch(terms, w, max_raw, n_clipped, rows.n, support)
+        return self._batch(rows, dm, q_logged)
 
     def update_reduced(
         self,
